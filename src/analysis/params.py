@@ -1,0 +1,290 @@
+"""The one parameter set of the study, with the paper's definitions as defaults.
+
+Every way in (a notebook's ``parameters`` cell, a batch scenario, a YAML file, the command
+line) overrides this one set, field by field; unknown names are refused with the nearest
+valid name, so that a typo can never run the default silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from analysis.errors import AnalysisError, nearest_name
+
+RISK_CONDITION_GROUPS = (
+    "cardiovascular_disease",
+    "heart_failure",
+    "hypertension",
+    "renal_impairment",
+    "diabetes_mellitus",
+    "gastrointestinal_disorders",
+    "copd_asthma",
+)
+RISK_DRUG_GROUPS = ("antithrombotics", "corticosteroids", "ssri")
+PAIN_SITES = ("hip", "neck", "back", "knee", "shoulder", "other")
+PAIN_CAUSES = ("osteoarticular", "traumatic", "neuropathic", "other")
+CI_METHODS = ("wilson", "clopper_pearson", "agresti_coull", "jeffreys")
+BENEFIT_DISTRIBUTIONS = ("uniform", "beta", "fixed")
+DISCLOSURE_RULES = ("auto", "off", "opensafely", "ohdsi", "datashield")
+
+
+@dataclass(frozen=True)
+class Params:
+    """Definitions and assumptions of the analysis (defaults: Mammucari et al. 2016).
+
+    Attributes
+    ----------
+    index_date : ISO date; ages are in completed years on this day, and no event after
+        it counts.
+    lookback_years : length of the look-back window in years; the window runs from the
+        day after the same date ``lookback_years`` earlier to the index date, both included
+        (2006-01-01 to 2015-12-31 by default).
+    pain_sites, pain_causes, min_severity : a qualifying pain episode is at one of these
+        sites, of one of these causes, with severity at least ``min_severity`` on the 0-10
+        numeric rating scale (4 or more = moderate or severe), dated in the window.
+    risk_conditions : names of diagnosis code lists (``data/codelists/<name>.csv``); a
+        patient has a risk condition with a diagnosis in any of them on or before the index
+        date.
+    risk_drugs : names of ATC code lists; a risk drug is a prescription in any of them on
+        or before the index date.
+    min_episodes : recurrence, the least number of qualifying episodes in the window.
+    elderly_age : elderly = aged at least this many completed years at the index date.
+    benefit_fraction, benefit_low, benefit_high, benefit_distribution, benefit_beta_a,
+    benefit_beta_b : share of the target subgroup expected to benefit from a local
+        treatment (0-1): point value, range for sensitivity, and the distribution used for
+        the eligibility interval (``uniform`` on the range, ``beta`` with the two shape
+        parameters, or ``fixed`` at the point value).
+    confidence_level, ci_method : two-sided level and interval method for proportions.
+    disclosure : statistical disclosure rule for outputs; ``auto`` is ``off`` for data
+        marked synthetic.
+    gp_list_size : patients on one GP's list, for per-list extrapolation.
+    age_band_edges : lower edges (completed years) of the age bands after the first.
+    monte_carlo_draws, seed : size and seed of the eligibility Monte Carlo.
+    """
+
+    index_date: str = "2015-12-31"
+    lookback_years: int = 10
+    pain_sites: tuple[str, ...] = ("hip", "neck", "back", "knee")
+    pain_causes: tuple[str, ...] = ("osteoarticular",)
+    min_severity: int = 4
+    risk_conditions: tuple[str, ...] = tuple(f"risk_condition_{g}" for g in RISK_CONDITION_GROUPS)
+    risk_drugs: tuple[str, ...] = tuple(f"risk_drug_{g}" for g in RISK_DRUG_GROUPS)
+    min_episodes: int = 2
+    elderly_age: int = 75
+    benefit_fraction: float = 0.5
+    benefit_low: float = 0.3
+    benefit_high: float = 0.7
+    benefit_distribution: str = "uniform"
+    benefit_beta_a: float = 10.0
+    benefit_beta_b: float = 10.0
+    confidence_level: float = 0.95
+    ci_method: str = "wilson"
+    disclosure: str = "auto"
+    gp_list_size: int = 1500
+    age_band_edges: tuple[int, ...] = (45, 55, 65, 75)
+    monte_carlo_draws: int = 20000
+    seed: int = 20160601
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def index(self) -> dt.date:
+        return dt.date.fromisoformat(self.index_date)
+
+    @property
+    def window_start(self) -> dt.date:
+        """First day of the look-back window (inclusive)."""
+        idx = self.index
+        try:
+            back = idx.replace(year=idx.year - self.lookback_years)
+        except ValueError:  # 29 February -> 28 February
+            back = idx.replace(year=idx.year - self.lookback_years, day=28)
+        return back + dt.timedelta(days=1)
+
+    def replace(self, **changes) -> Params:
+        """A copy with some fields changed (validated like any other input)."""
+        merged = self.to_dict()
+        merged.update(changes)
+        return Params.from_mapping(merged)
+
+    def to_dict(self) -> dict:
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_mapping(cls, mapping: dict | None, *, source: str = "parameters") -> Params:
+        """Build from a mapping of overrides; unknown names and bad values are refused."""
+        mapping = dict(mapping or {})
+        check_names(mapping, source=source)
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for name, raw in mapping.items():
+            values[name] = _coerce(name, raw, hints[name], source)
+        params = cls(**values)
+        params.validate(source=source)
+        return params
+
+    def validate(self, *, source: str = "parameters") -> None:
+        problems = []
+
+        def bad(name, msg):
+            problems.append(f"{source}: parameter '{name}' {msg}")
+
+        try:
+            self.index
+        except ValueError:
+            bad("index_date", f"must be an ISO date like 2015-12-31, got {self.index_date!r}")
+        if self.lookback_years < 1:
+            bad("lookback_years", f"must be at least 1 year, got {self.lookback_years}")
+        if not self.pain_sites:
+            bad("pain_sites", "must name at least one site")
+        for s in self.pain_sites:
+            if s not in PAIN_SITES:
+                bad("pain_sites", f"has unknown site {s!r}; expected one of {', '.join(PAIN_SITES)}")
+        if not self.pain_causes:
+            bad("pain_causes", "must name at least one cause")
+        for c in self.pain_causes:
+            if c not in PAIN_CAUSES:
+                bad("pain_causes", f"has unknown cause {c!r}; expected one of {', '.join(PAIN_CAUSES)}")
+        if not 0 <= self.min_severity <= 10:
+            bad("min_severity", f"must be 0-10 on the numeric rating scale, got {self.min_severity}")
+        if self.min_episodes < 1:
+            bad("min_episodes", f"must be at least 1, got {self.min_episodes}")
+        if not 0 <= self.elderly_age <= 120:
+            bad("elderly_age", f"must be an age in years 0-120, got {self.elderly_age}")
+        for name in ("benefit_fraction", "benefit_low", "benefit_high"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                bad(name, f"is a fraction and must be between 0 and 1, got {v}")
+        if not self.benefit_low <= self.benefit_fraction <= self.benefit_high:
+            bad(
+                "benefit_fraction",
+                f"must lie in its range benefit_low..benefit_high "
+                f"({self.benefit_low}..{self.benefit_high}), got {self.benefit_fraction}",
+            )
+        if self.benefit_distribution not in BENEFIT_DISTRIBUTIONS:
+            bad("benefit_distribution", f"must be one of {', '.join(BENEFIT_DISTRIBUTIONS)}")
+        for name in ("benefit_beta_a", "benefit_beta_b"):
+            if getattr(self, name) <= 0:
+                bad(name, "must be a positive Beta shape parameter")
+        if not 0.5 <= self.confidence_level < 1.0:
+            bad("confidence_level", f"must be in [0.5, 1), got {self.confidence_level}")
+        if self.ci_method not in CI_METHODS:
+            bad("ci_method", f"must be one of {', '.join(CI_METHODS)}, got {self.ci_method!r}")
+        if self.disclosure not in DISCLOSURE_RULES:
+            bad("disclosure", f"must be one of {', '.join(DISCLOSURE_RULES)}, got {self.disclosure!r}")
+        if self.gp_list_size < 1:
+            bad("gp_list_size", f"must be a positive number of patients, got {self.gp_list_size}")
+        edges = list(self.age_band_edges)
+        if edges != sorted(set(edges)) or any(e <= 0 for e in edges):
+            bad("age_band_edges", f"must be increasing positive ages, got {edges}")
+        if self.monte_carlo_draws < 1000:
+            bad("monte_carlo_draws", f"must be at least 1000, got {self.monte_carlo_draws}")
+        from analysis.codelists import available_codelists
+
+        known = available_codelists()
+        for name in ("risk_conditions", "risk_drugs"):
+            lists = getattr(self, name)
+            for cl in lists:
+                if cl not in known:
+                    hint = nearest_name(cl, known)
+                    bad(name, f"names unknown code list {cl!r}"
+                        + (f" (did you mean {hint!r}?)" if hint else "")
+                        + f"; code lists live in data/codelists/")
+        if not self.risk_conditions and not self.risk_drugs:
+            bad("risk_conditions", "and risk_drugs are both empty; name at least one code list")
+        if problems:
+            raise AnalysisError("Invalid parameters:\n  " + "\n  ".join(problems))
+
+
+def check_names(mapping: dict, *, source: str = "parameters", allowed_extra=()) -> None:
+    """Refuse names that are not parameters, naming the nearest valid one."""
+    valid = set(Params.names()) | set(allowed_extra)
+    unknown = [k for k in mapping if k not in valid]
+    if unknown:
+        lines = []
+        for k in unknown:
+            hint = nearest_name(k, sorted(valid))
+            lines.append(f"{source}: unknown parameter {k!r}"
+                         + (f" (did you mean {hint!r}?)" if hint else ""))
+        raise AnalysisError("\n".join(lines))
+
+
+def _coerce(name, raw, hint, source):
+    origin = typing.get_origin(hint)
+    try:
+        if origin is tuple:
+            (inner, _ellipsis) = typing.get_args(hint)
+            if isinstance(raw, str):
+                raw = [x.strip() for x in raw.split(",") if x.strip()]
+            if not isinstance(raw, list | tuple):
+                raise TypeError
+            return tuple(_coerce_scalar(x, inner) for x in raw)
+        return _coerce_scalar(raw, hint)
+    except (TypeError, ValueError):
+        raise AnalysisError(
+            f"{source}: parameter '{name}' expected {_type_name(hint)}, got {raw!r}"
+        ) from None
+
+
+def _coerce_scalar(raw, typ):
+    if typ is bool:
+        raise TypeError
+    if typ is int:
+        if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+            raise TypeError
+        return int(raw)
+    if typ is float:
+        if isinstance(raw, bool):
+            raise TypeError
+        return float(raw)
+    if typ is str:
+        if isinstance(raw, dt.date):
+            return raw.isoformat()
+        if not isinstance(raw, str):
+            raise TypeError
+        return raw
+    raise TypeError
+
+
+def _type_name(hint) -> str:
+    if typing.get_origin(hint) is tuple:
+        return f"a list of {typing.get_args(hint)[0].__name__}"
+    return {int: "an integer", float: "a number", str: "a text value"}.get(hint, str(hint))
+
+
+def load_params(path: str | Path | None = None, overrides: dict | None = None) -> Params:
+    """The default parameter set, updated by a YAML file and then by explicit overrides."""
+    import yaml
+
+    merged: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise AnalysisError(f"Parameter file {path} does not exist.")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise AnalysisError(f"Parameter file {path} is not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise AnalysisError(f"Parameter file {path} must hold a mapping of name: value.")
+        check_names(loaded, source=str(path))
+        merged.update(loaded)
+    if overrides:
+        check_names(overrides, source="overrides")
+        merged.update(overrides)
+    return Params.from_mapping(merged, source=str(path) if path else "parameters")
+
+
+DEFAULTS = dataclasses.asdict(Params())

@@ -1,0 +1,569 @@
+"""The synthetic default practice database (seeded, deterministic, calibrated).
+
+The real GP database of Mammucari et al. (2016) is private. This generator writes a
+database in the contract that reproduces every published cohort figure (P1-P9) with the
+paper's definitions, from the calibration file ``data/synthetic_calibration.yaml``. It is
+built so that the definitions matter: mild episodes, other sites and causes, episodes
+before the window, codes outside the lists, near-miss ages and single episodes.
+
+Patients are generated in blocks (one practice, or a slice of one); every block is
+calibrated on its own, so for any size the published figures hold as proportions, and
+memory stays bounded while the files are streamed to Parquet.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from analysis import paths
+from analysis.errors import AnalysisError
+
+MIN_BLOCK = 200
+DEFAULT_SEED = 20160601
+DEFAULT_CHUNK = 400_000
+
+# Codes recorded in the synthetic data, by group: the first ones with dots, some without,
+# as real extracts mix both. Each starts with an entry of the group's code list.
+RISK_CONDITION_CODES = {
+    "cardiovascular_disease": ["414.01", "410.9", "413.9", "434.91", "435.9", "4140", "440.20"],
+    "heart_failure": ["428.0", "428.22", "4280", "402.11"],
+    "hypertension": ["401.9", "401.1", "4019", "402.10", "403.90"],
+    "renal_impairment": ["585.3", "585.4", "586", "5853"],
+    "diabetes_mellitus": ["250.00", "250.02", "25000", "250.40"],
+    "gastrointestinal_disorders": ["531.90", "532.90", "535.00", "578.9", "5319"],
+    "copd_asthma": ["496", "493.90", "491.21", "492.8", "49390"],
+}
+# diagnoses outside every risk list, some close to them ("near misses")
+OTHER_DIAGNOSIS_CODES = [
+    "715.16", "715.36", "721.3", "724.2", "719.46", "272.4", "278.00", "244.9", "300.00",
+    "311", "477.9", "530.81", "429.2", "786.05", "790.29", "593.9", "427.31", "V58.61",
+]
+RISK_DRUG_CODES = {
+    "antithrombotics": ["B01AC06", "B01AA03", "B01AF01", "B01AB05", "B01AC04"],
+    "corticosteroids": ["H02AB06", "H02AB04", "H02AB07"],
+    "ssri": ["N06AB04", "N06AB06", "N06AB10"],
+}
+OTHER_DRUG_CODES = [
+    "A02BC01", "A02BC02", "C10AA05", "C09AA05", "C07AB07", "A10BA02", "M01AB05", "M01AE01",
+    "M01AH01", "N02BE01", "D07AC01", "R03AK06", "C03CA01", "N02AX02",
+]
+OTHER_SITES = ["shoulder", "other"]
+OTHER_CAUSES = ["traumatic", "neuropathic", "other"]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    raw: dict
+    sha256: str
+
+    @property
+    def pub(self) -> dict:
+        return self.raw["published"]
+
+    @property
+    def assume(self) -> dict:
+        return self.raw["assumptions"]
+
+    @property
+    def index_date(self) -> dt.date:
+        return dt.date.fromisoformat(self.raw["index_date"])
+
+    @property
+    def window_start(self) -> dt.date:
+        return dt.date.fromisoformat(self.raw["window_start"])
+
+
+def load_calibration(path: Path | None = None) -> Calibration:
+    import yaml
+
+    path = Path(path or paths.CALIBRATION)
+    if not path.exists():
+        raise AnalysisError(f"Calibration file {path} does not exist.")
+    text = path.read_bytes()
+    return Calibration(yaml.safe_load(text), hashlib.sha256(text).hexdigest())
+
+
+def _round(x: float) -> int:
+    """Round half up (deterministic, unlike banker's rounding)."""
+    return int(math.floor(x + 0.5))
+
+
+# ----------------------------------------------------------------------------- ages
+def _fit_sum_and_squares(ages, adjustable, target_sum, target_sq, tol_sq, rng, lo, hi):
+    """Move integer ages by one year at a time until their sum is exactly ``target_sum``
+    and their sum of squares is within ``tol_sq`` of ``target_sq``.
+
+    Only positions in ``adjustable`` move, and only within [lo, hi].
+    """
+    adj = np.asarray(adjustable)
+    for _ in range(200):
+        d = int(target_sum - ages.sum())
+        if d:
+            ok = adj[(ages[adj] + np.sign(d) >= lo) & (ages[adj] + np.sign(d) <= hi)]
+            pick = rng.choice(ok, size=min(abs(d), len(ok)), replace=False)
+            ages[pick] += np.sign(d)
+            continue
+        q = float(np.dot(ages.astype(np.float64), ages))
+        D = target_sq - q
+        if abs(D) <= tol_sq:
+            return ages
+        mean = ages.mean()
+        a = ages[adj]
+        upper = adj[(a >= mean) & (a + 1 <= hi) & (a - 1 >= lo)]
+        lower = adj[(a < mean) & (a - 1 >= lo) & (a + 1 <= hi)]
+        gain = 2.0 * (ages[upper].mean() - ages[lower].mean()) + 2.0 * np.sign(D)
+        k = int(abs(D) / max(abs(gain), 1.0) * 0.8)
+        if k >= 1:
+            k = min(k, len(upper), len(lower))
+            i = rng.choice(upper, size=k, replace=False)
+            j = rng.choice(lower, size=k, replace=False)
+            s = 1 if D > 0 else -1
+            ages[i] += s
+            ages[j] -= s
+            continue
+        # fine step: one pair whose age difference gives the change closest to D
+        s = 1 if D > 0 else -1
+        best = None
+        for ii in rng.permutation(adj)[:400]:
+            for jj in rng.permutation(adj)[:50]:
+                if ii == jj:
+                    continue
+                diff = ages[ii] - ages[jj]
+                if s > 0 and ages[ii] + 1 <= hi and ages[jj] - 1 >= lo:
+                    delta = 2 * diff + 2
+                elif s < 0 and ages[ii] - 1 >= lo and ages[jj] + 1 <= hi:
+                    delta = -2 * diff + 2
+                else:
+                    continue
+                err = abs(D - delta)
+                if best is None or err < best[0]:
+                    best = (err, ii, jj)
+            if best and best[0] <= tol_sq:
+                break
+        if best is None:
+            break
+        _, ii, jj = best
+        ages[ii] += s
+        ages[jj] -= s
+    raise AnalysisError(
+        "The synthetic generator could not calibrate the age distribution "
+        f"(sum {ages.sum()} vs {target_sum}); try a larger --patients."
+    )
+
+
+def _truncated_normal_ints(rng, n, mean, sd, lo, hi):
+    x = rng.normal(mean, sd, size=n)
+    bad = (x < lo - 0.5) | (x > hi + 0.5)
+    while bad.any():
+        x[bad] = rng.normal(mean, sd, size=int(bad.sum()))
+        bad = (x < lo - 0.5) | (x > hi + 0.5)
+    return np.clip(np.rint(x), lo, hi).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- a block
+def _block(n, rng, cal: Calibration, shift: float, sd_within: float, id_start: int,
+           practice_id: str):
+    """Generate one calibrated block of ``n`` patients and their events."""
+    pub, asm = cal.pub, cal.assume
+    P = pub["population"]
+    n_f = _round(n * pub["female"] / P)
+    n_pain = _round(n * pub["pain"] / P)
+    n_pm = _round(n_pain * pub["pain_male"] / pub["pain"])
+    n_pr = _round(n_pain * pub["pain_risk_condition"] / pub["pain"])
+    n_t = _round(n_pain * pub["target"] / pub["pain"])
+    n_td = _round(n_t * asm["target_drug_only_share"])
+    n_e2 = max(2, _round(n_pain * asm["pain_elderly_not_target_share"]))
+    n_e2_single = (n_e2 + 1) // 2
+    n_e2_rec = n_e2 - n_e2_single
+    n_n = n_pain - n_t - n_e2
+    n_np = n - n_pain
+    elderly = 75
+
+    # roles inside the block, in this order: T (target), E2s, E2r, N (pain, < 75), NP
+    role = np.empty(n, dtype=np.int8)
+    T, E2S, E2R, NPAIN, NONPAIN = 0, 1, 2, 3, 4
+    bounds = np.cumsum([0, n_t, n_e2_single, n_e2_rec, n_n, n_np])
+    for r in range(5):
+        role[bounds[r]:bounds[r + 1]] = r
+    pain = role <= NPAIN
+
+    # ---- ages
+    ages = np.zeros(n, dtype=np.int64)
+    old = (role == T) | (role == E2S) | (role == E2R)
+    ages[old] = np.minimum(elderly + rng.geometric(1 / 6.5, size=int(old.sum())) - 1, 96)
+    idx_n = np.flatnonzero(role == NPAIN)
+    pain_sum = _round((pub["pain_age_mean"] + shift) * n_pain)
+    need_n = (pain_sum - ages[old].sum()) / max(n_n, 1)
+    ages[idx_n] = _truncated_normal_ints(rng, n_n, need_n + 1.0, 13.0, 16, 74)
+    adj_n = idx_n[(ages[idx_n] >= 20) & (ages[idx_n] <= 70)]
+    d = pain_sum - ages[pain].sum()
+    pick = rng.choice(adj_n, size=min(abs(int(d)), len(adj_n)), replace=False)
+    ages[pick] += int(np.sign(d))
+    # a few near misses: pain patients aged exactly 74 (one year short of elderly)
+    S = _round((pub["age_mean"] + shift) * n)
+    sd_target = sd_within
+    Q = sd_target**2 * (n - 1) + S * S / n
+    idx_np = np.flatnonzero(role == NONPAIN)
+    S_np = S - ages[pain].sum()
+    Q_np = Q - float(np.dot(ages[pain].astype(float), ages[pain]))
+    m_np = S_np / n_np
+    v_np = Q_np / n_np - m_np**2
+    if v_np <= 1.0:
+        raise AnalysisError("Calibration infeasible: the age targets leave no spread for "
+                            "patients outside the pain cohort.")
+    z = rng.standard_normal(n_np)
+    z = (z - z.mean()) / z.std()
+    ages[idx_np] = np.clip(np.rint(m_np + math.sqrt(max(v_np - 1 / 12, 0.5)) * z),
+                           pub["age_min"] + 2, pub["age_max"] - 2).astype(np.int64)
+    order = np.argsort(ages[idx_np], kind="stable")
+    ages[idx_np[order[0]]] = pub["age_min"]
+    ages[idx_np[order[-1]]] = pub["age_max"]
+    a_np = ages[idx_np]
+    adj_np = idx_np[(a_np >= 20) & (a_np <= 72)]
+    tol = 0.15 * 2 * sd_target * 0.01 * (n - 1)
+    _fit_sum_and_squares(ages, adj_np, S, Q, tol, rng, 19, 73)
+
+    # ---- sex
+    male = np.zeros(n, dtype=bool)
+    male[rng.choice(np.flatnonzero(pain), size=n_pm, replace=False)] = True
+    n_m_np = (n - n_f) - n_pm
+    if n_m_np < 0 or n_m_np > n_np:
+        raise AnalysisError("Calibration infeasible: the sex targets do not fit together.")
+    male[rng.choice(idx_np, size=n_m_np, replace=False)] = True
+
+    # ---- risk conditions (any), then groups
+    has_cond = np.zeros(n, dtype=bool)
+    t_idx = np.flatnonzero(role == T)
+    t_drug_only = t_idx[:n_td]
+    has_cond[t_idx[n_td:]] = True
+    e2s_idx = np.flatnonzero(role == E2S)
+    e2_cond = e2s_idx[: _round(0.6 * len(e2s_idx))]
+    has_cond[e2_cond] = True
+    rest = n_pr - int(has_cond[pain].sum())
+    if rest < 0 or rest > n_n:
+        raise AnalysisError("Calibration infeasible: pain cohort risk-condition count.")
+    w = np.exp((ages[idx_n] - 50) / 15.0)
+    has_cond[rng.choice(idx_n, size=rest, replace=False, p=w / w.sum())] = True
+    p_np = 1 / (1 + np.exp(-(ages[idx_np] - asm["risk_condition_age50"]) / asm["risk_condition_age_scale"]))
+    has_cond[idx_np] = rng.random(n_np) < p_np
+
+    groups = list(asm["risk_condition_weights"])
+    gw = np.array([asm["risk_condition_weights"][g] for g in groups], dtype=float)
+    cond_idx = np.flatnonzero(has_cond)
+    lo_p, hi_p = asm["extra_group_probability"]
+    k = 1 + rng.binomial(3, np.where(ages[cond_idx] >= 65, hi_p, lo_p))
+    keys = np.log(gw)[None, :] + rng.gumbel(size=(len(cond_idx), len(groups)))
+    rank = np.argsort(-keys, axis=1)
+    sel = np.arange(len(groups))[None, :] < k[:, None]
+    pat_g = np.repeat(cond_idx, k)
+    grp_g = rank[sel]  # row-major: the first k of each row
+
+    # ---- risk drugs
+    has_drug = np.zeros(n, dtype=bool)
+    lo_d, hi_d = asm["risk_drug_probability"]
+    has_drug[:] = rng.random(n) < np.where(ages >= 65, hi_d, lo_d)
+    has_drug[t_drug_only] = True
+    e2r_idx = np.flatnonzero(role == E2R)
+    has_drug[e2r_idx] = False
+    has_cond[e2r_idx] = False  # (already False; stated for the reader)
+    dgroups = list(asm["risk_drug_weights"])
+    dw = np.array([asm["risk_drug_weights"][g] for g in dgroups], dtype=float)
+    drug_idx = np.flatnonzero(has_drug)
+    drug_grp = rng.choice(len(dgroups), size=len(drug_idx), p=dw / dw.sum())
+
+    # ---- dates
+    index = np.datetime64(cal.index_date, "D")
+    wstart = np.datetime64(cal.window_start, "D")
+    birth = _birth_dates(rng, ages, cal.index_date)
+
+    def dates_between(start, end):
+        span = (end - start).astype(np.int64) + 1
+        return start + (rng.random(len(span)) * span).astype(np.int64)
+
+    # ---- pain episodes
+    site_names = list(asm["pain_site_weights"])
+    sw = np.array([asm["pain_site_weights"][s] for s in site_names])
+    sev_w = np.array(asm["severity_weights"], dtype=float)
+    q = np.zeros(n, dtype=np.int64)
+    q[role == T] = 2 + rng.binomial(2, 0.35, size=n_t)
+    q[role == E2S] = 1
+    q[role == E2R] = 2 + rng.binomial(1, 0.3, size=n_e2_rec)
+    single = rng.random(n_n) < asm["pain_single_episode_share"]
+    q[idx_n] = np.where(single, 1, 2 + rng.binomial(2, 0.3, size=n_n))
+    ep_pat = np.repeat(np.arange(n), q)
+    ep_site = np.array(site_names, dtype=object)[rng.choice(len(site_names), size=len(ep_pat), p=sw / sw.sum())]
+    ep_sev = 4 + rng.choice(7, size=len(ep_pat), p=sev_w / sev_w.sum())
+    ep_cause = np.full(len(ep_pat), "osteoarticular", dtype=object)
+    ep_start = np.maximum(wstart, birth[ep_pat])
+    ep_date = dates_between(ep_start, np.full(len(ep_pat), index))
+
+    n_noise = rng.poisson(asm["noise_episodes_per_patient"], size=n)
+    nz_pat = np.repeat(np.arange(n), n_noise)
+    mix = asm["noise_episode_mix"]
+    kinds = np.array(list(mix))
+    kind = kinds[rng.choice(len(kinds), size=len(nz_pat), p=np.array(list(mix.values())) / sum(mix.values()))]
+    too_young = birth[nz_pat] > (wstart - np.timedelta64(3 * 366, "D"))
+    kind[(kind == "before_window") & too_young] = "mild"
+    nz_site = np.array(site_names, dtype=object)[rng.choice(len(site_names), size=len(nz_pat), p=sw / sw.sum())]
+    nz_sev = 4 + rng.choice(7, size=len(nz_pat), p=sev_w / sev_w.sum())
+    nz_cause = np.full(len(nz_pat), "osteoarticular", dtype=object)
+    m = kind == "mild"
+    nz_sev[m] = rng.integers(0, 4, size=int(m.sum()))
+    m = kind == "other_site"
+    nz_site[m] = np.array(OTHER_SITES, dtype=object)[rng.integers(0, 2, size=int(m.sum()))]
+    nz_sev[m] = rng.integers(0, 11, size=int(m.sum()))
+    m = kind == "other_cause"
+    nz_cause[m] = np.array(OTHER_CAUSES, dtype=object)[rng.integers(0, 3, size=int(m.sum()))]
+    nz_start = np.maximum(wstart, birth[nz_pat])
+    nz_end = np.full(len(nz_pat), index)
+    bw = kind == "before_window"
+    nz_start[bw] = wstart - np.timedelta64(3 * 365, "D")
+    nz_end[bw] = wstart - np.timedelta64(1, "D")
+    nz_date = dates_between(nz_start, nz_end)
+
+    pe = {
+        "pat": np.concatenate([ep_pat, nz_pat]),
+        "date": np.concatenate([ep_date, nz_date]),
+        "site": np.concatenate([ep_site, nz_site]),
+        "severity": np.concatenate([ep_sev, nz_sev]).astype(np.int8),
+        "cause": np.concatenate([ep_cause, nz_cause]),
+    }
+
+    # ---- diagnoses: risk conditions (1-2 records per group) and other codes
+    reps = 1 + rng.binomial(1, 0.4, size=len(pat_g))
+    dx_pat_r = np.repeat(pat_g, reps)
+    dx_grp_r = np.repeat(grp_g, reps)
+    dx_code_r = np.empty(len(dx_pat_r), dtype=object)
+    for gi, g in enumerate(groups):
+        m = dx_grp_r == gi
+        pool = np.array(RISK_CONDITION_CODES[g], dtype=object)
+        dx_code_r[m] = pool[rng.integers(0, len(pool), size=int(m.sum()))]
+    hist_start = np.maximum(birth[dx_pat_r] + np.timedelta64(18 * 365, "D"),
+                            np.datetime64("1995-01-01"))
+    hist_start = np.minimum(hist_start, index)
+    hist_start = np.maximum(hist_start, birth[dx_pat_r])
+    dx_date_r = dates_between(hist_start, np.full(len(dx_pat_r), index))
+    n_other = rng.poisson(asm["other_diagnoses_per_patient"], size=n)
+    dx_pat_o = np.repeat(np.arange(n), n_other)
+    pool = np.array(OTHER_DIAGNOSIS_CODES, dtype=object)
+    dx_code_o = pool[rng.integers(0, len(pool), size=len(dx_pat_o))]
+    dx_date_o = dates_between(np.maximum(wstart, birth[dx_pat_o]), np.full(len(dx_pat_o), index))
+    dx = {
+        "pat": np.concatenate([dx_pat_r, dx_pat_o]),
+        "date": np.concatenate([dx_date_r, dx_date_o]),
+        "code": np.concatenate([dx_code_r, dx_code_o]),
+    }
+
+    # ---- prescriptions: risk drugs (1-4 each) and others
+    reps = 1 + rng.binomial(3, 0.4, size=len(drug_idx))
+    rx_pat_r = np.repeat(drug_idx, reps)
+    rx_grp_r = np.repeat(drug_grp, reps)
+    rx_code_r = np.empty(len(rx_pat_r), dtype=object)
+    for gi, g in enumerate(dgroups):
+        m = rx_grp_r == gi
+        pool = np.array(RISK_DRUG_CODES[g], dtype=object)
+        rx_code_r[m] = pool[rng.integers(0, len(pool), size=int(m.sum()))]
+    n_other = rng.poisson(asm["other_prescriptions_per_patient"], size=n)
+    rx_pat_o = np.repeat(np.arange(n), n_other)
+    pool = np.array(OTHER_DRUG_CODES, dtype=object)
+    rx_code_o = pool[rng.integers(0, len(pool), size=len(rx_pat_o))]
+    rx_pat = np.concatenate([rx_pat_r, rx_pat_o])
+    rx = {
+        "pat": rx_pat,
+        "date": dates_between(np.maximum(wstart, birth[rx_pat]), np.full(len(rx_pat), index)),
+        "atc_code": np.concatenate([rx_code_r, rx_code_o]),
+    }
+
+    # ---- patients table, in a shuffled order; ids run on from id_start
+    perm = rng.permutation(n)
+    pid_of = np.empty(n, dtype=np.int64)
+    pid_of[perm] = id_start + np.arange(n, dtype=np.int64)
+    reg_from = dates_between(np.full(n, np.datetime64("1985-01-01")), np.full(n, np.datetime64("2005-12-31")))
+    late = rng.random(n) < 0.12
+    reg_from[late] = dates_between(np.full(int(late.sum()), wstart), np.full(int(late.sum()), index - np.timedelta64(365, "D")))
+    reg_from = np.maximum(reg_from, birth)
+    left = rng.random(n) < 0.03
+    reg_to = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
+    reg_to[left] = dates_between(np.full(int(left.sum()), index + np.timedelta64(1, "D")),
+                                 np.full(int(left.sum()), index + np.timedelta64(180, "D")))
+    patients = {
+        "patient_id": pid_of[perm],
+        "practice_id": np.full(n, practice_id, dtype=object),
+        "sex": np.where(male[perm], "M", "F").astype(object),
+        "birth_date": birth[perm],
+        "registered_from": reg_from[perm],
+        "registered_to": reg_to[perm],
+    }
+    return patients, _events(pe, pid_of, ["site", "severity", "cause"]), \
+        _events(dx, pid_of, ["code"]), _events(rx, pid_of, ["atc_code"])
+
+
+def _events(ev, pid_of, cols):
+    pid = pid_of[ev["pat"]]
+    order = np.lexsort((ev["date"], pid))
+    out = {"patient_id": pid[order], "date": ev["date"][order]}
+    for c in cols:
+        out[c] = ev[c][order]
+    return out
+
+
+def _birth_dates(rng, ages, index: dt.date):
+    """Birth dates giving exactly ``ages`` completed years on ``index``."""
+    out = np.empty(len(ages), dtype="datetime64[D]")
+    for a in np.unique(ages):
+        hi = _years_before(index, int(a))  # latest birth date with age a
+        lo = _years_before(index, int(a) + 1) + dt.timedelta(days=1)
+        m = ages == a
+        span = (hi - lo).days + 1
+        out[m] = np.datetime64(lo) + (rng.random(int(m.sum())) * span).astype(np.int64)
+    return out
+
+
+def _years_before(d: dt.date, years: int) -> dt.date:
+    try:
+        return d.replace(year=d.year - years)
+    except ValueError:
+        return d.replace(year=d.year - years, day=28)
+
+
+# ----------------------------------------------------------------------------- writing
+def _schemas(meta: dict):
+    import pyarrow as pa
+
+    md = {k.encode(): str(v).encode() for k, v in meta.items()}
+    return {
+        "patients": pa.schema([("patient_id", pa.int64()), ("practice_id", pa.string()),
+                               ("sex", pa.string()), ("birth_date", pa.date32()),
+                               ("registered_from", pa.date32()), ("registered_to", pa.date32())],
+                              metadata=md),
+        "diagnoses": pa.schema([("patient_id", pa.int64()), ("date", pa.date32()),
+                                ("code", pa.string())], metadata=md),
+        "pain_episodes": pa.schema([("patient_id", pa.int64()), ("date", pa.date32()),
+                                    ("site", pa.string()), ("severity", pa.int8()),
+                                    ("cause", pa.string())], metadata=md),
+        "prescriptions": pa.schema([("patient_id", pa.int64()), ("date", pa.date32()),
+                                    ("atc_code", pa.string())], metadata=md),
+    }
+
+
+def _table(schema, cols):
+    import pyarrow as pa
+
+    arrays = []
+    for f in schema:
+        v = cols[f.name]
+        if pa.types.is_date32(f.type):
+            arr = pa.array(v.astype("datetime64[D]"), type=pa.date32(), from_pandas=True)
+        else:
+            arr = pa.array(v, type=f.type)
+        arrays.append(arr)
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def practice_plan(patients: int, practices: int, cal: Calibration):
+    """Sizes and age shifts of the practices: different sizes (largest about 2.3 times the
+    smallest) and mean ages spread over +/- 3 years around the target, weighted to zero."""
+    if practices == 1:
+        return [patients], [0.0], cal.pub["age_sd"]
+    w = np.linspace(0.6, 1.4, practices)
+    sizes = np.floor(patients * w / w.sum()).astype(int)
+    sizes[-1] += patients - sizes.sum()
+    shifts = np.linspace(-3.0, 3.0, practices)
+    shifts = shifts - np.average(shifts, weights=sizes)
+    between = float(np.average(shifts**2, weights=sizes))
+    sd_within = math.sqrt(cal.pub["age_sd"] ** 2 - between)
+    return [int(s) for s in sizes], [float(s) for s in shifts], sd_within
+
+
+def generate(out: str | Path | None = None, *, patients: int = 2503, practices: int = 1,
+             seed: int = DEFAULT_SEED, chunk_size: int = DEFAULT_CHUNK,
+             calibration: Path | None = None, progress=None) -> Path:
+    """Write the synthetic database to ``out`` (``data/synthetic`` by default).
+
+    The folder is written beside its destination and moved into place only when
+    complete, so a failed run never leaves a half-written database.
+    """
+    import pyarrow.parquet as pq
+
+    cal = load_calibration(calibration)
+    if patients < MIN_BLOCK:
+        raise AnalysisError(f"--patients must be at least {MIN_BLOCK} (got {patients}): smaller "
+                            "cohorts cannot hold the calibrated proportions.")
+    if practices < 1 or patients // practices < MIN_BLOCK:
+        raise AnalysisError(f"--practices must be at least 1 and leave at least {MIN_BLOCK} "
+                            f"patients per practice (got {practices} for {patients} patients).")
+    if chunk_size < MIN_BLOCK * 5:
+        raise AnalysisError(f"chunk size must be at least {MIN_BLOCK * 5}.")
+    out = Path(out or paths.SYNTHETIC)
+    sizes, shifts, sd_within = practice_plan(patients, practices, cal)
+    meta = {
+        "synthetic": "true",
+        "warning": "SYNTHETIC DATA - not real patients",
+        "generator": "analysis.synth",
+        "seed": seed,
+        "patients": patients,
+        "practices": practices,
+        "calibration_sha256": cal.sha256,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        schemas = _schemas(meta)
+        writers = {t: pq.ParquetWriter(tmp / f"{t}.parquet", s, compression="zstd")
+                   for t, s in schemas.items()}
+        next_id = 1
+        blocks = [(k, int(s)) for k, size in enumerate(sizes) for s in _split(size, chunk_size)]
+        for b, (k, n) in enumerate(blocks):
+            rng = np.random.default_rng(np.random.SeedSequence([seed, b]))
+            parts = _block(n, rng, cal, shifts[k], sd_within, next_id, f"P{k + 1:02d}")
+            for t, cols in zip(("patients", "pain_episodes", "diagnoses", "prescriptions"), parts,
+                               strict=True):
+                writers[t].write_table(_table(schemas[t], cols), row_group_size=1 << 20)
+            next_id += n
+            if progress:
+                progress(next_id - 1, patients)
+        for w in writers.values():
+            w.close()
+        (tmp / "dataset.json").write_text(json.dumps({
+            "synthetic": True,
+            "warning": "SYNTHETIC DATA generated by python -m analysis synth; no row describes a real patient.",
+            "generator": "analysis.synth",
+            "seed": seed,
+            "patients": patients,
+            "practices": practices,
+            "index_date": cal.raw["index_date"],
+            "window_start": cal.raw["window_start"],
+            "calibration_sha256": cal.sha256,
+        }, indent=2) + "\n")
+        (tmp / "README.md").write_text(
+            "# SYNTHETIC DATA\n\nGenerated by `python -m analysis synth` (seed "
+            f"{seed}, {patients} patients, {practices} practice(s)). No row describes a real "
+            "patient. See data/README.md for the contract and the calibration.\n")
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _split(n: int, chunk: int):
+    k = max(1, math.ceil(n / chunk))
+    base = n // k
+    return [base + (1 if i < n - base * k else 0) for i in range(k)]
