@@ -1,0 +1,167 @@
+"""Command line: ``python -m analysis <command>``.
+
+Every command refuses bad input (data, parameters, values) with a message on stderr and a
+non-zero exit status, without a traceback, and writes nothing that could pass for a result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+from analysis.errors import AnalysisError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {v}")
+    return v
+
+
+def _overrides(pairs) -> dict:
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise AnalysisError(f"--set expects name=value, got {pair!r}")
+        k, v = pair.split("=", 1)
+        import yaml
+
+        out[k.strip()] = yaml.safe_load(v) if v.strip() else v
+    return out
+
+
+def _add_params_args(sp):
+    sp.add_argument("--data", help="a folder in the data contract (default: data/synthetic)")
+    sp.add_argument("--params", metavar="FILE", help="YAML file of parameter overrides")
+    sp.add_argument("--set", metavar="NAME=VALUE", action="append",
+                    help="override one parameter (repeatable), e.g. --set elderly_age=80")
+
+
+def _params(args):
+    from analysis.params import load_params
+
+    return load_params(args.params, _overrides(args.set))
+
+
+def cmd_synth(args) -> int:
+    from analysis import synth
+
+    def progress(done, total):
+        if args.patients >= 1_000_000:
+            print(f"  {done:,}/{total:,} patients", file=sys.stderr)
+
+    out = synth.generate(args.out, patients=args.patients, practices=args.practices,
+                         seed=args.seed, progress=progress)
+    print(f"Wrote the synthetic database ({args.patients:,} patients, {args.practices} "
+          f"practice(s), seed {args.seed}) to {out}")
+    return 0
+
+
+def cmd_figures(args) -> int:
+    from analysis.study import run_study
+
+    study = run_study(args.data, _params(args))
+    figs = study.figures()
+    if args.json:
+        print(json.dumps(figs, indent=2, allow_nan=False, default=_nan_none))
+    else:
+        print(f"Figures of the study on {study.data_location} ({study.data_label})")
+        print(_figures_table(figs))
+    return 0
+
+
+def _nan_none(v):  # pragma: no cover - json default hook
+    return None
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, int):
+        return f"{v:,}"
+    return f"{v:,.2f}"
+
+
+def _figures_table(figs) -> str:
+    rows = [("id", "value", "interval", "n / N", "description")]
+    for f in figs:
+        ci = f"{_fmt(f['ci_low'])} to {_fmt(f['ci_high'])}" if "ci_low" in f else ""
+        nn = ""
+        if "numerator" in f:
+            nn = f"{_fmt(f['numerator'])} / {_fmt(f['denominator'])}"
+        elif "denominator" in f:
+            nn = f"N = {_fmt(f['denominator'])}"
+        rows.append((f["id"], _fmt(f["value"]), ci, nn, f["description"]))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = []
+    for i, r in enumerate(rows):
+        lines.append("  ".join(r[j].ljust(widths[j]) if j == 0 else r[j].rjust(widths[j])
+                               for j in range(4)) + "  " + r[4])
+        if i == 0:
+            lines.append("-" * (sum(widths) + 8 + 11))
+    return "\n".join(lines)
+
+
+def cmd_sensitivity(args) -> int:
+    from analysis.data import open_database
+    from analysis.sensitivity import grid_cube, load_grid, sensitivity_table
+
+    params = _params(args)
+    grid = load_grid(args.grid)
+    db = open_database(args.data)
+    try:
+        cube = grid_cube(db, params, grid)
+    finally:
+        db.close()
+    table = sensitivity_table(cube, grid, params)
+    if args.json:
+        print(table.to_json(orient="records", indent=2))
+    else:
+        import pandas as pd
+
+        with pd.option_context("display.max_rows", None, "display.width", 200):
+            print(table.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sp = sub.add_parser("synth", help="write the synthetic default database")
+    sp.add_argument("--patients", type=_positive_int, default=2503, metavar="N")
+    sp.add_argument("--practices", type=_positive_int, default=1, metavar="K")
+    sp.add_argument("--seed", type=int, default=20160601, metavar="S")
+    sp.add_argument("--out", metavar="FOLDER", help="output folder (default: data/synthetic)")
+    sp.set_defaults(func=cmd_synth)
+
+    sp = sub.add_parser("figures", help="print every figure of the study")
+    _add_params_args(sp)
+    sp.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sp.set_defaults(func=cmd_figures)
+
+    sp = sub.add_parser("sensitivity", help="print the sensitivity grid as one tidy table")
+    _add_params_args(sp)
+    sp.add_argument("--grid", metavar="FILE", help="grid YAML (default: the package's grid)")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_sensitivity)
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    try:
+        return args.func(args)
+    except AnalysisError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

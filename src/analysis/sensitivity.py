@@ -1,0 +1,182 @@
+"""Sensitivity of the eligibility estimate to the definitions and the benefit assumption.
+
+A grid file (YAML) names variations over the base parameters; every combination is one
+cell. All cells are answered from one profile cube (one pass over the data): the cube
+holds qualifying-episode counts at every severity threshold of the grid, capped at the
+largest recurrence threshold, and the risk-condition groups as bit masks.
+
+In a cell the benefit fraction is fixed at the cell's value, so the cell's interval is
+the sampling interval of the target proportion times that fraction (the benefit
+assumption is what the grid varies).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import paths
+from analysis.cohort import ProfileCube, profile_cube
+from analysis.data import Database
+from analysis.eligibility import eligibility_estimate
+from analysis.errors import AnalysisError
+from analysis.params import Params, check_names
+
+
+@dataclass(frozen=True)
+class Grid:
+    base: dict
+    vary: dict  # name -> list of (label, value)
+    source: str
+
+    @property
+    def size(self) -> int:
+        return int(np.prod([len(v) for v in self.vary.values()])) if self.vary else 1
+
+
+def load_grid(path: str | Path | None = None) -> Grid:
+    """Read and check a grid file (unknown parameter names are refused)."""
+    import yaml
+
+    path = Path(path or paths.DEFAULT_GRID)
+    if not path.exists():
+        raise AnalysisError(f"Grid file {path} does not exist.")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise AnalysisError(f"Grid file {path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict) or set(raw) - {"base", "vary"}:
+        raise AnalysisError(f"Grid file {path}: expected the keys 'base' and 'vary' only.")
+    base = raw.get("base") or {}
+    vary_raw = raw.get("vary") or {}
+    check_names(base, source=f"{path} (base)")
+    check_names(vary_raw, source=f"{path} (vary)")
+    vary = {}
+    for name, values in vary_raw.items():
+        if isinstance(values, dict):
+            items = list(values.items())
+        elif isinstance(values, list) and values:
+            items = [(str(v), v) for v in values]
+        else:
+            raise AnalysisError(f"Grid file {path}: 'vary.{name}' must be a non-empty list "
+                                "or a mapping of named values.")
+        vary[name] = items
+    grid = Grid(base=base, vary=vary, source=str(path))
+    # every cell must be a valid parameter set
+    base_params = Params.from_mapping(base, source=f"{path} (base)")
+    for name, items in vary.items():
+        for label, value in items:
+            _cell_params(base_params, {name: value}, source=f"{path} (vary.{name}={label})")
+    return grid
+
+
+def _cell_params(base: Params, changes: dict, source: str) -> Params:
+    merged = base.to_dict()
+    merged.update(changes)
+    if "benefit_fraction" in changes:
+        f = float(changes["benefit_fraction"])
+        merged["benefit_low"] = min(merged["benefit_low"], f)
+        merged["benefit_high"] = max(merged["benefit_high"], f)
+    return Params.from_mapping(merged, source=source)
+
+
+def grid_cube(db: Database, base: Params, grid: Grid) -> ProfileCube:
+    """The one cube that answers every cell of ``grid``."""
+    sev = {int(v) for _, v in grid.vary.get("min_severity", [])}
+    cap = max([int(v) for _, v in grid.vary.get("min_episodes", [])] + [base.min_episodes])
+    conds = list(base.risk_conditions)
+    for _, v in grid.vary.get("risk_conditions", []):
+        conds += [x for x in v if x not in conds]
+    drugs = list(base.risk_drugs)
+    for _, v in grid.vary.get("risk_drugs", []):
+        drugs += [x for x in v if x not in drugs]
+    return profile_cube(db, base, severities=sev, episode_cap=cap,
+                        condition_lists=conds, drug_lists=drugs)
+
+
+UNSUPPORTED = {"index_date", "lookback_years", "pain_sites", "pain_causes"}
+
+
+def sensitivity_table(cube: ProfileCube, grid: Grid, base: Params | None = None) -> pd.DataFrame:
+    """One tidy row per cell: the varied values, the target n, and the eligibility
+    estimate per GP list and as % of all patients with its interval."""
+    base = base or cube.params
+    bad = UNSUPPORTED & set(grid.vary)
+    if bad:
+        raise AnalysisError(f"{grid.source}: the grid cannot vary {', '.join(sorted(bad))} "
+                            "(they change which episodes are read; run separate analyses).")
+    base = _cell_params(base, grid.base, source=f"{grid.source} (base)")
+    names = list(grid.vary)
+    rows = []
+    n_all = cube.n_total
+    for combo in itertools.product(*[grid.vary[n] for n in names]):
+        changes = {n: v for n, (_, v) in zip(names, combo, strict=True)}
+        p = _cell_params(base, changes, source=grid.source).replace(benefit_distribution="fixed")
+        f = cube.flags(p)
+        n_t = cube.count(f["target"])
+        est = eligibility_estimate(n_t, n_all, p)
+        row = {n: label for n, (label, _) in zip(names, combo, strict=True)}
+        row.update({
+            "is_base": all(_same(changes[n], getattr(base, n)) for n in names),
+            "population_n": n_all,
+            "pain_n": cube.count(f["pain"]),
+            "target_n": n_t,
+            "benefit_fraction": p.benefit_fraction,
+            "candidates": est.candidates,
+            "candidates_low": est.candidates_low,
+            "candidates_high": est.candidates_high,
+            "pct_of_population": est.pct_of_population,
+            "pct_low": est.pct_low,
+            "pct_high": est.pct_high,
+            "per_gp_list": est.per_gp_list,
+            "per_gp_list_low": est.per_gp_list_low,
+            "per_gp_list_high": est.per_gp_list_high,
+        })
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return list(a) == list(b)
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return a == b
+
+
+def tornado_table(table: pd.DataFrame, grid: Grid, base: Params) -> pd.DataFrame:
+    """One-at-a-time ranges: for each varied parameter, the lowest and highest estimate
+    (per GP list) over its values with every other parameter at its base value, sorted by
+    the width of the swing (largest first)."""
+    names = list(grid.vary)
+    base_labels = {}
+    for n in names:
+        for label, v in grid.vary[n]:
+            if _same(v, getattr(base, n)):
+                base_labels[n] = label
+    missing = [n for n in names if n not in base_labels]
+    if missing:
+        raise AnalysisError(f"{grid.source}: the base value of {', '.join(missing)} is not "
+                            "among the grid's values, so a one-at-a-time range is undefined.")
+    base_row = table
+    for n in names:
+        base_row = base_row[base_row[n] == base_labels[n]]
+    base_value = float(base_row["per_gp_list"].iloc[0])
+    rows = []
+    for n in names:
+        sub = table
+        for m in names:
+            if m != n:
+                sub = sub[sub[m] == base_labels[m]]
+        lo = sub.loc[sub["per_gp_list"].idxmin()]
+        hi = sub.loc[sub["per_gp_list"].idxmax()]
+        rows.append({"parameter": n, "base_value": base_labels[n], "base_estimate": base_value,
+                     "low_value": lo[n], "low_estimate": float(lo["per_gp_list"]),
+                     "high_value": hi[n], "high_estimate": float(hi["per_gp_list"]),
+                     "swing": float(hi["per_gp_list"] - lo["per_gp_list"])})
+    return pd.DataFrame(rows).sort_values("swing", ascending=False).reset_index(drop=True)

@@ -1,0 +1,387 @@
+"""Descriptive statistics with confidence intervals, all derived from the profile cube.
+
+Every proportion carries its interval; every mean its t interval. Means, SDs, medians and
+quartiles are exact: ages are integers (completed years), so the frequency table by age is
+the whole distribution.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from analysis.cohort import ProfileCube
+from analysis.params import Params
+
+# statsmodels' names for the interval methods of Params.ci_method
+_SM_METHOD = {
+    "wilson": "wilson",
+    "clopper_pearson": "beta",
+    "agresti_coull": "agresti_coull",
+    "jeffreys": "jeffreys",
+}
+METHOD_LABEL = {
+    "wilson": "Wilson score interval (Newcombe 1998, method 3)",
+    "clopper_pearson": "Clopper-Pearson exact interval (Newcombe 1998, method 5)",
+    "agresti_coull": "Agresti-Coull interval (Agresti and Coull 1998)",
+    "jeffreys": "Jeffreys interval (Brown, Cai and DasGupta 2001)",
+}
+
+
+@dataclass(frozen=True)
+class Proportion:
+    """A share ``numerator / denominator`` with its two-sided interval, all in percent."""
+
+    numerator: int
+    denominator: int
+    pct: float
+    ci_low: float
+    ci_high: float
+    method: str
+    level: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.numerator}/{self.denominator} = {self.pct:.2f}% ({self.ci_low:.2f}-{self.ci_high:.2f})"
+
+
+def proportion_ci(x: int, n: int, level: float = 0.95, method: str = "wilson") -> tuple[float, float]:
+    """Two-sided interval for a binomial proportion ``x/n`` (as fractions 0-1).
+
+    Methods: ``wilson`` (score; Wilson 1927, Newcombe 1998 method 3), ``clopper_pearson``
+    (exact; Newcombe method 5), ``agresti_coull`` (Agresti and Coull 1998), ``jeffreys``
+    (equal-tailed Beta(x + 1/2, n - x + 1/2) interval with the conventional end points 0
+    at x = 0 and 1 at x = n; Brown, Cai and DasGupta 2001). ``n = 0`` gives NaN.
+    """
+    if method not in _SM_METHOD:
+        raise ValueError(f"unknown interval method {method!r}; expected one of {', '.join(_SM_METHOD)}")
+    if n == 0:
+        return (math.nan, math.nan)
+    if not 0 <= x <= n:
+        raise ValueError(f"numerator {x} outside 0..{n}")
+    from statsmodels.stats.proportion import proportion_confint
+
+    lo, hi = proportion_confint(x, n, alpha=1 - level, method=_SM_METHOD[method])
+    lo, hi = float(lo), float(hi)
+    if method == "jeffreys":
+        lo = 0.0 if x == 0 else lo
+        hi = 1.0 if x == n else hi
+    return (max(0.0, lo), min(1.0, hi))
+
+
+def proportion(x: int, n: int, params: Params | None = None) -> Proportion:
+    p = params or Params()
+    lo, hi = proportion_ci(int(x), int(n), p.confidence_level, p.ci_method)
+    pct = 100.0 * x / n if n else math.nan
+    return Proportion(int(x), int(n), pct, 100 * lo, 100 * hi, p.ci_method, p.confidence_level)
+
+
+# ----------------------------------------------------------------------------- ages
+@dataclass(frozen=True)
+class AgeSummary:
+    """Age in completed years: n, mean, sample SD (n - 1), range, median and quartiles
+    (linear interpolation, Hyndman and Fan type 7, as numpy and R's default) and the t
+    interval of the mean."""
+
+    n: int
+    mean: float
+    sd: float
+    min: float
+    max: float
+    median: float
+    q1: float
+    q3: float
+    mean_ci_low: float
+    mean_ci_high: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _quantile_from_counts(values: np.ndarray, counts: np.ndarray, q: float) -> float:
+    """Type-7 quantile of the sorted sample in which ``values[i]`` occurs ``counts[i]`` times."""
+    n = counts.sum()
+    h = (n - 1) * q
+    lo = int(math.floor(h))
+    cum = np.cumsum(counts)
+    x_lo = values[np.searchsorted(cum, lo + 1)]
+    x_hi = values[np.searchsorted(cum, min(lo + 2, n))]
+    return float(x_lo + (h - lo) * (x_hi - x_lo))
+
+
+def age_summary_from_counts(ages, counts, level: float = 0.95) -> AgeSummary:
+    """Summary of integer ages given as a frequency table (``ages[i]`` x ``counts[i]``)."""
+    ages = np.asarray(ages, dtype=float)
+    counts = np.asarray(counts, dtype=np.int64)
+    keep = counts > 0
+    ages, counts = ages[keep], counts[keep]
+    order = np.argsort(ages)
+    ages, counts = ages[order], counts[order]
+    n = int(counts.sum())
+    if n == 0:
+        nan = math.nan
+        return AgeSummary(0, nan, nan, nan, nan, nan, nan, nan, nan, nan)
+    mean = float((ages * counts).sum() / n)
+    ss = float((counts * (ages - mean) ** 2).sum())
+    sd = math.sqrt(ss / (n - 1)) if n > 1 else math.nan
+    if n > 1:
+        from scipy.stats import t
+
+        half = float(t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+    else:
+        half = math.nan
+    return AgeSummary(
+        n=n, mean=mean, sd=sd, min=float(ages[0]), max=float(ages[-1]),
+        median=_quantile_from_counts(ages, counts, 0.5),
+        q1=_quantile_from_counts(ages, counts, 0.25),
+        q3=_quantile_from_counts(ages, counts, 0.75),
+        mean_ci_low=mean - half, mean_ci_high=mean + half,
+    )
+
+
+def age_summary(cube: ProfileCube, mask=None, level: float | None = None) -> AgeSummary:
+    c = cube.cells if mask is None else cube.cells.loc[mask]
+    by_age = c.groupby("age")["n"].sum()
+    return age_summary_from_counts(by_age.index.values, by_age.values,
+                                   level or cube.params.confidence_level)
+
+
+def age_bands(params: Params) -> list[tuple[str, int, int | None]]:
+    """(label, lower, upper or None) of the age bands, in completed years."""
+    edges = list(params.age_band_edges)
+    out = [(f"<{edges[0]}", 0, edges[0] - 1)]
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        out.append((f"{lo}-{hi - 1}", lo, hi - 1))
+    out.append((f">={edges[-1]}", edges[-1], None))
+    return out
+
+
+def band_of(ages: pd.Series, params: Params) -> pd.Series:
+    labels = [b[0] for b in age_bands(params)]
+    bins = [-1] + [e - 1 for e in params.age_band_edges] + [10_000]
+    return pd.cut(ages, bins=bins, labels=labels).astype(str)
+
+
+def age_table(cube: ProfileCube, mask=None) -> pd.DataFrame:
+    """Age summary overall, by sex and by age band (rows), for the patients in ``mask``."""
+    c = cube.cells if mask is None else cube.cells.loc[mask]
+    rows = [{"group": "all", **age_summary(cube, c.index).as_dict()}]
+    for sex in ("F", "M"):
+        rows.append({"group": f"sex={sex}", **age_summary(cube, c.index[c["sex"] == sex]).as_dict()})
+    bands = band_of(c["age"], cube.params)
+    for label, *_ in age_bands(cube.params):
+        rows.append({"group": f"age {label}", **age_summary(cube, c.index[bands == label]).as_dict()})
+    return pd.DataFrame(rows)
+
+
+def sex_table(cube: ProfileCube, mask=None) -> pd.DataFrame:
+    """Female and male counts with their share and interval (percent)."""
+    c = cube.cells if mask is None else cube.cells.loc[mask]
+    n = int(c["n"].sum())
+    rows = []
+    for sex, label in (("F", "female"), ("M", "male")):
+        pr = proportion(int(c.loc[c["sex"] == sex, "n"].sum()), n, cube.params)
+        rows.append({"sex": label, **pr.as_dict()})
+    return pd.DataFrame(rows)
+
+
+def age_sex_counts(cube: ProfileCube, mask=None, width: int = 5) -> pd.DataFrame:
+    """Patients by age group of ``width`` years and sex (for the age-sex pyramid)."""
+    c = cube.cells if mask is None else cube.cells.loc[mask]
+    lo = (c["age"] // width) * width
+    t = c.assign(group_lo=lo).pivot_table(index="group_lo", columns="sex", values="n",
+                                          aggfunc="sum", fill_value=0)
+    for s in ("F", "M"):
+        if s not in t.columns:
+            t[s] = 0
+    t = t[["F", "M"]].reset_index()
+    t["age_group"] = t["group_lo"].map(lambda a: f"{a}-{a + width - 1}")
+    t.columns.name = None
+    return t[["age_group", "group_lo", "F", "M"]].rename(columns={"F": "female", "M": "male"})
+
+
+# ----------------------------------------------------------------------------- table one
+def smd_continuous(m1, s1, m2, s2) -> float:
+    """Standardized mean difference (m1 - m2) / sqrt((s1^2 + s2^2) / 2) (Austin 2009)."""
+    den = math.sqrt((s1**2 + s2**2) / 2)
+    return (m1 - m2) / den if den > 0 else math.nan
+
+
+def smd_binary(p1, p2) -> float:
+    """Standardized difference of two proportions (0-1) (Austin 2009, eq. 2)."""
+    den = math.sqrt((p1 * (1 - p1) + p2 * (1 - p2)) / 2)
+    return (p1 - p2) / den if den > 0 else math.nan
+
+
+def _mean_sd(total_n, s, ss):
+    if total_n == 0:
+        return math.nan, math.nan
+    m = s / total_n
+    var = (ss - total_n * m * m) / (total_n - 1) if total_n > 1 else math.nan
+    return m, math.sqrt(max(var, 0.0)) if total_n > 1 else math.nan
+
+
+def table_one(cube: ProfileCube, params: Params | None = None) -> pd.DataFrame:
+    """Table 1: the pain cohort against the rest of the population.
+
+    Rows: patients, age (mean, SD), female, each risk-condition group, any risk drug, number
+    of drugs (distinct ATC codes prescribed in the window; mean, SD). Columns per group:
+    ``value`` (count or mean), ``pct_or_sd``, interval (percent, or for means the t
+    interval), and ``smd``: the standardized mean difference pain - rest (Austin 2009).
+    """
+    p = params or cube.params
+    f = cube.flags(p)
+    c = cube.cells
+    groups = {"pain": f["pain"], "rest": ~f["pain"]}
+    rows = []
+
+    def add(variable, kind, stats):
+        row = {"variable": variable, "kind": kind}
+        for g, v in stats.items():
+            for k, val in v.items():
+                row[f"{g}_{k}"] = val
+        if kind == "binary":
+            row["smd"] = smd_binary(stats["pain"]["pct"] / 100, stats["rest"]["pct"] / 100)
+        elif kind == "continuous":
+            row["smd"] = smd_continuous(stats["pain"]["mean"], stats["pain"]["sd"],
+                                        stats["rest"]["mean"], stats["rest"]["sd"])
+        else:
+            row["smd"] = math.nan
+        rows.append(row)
+
+    ns = {g: int(c.loc[m, "n"].sum()) for g, m in groups.items()}
+    add("patients, n", "count", {g: {"n": ns[g]} for g in groups})
+    st = {}
+    for g, m in groups.items():
+        a = age_summary(cube, c.index[m], p.confidence_level)
+        st[g] = {"mean": a.mean, "sd": a.sd, "ci_low": a.mean_ci_low, "ci_high": a.mean_ci_high}
+    add("age, years", "continuous", st)
+
+    def binary(label, flag):
+        st = {}
+        for g, m in groups.items():
+            pr = proportion(int(c.loc[m & flag, "n"].sum()), ns[g], p)
+            st[g] = {"n": pr.numerator, "pct": pr.pct, "ci_low": pr.ci_low, "ci_high": pr.ci_high}
+        add(label, "binary", st)
+
+    binary("female", c["sex"] == "F")
+    binary(f"aged >= {p.elderly_age}", f["elderly"])
+    binary("any risk condition", f["risk_condition"])
+    for name in p.risk_conditions:
+        bit = cube.condition_bits([name])
+        binary(condition_label(name), (c["cond_mask"] & bit) != 0)
+    binary("any risk drug", f["risk_drug"])
+    st = {}
+    for g, m in groups.items():
+        mean, sd = _mean_sd(ns[g], float(c.loc[m, "drugs_sum"].sum()), float(c.loc[m, "drugs_sq"].sum()))
+        st[g] = {"mean": mean, "sd": sd}
+    add("number of drugs prescribed in the window", "continuous", st)
+    return pd.DataFrame(rows)
+
+
+def condition_label(codelist_name: str) -> str:
+    """'risk_condition_heart_failure' -> 'heart failure'."""
+    for prefix in ("risk_condition_", "risk_drug_"):
+        if codelist_name.startswith(prefix):
+            codelist_name = codelist_name[len(prefix):]
+    return codelist_name.replace("_", " ").replace("copd asthma", "COPD/asthma")
+
+
+# ----------------------------------------------------------------------------- prevalence
+def site_prevalence(cube: ProfileCube, params: Params | None = None) -> pd.DataFrame:
+    """Share of the pain cohort with a qualifying episode at each site (a patient may have
+    several sites, so the shares add up to more than 100%)."""
+    p = params or cube.params
+    f = cube.flags(p)
+    c = cube.cells[f["pain"]]
+    n = int(c["n"].sum())
+    rows = []
+    for i, site in enumerate(cube.sites):
+        x = int(c.loc[(c["site_mask"] & (1 << i)) != 0, "n"].sum())
+        rows.append({"site": site, **proportion(x, n, p).as_dict()})
+    return pd.DataFrame(rows)
+
+
+def condition_prevalence(cube: ProfileCube, params: Params | None = None, among: str = "pain") -> pd.DataFrame:
+    """Share of the pain cohort (or ``among='all'``) with each risk-condition group, any
+    risk condition, and any risk drug, with intervals."""
+    p = params or cube.params
+    f = cube.flags(p)
+    m = f["pain"] if among == "pain" else pd.Series(True, index=f.index)
+    c = cube.cells[m]
+    n = int(c["n"].sum())
+    rows = []
+    for name in p.risk_conditions:
+        bit = cube.condition_bits([name])
+        x = int(c.loc[(c["cond_mask"] & bit) != 0, "n"].sum())
+        rows.append({"condition": condition_label(name), "codelist": name, **proportion(x, n, p).as_dict()})
+    rows.append({"condition": "any risk condition", "codelist": "",
+                 **proportion(int(c.loc[f.loc[c.index, "risk_condition"], "n"].sum()), n, p).as_dict()})
+    for name in p.risk_drugs:
+        bit = cube.drug_bits([name])
+        x = int(c.loc[(c["drug_mask"] & bit) != 0, "n"].sum())
+        rows.append({"condition": f"drug: {condition_label(name)}", "codelist": name,
+                     **proportion(x, n, p).as_dict()})
+    return pd.DataFrame(rows)
+
+
+def condition_combinations(cube: ProfileCube, params: Params | None = None) -> pd.DataFrame:
+    """UpSet-style table: patients of the pain cohort by the exact combination of
+    risk-condition groups they have (one column per group, True/False), largest first."""
+    p = params or cube.params
+    f = cube.flags(p)
+    c = cube.cells[f["pain"]]
+    bits = cube.condition_bits(p.risk_conditions)
+    combo = (c["cond_mask"] & bits).rename("mask")
+    t = c.assign(mask=combo).groupby("mask")["n"].sum().reset_index()
+    n = int(c["n"].sum())
+    for name in p.risk_conditions:
+        t[condition_label(name)] = (t["mask"] & cube.condition_bits([name])) != 0
+    t["n_conditions"] = t["mask"].map(lambda m: bin(int(m)).count("1"))
+    t["pct_of_pain"] = 100.0 * t["n"] / n if n else math.nan
+    t = t.sort_values(["n", "mask"], ascending=[False, True]).drop(columns="mask")
+    return t.reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- regression
+def risk_condition_regression(cube: ProfileCube, params: Params | None = None) -> pd.DataFrame:
+    """Logistic regression of having a risk condition within the pain cohort on age band
+    and sex, fitted on grouped binomial data (one row per age band x sex cell; identical
+    estimates to the patient-level fit). Returns odds ratios with Wald intervals at the
+    confidence level; reference categories: the youngest age band and female sex.
+    """
+    p = params or cube.params
+    f = cube.flags(p)
+    c = cube.cells[f["pain"]].assign(event=f.loc[f["pain"], "risk_condition"])
+    c = c.assign(band=band_of(c["age"], p))
+    g = c.groupby(["band", "sex", "event"])["n"].sum().unstack("event", fill_value=0)
+    g = g.reindex(columns=[True, False], fill_value=0).reset_index()
+    g.columns = ["band", "sex", "events", "non_events"]
+    g = g[(g["events"] + g["non_events"]) > 0]
+    labels = [b[0] for b in age_bands(p)]
+    present = [b for b in labels if b in set(g["band"])]
+    X = pd.DataFrame({"const": 1.0}, index=g.index)
+    for b in present[1:]:
+        X[f"age {b} vs {present[0]}"] = (g["band"] == b).astype(float)
+    X["male vs female"] = (g["sex"] == "M").astype(float)
+    from statsmodels.genmod import families
+    from statsmodels.genmod.generalized_linear_model import GLM
+
+    y = g[["events", "non_events"]].to_numpy(dtype=float)
+    res = GLM(y, X, family=families.Binomial()).fit()
+    ci = res.conf_int(alpha=1 - p.confidence_level)
+    out = pd.DataFrame({
+        "term": X.columns,
+        "odds_ratio": np.exp(res.params.values),
+        "ci_low": np.exp(ci.iloc[:, 0].values),
+        "ci_high": np.exp(ci.iloc[:, 1].values),
+        "p_value": res.pvalues.values,
+    })
+    counts = g.assign(total=g["events"] + g["non_events"])
+    out.attrs["cells"] = counts
+    return out[out["term"] != "const"].reset_index(drop=True)

@@ -1,0 +1,151 @@
+"""The study in one object: open the data, build the cube, and derive every figure.
+
+``Study.figures()`` is the machine-readable summary printed by
+``python -m analysis figures`` and shown by the notebooks (one code path).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import cohort, statistics
+from analysis.cohort import ProfileCube
+from analysis.eligibility import EligibilityEstimate, eligibility_estimate
+from analysis.params import Params
+
+
+@dataclass
+class Study:
+    params: Params
+    cube: ProfileCube
+    data_location: str
+    is_synthetic: bool
+    fingerprint: dict = field(default_factory=dict)
+
+    # ---- labels ---------------------------------------------------------------------
+    @property
+    def data_label(self) -> str:
+        kind = "synthetic default data" if self.is_synthetic else "user data"
+        return f"{kind}, n = {self.cube.n_total:,}"
+
+    # ---- tables ---------------------------------------------------------------------
+    def attrition(self) -> pd.DataFrame:
+        return cohort.attrition_table(self.cube, self.params)
+
+    def eligibility(self) -> EligibilityEstimate:
+        f = self.cube.flags(self.params)
+        return eligibility_estimate(self.cube.count(f["target"]), self.cube.n_total, self.params)
+
+    def figures(self) -> list[dict]:
+        """Every figure of the study as ``{id, description, value[, numerator,
+        denominator, ci_low, ci_high]}``; percentages in percent, unrounded."""
+        p, cube = self.params, self.cube
+        f = cube.flags(p)
+        c = cube.cells
+        n_all = cube.n_total
+        out: list[dict] = []
+
+        def add(id_, description, value, **extra):
+            item = {"id": id_, "description": description, "value": _num(value)}
+            item.update({k: _num(v) for k, v in extra.items()})
+            out.append(item)
+
+        def add_prop(id_, description, x, n):
+            pr = statistics.proportion(x, n, p)
+            add(id_, description, pr.pct, numerator=pr.numerator, denominator=pr.denominator,
+                ci_low=pr.ci_low, ci_high=pr.ci_high)
+
+        def add_age(prefix, label, mask):
+            a = statistics.age_summary(cube, c.index[mask], p.confidence_level)
+            add(f"{prefix}.age_mean", f"mean age of {label}, completed years at the index date",
+                a.mean, denominator=a.n, ci_low=a.mean_ci_low, ci_high=a.mean_ci_high)
+            add(f"{prefix}.age_sd", f"SD of age of {label} (n - 1 denominator), years", a.sd,
+                denominator=a.n)
+            add(f"{prefix}.age_min", f"youngest age of {label}, years", a.min)
+            add(f"{prefix}.age_max", f"oldest age of {label}, years", a.max)
+            add(f"{prefix}.age_median", f"median age of {label}, years", a.median)
+            add(f"{prefix}.age_q1", f"lower quartile of age of {label}, years", a.q1)
+            add(f"{prefix}.age_q3", f"upper quartile of age of {label}, years", a.q3)
+
+        everyone = pd.Series(True, index=c.index)
+        add("population.n", "patients in the database", n_all)
+        add_age("population", "all patients", everyone)
+        add_prop("population.female_pct", "female, % of all patients",
+                 cube.count(c["sex"] == "F"), n_all)
+        add_prop("population.elderly_pct", f"aged >= {p.elderly_age}, % of all patients",
+                 cube.count(f["elderly"]), n_all)
+
+        n_pain = cube.count(f["pain"])
+        add("pain.n", "patients with one or more qualifying episodes of moderate or severe "
+                      "osteo-articular pain (pain cohort)", n_pain)
+        add_prop("pain.pct_of_population", "pain cohort, % of all patients", n_pain, n_all)
+        add_age("pain", "the pain cohort", f["pain"])
+        add_prop("pain.male_pct", "male, % of the pain cohort",
+                 cube.count(f["pain"] & (c["sex"] == "M")), n_pain)
+        add_prop("pain.recurrent_pct", f"recurrent (>= {p.min_episodes} episodes), % of the pain cohort",
+                 cube.count(f["pain"] & f["recurrent"]), n_pain)
+        add_prop("pain.elderly_pct", f"aged >= {p.elderly_age}, % of the pain cohort",
+                 cube.count(f["pain"] & f["elderly"]), n_pain)
+
+        n_pr = cube.count(f["pain_risk"])
+        add("pain_risk.n", "pain cohort with a history of a risk condition", n_pr)
+        add_prop("pain_risk.pct_of_pain", "with a risk condition, % of the pain cohort", n_pr, n_pain)
+        add_prop("pain_risk_drug.pct_of_pain", "with a risk drug, % of the pain cohort",
+                 cube.count(f["pain"] & f["risk_drug"]), n_pain)
+
+        n_t = cube.count(f["target"])
+        add("target.n", "target subgroup: pain cohort, recurrent, elderly, with a risk "
+                        "condition or risk drug", n_t)
+        add_prop("target.pct_of_pain", "target subgroup, % of the pain cohort", n_t, n_pain)
+        add_prop("target.pct_of_population", "target subgroup, % of all patients", n_t, n_all)
+
+        e = eligibility_estimate(n_t, n_all, p)
+        add("candidates.n", f"expected candidates for a local treatment (target x benefit "
+                            f"fraction {p.benefit_fraction:g}; {e.benefit_distribution} benefit, "
+                            "Monte Carlo interval)", e.candidates,
+            numerator=n_t, denominator=n_all, ci_low=e.candidates_low, ci_high=e.candidates_high)
+        add("candidates.pct_of_population", "expected candidates, % of all patients",
+            e.pct_of_population, denominator=n_all, ci_low=e.pct_low, ci_high=e.pct_high)
+        add("candidates.per_1000", "expected candidates per 1000 patients", e.per_1000,
+            ci_low=e.per_1000_low, ci_high=e.per_1000_high)
+        add("candidates.per_gp_list", f"expected candidates per GP list of {p.gp_list_size} patients",
+            e.per_gp_list, denominator=p.gp_list_size, ci_low=e.per_gp_list_low,
+            ci_high=e.per_gp_list_high)
+        return out
+
+
+def _num(v):
+    """Plain Python numbers for JSON (ints stay ints)."""
+    if v is None:
+        return None
+    try:
+        import numpy as np
+
+        if isinstance(v, np.integer):
+            return int(v)
+        if isinstance(v, np.floating):
+            v = float(v)
+    except ImportError:  # pragma: no cover
+        pass
+    return v
+
+
+def run_study(data: str | Path | None = None, params: Params | None = None, *,
+              severities=(), episode_cap=None, condition_lists=None, drug_lists=None) -> Study:
+    """Open and validate ``data`` (a contract folder, ``data/synthetic`` by default), build
+    the profile cube under ``params`` and return the :class:`Study`."""
+    from analysis.data import open_database
+
+    p = params or Params()
+    db = open_database(data)
+    try:
+        cube = cohort.profile_cube(db, p, severities=severities, episode_cap=episode_cap,
+                                   condition_lists=condition_lists, drug_lists=drug_lists)
+        fp = db.fingerprint()
+    finally:
+        db.close()
+    return Study(params=p, cube=cube, data_location=str(db.location),
+                 is_synthetic=db.is_synthetic, fingerprint=fp)
