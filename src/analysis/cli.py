@@ -130,6 +130,12 @@ def cmd_sensitivity(args) -> int:
     return 0
 
 
+def cmd_batch(args) -> int:
+    from analysis.batch import main_batch
+
+    return main_batch(args.file, args.jobs, args.only, args.force, args.show_code)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -151,6 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--grid", metavar="FILE", help="grid YAML (default: the package's grid)")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_sensitivity)
+    sp = sub.add_parser("batch", help="run a batch of notebooks with papermill")
+    sp.add_argument("file", nargs="?", help="batch YAML (default: batches/paper.yaml)")
+    sp.add_argument("--jobs", type=_positive_int, metavar="N",
+                    help="parallel worker processes (default: the number of cores)")
+    sp.add_argument("--only", metavar="PATTERN", help="run only runs whose name matches")
+    sp.add_argument("--force", action="store_true", help="execute even up-to-date runs")
+    sp.add_argument("--show-code", action="store_true", default=None,
+                    help="show code cells in the HTML reports")
+    sp.set_defaults(func=cmd_batch)
     return ap
 
 

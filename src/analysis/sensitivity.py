@@ -125,7 +125,7 @@ def sensitivity_table(cube: ProfileCube, grid: Grid, base: Params | None = None)
             "population_n": n_all,
             "pain_n": cube.count(f["pain"]),
             "target_n": n_t,
-            "benefit_fraction": p.benefit_fraction,
+            "benefit_used": p.benefit_fraction,
             "candidates": est.candidates,
             "candidates_low": est.candidates_low,
             "candidates_high": est.candidates_high,
@@ -180,3 +180,20 @@ def tornado_table(table: pd.DataFrame, grid: Grid, base: Params) -> pd.DataFrame
                      "high_value": hi[n], "high_estimate": float(hi["per_gp_list"]),
                      "swing": float(hi["per_gp_list"] - lo["per_gp_list"])})
     return pd.DataFrame(rows).sort_values("swing", ascending=False).reset_index(drop=True)
+
+
+def heatmap_table(table: pd.DataFrame, grid: Grid, base: Params, rows: str, cols: str,
+                  value: str = "per_gp_list") -> pd.DataFrame:
+    """``value`` for every combination of two varied parameters, the others at base."""
+    sub = table
+    for n in grid.vary:
+        if n in (rows, cols):
+            continue
+        label = next((lab for lab, v in grid.vary[n] if _same(v, getattr(base, n))), None)
+        if label is None:
+            raise AnalysisError(f"{grid.source}: the base value of {n} is not among its grid values.")
+        sub = sub[sub[n] == label]
+    order_r = [lab for lab, _ in grid.vary[rows]]
+    order_c = [lab for lab, _ in grid.vary[cols]]
+    pivot = sub.pivot_table(index=rows, columns=cols, values=value, aggfunc="first")
+    return pivot.reindex(index=order_r, columns=order_c)

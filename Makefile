@@ -1,0 +1,51 @@
+# Front door of the project. `make help` lists the targets.
+# The environment is a pip virtual environment in .venv, installed from requirements.lock.
+
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DATA   := data/synthetic
+BATCH  ?= batches/paper.yaml
+JOBS   ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help report test data notebooks lab lint clean-reports bench
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock 2>&1 | grep -v "is ignored: it is neither" || true
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e . 2>&1 | grep -v "is ignored: it is neither" || true
+	$(PY) -c "import analysis, duckdb, papermill, statsmodels" 
+	$(PY) -m ipykernel install --sys-prefix --name analysis --display-name "Python (analysis)" >/dev/null
+	@touch $(STAMP)
+
+env: $(STAMP) ## create .venv from the lock file (if missing or out of date)
+
+$(DATA)/dataset.json: $(STAMP) data/synthetic_calibration.yaml
+	$(PY) -m analysis synth --out $(DATA)
+
+data: $(DATA)/dataset.json ## build the synthetic default cohort (if missing)
+
+report: $(STAMP) $(DATA)/dataset.json ## the main job: run the report batch on the default data
+	$(PY) -m analysis batch $(BATCH) $(if $(JOBS),--jobs $(JOBS),)
+
+test: $(STAMP) ## run the whole test suite (lint included)
+	$(PY) -m ruff check src tests tools benchmarks
+	$(PY) -m pytest -q
+
+lab: $(STAMP) $(DATA)/dataset.json ## open the notebooks in JupyterLab (project kernel)
+	cd notebooks && ../$(VENV)/bin/jupyter lab
+
+notebooks: $(STAMP) ## regenerate the stored notebooks (without outputs) from tools/make_notebooks.py
+	$(PY) tools/make_notebooks.py
+
+bench: $(STAMP) ## run the benchmarks (prints tables; takes minutes)
+	$(PY) benchmarks/run_all.py
+
+clean-reports: ## delete generated reports
+	find reports -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

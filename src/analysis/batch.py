@@ -1,0 +1,443 @@
+"""Batch report generation: notebooks x scenarios (x data sources) with papermill.
+
+A batch file (YAML) names the runs; ``python -m analysis batch`` executes them in worker
+processes and writes, per run, ``reports/<batch>/<run>/``: the executed notebook, its HTML,
+figures, tables, a log and ``manifest.json``; and an ``index.html`` for the batch.
+
+Safety: every run's parameters are checked before the first run starts; each run is
+written to a hidden temporary folder and renamed into place only when complete; a run
+whose notebook, parameters, module code and input data are unchanged is skipped (unless
+``force``), so an interrupted batch resumes where it stopped. The batch only runs
+notebooks: it never computes a statistic itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from analysis import paths
+from analysis.errors import AnalysisError
+from analysis.notebook import check_notebook_parameters, resolve
+from analysis.params import Params
+
+MANIFEST = "manifest.json"
+KERNEL = "analysis"
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    notebook: str
+    scenario: str
+    source: str
+    data: str
+    overrides: dict = field(default_factory=dict)
+
+    @property
+    def notebook_path(self) -> Path:
+        return paths.NOTEBOOKS / f"{self.notebook}.ipynb"
+
+
+@dataclass
+class Batch:
+    name: str
+    path: Path
+    runs: list[Run]
+    show_code: bool = False
+
+    @property
+    def out(self) -> Path:
+        return paths.REPORTS / self.name
+
+
+# ----------------------------------------------------------------------------- loading
+def load_batch(path: str | Path | None = None) -> Batch:
+    """Read a batch file and check every run's parameters before anything runs."""
+    import yaml
+
+    path = Path(path or paths.BATCHES / "paper.yaml")
+    if not path.exists():
+        raise AnalysisError(f"Batch file {path} does not exist.")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise AnalysisError(f"Batch file {path} is not valid YAML: {exc}") from None
+    allowed = {"name", "description", "data", "data_sources", "scenarios", "runs", "show_code"}
+    extra = set(raw) - allowed
+    if extra:
+        raise AnalysisError(f"Batch file {path}: unknown key(s) {', '.join(sorted(extra))}; "
+                            f"expected {', '.join(sorted(allowed))}.")
+    name = str(raw.get("name") or path.stem)
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise AnalysisError(f"Batch file {path}: name {name!r} must be letters, digits, - or _.")
+    sources = raw.get("data_sources") or {"default": raw.get("data") or "data/synthetic"}
+    scenarios = raw.get("scenarios") or {"default": {}}
+    groups = raw.get("runs") or [{"notebooks": "all", "scenarios": "all"}]
+    available = sorted(p.stem for p in paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    runs: list[Run] = []
+    problems: list[str] = []
+    for scen, overrides in scenarios.items():
+        try:
+            check_notebook_parameters(list((overrides or {}).keys()), notebook=f"{path} scenario {scen}")
+            Params.from_mapping({k: v for k, v in (overrides or {}).items() if k in Params.names()},
+                                source=f"{path} scenario {scen}")
+        except AnalysisError as exc:
+            problems.append(str(exc))
+    for g in groups:
+        nbs = available if g.get("notebooks", "all") == "all" else g["notebooks"]
+        scs = list(scenarios) if g.get("scenarios", "all") == "all" else g["scenarios"]
+        srcs = list(sources) if g.get("data_sources", "all") == "all" else g["data_sources"]
+        for nb in nbs:
+            if nb not in available:
+                problems.append(f"{path}: unknown notebook {nb!r}; available: {', '.join(available)}")
+                continue
+            for sc in scs:
+                if sc not in scenarios:
+                    problems.append(f"{path}: a run names unknown scenario {sc!r}")
+                    continue
+                for src in srcs:
+                    if src not in sources:
+                        problems.append(f"{path}: a run names unknown data source {src!r}")
+                        continue
+                    parts = ([src] if len(sources) > 1 else []) + [sc, nb]
+                    runs.append(Run(name="-".join(parts), notebook=nb, scenario=sc, source=src,
+                                    data=str(sources[src]), overrides=dict(scenarios[sc] or {})))
+    if problems:
+        raise AnalysisError("The batch was not started:\n  " + "\n  ".join(dict.fromkeys(problems)))
+    names = [r.name for r in runs]
+    if len(set(names)) != len(names):
+        raise AnalysisError(f"Batch file {path}: two runs have the same name.")
+    return Batch(name=name, path=path, runs=runs, show_code=bool(raw.get("show_code", False)))
+
+
+# ----------------------------------------------------------------------------- fingerprints
+def sha256_file(p: Path) -> str:
+    h = hashlib.sha256()
+    with open(p, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def code_fingerprint() -> dict:
+    """sha256 over the analysis package's source files, and the git commit and state."""
+    h = hashlib.sha256()
+    pkg = Path(__file__).parent
+    for p in sorted(pkg.rglob("*")):
+        if p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts:
+            h.update(p.relative_to(pkg).as_posix().encode())
+            h.update(p.read_bytes())
+    for p in sorted(paths.CODELISTS.glob("*.csv")):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    commit, dirty = None, None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=paths.ROOT, capture_output=True,
+                                text=True, timeout=10).stdout.strip() or None
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                cwd=paths.ROOT, capture_output=True, text=True, timeout=10).stdout
+        dirty = bool(status.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"module_sha256": h.hexdigest(), "git_commit": commit, "git_dirty": dirty}
+
+
+def data_fingerprint(data: Path) -> dict:
+    data = Path(data)
+    if data.is_dir():
+        files = sorted(p for p in data.iterdir() if p.is_file() and p.suffix in (".parquet", ".csv", ".json"))
+    else:
+        files = [data] if data.exists() else []
+    return {p.name: sha256_file(p) for p in files}
+
+
+def package_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("analysis", "duckdb", "ipykernel", "matplotlib", "nbconvert", "numpy", "pandas",
+                 "papermill", "pyarrow", "scipy", "statsmodels"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    out["python"] = sys.version.split()[0]
+    return out
+
+
+def run_parameters(run: Run, out_dir: Path) -> dict:
+    """What papermill injects: the scenario's overrides, the data and the output folder."""
+    params = dict(run.overrides)
+    params["data"] = str(resolve(run.data))
+    params["output_dir"] = str(out_dir)
+    return params
+
+
+def run_key(run: Run, code: dict, data_fp: dict) -> str:
+    h = hashlib.sha256()
+    h.update(run.notebook_path.read_bytes())
+    h.update(json.dumps(run.overrides, sort_keys=True, default=str).encode())
+    h.update(json.dumps({"data": run.data, "files": data_fp}, sort_keys=True).encode())
+    h.update(code["module_sha256"].encode())
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- one run
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def execute_run(run: Run, batch_out: str, key: str, code: dict, data_fp: dict,
+                show_code: bool) -> dict:
+    """Execute one run in a worker process; returns its summary. Never raises."""
+    import logging
+
+    final = Path(batch_out) / run.name
+    tmp = Path(batch_out) / f".tmp-{run.name}-{os.getpid()}"
+    failed_dir = Path(batch_out) / f"{run.name}.failed"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    started = _now()
+    t0 = time.perf_counter()
+    params = run_parameters(run, final)
+    inject = dict(params)
+    inject["output_dir"] = str(tmp)
+    log_path = tmp / "run.log"
+    handler = logging.FileHandler(log_path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    pm_log = logging.getLogger("papermill")
+    pm_log.addHandler(handler)
+    pm_log.setLevel(logging.INFO)
+    status, error = "ok", None
+    timings = {}
+    try:
+        import papermill as pm
+
+        t = time.perf_counter()
+        pm.execute_notebook(str(run.notebook_path), str(tmp / f"{run.notebook}.ipynb"),
+                            parameters=inject, kernel_name=KERNEL, cwd=str(paths.NOTEBOOKS),
+                            progress_bar=False, log_output=True, request_save_on_cell_execute=False)
+        timings["execute_s"] = round(time.perf_counter() - t, 3)
+    except Exception as exc:  # papermill raises PapermillExecutionError for a cell error
+        status = "failed"
+        error = _describe_error(exc)
+    finally:
+        pm_log.removeHandler(handler)
+        handler.close()
+    executed = tmp / f"{run.notebook}.ipynb"
+    if executed.exists():
+        t = time.perf_counter()
+        try:
+            _write_html(executed, tmp / f"{run.notebook}.html", show_code)
+        except Exception as exc:
+            if status == "ok":
+                status, error = "failed", {"cell": None, "error": f"HTML conversion: {exc}"}
+        timings["html_s"] = round(time.perf_counter() - t, 3)
+        _rewrite_paths(executed, tmp, final)
+    manifest = {
+        "batch": Path(batch_out).name,
+        "run": run.name,
+        "notebook": run.notebook,
+        "scenario": run.scenario,
+        "data_source": run.source,
+        "status": status,
+        "error": error,
+        "parameters": params,
+        "resolved_parameters": Params.from_mapping(
+            {k: v for k, v in run.overrides.items() if k in Params.names()}).to_dict(),
+        "input_fingerprint": data_fp,
+        "code_fingerprint": code,
+        "lock_sha256": sha256_file(paths.LOCK_FILE) if paths.LOCK_FILE.exists() else None,
+        "run_key": key,
+        "packages": package_versions(),
+        "started": started,
+        "finished": _now(),
+        "timings": {**timings, "total_s": round(time.perf_counter() - t0, 3)},
+    }
+    _write_json(tmp / MANIFEST, manifest)
+    if status == "ok":
+        if final.exists():
+            shutil.rmtree(final)
+        shutil.rmtree(failed_dir, ignore_errors=True)
+        tmp.rename(final)
+    else:
+        shutil.rmtree(failed_dir, ignore_errors=True)
+        tmp.rename(failed_dir)
+    return {"run": run.name, "notebook": run.notebook, "scenario": run.scenario, "status": status,
+            "seconds": round(time.perf_counter() - t0, 2), "error": error}
+
+
+def _describe_error(exc) -> dict:
+    ename = getattr(exc, "ename", type(exc).__name__)
+    evalue = getattr(exc, "evalue", str(exc))
+    cell = getattr(exc, "exec_count", None)
+    first = str(evalue).strip().splitlines()[0] if str(evalue).strip() else ""
+    return {"cell": cell, "error": f"{ename}: {first}"[:500]}
+
+
+def _write_html(nb_path: Path, html_path: Path, show_code: bool) -> None:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(nb_path, as_version=4)
+    exporter = HTMLExporter(exclude_input=not show_code, exclude_input_prompt=True,
+                            exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nb)
+    html_path.write_text(body, encoding="utf-8")
+
+
+def _rewrite_paths(nb_path: Path, tmp: Path, final: Path) -> None:
+    """The executed notebook records the temporary folder; record the final one instead."""
+    text = nb_path.read_text(encoding="utf-8")
+    nb_path.write_text(text.replace(str(tmp), str(final)), encoding="utf-8")
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- the batch
+def plan(batch: Batch, *, only: str | None = None, force: bool = False):
+    """(run, key, code, data fingerprint, up_to_date) for every selected run."""
+    code = code_fingerprint()
+    fps: dict[str, dict] = {}
+    out = []
+    for run in batch.runs:
+        if only and not fnmatch.fnmatch(run.name, only) and only not in run.name:
+            continue
+        data = resolve(run.data)
+        if run.data not in fps:
+            if not Path(data).exists():
+                raise AnalysisError(f"Batch {batch.name}: data source {run.source!r} ({data}) "
+                                    "does not exist. Build the synthetic default with "
+                                    "`python -m analysis synth`.")
+            fps[run.data] = data_fingerprint(data)
+        key = run_key(run, code, fps[run.data])
+        manifest = batch.out / run.name / MANIFEST
+        fresh = False
+        if not force and manifest.exists():
+            try:
+                m = json.loads(manifest.read_text())
+                fresh = m.get("status") == "ok" and m.get("run_key") == key
+            except json.JSONDecodeError:
+                fresh = False
+        out.append((run, key, code, fps[run.data], fresh))
+    if only and not out:
+        raise AnalysisError(f"--only {only!r} matches no run of batch {batch.name}.")
+    return out
+
+
+def run_batch(batch: Batch, *, jobs: int | None = None, only: str | None = None,
+              force: bool = False, show_code: bool | None = None, progress: bool = True) -> list[dict]:
+    """Execute the batch; returns one summary row per selected run."""
+    from tqdm import tqdm
+
+    batch.out.mkdir(parents=True, exist_ok=True)
+    for stale in batch.out.glob(".tmp-*"):  # left by an interrupted batch
+        shutil.rmtree(stale, ignore_errors=True)
+    planned = plan(batch, only=only, force=force)
+    show = batch.show_code if show_code is None else show_code
+    results = []
+    todo = []
+    for run, key, code, fp, fresh in planned:
+        if fresh:
+            m = json.loads((batch.out / run.name / MANIFEST).read_text())
+            results.append({"run": run.name, "notebook": run.notebook, "scenario": run.scenario,
+                            "status": "up to date", "seconds": 0.0, "error": None,
+                            "last_seconds": m.get("timings", {}).get("total_s")})
+        else:
+            todo.append((run, key, code, fp))
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    bar = tqdm(total=len(todo), desc=f"batch {batch.name}", unit="run", disable=not progress or not todo,
+               file=sys.stderr)
+    if todo:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx) as pool:
+            futures = {pool.submit(execute_run, run, str(batch.out), key, code, fp, show): run
+                       for run, key, code, fp in todo}
+            pending = set(futures)
+            try:
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        run = futures[fut]
+                        try:
+                            results.append(fut.result())
+                        except Exception as exc:  # a killed worker
+                            results.append({"run": run.name, "notebook": run.notebook,
+                                            "scenario": run.scenario, "status": "failed",
+                                            "seconds": 0.0,
+                                            "error": {"cell": None, "error": f"worker died: {exc}"}})
+                        bar.update(1)
+            except KeyboardInterrupt:
+                for f in pending:
+                    f.cancel()
+                raise
+    bar.close()
+    order = {r.name: i for i, r in enumerate(batch.runs)}
+    results.sort(key=lambda r: order.get(r["run"], 0))
+    write_index(batch)
+    return results
+
+
+def summary_table(results: list[dict]) -> str:
+    rows = [("run", "status", "seconds", "failure (notebook, cell, error)")]
+    for r in results:
+        err = ""
+        if r.get("error"):
+            err = f"{r['notebook']}, cell {r['error'].get('cell')}: {r['error'].get('error')}"
+        rows.append((r["run"], r["status"], f"{r['seconds']:.1f}", err))
+    w = [max(len(x[i]) for x in rows) for i in range(3)]
+    lines = [f"{a.ljust(w[0])}  {b.ljust(w[1])}  {c.rjust(w[2])}  {d}" for a, b, c, d in rows]
+    lines.insert(1, "-" * (sum(w) + 6))
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- index page
+def write_index(batch: Batch) -> Path:
+    from analysis.report_index import render_index
+
+    html = render_index(batch)
+    target = batch.out / "index.html"
+    tmp = target.with_name(".index.html.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, target)
+    return target
+
+
+def main_batch(path, jobs, only, force, show_code) -> int:
+    batch = load_batch(path)
+    t = time.perf_counter()
+    try:
+        results = run_batch(batch, jobs=jobs, only=only, force=force, show_code=show_code)
+    except KeyboardInterrupt:
+        print("\nInterrupted: completed runs are kept; run the same command again to resume.",
+              file=sys.stderr)
+        return 130
+    print(summary_table(results))
+    n_fail = sum(r["status"] == "failed" for r in results)
+    n_run = sum(r["status"] in ("ok", "failed") for r in results)
+    print(f"\n{len(results)} run(s): {n_run} executed, {len(results) - n_run} up to date, "
+          f"{n_fail} failed, in {time.perf_counter() - t:.1f} s.")
+    print(f"Report: {batch.out / 'index.html'}")
+    return 1 if n_fail else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    traceback.print_exc()

@@ -1,0 +1,141 @@
+"""What a notebook needs to stay thin: check its parameters, open the study, save outputs.
+
+A notebook's ``parameters`` cell holds literal defaults only; the next cell calls
+:func:`start` with ``globals()``, which refuses any name that is not a parameter (papermill
+injects whatever it is given, so ``-p elderly_agee 80`` would otherwise run the default),
+builds the parameter set and the study, and returns a :class:`NotebookRun`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import paths, style
+from analysis.errors import AnalysisError, nearest_name
+from analysis.params import Params
+
+# names every notebook may take besides the analysis parameters
+RUN_PARAMETERS = ("data", "output_dir", "grid", "published")
+_IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+
+
+def resolve(path: str | os.PathLike | None, default: Path | None = None) -> Path | None:
+    """A path as given, or relative to the project root when it does not exist as given
+    (notebooks run with the notebook folder as working directory in JupyterLab)."""
+    if path in (None, ""):
+        return default
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return p
+    return paths.ROOT / p
+
+
+def injected_parameters(namespace: dict) -> dict:
+    """The user-level names of a notebook namespace (what the parameters cells defined)."""
+    import types
+
+    out = {}
+    for k, v in namespace.items():
+        if k.startswith("_") or k in _IPYTHON_NAMES or isinstance(v, types.ModuleType):
+            continue
+        if callable(v) and not isinstance(v, str | int | float | list | tuple):
+            continue
+        out[k] = v
+    return out
+
+
+def check_notebook_parameters(names, *, notebook: str) -> None:
+    valid = set(Params.names()) | set(RUN_PARAMETERS)
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        lines = []
+        for n in unknown:
+            hint = nearest_name(n, sorted(valid))
+            lines.append(f"notebook {notebook}: unknown parameter {n!r}"
+                         + (f" (did you mean {hint!r}?)" if hint else ""))
+        raise AnalysisError("\n".join(lines) + "\nNothing was computed.")
+
+
+@dataclass
+class NotebookRun:
+    notebook: str
+    params: Params
+    data: Path
+    out: Path
+    study: object | None = None
+
+    @property
+    def data_label(self) -> str:
+        return self.study.data_label if self.study else str(self.data)
+
+    def header(self, title: str):
+        from IPython.display import Markdown
+
+        s = self.study
+        kind = "**synthetic default data** (not real patients)" if s.is_synthetic else "**user data**"
+        return Markdown(f"## {title}\n\nData: {kind}, `{self.data}`, n = {s.cube.n_total:,} patients. "
+                        f"Index date {self.params.index_date}; look-back window "
+                        f"{self.params.window_start} to {self.params.index_date}.")
+
+    def save_table(self, df: pd.DataFrame, name: str) -> Path:
+        return write_csv(df, self.out / "tables" / f"{name}.csv")
+
+    def save_figure(self, fig, name: str) -> dict:
+        return style.save_figure(fig, self.out / "figures", name)
+
+    def show_figure(self, fig, name: str):
+        """Save (PNG + SVG) and return the figure so the notebook displays it inline."""
+        self.save_figure(fig, name)
+        return fig
+
+
+def write_csv(df: pd.DataFrame, target: Path) -> Path:
+    """Write a table atomically with a fixed float format (byte-identical reruns)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".csv", dir=target.parent)
+    os.close(fd)
+    try:
+        df.to_csv(tmp, index=False, float_format="%.10g", lineterminator="\n")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def start(namespace: dict, *, notebook: str, study: bool = True, severities=(),
+          episode_cap=None, condition_lists=None) -> NotebookRun:
+    """Check the notebook's parameters, build the parameter set, open the study."""
+    given = injected_parameters(namespace)
+    check_notebook_parameters(given, notebook=notebook)
+    overrides = {k: v for k, v in given.items() if k in Params.names()}
+    params = Params.from_mapping(overrides, source=f"notebook {notebook}")
+    data = resolve(given.get("data"), paths.SYNTHETIC)
+    out = resolve(given.get("output_dir"), paths.REPORTS / "interactive" / notebook)
+    run = NotebookRun(notebook=notebook, params=params, data=data, out=out)
+    _inline_style()
+    if study:
+        from analysis.study import run_study
+
+        run.study = run_study(data, params, severities=severities, episode_cap=episode_cap,
+                              condition_lists=condition_lists)
+    return run
+
+
+def _inline_style() -> None:
+    style.apply()
+    try:
+        import matplotlib_inline.backend_inline as bi
+
+        bi.set_matplotlib_formats("png")
+    except Exception:  # not in a kernel
+        pass
+    pd.set_option("display.precision", 2)
+    pd.set_option("display.max_columns", 30)
+    pd.set_option("display.width", 160)

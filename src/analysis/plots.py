@@ -1,0 +1,265 @@
+"""The study's figures. Each function takes a table computed by the module (never
+patient-level data) and returns a matplotlib Figure with a title that says what is shown
+and a caption that names the data and its n. Intervals are drawn wherever a proportion
+or a mean is shown.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis import style
+
+
+def _figure(size=style.FULL, **kw):
+    import matplotlib.pyplot as plt
+
+    style.apply()
+    return plt.subplots(figsize=size, **kw)
+
+
+# ----------------------------------------------------------------------------- population
+def age_sex_pyramid(counts: pd.DataFrame, data_label: str, title="Age-sex pyramid"):
+    """Horizontal bars: women to the right, men to the left, by 5-year age group."""
+    fig, ax = _figure((style.FULL[0], 4.6))
+    y = np.arange(len(counts))
+    ax.barh(y, -counts["male"], color=style.MALE, label="male", height=0.85)
+    ax.barh(y, counts["female"], color=style.FEMALE, label="female", height=0.85)
+    ax.set_yticks(y, counts["age_group"])
+    m = max(counts["male"].max(), counts["female"].max()) * 1.1
+    ax.set_xlim(-m, m)
+    ticks = ax.get_xticks()
+    ax.set_xticks(ticks, [f"{abs(int(t))}" for t in ticks])
+    ax.set_xlim(-m, m)
+    ax.axvline(0, color="black", lw=0.6)
+    ax.set_xlabel("patients (n)")
+    ax.set_ylabel("age at the index date (completed years)")
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    style.add_caption(fig, style.caption(
+        "Patients by 5-year age group and sex; men to the left, women to the right.", data_label))
+    return fig
+
+
+def age_distribution_by_sex(counts_by_age: pd.DataFrame, age_by_sex: pd.DataFrame, data_label: str):
+    """Age histogram (1-year bins) by sex, with each sex's mean and its 95% CI."""
+    fig, ax = _figure()
+    for sex, colour, label in (("F", style.FEMALE, "female"), ("M", style.MALE, "male")):
+        c = counts_by_age[counts_by_age["sex"] == sex]
+        ax.step(c["age"], c["n"], where="mid", color=colour, label=label, lw=1.2)
+        row = age_by_sex[age_by_sex["group"] == f"sex={sex}"].iloc[0]
+        top = c["n"].max() * 1.08 if len(c) else 1
+        ax.errorbar([row["mean"]], [top], xerr=[[row["mean"] - row["mean_ci_low"]],
+                                               [row["mean_ci_high"] - row["mean"]]],
+                    fmt="v", color=colour, capsize=3, ms=5)
+        ax.annotate(f"mean {row['mean']:.1f} (95% CI {row['mean_ci_low']:.1f}-{row['mean_ci_high']:.1f})",
+                    (row["mean"], top), xytext=(6, 4 if sex == "F" else -10),
+                    textcoords="offset points", fontsize=7.5, color=colour)
+    ax.set_xlabel("age at the index date (completed years)")
+    ax.set_ylabel("patients (n)")
+    ax.set_title("Age distribution by sex")
+    ax.legend(loc="upper left")
+    style.add_caption(fig, style.caption(
+        "Patients by single year of age; triangles mark each sex's mean age with its 95% "
+        "t-interval.", data_label))
+    return fig
+
+
+# ----------------------------------------------------------------------------- proportions
+def proportion_forest(table: pd.DataFrame, label_col: str, title: str, xlabel: str,
+                      data_label: str, note: str = "", colour=style.OKABE_ITO["blue"]):
+    """Point estimates (percent) with interval bars, one row per line of ``table``."""
+    t = table.reset_index(drop=True)
+    fig, ax = _figure((style.FULL[0], 0.9 + 0.32 * len(t)))
+    y = np.arange(len(t))[::-1]
+    ax.errorbar(t["pct"], y, xerr=[t["pct"] - t["ci_low"], t["ci_high"] - t["pct"]],
+                fmt="o", color=colour, ecolor=colour, capsize=3, ms=5, lw=1.2)
+    ax.set_yticks(y, t[label_col])
+    for yi, (_, r) in zip(y, t.iterrows(), strict=True):
+        ax.annotate(f"{r['pct']:.1f}% ({r['numerator']}/{r['denominator']})",
+                    (r["ci_high"], yi), xytext=(6, 0), textcoords="offset points",
+                    va="center", fontsize=7.5)
+    ax.set_xlim(0, min(100, max(t["ci_high"].max() * 1.35, 5)))
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    method = t["method"].iloc[0] if "method" in t else "wilson"
+    level = t["level"].iloc[0] if "level" in t else 0.95
+    style.add_caption(fig, style.caption(
+        f"{note} Bars: {level:.0%} {method.replace('_', '-').title()} intervals.".strip(), data_label))
+    return fig
+
+
+def upset(combos: pd.DataFrame, condition_cols: list[str], data_label: str, top: int = 15):
+    """UpSet-style figure: bars of patients per exact combination of risk conditions,
+    with a dot matrix showing the combination below each bar."""
+    import matplotlib.pyplot as plt
+
+    style.apply()
+    t = combos.head(top).reset_index(drop=True)
+    fig, (ax, axm) = plt.subplots(2, 1, figsize=(style.FULL[0], 4.8), sharex=True,
+                                  gridspec_kw={"height_ratios": [2.2, 1.6], "hspace": 0.05})
+    x = np.arange(len(t))
+    ax.bar(x, t["n"], color=style.OKABE_ITO["blue"])
+    for xi, n in zip(x, t["n"], strict=True):
+        ax.annotate(f"{n}", (xi, n), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=7)
+    ax.set_ylabel("patients (n)")
+    ax.set_title("Co-occurrence of risk conditions in the pain cohort")
+    for yi, col in enumerate(condition_cols):
+        on = t[col].to_numpy()
+        axm.scatter(x, np.full(len(x), yi), s=28, color=np.where(on, "black", "#dddddd"), zorder=3)
+    for xi in x:
+        ys = [yi for yi, col in enumerate(condition_cols) if t.loc[xi, col]]
+        if len(ys) > 1:
+            axm.plot([xi, xi], [min(ys), max(ys)], color="black", lw=1.2, zorder=2)
+    axm.set_yticks(range(len(condition_cols)), condition_cols)
+    axm.set_ylim(-0.6, len(condition_cols) - 0.4)
+    axm.set_xticks([])
+    axm.spines[["bottom", "left"]].set_visible(False)
+    axm.tick_params(left=False)
+    style.add_caption(fig, style.caption(
+        f"The {len(t)} most frequent exact combinations of risk-condition groups among "
+        "patients of the pain cohort (an empty column: no risk condition).", data_label))
+    return fig
+
+
+def odds_ratio_forest(table: pd.DataFrame, data_label: str, title: str):
+    """Odds ratios with intervals on a log scale, reference line at 1."""
+    t = table.reset_index(drop=True)
+    fig, ax = _figure((style.FULL[0], 0.9 + 0.4 * len(t)))
+    y = np.arange(len(t))[::-1]
+    ax.errorbar(t["odds_ratio"], y, xerr=[t["odds_ratio"] - t["ci_low"], t["ci_high"] - t["odds_ratio"]],
+                fmt="s", color=style.OKABE_ITO["vermillion"], capsize=3, ms=5, lw=1.2)
+    ax.axvline(1, color="black", lw=0.7, ls="--")
+    ax.set_xscale("log")
+    ax.set_yticks(y, t["term"])
+    for yi, (_, r) in zip(y, t.iterrows(), strict=True):
+        ax.annotate(f"{r['odds_ratio']:.2f} ({r['ci_low']:.2f}-{r['ci_high']:.2f})",
+                    (r["ci_high"], yi), xytext=(6, 0), textcoords="offset points", va="center", fontsize=7.5)
+    lo, hi = t["ci_low"].min(), t["ci_high"].max()
+    ax.set_xlim(min(lo, 1) / 1.5, max(hi, 1) * 3)
+    ax.set_xlabel("odds ratio (log scale)")
+    ax.set_title(title)
+    style.add_caption(fig, style.caption(
+        "Logistic regression on grouped binomial data; bars: 95% Wald intervals; reference "
+        "categories: youngest age band, female.", data_label))
+    return fig
+
+
+# ----------------------------------------------------------------------------- eligibility
+def flow_diagram(attrition: pd.DataFrame, data_label: str):
+    """Boxes from all patients to the expected candidates, each with n and percentages."""
+    import matplotlib.patches as mpatches
+
+    n = len(attrition)
+    fig, ax = _figure((style.FULL[0], 0.9 * n + 0.3))
+    ax.set_axis_off()
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.4, n - 0.6)
+    titles = {
+        "all_patients": "All patients",
+        "pain": "Pain cohort",
+        "pain_risk_condition": "Pain cohort with a risk condition",
+        "target": "Target subgroup: aged 75+, recurrent pain, risk condition or drug",
+        "candidates": "Expected candidates for a local treatment",
+    }
+    for i, (_, r) in enumerate(attrition.iterrows()):
+        y = n - 1 - i
+        is_last = r["step"] == "candidates"
+        face = "#e8f1fa" if not is_last else "#e6f5ef"
+        box = mpatches.FancyBboxPatch((0.04, y - 0.32), 0.92, 0.64, boxstyle="round,pad=0.01,rounding_size=0.02",
+                                      fc=face, ec=style.OKABE_ITO["blue"] if not is_last else style.ACCENT, lw=1.2)
+        ax.add_patch(box)
+        nval = f"n = {r['n']:,.1f}" if is_last else f"n = {int(r['n']):,}"
+        pcts = f"{r['pct_of_all']:.2f}% of all patients" if r["step"] != "all_patients" else "the population"
+        if r["of"] and r["of"] != "all_patients":
+            pcts = f"{r['pct_of_step']:.2f}% of {titles[r['of']].split(':')[0].lower()}; " + pcts
+        ax.text(0.5, y + 0.12, f"{titles.get(r['step'], r['step'])}", ha="center", va="center",
+                fontsize=8.5, weight="bold")
+        ax.text(0.5, y - 0.12, f"{nval}   ({pcts})", ha="center", va="center", fontsize=8)
+        if i:
+            ax.annotate("", xy=(0.5, y + 0.33), xytext=(0.5, y + 0.67),
+                        arrowprops={"arrowstyle": "-|>", "color": "black", "lw": 0.9})
+    ax.set_title("From all patients to candidates for a local treatment")
+    style.add_caption(fig, style.caption(
+        "Each box: patients meeting the definition, with its share of the step it is drawn "
+        "from and of all patients. The target subgroup is drawn from the pain cohort (risk "
+        "condition or risk drug); the last box is an expectation (target x benefit fraction).",
+        data_label))
+    return fig
+
+
+def eligibility_histogram(dist: pd.DataFrame, estimate, data_label: str):
+    """Monte Carlo distribution of expected candidates per GP list, with the interval."""
+    fig, ax = _figure()
+    width = dist["per_gp_list_to"] - dist["per_gp_list_from"]
+    ax.bar(dist["per_gp_list_from"], dist["density"], width=width, align="edge",
+           color=style.OKABE_ITO["sky_blue"], edgecolor="white", lw=0.3)
+    for v, ls in ((estimate.per_gp_list_low, ":"), (estimate.per_gp_list, "-"), (estimate.per_gp_list_high, ":")):
+        ax.axvline(v, color="black", ls=ls, lw=1)
+    ax.annotate(f"{estimate.per_gp_list:.1f} per list of {estimate.gp_list_size}\n"
+                f"{estimate.level:.0%} interval {estimate.per_gp_list_low:.1f}-{estimate.per_gp_list_high:.1f}",
+                (estimate.per_gp_list, dist["density"].max()), xytext=(8, -4),
+                textcoords="offset points", va="top", fontsize=8)
+    ax.set_xlabel(f"expected candidates per GP list of {estimate.gp_list_size} patients")
+    ax.set_ylabel("share of Monte Carlo draws")
+    ax.set_title("Uncertainty of the eligibility estimate")
+    style.add_caption(fig, style.caption(
+        f"{estimate.draws:,} draws (seed {estimate.seed}) of the target proportion (Jeffreys "
+        f"posterior) times the benefit fraction ({estimate.benefit_distribution}); solid line: "
+        "point estimate, dotted: interval.", data_label))
+    return fig
+
+
+def tornado(table: pd.DataFrame, data_label: str):
+    """One-at-a-time swings of the estimate per GP list, largest first."""
+    t = table.iloc[::-1].reset_index(drop=True)
+    fig, ax = _figure((style.FULL[0], 0.9 + 0.5 * len(t)))
+    base = float(t["base_estimate"].iloc[0])
+    y = np.arange(len(t))
+    ax.barh(y, t["low_estimate"] - base, left=base, color=style.OKABE_ITO["blue"], height=0.6,
+            label="lower value of the range")
+    ax.barh(y, t["high_estimate"] - base, left=base, color=style.OKABE_ITO["orange"], height=0.6,
+            label="higher value of the range")
+    ax.axvline(base, color="black", lw=0.8)
+    ax.set_yticks(y, [p.replace("_", " ") for p in t["parameter"]])
+    for yi, (_, r) in zip(y, t.iterrows(), strict=True):
+        ax.annotate(f"{r['low_value']}: {r['low_estimate']:.1f}", (min(r["low_estimate"], base), yi),
+                    xytext=(-4, 0), textcoords="offset points", ha="right", va="center", fontsize=7)
+        ax.annotate(f"{r['high_value']}: {r['high_estimate']:.1f}", (max(r["high_estimate"], base), yi),
+                    xytext=(4, 0), textcoords="offset points", ha="left", va="center", fontsize=7)
+    lo = min(t["low_estimate"].min(), base)
+    hi = max(t["high_estimate"].max(), base)
+    pad = (hi - lo) * 0.35 + 1
+    ax.set_xlim(max(0.0, lo - pad), hi + pad)
+    ax.set_ylim(-1.4, len(t) - 0.5)
+    ax.set_xlabel("expected candidates per GP list")
+    ax.set_title(f"Which assumption moves the estimate most (base {base:.1f} per list)")
+    ax.legend(loc="lower right", ncol=2)
+    style.add_caption(fig, style.caption(
+        "Each bar: the estimate when one parameter takes the values of its grid range, every "
+        "other at the paper's definition.", data_label))
+    return fig
+
+
+def heatmap(pivot: pd.DataFrame, data_label: str, xlabel: str, ylabel: str, title: str):
+    """Heatmap of the estimate per GP list (rows x columns of ``pivot``) with values."""
+    fig, ax = _figure((style.FULL[0], 3.6))
+    im = ax.imshow(pivot.to_numpy(dtype=float), cmap="viridis", aspect="auto")
+    ax.set_xticks(range(pivot.shape[1]), [str(c) for c in pivot.columns])
+    ax.set_yticks(range(pivot.shape[0]), [str(i) for i in pivot.index])
+    vmax = np.nanmax(pivot.to_numpy(dtype=float))
+    for i in range(pivot.shape[0]):
+        for j in range(pivot.shape[1]):
+            v = pivot.iat[i, j]
+            ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=8,
+                    color="white" if v < 0.6 * vmax else "black")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    cb = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
+    cb.set_label("candidates per GP list")
+    style.add_caption(fig, style.caption(
+        "Expected candidates per GP list for each combination, the other definitions at the "
+        "paper's values.", data_label))
+    return fig

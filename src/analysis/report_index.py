@@ -1,0 +1,163 @@
+"""The batch's ``index.html``: every run with its status, key figures and links.
+
+Self-contained: inline CSS, relative links, no scripts or external assets, so it renders
+from the file system without a server. It reads only what the runs wrote (manifests and
+aggregate tables); it computes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+from pathlib import Path
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1180px;color:#222;padding:0 1rem}
+h1{font-size:1.5rem;margin-bottom:.2rem} h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
+.sub{color:#555;margin-top:0} table{border-collapse:collapse;width:100%;font-size:.88rem}
+th,td{border-bottom:1px solid #e3e3e3;padding:.35rem .5rem;text-align:left;vertical-align:top}
+th{background:#f4f6f8} td.num{text-align:right;font-variant-numeric:tabular-nums}
+.ok{color:#007a4d;font-weight:600} .failed{color:#b00020;font-weight:600} .stale{color:#8a6d00;font-weight:600}
+.banner{padding:.6rem .8rem;border-radius:4px;margin:1rem 0}
+.synthetic{background:#eef6ff;border:1px solid #9cc3ea} .real{background:#fff4e5;border:1px solid #f0b860}
+.thumbs img{height:90px;border:1px solid #ddd;margin:2px;background:#fff}
+.verdict-reproduced{color:#007a4d;font-weight:600}.verdict-differs{color:#b00020;font-weight:600}
+.verdict-not{color:#8a6d00;font-weight:600} small{color:#666}
+"""
+
+
+def _esc(x) -> str:
+    return html.escape("" if x is None else str(x))
+
+
+def _read_csv(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _fmt(v, digits=1) -> str:
+    try:
+        return f"{float(v):,.{digits}f}"
+    except (TypeError, ValueError):
+        return _esc(v)
+
+
+def _run_dirs(out: Path):
+    """(name, folder, manifest) of every run folder, complete or failed."""
+    found = []
+    for d in sorted(out.iterdir()):
+        if not d.is_dir() or d.name.startswith("."):
+            continue
+        m = d / "manifest.json"
+        if m.exists():
+            try:
+                found.append((d.name.removesuffix(".failed"), d, json.loads(m.read_text())))
+            except json.JSONDecodeError:
+                continue
+    return found
+
+
+def render_index(batch) -> str:
+    out: Path = batch.out
+    runs = {name: (d, m) for name, d, m in _run_dirs(out)}
+    order = [r.name for r in batch.runs] + sorted(set(runs) - {r.name for r in batch.runs})
+    synthetic = None
+    rows = []
+    estimate_rows = []
+    for name in order:
+        if name not in runs:
+            rows.append(f"<tr><td>{_esc(name)}</td><td class='stale'>not run</td><td></td><td></td><td></td><td></td></tr>")
+            continue
+        d, m = runs[name]
+        rel = d.name
+        status = m.get("status", "?")
+        cls = "ok" if status == "ok" else "failed"
+        links = [f"<a href='{rel}/{_esc(m['notebook'])}.html'>report (HTML)</a>",
+                 f"<a href='{rel}/{_esc(m['notebook'])}.ipynb'>notebook</a>",
+                 f"<a href='{rel}/manifest.json'>manifest</a>",
+                 f"<a href='{rel}/run.log'>log</a>"]
+        tables = sorted((d / "tables").glob("*.csv")) if (d / "tables").exists() else []
+        figures = sorted((d / "figures").glob("*.png")) if (d / "figures").exists() else []
+        tlinks = " ".join(f"<a href='{rel}/tables/{t.name}'>{_esc(t.stem)}</a>" for t in tables)
+        thumbs = "".join(f"<a href='{rel}/figures/{f.name}'><img alt='{_esc(f.stem)}' src='{rel}/figures/{f.name}'></a>"
+                         for f in figures[:4])
+        key = ""
+        est = _read_csv(d / "tables" / "eligibility_estimate.csv")
+        if est:
+            e = est[0]
+            key = (f"<b>{_fmt(e['per_gp_list'])}</b> per GP list of {_esc(e['gp_list_size'])} "
+                   f"({float(e['level']):.0%} interval {_fmt(e['per_gp_list_low'])}-{_fmt(e['per_gp_list_high'])}); "
+                   f"{_fmt(e['candidates'])} candidates ({_fmt(e['candidates_low'])}-{_fmt(e['candidates_high'])}), "
+                   f"{_fmt(e['pct_of_population'], 2)}% of all patients")
+            estimate_rows.append((name, m.get("scenario"), e))
+        if m.get("error"):
+            err = m["error"]
+            key = f"<span class='failed'>cell {_esc(err.get('cell'))}: {_esc(err.get('error'))}</span>"
+        ds = m.get("data_is_synthetic")
+        if ds is not None:
+            synthetic = ds if synthetic is None else (synthetic and ds)
+        rows.append(
+            f"<tr><td>{_esc(name)}<br><small>{_esc(m.get('notebook'))} &middot; scenario {_esc(m.get('scenario'))}"
+            f" &middot; data {_esc(m.get('data_source'))}</small></td>"
+            f"<td class='{cls}'>{_esc(status)}</td><td>{key}</td>"
+            f"<td>{' &middot; '.join(links)}<br><small>tables: {tlinks}</small></td>"
+            f"<td class='thumbs'>{thumbs}</td>"
+            f"<td class='num'>{_fmt(m.get('timings', {}).get('total_s'))} s</td></tr>")
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>Batch {_esc(batch.name)}</title><style>{CSS}</style></head><body>",
+        f"<h1>Batch report: {_esc(batch.name)}</h1>",
+        f"<p class='sub'>Re-analysis of Mammucari et al., Pain Ther 2016;5:123-126. Batch file "
+        f"<code>{_esc(Path(batch.path).name)}</code>; {len(order)} run(s).</p>",
+    ]
+    if synthetic:
+        parts.append("<div class='banner synthetic'><b>Synthetic data.</b> These reports were made "
+                     "from the synthetic default cohort, not from real patients.</div>")
+    elif synthetic is False:
+        parts.append("<div class='banner real'><b>User data.</b> Aggregate outputs only; check the "
+                     "release sheet before sharing.</div>")
+    if estimate_rows:
+        parts.append("<h2>Eligibility estimate by scenario</h2><table><tr><th>run</th><th>scenario</th>"
+                     "<th>target n</th><th>candidates (interval)</th><th>per GP list (interval)</th>"
+                     "<th>% of all patients (interval)</th></tr>")
+        for name, scen, e in estimate_rows:
+            parts.append(
+                f"<tr><td>{_esc(name)}</td><td>{_esc(scen)}</td><td class='num'>{_esc(e['target_n'])}</td>"
+                f"<td class='num'>{_fmt(e['candidates'])} ({_fmt(e['candidates_low'])}-{_fmt(e['candidates_high'])})</td>"
+                f"<td class='num'>{_fmt(e['per_gp_list'])} ({_fmt(e['per_gp_list_low'])}-{_fmt(e['per_gp_list_high'])})</td>"
+                f"<td class='num'>{_fmt(e['pct_of_population'], 2)} ({_fmt(e['pct_low'], 2)}-{_fmt(e['pct_high'], 2)})</td></tr>")
+        parts.append("</table>")
+    repro = _reproduction_rows(out, runs)
+    if repro:
+        parts.append(repro)
+    parts.append("<h2>Runs</h2><table><tr><th>run</th><th>status</th><th>key figures</th>"
+                 "<th>outputs</th><th>figures</th><th>time</th></tr>")
+    parts.extend(rows)
+    parts.append("</table><p><small>Each run folder holds the executed notebook, its HTML, figures "
+                 "(PNG and SVG), tables (CSV), a log and a manifest (parameters, input and code "
+                 "fingerprints, package versions, times).</small></p></body></html>")
+    return "\n".join(parts)
+
+
+def _reproduction_rows(out: Path, runs: dict) -> str:
+    for _name, (d, m) in runs.items():
+        if m.get("notebook") == "05_reproduction" and m.get("status") == "ok":
+            rows = _read_csv(d / "tables" / "reproduction.csv")
+            if not rows:
+                continue
+            s = ["<h2>Reproduction of the published figures</h2>",
+                 f"<p class='sub'>From run <a href='{d.name}/05_reproduction.html'>{_esc(d.name)}</a>.</p>",
+                 "<table><tr><th>id</th><th>figure</th><th>published</th><th>recomputed</th>"
+                 "<th>difference</th><th>verdict</th></tr>"]
+            for r in rows:
+                v = r.get("verdict", "")
+                cls = "verdict-" + v.split()[0] if v else ""
+                s.append(f"<tr><td>{_esc(r.get('id'))}</td><td>{_esc(r.get('description'))}</td>"
+                         f"<td class='num'>{_esc(r.get('published'))}</td><td class='num'>{_esc(r.get('recomputed'))}</td>"
+                         f"<td class='num'>{_esc(r.get('difference'))}</td><td class='{cls}'>{_esc(v)}</td></tr>")
+            s.append("</table>")
+            return "\n".join(s)
+    return ""

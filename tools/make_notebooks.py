@@ -1,0 +1,230 @@
+"""Write the notebooks from their cell sources (kept here so they are reviewed as code).
+
+Run: python tools/make_notebooks.py  (stores notebooks without outputs)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+from analysis.params import Params  # noqa: E402
+
+D = Params()
+
+
+def lit(v):
+    if isinstance(v, tuple):
+        v = list(v)
+    return repr(v)
+
+
+def param_cell(names, extra):
+    lines = ["# Parameters (papermill: -p NAME VALUE or -f params.yaml). Literal defaults only:",
+             "# they are the shared parameter set's defaults (analysis.params.Params)."]
+    for k, v in extra.items():
+        lines.append(f"{k} = {lit(v)}")
+    for n in names:
+        lines.append(f"{n} = {lit(getattr(D, n))}")
+    c = new_code_cell("\n".join(lines))
+    c.metadata["tags"] = ["parameters"]
+    return c
+
+
+def header(title, what, nb):
+    return new_markdown_cell(
+        f"# {title}\n\n{what}\n\n"
+        "**Data**: by default the synthetic default cohort in `data/synthetic/` (built by "
+        "`make data`); the title of every table and figure below says which data it shows "
+        "and its n.\n\n"
+        "**Run it for other data**: change `data` in the parameters cell to a folder in the "
+        "data contract (see `data/README.md`), or run it with papermill:\n\n"
+        f"```\npapermill notebooks/{nb}.ipynb out.ipynb -p data path/to/extract -p output_dir reports/mine\n```\n\n"
+        "Every number is computed by the `analysis` package; this notebook only chooses "
+        "parameters and shows the results.")
+
+
+RUN = {"data": "data/synthetic", "output_dir": ""}
+COHORT = ["index_date", "lookback_years", "pain_sites", "pain_causes", "min_severity",
+          "risk_conditions", "risk_drugs", "min_episodes", "elderly_age", "confidence_level",
+          "ci_method", "age_band_edges"]
+ELIG = ["benefit_fraction", "benefit_low", "benefit_high", "benefit_distribution",
+        "benefit_beta_a", "benefit_beta_b", "gp_list_size", "monte_carlo_draws", "seed"]
+
+
+def nb01():
+    return [
+        header("01 Cohort profile", "The study population: size, Table 1 of the pain cohort "
+               "against the rest, age and sex with confidence intervals, the age-sex pyramid "
+               "and the age distribution by sex.", "01_cohort_profile"),
+        param_cell(["index_date", "confidence_level", "ci_method", "age_band_edges", "elderly_age"], RUN),
+        new_code_cell("from analysis import notebook, plots, statistics\n\n"
+                      "run = notebook.start(globals(), notebook='01_cohort_profile')\n"
+                      "study, cube = run.study, run.study.cube\n"
+                      "run.header('Cohort profile')"),
+        new_markdown_cell("### Population: size, age and sex"),
+        new_code_cell("ages = statistics.age_table(cube)\n"
+                      "sexes = statistics.sex_table(cube)\n"
+                      "run.save_table(ages, 'age_summary')\n"
+                      "run.save_table(sexes, 'sex')\n"
+                      "display(ages.set_index('group').round(2))\n"
+                      "sexes.set_index('sex').round(2)"),
+        new_markdown_cell("### Table 1: pain cohort against the rest of the population\n\n"
+                          "Counts with % and 95% CI; ages and number of drugs as mean (SD); "
+                          "`smd`: standardized mean difference (Austin 2009)."),
+        new_code_cell("t1 = statistics.table_one(cube)\n"
+                      "run.save_table(t1, 'table_one')\n"
+                      "t1.set_index('variable').round(2)"),
+        new_markdown_cell("### Age-sex pyramid"),
+        new_code_cell("pyramid = statistics.age_sex_counts(cube)\n"
+                      "run.save_table(pyramid, 'age_sex_pyramid')\n"
+                      "run.show_figure(plots.age_sex_pyramid(pyramid, run.data_label), 'age_sex_pyramid');"),
+        new_markdown_cell("### Age distribution by sex"),
+        new_code_cell("by_age = cube.cells.groupby(['sex', 'age'], as_index=False)['n'].sum()\n"
+                      "run.save_table(by_age, 'age_by_sex_counts')\n"
+                      "run.show_figure(plots.age_distribution_by_sex(by_age, ages, run.data_label), 'age_distribution_by_sex');"),
+    ]
+
+
+def nb02():
+    return [
+        header("02 Pain and risk", "The pain cohort: prevalence of each pain site, of each risk "
+               "condition and risk drug with confidence intervals, how risk conditions co-occur, "
+               "Table 1 against the rest of the population, and a logistic regression of having "
+               "a risk condition on age band and sex.", "02_pain_and_risk"),
+        param_cell(COHORT, RUN),
+        new_code_cell("from analysis import notebook, plots, statistics\n\n"
+                      "run = notebook.start(globals(), notebook='02_pain_and_risk')\n"
+                      "study, cube = run.study, run.study.cube\n"
+                      "run.header('Pain and risk conditions')"),
+        new_markdown_cell("### Pain sites\n\nShare of the pain cohort with a qualifying episode "
+                          "at each site (a patient can have several)."),
+        new_code_cell("sites = statistics.site_prevalence(cube)\n"
+                      "run.save_table(sites, 'site_prevalence')\n"
+                      "display(sites.set_index('site').round(2))\n"
+                      "run.show_figure(plots.proportion_forest(sites, 'site', 'Pain sites in the pain cohort',\n"
+                      "    '% of the pain cohort', run.data_label), 'site_prevalence');"),
+        new_markdown_cell("### Risk conditions and risk drugs in the pain cohort"),
+        new_code_cell("conds = statistics.condition_prevalence(cube)\n"
+                      "run.save_table(conds, 'condition_prevalence')\n"
+                      "display(conds.set_index('condition').drop(columns='codelist').round(2))\n"
+                      "run.show_figure(plots.proportion_forest(conds, 'condition',\n"
+                      "    'Risk conditions and risk drugs in the pain cohort', '% of the pain cohort',\n"
+                      "    run.data_label, colour=plots.style.OKABE_ITO['vermillion']), 'condition_prevalence');"),
+        new_markdown_cell("### Co-occurrence of risk conditions (UpSet)"),
+        new_code_cell("combos = statistics.condition_combinations(cube)\n"
+                      "run.save_table(combos, 'condition_combinations')\n"
+                      "labels = [statistics.condition_label(c) for c in run.params.risk_conditions]\n"
+                      "display(combos.head(15))\n"
+                      "run.show_figure(plots.upset(combos, labels, run.data_label), 'condition_upset');"),
+        new_markdown_cell("### Table 1: pain cohort against the rest"),
+        new_code_cell("t1 = statistics.table_one(cube)\n"
+                      "run.save_table(t1, 'table_one')\n"
+                      "t1.set_index('variable').round(2)"),
+        new_markdown_cell("### Who has a risk condition? Logistic regression in the pain cohort"),
+        new_code_cell("ors = statistics.risk_condition_regression(cube)\n"
+                      "run.save_table(ors, 'risk_condition_odds_ratios')\n"
+                      "display(ors.set_index('term').round(3))\n"
+                      "run.show_figure(plots.odds_ratio_forest(ors, run.data_label,\n"
+                      "    'Odds of a risk condition in the pain cohort'), 'risk_condition_odds_ratios');"),
+    ]
+
+
+def nb03():
+    return [
+        header("03 Eligibility", "From all patients to candidates for a local treatment "
+               "(mesotherapy): the attrition as a flow diagram, the eligibility estimate with its "
+               "interval as a count, a percentage and per GP list, and the distribution behind "
+               "the interval.", "03_eligibility"),
+        param_cell(COHORT + ELIG, RUN),
+        new_code_cell("from analysis import eligibility, notebook, plots\n\n"
+                      "run = notebook.start(globals(), notebook='03_eligibility')\n"
+                      "study = run.study\n"
+                      "run.header('Eligibility for a local treatment')"),
+        new_markdown_cell("### Attrition"),
+        new_code_cell("attrition = study.attrition()\n"
+                      "run.save_table(attrition, 'attrition')\n"
+                      "display(attrition.round(2))\n"
+                      "run.show_figure(plots.flow_diagram(attrition, run.data_label), 'flow_diagram');"),
+        new_markdown_cell("### The eligibility estimate"),
+        new_code_cell("est = study.eligibility()\n"
+                      "import pandas as pd\n"
+                      "estimate = pd.DataFrame([est.as_dict()])\n"
+                      "run.save_table(estimate, 'eligibility_estimate')\n"
+                      "pd.DataFrame({\n"
+                      "    'estimate': [est.candidates, est.pct_of_population, est.per_1000, est.per_gp_list],\n"
+                      "    'ci_low': [est.candidates_low, est.pct_low, est.per_1000_low, est.per_gp_list_low],\n"
+                      "    'ci_high': [est.candidates_high, est.pct_high, est.per_1000_high, est.per_gp_list_high],\n"
+                      "}, index=['candidates in the database', '% of all patients', 'per 1000 patients',\n"
+                      "          f'per GP list of {est.gp_list_size}']).round(2)"),
+        new_markdown_cell("### The distribution behind the interval"),
+        new_code_cell("dist = eligibility.eligibility_distribution(est.target_n, est.population_n, run.params)\n"
+                      "run.save_table(dist, 'eligibility_distribution')\n"
+                      "run.show_figure(plots.eligibility_histogram(dist, est, run.data_label), 'eligibility_distribution');"),
+    ]
+
+
+def nb04():
+    return [
+        header("04 Sensitivity", "How the eligibility estimate depends on the definitions and "
+               "the benefit assumption: the whole grid as one table, a tornado chart of "
+               "one-at-a-time ranges, and a heatmap of elderly age threshold x benefit fraction.",
+               "04_sensitivity"),
+        param_cell(COHORT + ELIG, {**RUN, "grid": ""}),
+        new_code_cell("from analysis import notebook, plots, sensitivity\n\n"
+                      "run = notebook.start(globals(), notebook='04_sensitivity', study=False)\n"
+                      "g = sensitivity.load_grid(notebook.resolve(grid))\n"
+                      "from analysis.data import open_database\n"
+                      "db = open_database(run.data)\n"
+                      "cube = sensitivity.grid_cube(db, run.params, g)\n"
+                      "db.close()\n"
+                      "label = f\"{'synthetic default data' if cube.is_synthetic else 'user data'}, n = {cube.n_total:,}\"\n"
+                      "print(f'Sensitivity grid {g.source}: {g.size} cells; data: {label}')"),
+        new_markdown_cell("### The grid"),
+        new_code_cell("table = sensitivity.sensitivity_table(cube, g, run.params)\n"
+                      "run.save_table(table, 'sensitivity_grid')\n"
+                      "table.round(2)"),
+        new_markdown_cell("### Which assumption moves the estimate most"),
+        new_code_cell("tor = sensitivity.tornado_table(table, g, run.params)\n"
+                      "run.save_table(tor, 'tornado')\n"
+                      "display(tor.round(2))\n"
+                      "run.show_figure(plots.tornado(tor, label), 'tornado');"),
+        new_markdown_cell("### Elderly age threshold x benefit fraction"),
+        new_code_cell("heat = sensitivity.heatmap_table(table, g, run.params, 'elderly_age', 'benefit_fraction')\n"
+                      "run.save_table(heat.reset_index(), 'heatmap_elderly_age_benefit')\n"
+                      "run.show_figure(plots.heatmap(heat, label, 'benefit fraction', 'elderly age threshold (years)',\n"
+                      "    'Expected candidates per GP list'), 'heatmap_elderly_age_benefit');"),
+    ]
+
+
+NOTEBOOKS = {"01_cohort_profile": nb01, "02_pain_and_risk": nb02, "03_eligibility": nb03,
+             "04_sensitivity": nb04}
+
+
+def main():
+    import importlib.util
+
+    extra = ROOT / "tools" / "notebook_05.py"
+    if extra.exists():
+        spec = importlib.util.spec_from_file_location("nb05", extra)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        NOTEBOOKS.update(mod.NOTEBOOKS(sys.modules[__name__]))
+    for name, make in NOTEBOOKS.items():
+        nb = new_notebook(cells=make())
+        nb.metadata["kernelspec"] = {"name": "analysis", "display_name": "Python (analysis)",
+                                     "language": "python"}
+        nb.metadata["language_info"] = {"name": "python"}
+        for i, c in enumerate(nb.cells):
+            c["id"] = f"{name[:2]}-{i:02d}"
+        nbformat.write(nb, ROOT / "notebooks" / f"{name}.ipynb")
+        print("wrote", name)
+
+
+if __name__ == "__main__":
+    main()
