@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from analysis import paths
+from analysis.data import is_marked_synthetic
 from analysis.errors import AnalysisError
 from analysis.notebook import check_notebook_parameters, resolve
 from analysis.params import Params
@@ -56,14 +57,15 @@ class Batch:
     path: Path
     runs: list[Run]
     show_code: bool = False
+    reports: Path | None = None  # parent folder of the batch's output (default: reports/)
 
     @property
     def out(self) -> Path:
-        return paths.REPORTS / self.name
+        return Path(self.reports or paths.REPORTS) / self.name
 
 
 # ----------------------------------------------------------------------------- loading
-def load_batch(path: str | Path | None = None) -> Batch:
+def load_batch(path: str | Path | None = None, reports: str | Path | None = None) -> Batch:
     """Read a batch file and check every run's parameters before anything runs."""
     import yaml
 
@@ -119,7 +121,8 @@ def load_batch(path: str | Path | None = None) -> Batch:
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise AnalysisError(f"Batch file {path}: two runs have the same name.")
-    return Batch(name=name, path=path, runs=runs, show_code=bool(raw.get("show_code", False)))
+    return Batch(name=name, path=path, runs=runs, show_code=bool(raw.get("show_code", False)),
+                 reports=Path(reports) if reports else None)
 
 
 # ----------------------------------------------------------------------------- fingerprints
@@ -252,6 +255,7 @@ def execute_run(run: Run, batch_out: str, key: str, code: dict, data_fp: dict,
         "notebook": run.notebook,
         "scenario": run.scenario,
         "data_source": run.source,
+        "data_is_synthetic": is_marked_synthetic(resolve(run.data)),
         "status": status,
         "error": error,
         "parameters": params,
@@ -421,8 +425,8 @@ def write_index(batch: Batch) -> Path:
     return target
 
 
-def main_batch(path, jobs, only, force, show_code) -> int:
-    batch = load_batch(path)
+def main_batch(path, jobs, only, force, show_code, reports=None) -> int:
+    batch = load_batch(path, reports)
     t = time.perf_counter()
     try:
         results = run_batch(batch, jobs=jobs, only=only, force=force, show_code=show_code)

@@ -133,7 +133,7 @@ def cmd_sensitivity(args) -> int:
 def cmd_batch(args) -> int:
     from analysis.batch import main_batch
 
-    return main_batch(args.file, args.jobs, args.only, args.force, args.show_code)
+    return main_batch(args.file, args.jobs, args.only, args.force, args.show_code, args.reports)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="parallel worker processes (default: the number of cores)")
     sp.add_argument("--only", metavar="PATTERN", help="run only runs whose name matches")
     sp.add_argument("--force", action="store_true", help="execute even up-to-date runs")
+    sp.add_argument("--reports", metavar="DIR", help="where batch folders go (default: reports/)")
     sp.add_argument("--show-code", action="store_true", default=None,
                     help="show code cells in the HTML reports")
     sp.set_defaults(func=cmd_batch)

@@ -335,3 +335,21 @@ def _create_typed_views(db: Database) -> None:
                 "CAST(cause AS VARCHAR) AS cause FROM raw_pain_episodes")
     con.execute(f"CREATE VIEW prescriptions AS SELECT {pid}, CAST(date AS DATE) AS date, "
                 "CAST(atc_code AS VARCHAR) AS atc_code FROM raw_prescriptions")
+
+
+def is_marked_synthetic(location: str | Path) -> bool:
+    """Whether a data location says it is synthetic (``dataset.json`` or Parquet metadata),
+    without opening or validating it."""
+    location = Path(location)
+    meta = location / METADATA_FILE
+    if meta.exists():
+        try:
+            return bool(json.loads(meta.read_text()).get("synthetic", False))
+        except json.JSONDecodeError:
+            return False
+    pq_file = location / "patients.parquet"
+    if pq_file.exists():
+        import pyarrow.parquet as pq
+
+        return (pq.read_schema(pq_file).metadata or {}).get(b"synthetic") == b"true"
+    return False

@@ -68,9 +68,10 @@ def proportion_ci(x: int, n: int, level: float = 0.95, method: str = "wilson") -
 
     lo, hi = proportion_confint(x, n, alpha=1 - level, method=_SM_METHOD[method])
     lo, hi = float(lo), float(hi)
-    if method == "jeffreys":
-        lo = 0.0 if x == 0 else lo
-        hi = 1.0 if x == n else hi
+    # at x = 0 (x = n) every method's lower (upper) end is exactly 0 (1); the Jeffreys
+    # interval takes these end points by convention, the others reach them analytically
+    lo = 0.0 if x == 0 else lo
+    hi = 1.0 if x == n else hi
     return (max(0.0, lo), min(1.0, hi))
 
 
@@ -369,11 +370,22 @@ def risk_condition_regression(cube: ProfileCube, params: Params | None = None) -
     for b in present[1:]:
         X[f"age {b} vs {present[0]}"] = (g["band"] == b).astype(float)
     X["male vs female"] = (g["sex"] == "M").astype(float)
+    # a term without variation (one sex only, say) cannot be estimated: leave it out
+    X = X[[c for c in X.columns if c == "const" or X[c].nunique() > 1]]
     from statsmodels.genmod import families
     from statsmodels.genmod.generalized_linear_model import GLM
 
     y = g[["events", "non_events"]].to_numpy(dtype=float)
-    res = GLM(y, X, family=families.Binomial()).fit()
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = GLM(y, X, family=families.Binomial()).fit()
+    # a saturated model (as many cells as terms) fits the observed shares exactly, which
+    # statsmodels reports as "perfect separation"; that is spurious there, real otherwise
+    if res.df_resid > 0:
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     ci = res.conf_int(alpha=1 - p.confidence_level)
     out = pd.DataFrame({
         "term": X.columns,

@@ -1,0 +1,64 @@
+"""Shared fixtures: generated cohorts and hand-made databases in the data contract."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from analysis import synth
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def default_db(tmp_path_factory) -> Path:
+    """The synthetic default cohort (2503 patients, default seed), built once."""
+    return synth.generate(tmp_path_factory.mktemp("default") / "synthetic")
+
+
+@pytest.fixture(scope="session")
+def small_db(tmp_path_factory) -> Path:
+    """A small generated cohort (400 patients) for fast end-to-end runs."""
+    return synth.generate(tmp_path_factory.mktemp("small") / "small", patients=400, seed=7)
+
+
+PATIENT_COLS = ["patient_id", "practice_id", "sex", "birth_date", "registered_from", "registered_to"]
+COLUMNS = {
+    "patients": PATIENT_COLS,
+    "diagnoses": ["patient_id", "date", "code"],
+    "pain_episodes": ["patient_id", "date", "site", "severity", "cause"],
+    "prescriptions": ["patient_id", "date", "atc_code"],
+}
+
+
+def write_db(folder: Path, tables: dict[str, list[dict]], synthetic: bool = False) -> Path:
+    """Write a hand-made database as CSV files (missing tables are written empty)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for table, cols in COLUMNS.items():
+        with (folder / f"{table}.csv").open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
+            w.writeheader()
+            for row in tables.get(table, []):
+                w.writerow({c: row.get(c, "") for c in cols})
+    if synthetic:
+        (folder / "dataset.json").write_text('{"synthetic": true}')
+    return folder
+
+
+def patient(pid, birth="1950-06-15", sex="F", **kw):
+    return {"patient_id": pid, "practice_id": "P01", "sex": sex, "birth_date": birth,
+            "registered_from": "1990-01-01", "registered_to": "", **kw}
+
+
+def pain(pid, date="2010-05-01", site="knee", severity=6, cause="osteoarticular"):
+    return {"patient_id": pid, "date": date, "site": site, "severity": severity, "cause": cause}
+
+
+def dx(pid, code, date="2005-01-01"):
+    return {"patient_id": pid, "date": date, "code": code}
+
+
+def rx(pid, atc, date="2012-01-01"):
+    return {"patient_id": pid, "date": date, "atc_code": atc}

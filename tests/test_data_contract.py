@@ -1,0 +1,162 @@
+"""Loading refuses bad input before anything is computed, naming file, column and row."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from analysis.data import open_database
+from analysis.errors import AnalysisError
+from conftest import dx, pain, patient, rx, write_db
+
+
+def good_tables():
+    return {
+        "patients": [patient(1), patient(2, sex="M", birth="1940-01-01")],
+        "diagnoses": [dx(1, "401.9")],
+        "pain_episodes": [pain(1), pain(2, date="2011-01-01")],
+        "prescriptions": [rx(2, "B01AC06")],
+    }
+
+
+def test_a_good_database_opens(tmp_path):
+    db = open_database(write_db(tmp_path / "db", good_tables()))
+    assert db.con.execute("SELECT count(*) FROM patients").fetchone()[0] == 2
+    assert not db.is_synthetic
+
+
+def refused(tmp_path, tables, *fragments):
+    folder = write_db(tmp_path / "db", tables)
+    with pytest.raises(AnalysisError) as e:
+        open_database(folder)
+    msg = str(e.value)
+    for f in fragments:
+        assert f in msg, msg
+    return msg
+
+
+def test_bad_sex_names_table_column_row(tmp_path):
+    t = good_tables()
+    t["patients"][1]["sex"] = "X"
+    refused(tmp_path, t, "patients.csv", "column sex", "row 2", "F or M", "'X'")
+
+
+def test_unparseable_date(tmp_path):
+    t = good_tables()
+    t["pain_episodes"][0]["date"] = "31/05/2010"
+    refused(tmp_path, t, "pain_episodes.csv", "column date", "row 1", "ISO date")
+
+
+def test_duplicate_patient_id(tmp_path):
+    t = good_tables()
+    t["patients"].append(patient(2))
+    refused(tmp_path, t, "patients.csv", "column patient_id", "row 3", "unique")
+
+
+def test_event_of_an_unknown_patient(tmp_path):
+    t = good_tables()
+    t["diagnoses"].append(dx(99, "250.00"))
+    refused(tmp_path, t, "diagnoses.csv", "column patient_id", "row 2", "'99'")
+
+
+def test_event_before_birth(tmp_path):
+    t = good_tables()
+    t["prescriptions"].append(rx(1, "N06AB04", date="1949-01-01"))
+    refused(tmp_path, t, "prescriptions.csv", "column date", "row 2", "birth date")
+
+
+def test_event_after_today(tmp_path):
+    t = good_tables()
+    t["pain_episodes"].append(pain(1, date="2999-01-01"))
+    refused(tmp_path, t, "pain_episodes.csv", "column date", "row 3", "not after")
+
+
+def test_event_after_the_extract_date(tmp_path):
+    t = good_tables()
+    t["diagnoses"].append(dx(1, "250.00", date="2016-03-01"))
+    folder = write_db(tmp_path / "db", t)
+    (folder / "dataset.json").write_text(json.dumps({"extract_date": "2016-01-31"}))
+    with pytest.raises(AnalysisError, match="2016-01-31"):
+        open_database(folder)
+
+
+def test_events_after_the_index_date_are_accepted(tmp_path):
+    t = good_tables()
+    t["pain_episodes"].append(pain(1, date="2016-06-01"))
+    open_database(write_db(tmp_path / "db", t)).close()
+
+
+@pytest.mark.parametrize("severity", [11, -1, 4.5, "severe"])
+def test_severity_outside_0_to_10(tmp_path, severity):
+    t = good_tables()
+    t["pain_episodes"][1]["severity"] = severity
+    refused(tmp_path, t, "column severity", "row 2", "integer 0-10")
+
+
+def test_site_and_cause_vocabularies(tmp_path):
+    t = good_tables()
+    t["pain_episodes"][0]["site"] = "elbow"
+    t["pain_episodes"][1]["cause"] = "unknown"
+    msg = refused(tmp_path, t, "column site", "column cause")
+    assert "2 problem(s)" in msg
+
+
+def test_missing_column(tmp_path):
+    folder = write_db(tmp_path / "db", good_tables())
+    (folder / "prescriptions.csv").write_text("patient_id,date\n1,2012-01-01\n")
+    with pytest.raises(AnalysisError, match="prescriptions.csv: missing column.*atc_code"):
+        open_database(folder)
+
+
+def test_missing_table_file(tmp_path):
+    folder = write_db(tmp_path / "db", good_tables())
+    (folder / "diagnoses.csv").unlink()
+    with pytest.raises(AnalysisError, match="diagnoses"):
+        open_database(folder)
+
+
+def test_empty_file(tmp_path):
+    folder = write_db(tmp_path / "db", good_tables())
+    (folder / "diagnoses.csv").write_text("")
+    with pytest.raises(AnalysisError, match="diagnoses.csv: the file is empty"):
+        open_database(folder)
+
+
+def test_many_problems_are_capped_with_a_count(tmp_path):
+    t = good_tables()
+    t["pain_episodes"] = [pain(1, site="elbow") for _ in range(50)]
+    msg = refused(tmp_path, t, "and 30 more problem(s)")
+    assert msg.count("column site") == 20
+
+
+def test_missing_data_folder_suggests_synth(tmp_path):
+    with pytest.raises(AnalysisError, match="does not exist"):
+        open_database(tmp_path / "nowhere")
+
+
+def test_command_refuses_bad_data_without_traceback_or_stdout(tmp_path):
+    t = good_tables()
+    t["patients"][0]["birth_date"] = "not a date"
+    folder = write_db(tmp_path / "db", t)
+    r = subprocess.run([sys.executable, "-m", "analysis", "figures", "--data", str(folder), "--json"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0
+    assert r.stdout == ""
+    assert "Traceback" not in r.stderr
+    assert "patients.csv" in r.stderr and "birth_date" in r.stderr and "row 1" in r.stderr
+
+
+def test_command_refuses_bad_parameter_values(tmp_path, small_db):
+    r = subprocess.run([sys.executable, "-m", "analysis", "figures", "--data", str(small_db),
+                        "--set", "benefit_fraction=2"], capture_output=True, text=True)
+    assert r.returncode != 0 and r.stdout == "" and "benefit_fraction" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_command_refuses_bad_command_line_values(tmp_path):
+    out = tmp_path / "syn"
+    r = subprocess.run([sys.executable, "-m", "analysis", "synth", "--patients", "-3", "--out", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert not out.exists()

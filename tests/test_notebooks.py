@@ -1,0 +1,125 @@
+"""The notebooks: stored clean, parameterized with the shared defaults, and run top to
+bottom under papermill on a small and on the default cohort."""
+
+import json
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import papermill as pm
+import pytest
+
+from analysis import cohort, statistics
+from analysis.params import Params
+from analysis.study import run_study
+from conftest import ROOT
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NAMES = [p.stem for p in NOTEBOOKS]
+
+
+def parameters_cell(nb):
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(cells) == 1
+    return cells[0]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
+def test_stored_without_outputs_and_with_a_parameters_cell(path):
+    nb = nbformat.read(path, as_version=4)
+    for c in nb.cells:
+        if c.cell_type == "code":
+            assert c.outputs == [] and c.execution_count is None
+    assert nb.cells[0].cell_type == "markdown" and "Run it for other data" in nb.cells[0].source
+    assert nb.metadata["kernelspec"]["name"] == "analysis"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
+def test_parameter_defaults_are_the_shared_parameter_set(path):
+    ns = {}
+    exec(parameters_cell(nbformat.read(path, as_version=4)).source, ns)
+    defaults = Params().to_dict()
+    for k, v in ns.items():
+        if k in defaults:
+            assert v == defaults[k], k
+
+
+def execute(name, data, out, **params):
+    out.mkdir(parents=True, exist_ok=True)
+    nb = pm.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(out / f"{name}.ipynb"),
+                             parameters={"data": str(data), "output_dir": str(out), **params},
+                             kernel_name="analysis", cwd=str(ROOT / "notebooks"), progress_bar=False)
+    return nb
+
+
+def stderr_text(nb):
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                   for o in c.get("outputs", []) if o.get("name") == "stderr")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("cohort_name", ["small_db", "default_db"])
+def test_notebook_runs_under_papermill(name, cohort_name, request, tmp_path):
+    data = request.getfixturevalue(cohort_name)
+    nb = execute(name, data, tmp_path)
+    assert "Warning" not in stderr_text(nb)
+    assert list((tmp_path / "tables").glob("*.csv"))
+    if name != "05_reproduction":
+        pngs = list((tmp_path / "figures").glob("*.png"))
+        assert pngs and len(list((tmp_path / "figures").glob("*.svg"))) == len(pngs)
+    text = json.dumps([c.get("outputs", []) for c in nb.cells])
+    assert "synthetic default data" in text  # the data and its n are said in the outputs
+
+
+@pytest.mark.slow
+def test_tables_match_the_module_and_the_flow_matches_the_attrition(default_db, tmp_path):
+    execute("03_eligibility", default_db, tmp_path)
+    study = run_study(default_db)
+    table = pd.read_csv(tmp_path / "tables" / "attrition.csv")
+    expected = cohort.attrition_table(study.cube)
+    pd.testing.assert_series_equal(table["n"].astype(float), expected["n"].astype(float))
+    assert table["n"].tolist()[:4] == [2503, 827, 376, 121]
+    est = pd.read_csv(tmp_path / "tables" / "eligibility_estimate.csv").iloc[0]
+    assert est["candidates"] == pytest.approx(study.eligibility().candidates)
+
+
+@pytest.mark.slow
+def test_outputs_are_deterministic(small_db, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    execute("02_pain_and_risk", small_db, a)
+    execute("02_pain_and_risk", small_db, b)
+    for f in sorted((a / "tables").glob("*.csv")) + sorted((a / "figures").glob("*.*")):
+        assert f.read_bytes() == (b / f.relative_to(a)).read_bytes(), f.name
+
+
+@pytest.mark.slow
+def test_table_one_in_the_notebook_matches_the_module(default_db, tmp_path):
+    execute("01_cohort_profile", default_db, tmp_path)
+    got = pd.read_csv(tmp_path / "tables" / "table_one.csv")
+    want = statistics.table_one(run_study(default_db).cube)
+    assert got["pain_n"].fillna(-1).tolist() == want["pain_n"].fillna(-1).tolist()
+
+
+@pytest.mark.slow
+def test_a_misspelt_injected_parameter_is_refused(small_db, tmp_path):
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        execute("03_eligibility", small_db, tmp_path, elderly_agee=80)
+    assert "elderly_agee" in str(e.value) and "elderly_age" in str(e.value)
+    assert not (tmp_path / "tables").exists()
+
+
+@pytest.mark.slow
+def test_parameters_from_a_yaml_file(small_db, tmp_path):
+    """papermill -f params.yaml: the notebook uses the file's values."""
+    import subprocess
+    import sys
+
+    f = tmp_path / "params.yaml"
+    f.write_text(f"data: {small_db}\noutput_dir: {tmp_path / 'out'}\nelderly_age: 80\n")
+    subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "03_eligibility.ipynb"),
+                    str(tmp_path / "o.ipynb"), "-f", str(f), "-k", "analysis", "--cwd", str(ROOT / "notebooks")],
+                   check=True, capture_output=True)
+    a = pd.read_csv(tmp_path / "out" / "tables" / "attrition.csv")
+    assert "aged >= 80" in a.loc[a["step"] == "target", "definition"].iloc[0]
+    assert Path(tmp_path / "out" / "figures" / "flow_diagram.svg").exists()
