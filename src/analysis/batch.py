@@ -199,7 +199,7 @@ def run_key(run: Run, code: dict, data_fp: dict) -> str:
 
 # ----------------------------------------------------------------------------- one run
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def execute_run(run: Run, batch_out: str, key: str, code: dict, data_fp: dict,

@@ -225,16 +225,6 @@ def validate_database(db: Database, *, today: dt.date | None = None) -> None:
     if db.metadata.get("extract_date"):
         ceiling = min(ceiling, dt.date.fromisoformat(str(db.metadata["extract_date"])))
     problems: list[str] = []
-    total = 0
-
-    def collect(table, query):
-        nonlocal total
-        rows = db.con.execute(query).fetchall()
-        for (row, column, value, expected, n) in rows:
-            total += 0  # counted below
-            problems.append((table, row, column, value, expected))
-        return rows
-
     counts = 0
     for table in TABLES:
         where = db.files.get(table, db.location)

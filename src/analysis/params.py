@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from analysis.errors import AnalysisError, nearest_name
@@ -142,7 +142,7 @@ class Params:
             problems.append(f"{source}: parameter '{name}' {msg}")
 
         try:
-            self.index
+            _ = self.index
         except ValueError:
             bad("index_date", f"must be an ISO date like 2015-12-31, got {self.index_date!r}")
         if self.lookback_years < 1:
@@ -201,7 +201,7 @@ class Params:
                     hint = nearest_name(cl, known)
                     bad(name, f"names unknown code list {cl!r}"
                         + (f" (did you mean {hint!r}?)" if hint else "")
-                        + f"; code lists live in data/codelists/")
+                        + "; code lists live in data/codelists/")
         if not self.risk_conditions and not self.risk_drugs:
             bad("risk_conditions", "and risk_drugs are both empty; name at least one code list")
         if problems:

@@ -1,0 +1,46 @@
+"""The environment is pinned in one way: pyproject, environment.yml and the lock agree;
+the README's quick start is the two commands; notebooks are clean."""
+
+import re
+import tomllib
+
+import yaml
+
+from conftest import ROOT
+
+
+def pins_from_pyproject():
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = meta["dependencies"] + meta["optional-dependencies"]["test"]
+    return dict(d.split("==") for d in deps)
+
+
+def test_environment_yml_names_the_same_packages_at_the_same_versions():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda = {}
+    for d in env["dependencies"]:
+        if isinstance(d, str) and "=" in d and not d.startswith("python="):
+            name, version = d.split("=", 1)
+            conda[name] = version
+    assert conda == pins_from_pyproject()
+    pip = [d for d in env["dependencies"] if isinstance(d, dict)][0]["pip"]
+    assert "-e ." in pip
+
+
+def test_every_pin_is_in_the_lock_file_at_the_same_version():
+    lock = dict(re.findall(r"^([A-Za-z0-9_.\-]+)==([^\s]+)", (ROOT / "requirements.lock").read_text(), re.M))
+    lock = {k.lower(): v for k, v in lock.items()}
+    for name, version in pins_from_pyproject().items():
+        assert lock.get(name.lower()) == version, name
+
+
+def test_readme_quick_start_has_exactly_two_commands():
+    text = (ROOT / "README.md").read_text()
+    after = text.split("## Quick start", 1)[1]
+    block = after.split("```", 2)[1]
+    lines = [line for line in block.splitlines()[1:] if line.strip()]
+    assert lines == ["make report", "make test"]
+
+
+def test_ci_calls_the_readme_test_command():
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
