@@ -202,19 +202,43 @@ def nb04():
     ]
 
 
+def nb05():
+    return [
+        header("05 Reproduction", "What this project reproduced of the paper, figure by figure, "
+               "and what it could not, and why: the published figures against the recomputed ones, "
+               "and an audit of the arithmetic of the published figures themselves (GRIM, "
+               "cross-figure agreement, exact SD bounds).", "05_reproduction"),
+        param_cell(COHORT + ELIG, {**RUN, "published": ""}),
+        new_code_cell("from analysis import audit, notebook\n\n"
+                      "run = notebook.start(globals(), notebook='05_reproduction')\n"
+                      "published = audit.load_published(notebook.resolve(published))\n"
+                      "run.header('Reproduction of the published figures')"),
+        new_markdown_cell("### Published against recomputed\n\n"
+                          "Each figure of the paper (P1-P10, `data/reference/published.csv`), the "
+                          "value recomputed from the data at the published precision, and a verdict."),
+        new_code_cell("repro = audit.reproduction_table(run.study.figures(), published)\n"
+                      "run.save_table(repro, 'reproduction')\n"
+                      "repro.drop(columns=['description']).set_index('id')"),
+        new_markdown_cell("### The arithmetic of the published figures\n\n"
+                          "These checks use the printed numbers only, no patient data. GRIM (Brown and "
+                          "Heathers 2016) asks whether a count over its denominator can print as each "
+                          "percentage or mean; the cross-figure checks ask whether figures that "
+                          "describe the same patients agree; the SD bounds give the smallest and "
+                          "largest SD of integer ages compatible with n, the mean, the range and the "
+                          "subgroup counts the paper reports."),
+        new_code_cell("checks = audit.consistency_audit(published)\n"
+                      "run.save_table(checks, 'consistency_audit')\n"
+                      "checks[['check', 'figures', 'result', 'verdict']]"),
+        new_code_cell("from IPython.display import Markdown\n"
+                      "Markdown(audit.narrative(checks, repro))"),
+    ]
+
+
 NOTEBOOKS = {"01_cohort_profile": nb01, "02_pain_and_risk": nb02, "03_eligibility": nb03,
-             "04_sensitivity": nb04}
+             "04_sensitivity": nb04, "05_reproduction": nb05}
 
 
 def main():
-    import importlib.util
-
-    extra = ROOT / "tools" / "notebook_05.py"
-    if extra.exists():
-        spec = importlib.util.spec_from_file_location("nb05", extra)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        NOTEBOOKS.update(mod.NOTEBOOKS(sys.modules[__name__]))
     for name, make in NOTEBOOKS.items():
         nb = new_notebook(cells=make())
         nb.metadata["kernelspec"] = {"name": "analysis", "display_name": "Python (analysis)",

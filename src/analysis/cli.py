@@ -136,6 +136,43 @@ def cmd_batch(args) -> int:
     return main_batch(args.file, args.jobs, args.only, args.force, args.show_code, args.reports)
 
 
+def cmd_audit(args) -> int:
+    from analysis.audit import consistency_audit, load_published, reproduction_table
+
+    published = load_published(args.published)
+    figures = None
+    if args.data is not None or args.params or args.set:
+        from analysis.study import run_study
+
+        figures = run_study(args.data, _params(args)).figures()
+    else:
+        from analysis import paths
+
+        if paths.SYNTHETIC.exists():
+            from analysis.study import run_study
+
+            figures = run_study(None, _params(args)).figures()
+    repro = reproduction_table(figures, published)
+    checks = consistency_audit(published)
+    if args.json:
+        print(json.dumps({"reproduction": repro.to_dict(orient="records"),
+                          "consistency": checks.to_dict(orient="records")}, indent=2))
+        return 0
+    import pandas as pd
+
+    with pd.option_context("display.max_rows", None, "display.width", 250, "display.max_colwidth", 90):
+        print("Reproduction of the published figures" + ("" if figures else " (no data: nothing recomputed)"))
+        print(repro[["id", "figure", "published", "recomputed", "difference", "verdict"]].to_string(index=False))
+        print("\nConsistency of the published figures (no patient data needed)")
+        print(checks[["check", "result", "verdict"]].to_string(index=False))
+        print("\nArithmetic:")
+        for _, r in checks.iterrows():
+            if r["verdict"] in ("impossible", "inconsistent") or r["check"].startswith("SD"):
+                print(f"- {r['check']}: {r['verdict']}. {r['arithmetic']}. Method: {r['method']}. "
+                      f"Reference: {r['reference']}.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -157,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--grid", metavar="FILE", help="grid YAML (default: the package's grid)")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_sensitivity)
+    sp = sub.add_parser("audit", help="published against recomputed, and the arithmetic of the published figures")
+    _add_params_args(sp)
+    sp.add_argument("--published", metavar="FILE", help="published figures CSV (default: data/reference/published.csv)")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_audit)
+
     sp = sub.add_parser("batch", help="run a batch of notebooks with papermill")
     sp.add_argument("file", nargs="?", help="batch YAML (default: batches/paper.yaml)")
     sp.add_argument("--jobs", type=_positive_int, metavar="N",
