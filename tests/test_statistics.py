@@ -106,7 +106,8 @@ def cube_from(rows, params=None):
                            "drug_mask": 0, "n": n, "drugs_sum": 0, "drugs_sq": 0}
                           for a, s, q, c, n in rows])
     return ProfileCube(cells=cells, params=p, severities=(4,), episode_cap=2,
-                       condition_lists=p.risk_conditions, drug_lists=p.risk_drugs, sites=p.pain_sites)
+                       condition_lists=p.risk_conditions, drug_lists=p.risk_drugs, sites=p.pain_sites,
+                       drug_counts=True)
 
 
 def test_odds_ratio_equals_the_cross_product_ratio_with_woolf_interval():
@@ -139,3 +140,14 @@ def test_combinations_count_each_exact_set_of_conditions():
     assert c["n"].tolist() == [5, 3, 2]
     assert c.loc[1, "hypertension"] and not c.loc[1, "heart failure"]
     assert c.loc[2, "hypertension"] and c.loc[2, "heart failure"] and c.loc[2, "n_conditions"] == 2
+
+
+@pytest.mark.parametrize("method,sm", [("wilson", "wilson"), ("clopper_pearson", "beta"),
+                                       ("agresti_coull", "agresti_coull"), ("jeffreys", "jeffreys")])
+def test_intervals_agree_with_statsmodels(method, sm):
+    from statsmodels.stats.proportion import proportion_confint
+
+    for x, n in [(1, 7), (5, 40), (121, 827), (376, 827), (1452, 2503), (3, 10_000)]:
+        for level in (0.9, 0.95, 0.99):
+            lo, hi = proportion_confint(x, n, alpha=1 - level, method=sm)
+            assert proportion_ci(x, n, level, method) == pytest.approx((max(0, lo), min(1, hi)), abs=1e-10)

@@ -64,7 +64,7 @@ def nb01():
                "and the age distribution by sex.", "01_cohort_profile"),
         param_cell(["index_date", "confidence_level", "ci_method", "age_band_edges", "elderly_age"], RUN),
         new_code_cell("from analysis import notebook, plots, statistics\n\n"
-                      "run = notebook.start(globals(), notebook='01_cohort_profile')\n"
+                      "run = notebook.start(globals(), notebook='01_cohort_profile', drug_counts=True)\n"
                       "study, cube = run.study, run.study.cube\n"
                       "run.header('Cohort profile')"),
         new_markdown_cell("### Population: size, age and sex"),
@@ -99,7 +99,7 @@ def nb02():
                "a risk condition on age band and sex.", "02_pain_and_risk"),
         param_cell(COHORT, RUN),
         new_code_cell("from analysis import notebook, plots, statistics\n\n"
-                      "run = notebook.start(globals(), notebook='02_pain_and_risk')\n"
+                      "run = notebook.start(globals(), notebook='02_pain_and_risk', drug_counts=True)\n"
                       "study, cube = run.study, run.study.cube\n"
                       "run.header('Pain and risk conditions')"),
         new_markdown_cell("### Pain sites\n\nShare of the pain cohort with a qualifying episode "

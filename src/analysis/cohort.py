@@ -52,6 +52,7 @@ class ProfileCube:
     sites: tuple[str, ...]
     data_label: str = "data"
     is_synthetic: bool = False
+    drug_counts: bool = False  # whether drugs_sum / drugs_sq hold the number of drugs
 
     @property
     def n_total(self) -> int:
@@ -111,12 +112,14 @@ def _code_map_sql(db: Database, table: str, column: str, lists, name: str) -> No
 
 
 def profile_cube(db: Database, params: Params, *, severities=(), episode_cap: int | None = None,
-                 condition_lists=None, drug_lists=None) -> ProfileCube:
+                 condition_lists=None, drug_lists=None, drug_counts: bool = False) -> ProfileCube:
     """Reduce the database to the profile cube, in one pass over each table.
 
     ``severities`` adds severity thresholds (beyond ``params.min_severity``) and
     ``episode_cap`` the largest recurrence threshold the caller will ask about, so that a
-    whole sensitivity grid is answered from the same cube.
+    whole sensitivity grid is answered from the same cube. ``drug_counts`` adds the
+    number of distinct ATC codes prescribed in the window (for Table 1; it costs a
+    distinct count over every prescription).
     """
     sev = tuple(sorted({params.min_severity, *severities}))
     cap = max(params.min_episodes, episode_cap or 0)
@@ -136,6 +139,15 @@ def profile_cube(db: Database, params: Params, *, severities=(), episode_cap: in
     q_sel = ", ".join(f"coalesce(q.q{s}, 0) AS q{s}" for s in sev)
     q_grp = ", ".join(f"q{s}" for s in sev)
     base = params.min_severity
+    if drug_counts:
+        n_drugs_sql = (f"SELECT patient_id, count(*) AS n_drugs FROM (SELECT DISTINCT patient_id, atc_code "
+                       f"FROM prescriptions WHERE date BETWEEN DATE '{ws}' AND DATE '{idx}') GROUP BY patient_id")
+        n_drugs_col = "coalesce(nd.n_drugs, 0)"
+        n_drugs_join = "LEFT JOIN nd ON nd.patient_id = p.patient_id"
+    else:
+        n_drugs_sql = "SELECT NULL::BIGINT AS patient_id, 0 AS n_drugs WHERE FALSE"
+        n_drugs_col = "0"
+        n_drugs_join = ""
     query = f"""
     WITH qual AS (
         SELECT patient_id, {q_cols},
@@ -151,12 +163,11 @@ def profile_cube(db: Database, params: Params, *, severities=(), episode_cap: in
         WHERE d.date <= DATE '{idx}'
         GROUP BY d.patient_id),
     rx AS (
-        SELECT r.patient_id,
-               bit_or(m.mask) AS drug_mask,
-               count(DISTINCT r.atc_code) FILTER (WHERE r.date >= DATE '{ws}') AS n_drugs
-        FROM prescriptions r LEFT JOIN drug_map m ON r.atc_code = m.code
+        SELECT r.patient_id, bit_or(m.mask) AS drug_mask
+        FROM prescriptions r JOIN drug_map m ON r.atc_code = m.code
         WHERE r.date <= DATE '{idx}'
         GROUP BY r.patient_id),
+    nd AS ({n_drugs_sql}),
     prof AS (
         SELECT
           date_part('year', DATE '{idx}') - date_part('year', p.birth_date)
@@ -168,11 +179,12 @@ def profile_cube(db: Database, params: Params, *, severities=(), episode_cap: in
           coalesce(q.site_mask, 0) AS site_mask,
           coalesce(c.cond_mask, 0) AS cond_mask,
           coalesce(r.drug_mask, 0) AS drug_mask,
-          coalesce(r.n_drugs, 0) AS n_drugs
+          {n_drugs_col} AS n_drugs
         FROM patients p
         LEFT JOIN qual q ON q.patient_id = p.patient_id
         LEFT JOIN cond c ON c.patient_id = p.patient_id
-        LEFT JOIN rx r ON r.patient_id = p.patient_id)
+        LEFT JOIN rx r ON r.patient_id = p.patient_id
+        {n_drugs_join})
     SELECT age, sex, {q_grp}, site_mask, cond_mask, drug_mask,
            count(*) AS n, sum(n_drugs) AS drugs_sum, sum(n_drugs * n_drugs) AS drugs_sq
     FROM prof
@@ -185,7 +197,7 @@ def profile_cube(db: Database, params: Params, *, severities=(), episode_cap: in
             cells[col] = cells[col].astype(np.int64)
     return ProfileCube(cells=cells, params=params, severities=sev, episode_cap=cap,
                        condition_lists=cond_lists, drug_lists=drug_lists, sites=sites,
-                       data_label=db.label, is_synthetic=db.is_synthetic)
+                       data_label=db.label, is_synthetic=db.is_synthetic, drug_counts=drug_counts)
 
 
 # ----------------------------------------------------------------------------- attrition

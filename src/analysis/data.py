@@ -132,10 +132,12 @@ def _attach_folder(db: Database) -> None:
         if path.suffix == ".parquet":
             src = f"read_parquet({_sql_str(path)}, file_row_number=true)"
             row = "file_row_number + 1"
+            db.con.execute(f"CREATE VIEW src_{table} AS SELECT * FROM read_parquet({_sql_str(path)})")
         else:
             src = (f"read_csv({_sql_str(path)}, header=true, all_varchar=true, "
                    "auto_detect=true, strict_mode=true)")
             row = "row_number() OVER ()"
+            db.con.execute(f"CREATE VIEW src_{table} AS SELECT * FROM {src}")
         try:
             db.con.execute(f"CREATE VIEW raw_{table} AS SELECT *, {row} AS __row FROM {src}")
             cols = [r[0] for r in db.con.execute(f"DESCRIBE raw_{table}").fetchall()]
@@ -179,6 +181,7 @@ def _attach_duckdb_file(db: Database) -> None:
     for table in TABLES:
         db.con.execute(f"CREATE VIEW raw_{table} AS SELECT *, row_number() OVER () AS __row "
                        f"FROM src.{table}")
+        db.con.execute(f"CREATE VIEW src_{table} AS SELECT * FROM src.{table}")
         cols = [r[0] for r in db.con.execute(f"DESCRIBE raw_{table}").fetchall()]
         absent = [c.name for c in SCHEMA[table] if c.name not in cols]
         if absent:
@@ -190,25 +193,45 @@ def _first_line(exc: Exception) -> str:
 
 
 # --------------------------------------------------------------------------- validation
-def _column_check(col: Column) -> tuple[str, str]:
-    """(SQL predicate that is TRUE for a bad value, expected text)."""
+_TEXT_TYPES = ("VARCHAR",)
+_DATE_TYPES = ("DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S")
+_INT_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+              "UINTEGER", "UBIGINT")
+
+
+def _column_check(col: Column, col_type: str) -> str:
+    """SQL predicate that is TRUE for a bad value of ``col`` stored as ``col_type``.
+
+    Typed columns (Parquet, DuckDB) need only the cheap checks their type leaves open;
+    text columns (CSV) are parsed with TRY_CAST."""
     c = f'"{col.name}"'
+    is_text = col_type in _TEXT_TYPES
     txt = f"CAST({c} AS VARCHAR)"
-    empty = f"({c} IS NULL OR trim({txt}) = '')"
+    empty = f"({c} IS NULL OR trim({c}) = '')" if is_text else f"({c} IS NULL)"
     if col.kind in ("id", "text"):
-        return empty, col.expected
+        return empty
     if col.kind == "vocab":
         vocab = ", ".join(_sql_str(v) for v in col.vocabulary)
-        return f"({empty} OR {txt} NOT IN ({vocab}))", col.expected
+        return f"({empty} OR {txt} NOT IN ({vocab}))"
     if col.kind == "integer":
+        if col_type in _INT_TYPES:
+            return f"({c} IS NULL OR {c} < {col.low} OR {c} > {col.high})"
         num = f"TRY_CAST({txt} AS DOUBLE)"
         return (f"({empty} OR {num} IS NULL OR {num} <> floor({num}) "
-                f"OR {num} < {col.low} OR {num} > {col.high})"), col.expected
+                f"OR {num} < {col.low} OR {num} > {col.high})")
     if col.kind == "date":
-        return f"({empty} OR TRY_CAST({txt} AS DATE) IS NULL)", col.expected
+        if col_type in _DATE_TYPES:
+            return f"({c} IS NULL)"
+        return f"({empty} OR TRY_CAST({txt} AS DATE) IS NULL)"
     if col.kind == "optional_date":
-        return f"(NOT {empty} AND TRY_CAST({txt} AS DATE) IS NULL)", col.expected
+        if col_type in _DATE_TYPES:
+            return "FALSE"
+        return f"(NOT {empty} AND TRY_CAST({txt} AS DATE) IS NULL)"
     raise ValueError(col.kind)
+
+
+def _column_types(db: Database, table: str) -> dict[str, str]:
+    return {r[0]: r[1] for r in db.con.execute(f"DESCRIBE raw_{table}").fetchall()}
 
 
 def validate_database(db: Database, *, today: dt.date | None = None) -> None:
@@ -219,6 +242,10 @@ def validate_database(db: Database, *, today: dt.date | None = None) -> None:
     birth, events or births after the extract date (``dataset.json``: ``extract_date``)
     or after today. Events after the analysis index date are *not* refused: the
     definitions ignore them.
+
+    Cost: one scan per table counting every kind of problem at once, and one join per
+    event table for the checks against ``patients``; rows are listed only when a count is
+    not zero.
     """
     today = today or dt.date.today()
     ceiling = today
@@ -228,65 +255,78 @@ def validate_database(db: Database, *, today: dt.date | None = None) -> None:
     counts = 0
     for table in TABLES:
         where = db.files.get(table, db.location)
-        checks = []
-        for col in SCHEMA[table]:
-            pred, expected = _column_check(col)
-            checks.append((col.name, pred, expected))
-        # one pass: each bad (row, column) is a row of the result
-        unions = " UNION ALL ".join(
-            f"SELECT __row, {_sql_str(name)} AS col, CAST(\"{name}\" AS VARCHAR) AS val, "
-            f"{_sql_str(exp)} AS expected FROM raw_{table} WHERE {pred}"
-            for name, pred, exp in checks
-        )
-        n_bad = db.con.execute(f"SELECT count(*) FROM ({unions})").fetchone()[0]
-        if n_bad:
-            counts += n_bad
-            for row, col, val, exp in db.con.execute(
-                f"SELECT * FROM ({unions}) ORDER BY __row, col LIMIT {MAX_LISTED_PROBLEMS}"
-            ).fetchall():
-                problems.append(_problem(where, table, col, row, val, exp))
+        types = _column_types(db, table)
+        checks = [(col, _column_check(col, types.get(col.name, "VARCHAR"))) for col in SCHEMA[table]]
+        select = ", ".join(f"count(*) FILTER (WHERE {pred})" for _, pred in checks)
+        n_bad = db.con.execute(f"SELECT {select} FROM src_{table}").fetchone()
+        for (col, pred), n in zip(checks, n_bad, strict=True):
+            if not n:
+                continue
+            counts += n
+            rows = db.con.execute(
+                f"SELECT __row, CAST(\"{col.name}\" AS VARCHAR) FROM raw_{table} WHERE {pred} "
+                f"ORDER BY __row LIMIT {MAX_LISTED_PROBLEMS}").fetchall()
+            problems.extend(_problem(where, table, col.name, r, v, col.expected) for r, v in rows)
     if counts:  # relational checks need clean values
         _raise(problems, counts)
 
-    # duplicate patient ids
-    dup_q = ("SELECT __row, CAST(patient_id AS VARCHAR) FROM raw_patients WHERE patient_id IN "
-             "(SELECT patient_id FROM raw_patients GROUP BY patient_id HAVING count(*) > 1)")
-    n = db.con.execute(f"SELECT count(*) FROM ({dup_q})").fetchone()[0]
-    if n:
-        counts += n
-        for row, val in db.con.execute(f"{dup_q} ORDER BY __row LIMIT {MAX_LISTED_PROBLEMS}").fetchall():
-            problems.append(_problem(db.files.get("patients", db.location), "patients",
-                                     "patient_id", row, val, "a unique patient_id (this one repeats)"))
-    # dates in patients
-    pq = (f"SELECT __row, 'birth_date', CAST(birth_date AS VARCHAR), 'a birth date not after "
-          f"{ceiling} (extract date or today)' FROM raw_patients "
-          f"WHERE CAST(birth_date AS DATE) > DATE '{ceiling}' "
-          f"UNION ALL SELECT __row, 'registered_to', CAST(registered_to AS VARCHAR), "
-          f"'a date on or after registered_from' FROM raw_patients WHERE "
-          f"TRY_CAST(CAST(registered_to AS VARCHAR) AS DATE) < CAST(registered_from AS DATE)")
-    n = db.con.execute(f"SELECT count(*) FROM ({pq})").fetchone()[0]
-    if n:
-        counts += n
-        for row, col, val, exp in db.con.execute(f"SELECT * FROM ({pq}) ORDER BY 1 LIMIT {MAX_LISTED_PROBLEMS}").fetchall():
-            problems.append(_problem(db.files.get("patients", db.location), "patients", col, row, val, exp))
-    # events: known patient, not before birth, not after the ceiling
+    pfile = db.files.get("patients", db.location)
+    pt = _column_types(db, "patients")
+    birth = "birth_date" if pt.get("birth_date") in _DATE_TYPES else "CAST(birth_date AS DATE)"
+    reg_from = "registered_from" if pt.get("registered_from") in _DATE_TYPES else "CAST(registered_from AS DATE)"
+    reg_to = ("registered_to" if pt.get("registered_to") in _DATE_TYPES
+              else "TRY_CAST(CAST(registered_to AS VARCHAR) AS DATE)")
+    n_dup, n_birth, n_reg = db.con.execute(
+        f"SELECT count(*) - count(DISTINCT patient_id), "
+        f"count(*) FILTER (WHERE {birth} > DATE '{ceiling}'), "
+        f"count(*) FILTER (WHERE {reg_to} < {reg_from}) FROM src_patients").fetchone()
+    if n_dup:
+        q = ("SELECT __row, CAST(patient_id AS VARCHAR) FROM raw_patients WHERE patient_id IN "
+             "(SELECT patient_id FROM raw_patients GROUP BY patient_id HAVING count(*) > 1) "
+             f"ORDER BY __row LIMIT {MAX_LISTED_PROBLEMS}")
+        dup_rows = db.con.execute(q).fetchall()
+        counts += len(dup_rows) if n_dup < len(dup_rows) else n_dup
+        problems.extend(_problem(pfile, "patients", "patient_id", r, v,
+                                 "a unique patient_id (this one repeats)") for r, v in dup_rows)
+    if n_birth:
+        counts += n_birth
+        for r, v in db.con.execute(f"SELECT __row, CAST(birth_date AS VARCHAR) FROM raw_patients "
+                                   f"WHERE {birth} > DATE '{ceiling}' ORDER BY 1 LIMIT {MAX_LISTED_PROBLEMS}").fetchall():
+            problems.append(_problem(pfile, "patients", "birth_date", r, v,
+                                     f"a birth date not after {ceiling} (extract date or today)"))
+    if n_reg:
+        counts += n_reg
+        for r, v in db.con.execute(f"SELECT __row, CAST(registered_to AS VARCHAR) FROM raw_patients "
+                                   f"WHERE {reg_to} < {reg_from} ORDER BY 1 LIMIT {MAX_LISTED_PROBLEMS}").fetchall():
+            problems.append(_problem(pfile, "patients", "registered_to", r, v, "a date on or after registered_from"))
+
+    # events: known patient, not before birth, not after the ceiling (one join per table)
+    same_type = len({_column_types(db, t).get("patient_id") for t in TABLES}) == 1
+    pid = "patient_id" if same_type else "CAST(patient_id AS VARCHAR)"
     for table in TABLES[1:]:
-        q = (
-            f"SELECT e.__row, CASE WHEN p.pid IS NULL THEN 'patient_id' ELSE 'date' END, "
-            f"CASE WHEN p.pid IS NULL THEN CAST(e.patient_id AS VARCHAR) ELSE CAST(e.date AS VARCHAR) END, "
-            f"CASE WHEN p.pid IS NULL THEN 'the patient_id of a patient in the patients table' "
-            f"WHEN CAST(e.date AS DATE) < p.birth THEN 'a date on or after the patient''s birth date ' || CAST(p.birth AS VARCHAR) "
-            f"ELSE 'a date not after {ceiling} (extract date or today)' END "
-            f"FROM raw_{table} e LEFT JOIN (SELECT CAST(patient_id AS VARCHAR) AS pid, "
-            f"CAST(birth_date AS DATE) AS birth FROM raw_patients) p "
-            f"ON CAST(e.patient_id AS VARCHAR) = p.pid "
-            f"WHERE p.pid IS NULL OR CAST(e.date AS DATE) < p.birth OR CAST(e.date AS DATE) > DATE '{ceiling}'"
-        )
-        n = db.con.execute(f"SELECT count(*) FROM ({q})").fetchone()[0]
-        if n:
+        et = _column_types(db, table)
+        edate = "e.date" if et.get("date") in _DATE_TYPES else "CAST(e.date AS DATE)"
+        joined = (f"FROM raw_{table} e LEFT JOIN (SELECT {pid} AS pid, {birth} AS birth FROM raw_patients) p "
+                  f"ON {pid.replace('patient_id', 'e.patient_id')} = p.pid")
+        n_unknown, n_before, n_after = db.con.execute(
+            f"SELECT count(*) FILTER (WHERE p.pid IS NULL), count(*) FILTER (WHERE {edate} < p.birth), "
+            f"count(*) FILTER (WHERE {edate} > DATE '{ceiling}') "
+            + joined.replace("raw_", "src_")).fetchone()
+        efile = db.files.get(table, db.location)
+        for n, pred, col, value, expected in (
+            (n_unknown, "p.pid IS NULL", "patient_id", "CAST(e.patient_id AS VARCHAR)",
+             "'the patient_id of a patient in the patients table'"),
+            (n_before, f"{edate} < p.birth", "date", "CAST(e.date AS VARCHAR)",
+             "'a date on or after the patient''s birth date ' || CAST(p.birth AS VARCHAR)"),
+            (n_after, f"{edate} > DATE '{ceiling}'", "date", "CAST(e.date AS VARCHAR)",
+             f"'a date not after {ceiling} (extract date or today)'"),
+        ):
+            if not n:
+                continue
             counts += n
-            for row, col, val, exp in db.con.execute(f"SELECT * FROM ({q}) ORDER BY 1 LIMIT {MAX_LISTED_PROBLEMS}").fetchall():
-                problems.append(_problem(db.files.get(table, db.location), table, col, row, val, exp))
+            for r, v, exp in db.con.execute(f"SELECT e.__row, {value}, {expected} {joined} WHERE {pred} "
+                                            f"ORDER BY 1 LIMIT {MAX_LISTED_PROBLEMS}").fetchall():
+                problems.append(_problem(efile, table, col, r, v, exp))
     if counts:
         _raise(problems, counts)
 
@@ -307,24 +347,36 @@ def _raise(problems: list[str], total: int) -> None:
 
 
 def _create_typed_views(db: Database) -> None:
-    """Typed views with the contract's column names and types only."""
+    """Views with the contract's column names and types only, reading the files directly
+    (columns already of the right type are passed through without a cast)."""
     con = db.con
-    id_types = {r[0] for t in TABLES for r in con.execute(
-        f"SELECT column_type FROM (DESCRIBE raw_{t}) WHERE column_name='patient_id'").fetchall()}
-    integer_ids = id_types <= {"BIGINT", "INTEGER", "HUGEINT", "UBIGINT", "SMALLINT"}
-    pid = "patient_id" if integer_ids else "CAST(patient_id AS VARCHAR) AS patient_id"
-    con.execute(
-        f"CREATE VIEW patients AS SELECT {pid}, CAST(practice_id AS VARCHAR) AS practice_id, "
-        "CAST(sex AS VARCHAR) AS sex, CAST(birth_date AS DATE) AS birth_date, "
-        "CAST(registered_from AS DATE) AS registered_from, "
-        "TRY_CAST(CAST(registered_to AS VARCHAR) AS DATE) AS registered_to FROM raw_patients")
-    con.execute(f"CREATE VIEW diagnoses AS SELECT {pid}, CAST(date AS DATE) AS date, "
-                "CAST(code AS VARCHAR) AS code FROM raw_diagnoses")
-    con.execute(f"CREATE VIEW pain_episodes AS SELECT {pid}, CAST(date AS DATE) AS date, "
-                "CAST(site AS VARCHAR) AS site, CAST(CAST(severity AS DOUBLE) AS INTEGER) AS severity, "
-                "CAST(cause AS VARCHAR) AS cause FROM raw_pain_episodes")
-    con.execute(f"CREATE VIEW prescriptions AS SELECT {pid}, CAST(date AS DATE) AS date, "
-                "CAST(atc_code AS VARCHAR) AS atc_code FROM raw_prescriptions")
+    types = {t: _column_types(db, t) for t in TABLES}
+    id_types = {types[t].get("patient_id") for t in TABLES}
+    integer_ids = id_types <= set(_INT_TYPES)
+    pid = "patient_id" if integer_ids or len(id_types) == 1 else "CAST(patient_id AS VARCHAR) AS patient_id"
+
+    def col(table, name, target):
+        t = types[table].get(name)
+        if target == "DATE" and t == "DATE" or target == "VARCHAR" and t == "VARCHAR":
+            return name
+        if target == "INTEGER" and t in _INT_TYPES:
+            return f"CAST({name} AS INTEGER) AS {name}"
+        if target == "INTEGER":
+            return f"CAST(CAST({name} AS DOUBLE) AS INTEGER) AS {name}"
+        if target == "OPTDATE":
+            return name if t == "DATE" else f"TRY_CAST(CAST({name} AS VARCHAR) AS DATE) AS {name}"
+        return f"CAST({name} AS {target}) AS {name}"
+
+    spec = {
+        "patients": [("practice_id", "VARCHAR"), ("sex", "VARCHAR"), ("birth_date", "DATE"),
+                     ("registered_from", "DATE"), ("registered_to", "OPTDATE")],
+        "diagnoses": [("date", "DATE"), ("code", "VARCHAR")],
+        "pain_episodes": [("date", "DATE"), ("site", "VARCHAR"), ("severity", "INTEGER"), ("cause", "VARCHAR")],
+        "prescriptions": [("date", "DATE"), ("atc_code", "VARCHAR")],
+    }
+    for table, cols in spec.items():
+        select = ", ".join([pid] + [col(table, n, t) for n, t in cols])
+        con.execute(f"CREATE VIEW {table} AS SELECT {select} FROM src_{table}")
 
 
 def is_marked_synthetic(location: str | Path) -> bool:

@@ -110,7 +110,7 @@ def write_csv(df: pd.DataFrame, target: Path) -> Path:
 
 
 def start(namespace: dict, *, notebook: str, study: bool = True, severities=(),
-          episode_cap=None, condition_lists=None) -> NotebookRun:
+          episode_cap=None, condition_lists=None, drug_counts: bool = False) -> NotebookRun:
     """Check the notebook's parameters, build the parameter set, open the study."""
     given = injected_parameters(namespace)
     check_notebook_parameters(given, notebook=notebook)
@@ -124,7 +124,7 @@ def start(namespace: dict, *, notebook: str, study: bool = True, severities=(),
         from analysis.study import run_study
 
         run.study = run_study(data, params, severities=severities, episode_cap=episode_cap,
-                              condition_lists=condition_lists)
+                              condition_lists=condition_lists, drug_counts=drug_counts)
     return run
 
 

@@ -134,7 +134,8 @@ def _num(v):
 
 
 def run_study(data: str | Path | None = None, params: Params | None = None, *,
-              severities=(), episode_cap=None, condition_lists=None, drug_lists=None) -> Study:
+              severities=(), episode_cap=None, condition_lists=None, drug_lists=None,
+              drug_counts: bool = False) -> Study:
     """Open and validate ``data`` (a contract folder, ``data/synthetic`` by default), build
     the profile cube under ``params`` and return the :class:`Study`."""
     from analysis.data import open_database
@@ -143,7 +144,8 @@ def run_study(data: str | Path | None = None, params: Params | None = None, *,
     db = open_database(data)
     try:
         cube = cohort.profile_cube(db, p, severities=severities, episode_cap=episode_cap,
-                                   condition_lists=condition_lists, drug_lists=drug_lists)
+                                   condition_lists=condition_lists, drug_lists=drug_lists,
+                                   drug_counts=drug_counts)
         fp = db.fingerprint()
     finally:
         db.close()
