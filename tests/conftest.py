@@ -62,3 +62,11 @@ def dx(pid, code, date="2005-01-01"):
 
 def rx(pid, atc, date="2012-01-01"):
     return {"patient_id": pid, "date": date, "atc_code": atc}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _validation_cache(tmp_path_factory):
+    """Tests remember validations in their own folder, never in the user's cache."""
+    import os
+
+    os.environ["ANALYSIS_CACHE"] = str(tmp_path_factory.mktemp("cache"))

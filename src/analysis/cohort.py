@@ -170,10 +170,9 @@ def profile_cube(db: Database, params: Params, *, severities=(), episode_cap: in
     nd AS ({n_drugs_sql}),
     prof AS (
         SELECT
-          date_part('year', DATE '{idx}') - date_part('year', p.birth_date)
-            - CASE WHEN (date_part('month', p.birth_date), date_part('day', p.birth_date))
-                        > (date_part('month', DATE '{idx}'), date_part('day', DATE '{idx}'))
-                   THEN 1 ELSE 0 END AS age,
+          {params.index.year} - year(p.birth_date)
+            - CAST(month(p.birth_date) * 100 + day(p.birth_date)
+                   > {params.index.month * 100 + params.index.day} AS INTEGER) AS age,
           p.sex,
           {q_sel},
           coalesce(q.site_mask, 0) AS site_mask,

@@ -97,12 +97,49 @@ def open_database(location: str | Path | None = None, *, validate: bool = True,
                 "DuckDB database file (.duckdb)."
             )
         if validate:
-            validate_database(db)
+            marker = _validation_marker(db)
+            if marker is None or not marker.exists():
+                validate_database(db)
+                if marker is not None:
+                    _touch(marker)
         _create_typed_views(db)
     except Exception:
         con.close()
         raise
     return db
+
+
+def _validation_marker(db: Database) -> Path | None:
+    """Where a successful validation of exactly these files is remembered.
+
+    The key covers every input file's absolute path, size and modification time, the
+    metadata and the contract itself, so any change to the data or the rules validates
+    again. ``ANALYSIS_CACHE`` sets the folder (default ``~/.cache/analysis``);
+    ``ANALYSIS_CACHE=off`` validates every time. Today's date is not part of the key: data
+    with no event after the day it was validated has none after any later day either.
+    """
+    import os
+
+    setting = os.environ.get("ANALYSIS_CACHE", "")
+    if setting.lower() in ("off", "0", "no"):
+        return None
+    folder = Path(setting) if setting else Path.home() / ".cache" / "analysis"
+    h = hashlib.sha256()
+    for p in sorted({*db.files.values(), *db._metadata_files()}):
+        st = p.stat()
+        h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    h.update(json.dumps(db.metadata, sort_keys=True, default=str).encode())
+    h.update(repr(SCHEMA).encode())
+    h.update(Path(__file__).read_bytes())  # the validation code itself
+    return folder / "validated" / f"{h.hexdigest()}.ok"
+
+
+def _touch(marker: Path) -> None:
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("validated\n")
+    except OSError:  # a read-only home: validate every time
+        pass
 
 
 def _attach_folder(db: Database) -> None:
