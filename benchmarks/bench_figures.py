@@ -1,4 +1,5 @@
-"""`figures` and `sensitivity` at scale against the floor (one hand-written DuckDB query)
+"""`figures` and `sensitivity` at scale (first run, which validates the files, and a
+second run, which finds them validated) against the floor (one hand-written DuckDB query)
 and plain pandas, as whole processes on the same files, in one run.
 
 Usage: python benchmarks/bench_figures.py [--sizes 100000 1000000 10000000] [--pandas-max N]
@@ -6,6 +7,8 @@ Usage: python benchmarks/bench_figures.py [--sizes 100000 1000000 10000000] [--p
 
 import argparse
 import json
+import os
+import tempfile
 
 from measure import PY, ROOT, growth_exponent, machine, measure, synthetic, table
 
@@ -19,17 +22,21 @@ project_times = []
 for n in args.sizes:
     folder = synthetic(n)
     floor = measure([PY, "benchmarks/floor_duckdb.py", str(folder)], cwd=ROOT)
-    fig = measure([PY, "-m", "analysis", "figures", "--data", str(folder), "--json"], cwd=ROOT)
+    cache = {**os.environ, "ANALYSIS_CACHE": tempfile.mkdtemp(prefix="bench-cache-")}
+    cold = measure([PY, "-m", "analysis", "figures", "--data", str(folder), "--json"], cwd=ROOT, env=cache)
+    fig = measure([PY, "-m", "analysis", "figures", "--data", str(folder), "--json"], cwd=ROOT, env=cache)
     counts = json.loads(floor["stdout"])
     figs = {f["id"]: f["value"] for f in json.loads(fig["stdout"])}
     assert (figs["population.n"], figs["pain.n"], figs["pain_risk.n"], figs["target.n"]) == \
         (counts["population"], counts["pain"], counts["pain_risk"], counts["target"]), (figs, counts)
     project_times.append(fig["wall_s"])
-    for what, m in (("floor: one DuckDB query (4 counts)", floor), ("analysis figures --json", fig)):
+    for what, m in (("floor: one DuckDB query (4 counts)", floor),
+                    ("analysis figures --json, first run (validates)", cold),
+                    ("analysis figures --json (validated before)", fig)):
         rows.append({"n": n, "what": what, "wall s": m["wall_s"], "peak MB": m["peak_mb"],
                      "time / floor": m["wall_s"] / floor["wall_s"], "memory / floor": m["peak_mb"] / floor["peak_mb"]})
     if n == max(args.sizes):
-        sens = measure([PY, "-m", "analysis", "sensitivity", "--data", str(folder), "--json"], cwd=ROOT)
+        sens = measure([PY, "-m", "analysis", "sensitivity", "--data", str(folder), "--json"], cwd=ROOT, env=cache)
         rows.append({"n": n, "what": "analysis sensitivity --json (180 cells)", "wall s": sens["wall_s"],
                      "peak MB": sens["peak_mb"], "time / floor": sens["wall_s"] / floor["wall_s"],
                      "memory / floor": sens["peak_mb"] / floor["peak_mb"]})

@@ -218,6 +218,10 @@ def execute_run(run: Run, batch_out: str, key: str, code: dict, data_fp: dict,
     inject = dict(params)
     inject["output_dir"] = str(tmp)
     log_path = tmp / "run.log"
+    # the kernel inherits this worker's stderr: send it (and its shutdown noise) to the log
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    saved_stderr = os.dup(2)
+    os.dup2(log_fd, 2)
     handler = logging.FileHandler(log_path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     pm_log = logging.getLogger("papermill")
@@ -239,6 +243,9 @@ def execute_run(run: Run, batch_out: str, key: str, code: dict, data_fp: dict,
     finally:
         pm_log.removeHandler(handler)
         handler.close()
+        os.dup2(saved_stderr, 2)
+        os.close(saved_stderr)
+        os.close(log_fd)
     executed = tmp / f"{run.notebook}.ipynb"
     if executed.exists():
         t = time.perf_counter()

@@ -45,17 +45,20 @@ def age_sex_pyramid(counts: pd.DataFrame, data_label: str, title="Age-sex pyrami
 def age_distribution_by_sex(counts_by_age: pd.DataFrame, age_by_sex: pd.DataFrame, data_label: str):
     """Age histogram (1-year bins) by sex, with each sex's mean and its 95% CI."""
     fig, ax = _figure()
-    for sex, colour, label in (("F", style.FEMALE, "female"), ("M", style.MALE, "male")):
+    top = counts_by_age["n"].max() * 1.12 if len(counts_by_age) else 1
+    lines = []
+    for k, (sex, colour, label) in enumerate((("F", style.FEMALE, "female"), ("M", style.MALE, "male"))):
         c = counts_by_age[counts_by_age["sex"] == sex]
         ax.step(c["age"], c["n"], where="mid", color=colour, label=label, lw=1.2)
         row = age_by_sex[age_by_sex["group"] == f"sex={sex}"].iloc[0]
-        top = c["n"].max() * 1.08 if len(c) else 1
-        ax.errorbar([row["mean"]], [top], xerr=[[row["mean"] - row["mean_ci_low"]],
-                                               [row["mean_ci_high"] - row["mean"]]],
+        y = top * (1.0 - 0.05 * k)
+        ax.errorbar([row["mean"]], [y], xerr=[[row["mean"] - row["mean_ci_low"]],
+                                             [row["mean_ci_high"] - row["mean"]]],
                     fmt="v", color=colour, capsize=3, ms=5)
-        ax.annotate(f"mean {row['mean']:.1f} (95% CI {row['mean_ci_low']:.1f}-{row['mean_ci_high']:.1f})",
-                    (row["mean"], top), xytext=(6, 4 if sex == "F" else -10),
-                    textcoords="offset points", fontsize=7.5, color=colour)
+        lines.append(f"{label}: mean {row['mean']:.1f} (95% CI {row['mean_ci_low']:.1f}-{row['mean_ci_high']:.1f})")
+    ax.set_ylim(0, top * 1.08)
+    ax.text(0.99, 0.80, "\n".join(lines), transform=ax.transAxes, ha="right", va="top", fontsize=7.5,
+            bbox={"fc": "white", "ec": "#cccccc", "lw": 0.5})
     ax.set_xlabel("age at the index date (completed years)")
     ax.set_ylabel("patients (n)")
     ax.set_title("Age distribution by sex")
@@ -148,37 +151,45 @@ def odds_ratio_forest(table: pd.DataFrame, data_label: str, title: str):
 
 # ----------------------------------------------------------------------------- eligibility
 def flow_diagram(attrition: pd.DataFrame, data_label: str):
-    """Boxes from all patients to the expected candidates, each with n and percentages."""
+    """Boxes from all patients to the expected candidates, each with its definition, n and
+    percentages (all taken from the attrition table)."""
+    import textwrap
+
     import matplotlib.patches as mpatches
 
     n = len(attrition)
-    fig, ax = _figure((style.FULL[0], 0.9 * n + 0.3))
+    fig, ax = _figure((style.FULL[0], 1.05 * n + 0.3))
     ax.set_axis_off()
     ax.set_xlim(0, 1)
-    ax.set_ylim(-0.4, n - 0.6)
+    ax.set_ylim(-0.48, n - 0.52)
     titles = {
         "all_patients": "All patients",
         "pain": "Pain cohort",
         "pain_risk_condition": "Pain cohort with a risk condition",
-        "target": "Target subgroup: aged 75+, recurrent pain, risk condition or drug",
+        "target": "Target subgroup",
         "candidates": "Expected candidates for a local treatment",
     }
     for i, (_, r) in enumerate(attrition.iterrows()):
         y = n - 1 - i
         is_last = r["step"] == "candidates"
-        face = "#e8f1fa" if not is_last else "#e6f5ef"
-        box = mpatches.FancyBboxPatch((0.04, y - 0.32), 0.92, 0.64, boxstyle="round,pad=0.01,rounding_size=0.02",
-                                      fc=face, ec=style.OKABE_ITO["blue"] if not is_last else style.ACCENT, lw=1.2)
+        box = mpatches.FancyBboxPatch((0.03, y - 0.4), 0.94, 0.8, boxstyle="round,pad=0.01,rounding_size=0.02",
+                                      fc="#e6f5ef" if is_last else "#e8f1fa",
+                                      ec=style.ACCENT if is_last else style.OKABE_ITO["blue"], lw=1.2)
         ax.add_patch(box)
         nval = f"n = {r['n']:,.1f}" if is_last else f"n = {int(r['n']):,}"
-        pcts = f"{r['pct_of_all']:.2f}% of all patients" if r["step"] != "all_patients" else "the population"
-        if r["of"] and r["of"] != "all_patients":
-            pcts = f"{r['pct_of_step']:.2f}% of {titles[r['of']].split(':')[0].lower()}; " + pcts
-        ax.text(0.5, y + 0.12, f"{titles.get(r['step'], r['step'])}", ha="center", va="center",
+        if r["step"] == "all_patients":
+            pcts = "the population"
+        else:
+            pcts = f"{r['pct_of_all']:.2f}% of all patients"
+            if r["of"] and r["of"] != "all_patients":
+                pcts = f"{r['pct_of_step']:.2f}% of {titles[r['of']].lower()}; " + pcts
+        ax.text(0.5, y + 0.2, f"{titles.get(r['step'], r['step'])}:  {nval}", ha="center", va="center",
                 fontsize=8.5, weight="bold")
-        ax.text(0.5, y - 0.12, f"{nval}   ({pcts})", ha="center", va="center", fontsize=8)
+        ax.text(0.5, y - 0.01, pcts, ha="center", va="center", fontsize=8)
+        ax.text(0.5, y - 0.25, "\n".join(textwrap.wrap(str(r["definition"]), 95)), ha="center", va="center",
+                fontsize=6.8, color="#444444")
         if i:
-            ax.annotate("", xy=(0.5, y + 0.33), xytext=(0.5, y + 0.67),
+            ax.annotate("", xy=(0.5, y + 0.41), xytext=(0.5, y + 0.59),
                         arrowprops={"arrowstyle": "-|>", "color": "black", "lw": 0.9})
     ax.set_title("From all patients to candidates for a local treatment")
     style.add_caption(fig, style.caption(
@@ -197,10 +208,10 @@ def eligibility_histogram(dist: pd.DataFrame, estimate, data_label: str):
            color=style.OKABE_ITO["sky_blue"], edgecolor="white", lw=0.3)
     for v, ls in ((estimate.per_gp_list_low, ":"), (estimate.per_gp_list, "-"), (estimate.per_gp_list_high, ":")):
         ax.axvline(v, color="black", ls=ls, lw=1)
-    ax.annotate(f"{estimate.per_gp_list:.1f} per list of {estimate.gp_list_size}\n"
-                f"{estimate.level:.0%} interval {estimate.per_gp_list_low:.1f}-{estimate.per_gp_list_high:.1f}",
-                (estimate.per_gp_list, dist["density"].max()), xytext=(8, -4),
-                textcoords="offset points", va="top", fontsize=8)
+    ax.text(0.99, 0.97, f"{estimate.per_gp_list:.1f} per list of {estimate.gp_list_size}\n"
+            f"{estimate.level:.0%} interval {estimate.per_gp_list_low:.1f}-{estimate.per_gp_list_high:.1f}",
+            transform=ax.transAxes, ha="right", va="top", fontsize=8,
+            bbox={"fc": "white", "ec": "#cccccc", "lw": 0.5})
     ax.set_xlabel(f"expected candidates per GP list of {estimate.gp_list_size} patients")
     ax.set_ylabel("share of Monte Carlo draws")
     ax.set_title("Uncertainty of the eligibility estimate")

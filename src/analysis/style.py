@@ -74,10 +74,14 @@ def caption(text: str, data_label: str) -> str:
 
 
 def add_caption(fig, text: str) -> None:
+    """A caption below everything already drawn (axis labels and tick labels included)."""
     import textwrap
 
     wrapped = "\n".join(textwrap.wrap(text, width=int(fig.get_figwidth() * 17)))
-    fig.text(0.0, -0.02, wrapped, ha="left", va="top", fontsize=7.5, color="#333333",
+    renderer = fig.canvas.get_renderer()
+    bottom = fig.get_tightbbox(renderer).y0  # inches from the figure's bottom edge
+    y = (bottom - 0.08) / fig.get_figheight()
+    fig.text(0.0, y, wrapped, ha="left", va="top", fontsize=7.5, color="#333333",
              transform=fig.transFigure)
 
 
