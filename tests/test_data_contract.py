@@ -160,3 +160,32 @@ def test_command_refuses_bad_command_line_values(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert not out.exists()
+
+
+def test_a_duckdb_database_file_holding_the_tables(tmp_path, small_db):
+    import duckdb
+
+    from analysis.study import run_study
+
+    path = tmp_path / "practice.duckdb"
+    con = duckdb.connect(str(path))
+    for t in ("patients", "diagnoses", "pain_episodes", "prescriptions"):
+        con.execute(f"CREATE TABLE {t} AS SELECT * FROM read_parquet('{small_db / (t + '.parquet')}')")
+    con.close()
+    from_file = {f["id"]: f["value"] for f in run_study(path).figures()}
+    from_folder = {f["id"]: f["value"] for f in run_study(small_db).figures()}
+    assert from_file == from_folder
+
+
+def test_parquet_and_csv_give_the_same_figures(tmp_path, small_db):
+    import pandas as pd
+
+    from analysis.study import run_study
+
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    for t in ("patients", "diagnoses", "pain_episodes", "prescriptions"):
+        pd.read_parquet(small_db / f"{t}.parquet").to_csv(folder / f"{t}.csv", index=False)
+    a = {f["id"]: f["value"] for f in run_study(folder).figures()}
+    b = {f["id"]: f["value"] for f in run_study(small_db).figures()}
+    assert a == b
