@@ -32,8 +32,18 @@ class Study:
         return f"{kind}, n = {self.cube.n_total:,}"
 
     # ---- tables ---------------------------------------------------------------------
+    @property
+    def disclosure_rule(self):
+        from analysis import disclosure
+
+        return disclosure.resolve(self.params.disclosure, self.is_synthetic)
+
     def attrition(self) -> pd.DataFrame:
-        return cohort.attrition_table(self.cube, self.params)
+        """The attrition table, under the disclosure rule in force."""
+        from analysis import disclosure
+
+        return disclosure.apply_to_attrition(cohort.attrition_table(self.cube, self.params),
+                                             self.disclosure_rule)
 
     def eligibility(self) -> EligibilityEstimate:
         f = self.cube.flags(self.params)
@@ -41,7 +51,13 @@ class Study:
 
     def figures(self) -> list[dict]:
         """Every figure of the study as ``{id, description, value[, numerator,
-        denominator, ci_low, ci_high]}``; percentages in percent, unrounded."""
+        denominator, ci_low, ci_high]}``; percentages in percent, unrounded; under the
+        disclosure rule in force (off for synthetic data by default)."""
+        from analysis import disclosure
+
+        return disclosure.apply_to_figures(self._figures(), self.disclosure_rule)
+
+    def _figures(self) -> list[dict]:
         p, cube = self.params, self.cube
         f = cube.flags(p)
         c = cube.cells
