@@ -134,3 +134,19 @@ def test_the_default_batch_file_is_valid():
     b = load_batch(ROOT / "batches" / "paper.yaml")
     assert "paper-03_eligibility" in [r.name for r in b.runs]
     assert Path(b.runs[0].notebook_path).exists()
+
+
+def test_a_run_is_repeated_from_its_manifest_alone(tmp_path, small_db):
+    b = load_batch(batch_file(tmp_path, small_db, scenarios={"elderly_80": {"elderly_age": 80}}),
+                   reports=tmp_path / "reports")
+    run_batch(b, jobs=2, only="*03_eligibility", progress=False)
+    manifest = b.out / "elderly_80-03_eligibility" / "manifest.json"
+    m = json.loads(manifest.read_text())
+    assert m["resolved_parameters"]["elderly_age"] == 80 and m["resolved_parameters"]["seed"] == 20160601
+    assert len(m["lock_sha256"]) == 64
+    ok = subprocess.run([sys.executable, "-m", "analysis", "rerun", str(manifest)], capture_output=True, text=True)
+    assert ok.returncode == 0 and "byte-identical" in ok.stdout
+    table = b.out / "elderly_80-03_eligibility" / "tables" / "attrition.csv"
+    table.write_text(table.read_text().replace("121", "122") + "tampered\n")
+    bad = subprocess.run([sys.executable, "-m", "analysis", "rerun", str(manifest)], capture_output=True, text=True)
+    assert bad.returncode == 1 and "attrition.csv" in bad.stdout

@@ -52,7 +52,7 @@ def header(title, what, nb):
 RUN = {"data": "data/synthetic", "output_dir": ""}
 COHORT = ["index_date", "lookback_years", "pain_sites", "pain_causes", "min_severity",
           "risk_conditions", "risk_drugs", "min_episodes", "elderly_age", "confidence_level",
-          "ci_method", "age_band_edges"]
+          "ci_method", "age_band_edges", "disclosure"]
 ELIG = ["benefit_fraction", "benefit_low", "benefit_high", "benefit_distribution",
         "benefit_beta_a", "benefit_beta_b", "gp_list_size", "monte_carlo_draws", "seed"]
 
@@ -62,7 +62,7 @@ def nb01():
         header("01 Cohort profile", "The study population: size, Table 1 of the pain cohort "
                "against the rest, age and sex with confidence intervals, the age-sex pyramid "
                "and the age distribution by sex.", "01_cohort_profile"),
-        param_cell(["index_date", "confidence_level", "ci_method", "age_band_edges", "elderly_age"], RUN),
+        param_cell(["index_date", "confidence_level", "ci_method", "age_band_edges", "elderly_age", "disclosure"], RUN),
         new_code_cell("from analysis import notebook, plots, statistics\n\n"
                       "run = notebook.start(globals(), notebook='01_cohort_profile', drug_counts=True)\n"
                       "study, cube = run.study, run.study.cube\n"

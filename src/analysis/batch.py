@@ -184,6 +184,9 @@ def run_parameters(run: Run, out_dir: Path) -> dict:
     """What papermill injects: the scenario's overrides, the data and the output folder."""
     params = dict(run.overrides)
     params["data"] = str(resolve(run.data))
+    for k in ("grid", "published"):  # run-level file parameters, resolved
+        if params.get(k):
+            params[k] = str(resolve(params[k]))
     params["output_dir"] = str(out_dir)
     return params
 
@@ -430,6 +433,54 @@ def write_index(batch: Batch) -> Path:
     tmp.write_text(html, encoding="utf-8")
     os.replace(tmp, target)
     return target
+
+
+def rerun_manifest(manifest_path: str | Path) -> int:
+    """Repeat a run from its manifest alone and check that its tables come out
+    byte-identical. Returns 0 when they do, 1 when any differs."""
+    import tempfile
+
+    import papermill as pm
+
+    manifest_path = Path(manifest_path)
+    if not manifest_path.exists():
+        raise AnalysisError(f"Manifest {manifest_path} does not exist.")
+    try:
+        m = json.loads(manifest_path.read_text())
+        notebook = m["notebook"]
+        resolved = m["resolved_parameters"]
+        data = m["parameters"]["data"]
+    except (json.JSONDecodeError, KeyError) as exc:
+        raise AnalysisError(f"{manifest_path} is not a run manifest ({exc}).") from None
+    run_dir = manifest_path.parent
+    now_fp = data_fingerprint(Path(data))
+    if now_fp != m.get("input_fingerprint"):
+        raise AnalysisError(f"The input data at {data} are not the files the run used (their "
+                            "sha256 differ from the manifest's input_fingerprint).")
+    lock = sha256_file(paths.LOCK_FILE) if paths.LOCK_FILE.exists() else None
+    if m.get("lock_sha256") and lock != m["lock_sha256"]:
+        print(f"warning: requirements.lock differs from the run's ({m['lock_sha256'][:12]}...)",
+              file=sys.stderr)
+    out = Path(tempfile.mkdtemp(prefix="rerun-"))
+    params = {**resolved, "data": data, "output_dir": str(out)}
+    for k in ("grid", "published"):
+        if k in m["parameters"]:
+            params[k] = m["parameters"][k]
+    pm.execute_notebook(str(paths.NOTEBOOKS / f"{notebook}.ipynb"), str(out / f"{notebook}.ipynb"),
+                        parameters=params, kernel_name=KERNEL, cwd=str(paths.NOTEBOOKS),
+                        progress_bar=False)
+    differ = []
+    tables = sorted((run_dir / "tables").glob("*.csv"))
+    for t in tables:
+        again = out / "tables" / t.name
+        if not again.exists() or again.read_bytes() != t.read_bytes():
+            differ.append(t.name)
+    if differ:
+        print(f"{len(differ)} of {len(tables)} table(s) differ: {', '.join(differ)} (new run in {out})")
+        return 1
+    print(f"Re-ran {notebook} from {manifest_path}: all {len(tables)} tables byte-identical.")
+    shutil.rmtree(out, ignore_errors=True)
+    return 0
 
 
 def main_batch(path, jobs, only, force, show_code, reports=None) -> int:

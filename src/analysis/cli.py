@@ -173,6 +173,12 @@ def cmd_audit(args) -> int:
     return 0
 
 
+def cmd_rerun(args) -> int:
+    from analysis.batch import rerun_manifest
+
+    return rerun_manifest(args.manifest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -210,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--show-code", action="store_true", default=None,
                     help="show code cells in the HTML reports")
     sp.set_defaults(func=cmd_batch)
+
+    sp = sub.add_parser("rerun", help="repeat a batch run from its manifest and check its tables")
+    sp.add_argument("manifest", help="a run's manifest.json")
+    sp.set_defaults(func=cmd_rerun)
     return ap
 
 

@@ -176,8 +176,10 @@ def flow_diagram(attrition: pd.DataFrame, data_label: str):
                                       fc="#e6f5ef" if is_last else "#e8f1fa",
                                       ec=style.ACCENT if is_last else style.OKABE_ITO["blue"], lw=1.2)
         ax.add_patch(box)
-        nval = f"n = {r['n']:,.1f}" if is_last else f"n = {int(r['n']):,}"
-        if r["step"] == "all_patients":
+        nval = f"n = {r['n']:,.1f}" if is_last else f"n = {int(r['n']):,}" if r["n"] == r["n"] else ""
+        if r["n"] != r["n"]:  # NaN: suppressed by the disclosure rule
+            nval, pcts = "n suppressed", f"small count withheld ({r.get('disclosure', 'disclosure control')})"
+        elif r["step"] == "all_patients":
             pcts = "the population"
         else:
             pcts = f"{r['pct_of_all']:.2f}% of all patients"
