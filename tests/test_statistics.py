@@ -105,7 +105,7 @@ def cube_from(rows, params=None):
     cells = pd.DataFrame([{"age": a, "sex": s, "q4": q, "site_mask": 1 if q else 0, "cond_mask": c,
                            "drug_mask": 0, "n": n, "drugs_sum": 0, "drugs_sq": 0}
                           for a, s, q, c, n in rows])
-    return ProfileCube(cells=cells, params=p, severities=(4,), episode_cap=2,
+    return ProfileCube(columns=cells, params=p, severities=(4,), episode_cap=2,
                        condition_lists=p.risk_conditions, drug_lists=p.risk_drugs, sites=p.pain_sites,
                        drug_counts=True)
 
@@ -151,3 +151,13 @@ def test_intervals_agree_with_statsmodels(method, sm):
         for level in (0.9, 0.95, 0.99):
             lo, hi = proportion_confint(x, n, alpha=1 - level, method=sm)
             assert proportion_ci(x, n, level, method) == pytest.approx((max(0, lo), min(1, hi)), abs=1e-10)
+
+
+@pytest.mark.parametrize("df", [1, 3, 10, 199, 200, 201, 500, 826, 2502, 10**6])
+@pytest.mark.parametrize("p", [0.95, 0.975, 0.995])
+def test_t_quantile_matches_scipy(df, p):
+    from scipy.stats import t
+
+    from analysis.estimates import t_quantile
+
+    assert t_quantile(p, df) == pytest.approx(t.ppf(p, df), abs=1e-9)

@@ -66,7 +66,7 @@ def cmd_synth(args) -> int:
 def cmd_figures(args) -> int:
     from analysis.study import run_study
 
-    study = run_study(args.data, _params(args))
+    study = run_study(args.data, _params(args), detail=False)
     figs = study.figures()
     if args.json:
         print(json.dumps(figs, indent=2, allow_nan=False, default=_nan_none))

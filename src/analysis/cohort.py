@@ -30,9 +30,9 @@ cube, so the data are read once and no patient-level row reaches pandas.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
-import pandas as pd
 
 from analysis.codelists import load_codelist
 from analysis.data import Database
@@ -41,9 +41,14 @@ from analysis.params import Params
 
 @dataclass
 class ProfileCube:
-    """Counts of patients by age, sex and cohort features (see module docstring)."""
+    """Counts of patients by age, sex and cohort features (see module docstring).
 
-    cells: pd.DataFrame  # columns: age, sex, q<s>..., site_mask, cond_mask, drug_mask, n, drugs_sum, drugs_sq
+    ``columns``: one numpy array per column (age, sex, q<s>..., site_mask, cond_mask,
+    drug_mask, n, drugs_sum, drugs_sq), one element per cell; ``cells`` is the same as a
+    pandas DataFrame, built on first use (the figures summary never needs pandas).
+    """
+
+    columns: dict
     params: Params
     severities: tuple[int, ...]
     episode_cap: int
@@ -53,10 +58,21 @@ class ProfileCube:
     data_label: str = "data"
     is_synthetic: bool = False
     drug_counts: bool = False  # whether drugs_sum / drugs_sq hold the number of drugs
+    detail: bool = True  # False: no pain sites, risk groups collapsed to "any" (figures only)
+
+    def __post_init__(self):
+        if not isinstance(self.columns, dict):  # a DataFrame
+            self.columns = {c: self.columns[c].to_numpy() for c in self.columns.columns}
+
+    @cached_property
+    def cells(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.columns)
 
     @property
     def n_total(self) -> int:
-        return int(self.cells["n"].sum())
+        return int(self.columns["n"].sum())
 
     # ---- masks ------------------------------------------------------------------
     def condition_bits(self, lists=None) -> int:
@@ -67,24 +83,30 @@ class ProfileCube:
         lists = self.params.risk_drugs if lists is None else lists
         return sum(1 << self.drug_lists.index(x) for x in lists)
 
-    def flags(self, params: Params | None = None) -> pd.DataFrame:
-        """Boolean flag columns for every cell, under ``params`` (default: the cube's)."""
+    def flag_arrays(self, params: Params | None = None) -> dict[str, np.ndarray]:
+        """Boolean flags for every cell, under ``params`` (default: the cube's)."""
         p = params or self.params
-        c = self.cells
+        if not self.detail and (tuple(p.risk_conditions) != tuple(self.params.risk_conditions)
+                                or tuple(p.risk_drugs) != tuple(self.params.risk_drugs)):
+            raise ValueError("a cube built with detail=False answers only its own code lists")
+        c = self.columns
         q = c[f"q{p.min_severity}"]
-        out = pd.DataFrame(index=c.index)
-        out["pain"] = q >= 1
-        out["recurrent"] = q >= p.min_episodes
-        out["risk_condition"] = (c["cond_mask"] & self.condition_bits(p.risk_conditions)) != 0
-        out["risk_drug"] = (c["drug_mask"] & self.drug_bits(p.risk_drugs)) != 0
-        out["elderly"] = c["age"] >= p.elderly_age
-        out["pain_risk"] = out["pain"] & out["risk_condition"]
-        out["target"] = out["pain"] & out["recurrent"] & out["elderly"] & (
-            out["risk_condition"] | out["risk_drug"])
-        return out
+        f = {"pain": q >= 1, "recurrent": q >= p.min_episodes,
+             "risk_condition": (c["cond_mask"] & self.condition_bits(p.risk_conditions)) != 0,
+             "risk_drug": (c["drug_mask"] & self.drug_bits(p.risk_drugs)) != 0,
+             "elderly": c["age"] >= p.elderly_age}
+        f["pain_risk"] = f["pain"] & f["risk_condition"]
+        f["target"] = f["pain"] & f["recurrent"] & f["elderly"] & (f["risk_condition"] | f["risk_drug"])
+        return f
+
+    def flags(self, params: Params | None = None):
+        """The flags as a pandas DataFrame aligned with ``cells``."""
+        import pandas as pd
+
+        return pd.DataFrame(self.flag_arrays(params), index=self.cells.index)
 
     def count(self, mask) -> int:
-        return int(self.cells.loc[mask, "n"].sum())
+        return int(self.columns["n"][np.asarray(mask, dtype=bool)].sum())
 
 
 def _sql_list(values) -> str:
@@ -99,8 +121,9 @@ def _code_map_sql(db: Database, table: str, column: str, lists, name: str) -> No
         cl = load_codelist(cl_name)
         rows.extend((bit, prefix) for prefix in cl.codes)
     db.con.execute(f"CREATE OR REPLACE TEMP TABLE {name}_prefix (bit INTEGER, prefix VARCHAR)")
-    if rows:
-        db.con.executemany(f"INSERT INTO {name}_prefix VALUES (?, ?)", rows)
+    if rows:  # a literal VALUES list (executemany would import pandas for nothing)
+        values = ", ".join(f"({bit}, '{prefix.replace(chr(39), chr(39) * 2)}')" for bit, prefix in rows)
+        db.con.execute(f"INSERT INTO {name}_prefix VALUES {values}")
     db.con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {name} AS
         WITH codes AS (SELECT DISTINCT {column} AS code FROM {table})
@@ -112,14 +135,17 @@ def _code_map_sql(db: Database, table: str, column: str, lists, name: str) -> No
 
 
 def profile_cube(db: Database, params: Params, *, severities=(), episode_cap: int | None = None,
-                 condition_lists=None, drug_lists=None, drug_counts: bool = False) -> ProfileCube:
+                 condition_lists=None, drug_lists=None, drug_counts: bool = False,
+                 detail: bool = True) -> ProfileCube:
     """Reduce the database to the profile cube, in one pass over each table.
 
     ``severities`` adds severity thresholds (beyond ``params.min_severity``) and
     ``episode_cap`` the largest recurrence threshold the caller will ask about, so that a
     whole sensitivity grid is answered from the same cube. ``drug_counts`` adds the
     number of distinct ATC codes prescribed in the window (for Table 1; it costs a
-    distinct count over every prescription).
+    distinct count over every prescription). ``detail=False`` leaves out the pain sites and
+    collapses the risk groups to "any of the parameter set's lists": enough for the
+    figures summary, with far fewer cells.
     """
     sev = tuple(sorted({params.min_severity, *severities}))
     cap = max(params.min_episodes, episode_cap or 0)
@@ -148,6 +174,14 @@ def profile_cube(db: Database, params: Params, *, severities=(), episode_cap: in
         n_drugs_sql = "SELECT NULL::BIGINT AS patient_id, 0 AS n_drugs WHERE FALSE"
         n_drugs_col = "0"
         n_drugs_join = ""
+    if detail:
+        site_col, cond_col, drug_col = "coalesce(q.site_mask, 0)", "coalesce(c.cond_mask, 0)", "coalesce(r.drug_mask, 0)"
+    else:
+        cb = sum(1 << cond_lists.index(x) for x in params.risk_conditions)
+        db_ = sum(1 << drug_lists.index(x) for x in params.risk_drugs)
+        site_col = "0"
+        cond_col = f"CASE WHEN coalesce(c.cond_mask, 0) & {cb} <> 0 THEN {cb} ELSE 0 END"
+        drug_col = f"CASE WHEN coalesce(r.drug_mask, 0) & {db_} <> 0 THEN {db_} ELSE 0 END"
     query = f"""
     WITH qual AS (
         SELECT patient_id, {q_cols},
@@ -175,9 +209,9 @@ def profile_cube(db: Database, params: Params, *, severities=(), episode_cap: in
                    > {params.index.month * 100 + params.index.day} AS INTEGER) AS age,
           p.sex,
           {q_sel},
-          coalesce(q.site_mask, 0) AS site_mask,
-          coalesce(c.cond_mask, 0) AS cond_mask,
-          coalesce(r.drug_mask, 0) AS drug_mask,
+          {site_col} AS site_mask,
+          {cond_col} AS cond_mask,
+          {drug_col} AS drug_mask,
           {n_drugs_col} AS n_drugs
         FROM patients p
         LEFT JOIN qual q ON q.patient_id = p.patient_id
@@ -190,17 +224,17 @@ def profile_cube(db: Database, params: Params, *, severities=(), episode_cap: in
     GROUP BY ALL
     ORDER BY ALL
     """
-    cells = db.con.execute(query).df()
-    for col in cells.columns:
-        if col != "sex":
-            cells[col] = cells[col].astype(np.int64)
-    return ProfileCube(cells=cells, params=params, severities=sev, episode_cap=cap,
+    raw = db.con.execute(query).fetchnumpy()
+    cells = {k: (np.asarray(v, dtype=object) if k == "sex" else np.asarray(v, dtype=np.int64))
+             for k, v in raw.items()}
+    return ProfileCube(columns=cells, params=params, severities=sev, episode_cap=cap,
                        condition_lists=cond_lists, drug_lists=drug_lists, sites=sites,
-                       data_label=db.label, is_synthetic=db.is_synthetic, drug_counts=drug_counts)
+                       data_label=db.label, is_synthetic=db.is_synthetic, drug_counts=drug_counts,
+                       detail=detail)
 
 
 # ----------------------------------------------------------------------------- attrition
-def attrition_table(cube: ProfileCube, params: Params | None = None) -> pd.DataFrame:
+def attrition_table(cube: ProfileCube, params: Params | None = None):
     """From all patients to the expected candidates for a local treatment.
 
     Columns: ``step``, ``definition``, ``n``, ``of`` (the step it is a share of),
@@ -211,7 +245,7 @@ def attrition_table(cube: ProfileCube, params: Params | None = None) -> pd.DataF
     The last step is an expectation (target x benefit fraction), not a count.
     """
     p = params or cube.params
-    f = cube.flags(p)
+    f = cube.flag_arrays(p)
     n_all = cube.n_total
     n_pain = cube.count(f["pain"])
     n_pr = cube.count(f["pain_risk"])
@@ -241,4 +275,6 @@ def attrition_table(cube: ProfileCube, params: Params | None = None) -> pd.DataF
             "pct_of_all": 100.0 * n / n_all if n_all else np.nan,
         })
         prev = n
+    import pandas as pd
+
     return pd.DataFrame(out)

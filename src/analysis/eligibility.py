@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import pandas as pd
 
 from analysis.params import Params
 
@@ -96,8 +95,10 @@ def eligibility_estimate(target_n: int, population_n: int, params: Params | None
 
 
 def eligibility_distribution(target_n: int, population_n: int, params: Params | None = None,
-                             bins: int = 60) -> pd.DataFrame:
+                             bins: int = 60):
     """Histogram of the Monte Carlo distribution of expected candidates per GP list."""
+    import pandas as pd
+
     p = params or Params()
     per_list = eligibility_draws(target_n, population_n, p) * p.gp_list_size
     counts, edges = np.histogram(per_list, bins=bins)

@@ -8,162 +8,21 @@ the whole distribution.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 
 from analysis.cohort import ProfileCube
+from analysis.estimates import (  # noqa: F401  (re-exported: the statistics API)
+    METHOD_LABEL,
+    AgeSummary,
+    Proportion,
+    age_summary_from_counts,
+    age_summary_masked,
+    proportion,
+    proportion_ci,
+)
 from analysis.params import Params
-
-# statsmodels' names for the interval methods of Params.ci_method
-_SM_METHOD = {
-    "wilson": "wilson",
-    "clopper_pearson": "beta",
-    "agresti_coull": "agresti_coull",
-    "jeffreys": "jeffreys",
-}
-METHOD_LABEL = {
-    "wilson": "Wilson score interval (Newcombe 1998, method 3)",
-    "clopper_pearson": "Clopper-Pearson exact interval (Newcombe 1998, method 5)",
-    "agresti_coull": "Agresti-Coull interval (Agresti and Coull 1998)",
-    "jeffreys": "Jeffreys interval (Brown, Cai and DasGupta 2001)",
-}
-
-
-@dataclass(frozen=True)
-class Proportion:
-    """A share ``numerator / denominator`` with its two-sided interval, all in percent."""
-
-    numerator: int
-    denominator: int
-    pct: float
-    ci_low: float
-    ci_high: float
-    method: str
-    level: float
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    def __str__(self) -> str:
-        return f"{self.numerator}/{self.denominator} = {self.pct:.2f}% ({self.ci_low:.2f}-{self.ci_high:.2f})"
-
-
-def proportion_ci(x: int, n: int, level: float = 0.95, method: str = "wilson") -> tuple[float, float]:
-    """Two-sided interval for a binomial proportion ``x/n`` (as fractions 0-1).
-
-    Methods: ``wilson`` (score; Wilson 1927, Newcombe 1998 method 3), ``clopper_pearson``
-    (exact; Newcombe method 5), ``agresti_coull`` (Agresti and Coull 1998), ``jeffreys``
-    (equal-tailed Beta(x + 1/2, n - x + 1/2) interval with the conventional end points 0
-    at x = 0 and 1 at x = n; Brown, Cai and DasGupta 2001). ``n = 0`` gives NaN.
-
-    The closed forms are those of ``statsmodels.stats.proportion.proportion_confint``
-    (tests check they agree); they are written with ``scipy.special`` so that a command
-    does not pay statsmodels' import time (about 1.2 s) for four formulas.
-    """
-    if method not in _SM_METHOD:
-        raise ValueError(f"unknown interval method {method!r}; expected one of {', '.join(_SM_METHOD)}")
-    if n == 0:
-        return (math.nan, math.nan)
-    if not 0 <= x <= n:
-        raise ValueError(f"numerator {x} outside 0..{n}")
-    from scipy.special import betaincinv, ndtri
-
-    alpha = 1 - level
-    z = float(ndtri(1 - alpha / 2))
-    p = x / n
-    if method == "wilson":
-        den = 1 + z * z / n
-        centre = (p + z * z / (2 * n)) / den
-        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-        lo, hi = centre - half, centre + half
-    elif method == "agresti_coull":
-        nt = n + z * z
-        pt = (x + z * z / 2) / nt
-        half = z * math.sqrt(pt * (1 - pt) / nt)
-        lo, hi = pt - half, pt + half
-    elif method == "clopper_pearson":
-        lo = float(betaincinv(x, n - x + 1, alpha / 2)) if x > 0 else 0.0
-        hi = float(betaincinv(x + 1, n - x, 1 - alpha / 2)) if x < n else 1.0
-    else:  # jeffreys
-        lo = float(betaincinv(x + 0.5, n - x + 0.5, alpha / 2))
-        hi = float(betaincinv(x + 0.5, n - x + 0.5, 1 - alpha / 2))
-    # at x = 0 (x = n) every method's lower (upper) end is exactly 0 (1); the Jeffreys
-    # interval takes these end points by convention, the others reach them analytically
-    lo = 0.0 if x == 0 else lo
-    hi = 1.0 if x == n else hi
-    return (max(0.0, lo), min(1.0, hi))
-
-
-def proportion(x: int, n: int, params: Params | None = None) -> Proportion:
-    p = params or Params()
-    lo, hi = proportion_ci(int(x), int(n), p.confidence_level, p.ci_method)
-    pct = 100.0 * x / n if n else math.nan
-    return Proportion(int(x), int(n), pct, 100 * lo, 100 * hi, p.ci_method, p.confidence_level)
-
-
-# ----------------------------------------------------------------------------- ages
-@dataclass(frozen=True)
-class AgeSummary:
-    """Age in completed years: n, mean, sample SD (n - 1), range, median and quartiles
-    (linear interpolation, Hyndman and Fan type 7, as numpy and R's default) and the t
-    interval of the mean."""
-
-    n: int
-    mean: float
-    sd: float
-    min: float
-    max: float
-    median: float
-    q1: float
-    q3: float
-    mean_ci_low: float
-    mean_ci_high: float
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def _quantile_from_counts(values: np.ndarray, counts: np.ndarray, q: float) -> float:
-    """Type-7 quantile of the sorted sample in which ``values[i]`` occurs ``counts[i]`` times."""
-    n = counts.sum()
-    h = (n - 1) * q
-    lo = int(math.floor(h))
-    cum = np.cumsum(counts)
-    x_lo = values[np.searchsorted(cum, lo + 1)]
-    x_hi = values[np.searchsorted(cum, min(lo + 2, n))]
-    return float(x_lo + (h - lo) * (x_hi - x_lo))
-
-
-def age_summary_from_counts(ages, counts, level: float = 0.95) -> AgeSummary:
-    """Summary of integer ages given as a frequency table (``ages[i]`` x ``counts[i]``)."""
-    ages = np.asarray(ages, dtype=float)
-    counts = np.asarray(counts, dtype=np.int64)
-    keep = counts > 0
-    ages, counts = ages[keep], counts[keep]
-    order = np.argsort(ages)
-    ages, counts = ages[order], counts[order]
-    n = int(counts.sum())
-    if n == 0:
-        nan = math.nan
-        return AgeSummary(0, nan, nan, nan, nan, nan, nan, nan, nan, nan)
-    mean = float((ages * counts).sum() / n)
-    ss = float((counts * (ages - mean) ** 2).sum())
-    sd = math.sqrt(ss / (n - 1)) if n > 1 else math.nan
-    if n > 1:
-        from scipy.special import stdtrit  # Student t quantile
-
-        half = float(stdtrit(n - 1, 0.5 + level / 2)) * sd / math.sqrt(n)
-    else:
-        half = math.nan
-    return AgeSummary(
-        n=n, mean=mean, sd=sd, min=float(ages[0]), max=float(ages[-1]),
-        median=_quantile_from_counts(ages, counts, 0.5),
-        q1=_quantile_from_counts(ages, counts, 0.25),
-        q3=_quantile_from_counts(ages, counts, 0.75),
-        mean_ci_low=mean - half, mean_ci_high=mean + half,
-    )
 
 
 def age_summary(cube: ProfileCube, mask=None, level: float | None = None) -> AgeSummary:
@@ -256,6 +115,7 @@ def table_one(cube: ProfileCube, params: Params | None = None) -> pd.DataFrame:
     ``value`` (count or mean), ``pct_or_sd``, interval (percent, or for means the t
     interval), and ``smd``: the standardized mean difference pain - rest (Austin 2009).
     """
+    _need_detail(cube)
     p = params or cube.params
     f = cube.flags(p)
     c = cube.cells
@@ -307,6 +167,11 @@ def table_one(cube: ProfileCube, params: Params | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _need_detail(cube: ProfileCube) -> None:
+    if not cube.detail:
+        raise ValueError("this statistic needs a cube built with detail=True")
+
+
 def condition_label(codelist_name: str) -> str:
     """'risk_condition_heart_failure' -> 'heart failure'."""
     for prefix in ("risk_condition_", "risk_drug_"):
@@ -319,6 +184,7 @@ def condition_label(codelist_name: str) -> str:
 def site_prevalence(cube: ProfileCube, params: Params | None = None) -> pd.DataFrame:
     """Share of the pain cohort with a qualifying episode at each site (a patient may have
     several sites, so the shares add up to more than 100%)."""
+    _need_detail(cube)
     p = params or cube.params
     f = cube.flags(p)
     c = cube.cells[f["pain"]]
@@ -333,6 +199,7 @@ def site_prevalence(cube: ProfileCube, params: Params | None = None) -> pd.DataF
 def condition_prevalence(cube: ProfileCube, params: Params | None = None, among: str = "pain") -> pd.DataFrame:
     """Share of the pain cohort (or ``among='all'``) with each risk-condition group, any
     risk condition, and any risk drug, with intervals."""
+    _need_detail(cube)
     p = params or cube.params
     f = cube.flags(p)
     m = f["pain"] if among == "pain" else pd.Series(True, index=f.index)
@@ -356,6 +223,7 @@ def condition_prevalence(cube: ProfileCube, params: Params | None = None, among:
 def condition_combinations(cube: ProfileCube, params: Params | None = None) -> pd.DataFrame:
     """UpSet-style table: patients of the pain cohort by the exact combination of
     risk-condition groups they have (one column per group, True/False), largest first."""
+    _need_detail(cube)
     p = params or cube.params
     f = cube.flags(p)
     c = cube.cells[f["pain"]]

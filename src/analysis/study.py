@@ -6,12 +6,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
-from analysis import cohort, statistics
+from analysis import cohort, estimates
 from analysis.cohort import ProfileCube
 from analysis.eligibility import EligibilityEstimate, eligibility_estimate
 from analysis.params import Params
@@ -23,7 +21,6 @@ class Study:
     cube: ProfileCube
     data_location: str
     is_synthetic: bool
-    fingerprint: dict = field(default_factory=dict)
 
     # ---- labels ---------------------------------------------------------------------
     @property
@@ -38,7 +35,7 @@ class Study:
 
         return disclosure.resolve(self.params.disclosure, self.is_synthetic)
 
-    def attrition(self) -> pd.DataFrame:
+    def attrition(self):
         """The attrition table, under the disclosure rule in force."""
         from analysis import disclosure
 
@@ -58,9 +55,11 @@ class Study:
         return disclosure.apply_to_figures(self._figures(), self.disclosure_rule)
 
     def _figures(self) -> list[dict]:
+        import numpy as np
+
         p, cube = self.params, self.cube
-        f = cube.flags(p)
-        c = cube.cells
+        f = cube.flag_arrays(p)
+        c = cube.columns
         n_all = cube.n_total
         out: list[dict] = []
 
@@ -70,12 +69,12 @@ class Study:
             out.append(item)
 
         def add_prop(id_, description, x, n):
-            pr = statistics.proportion(x, n, p)
+            pr = estimates.proportion(x, n, p)
             add(id_, description, pr.pct, numerator=pr.numerator, denominator=pr.denominator,
                 ci_low=pr.ci_low, ci_high=pr.ci_high)
 
         def add_age(prefix, label, mask):
-            a = statistics.age_summary(cube, c.index[mask], p.confidence_level)
+            a = estimates.age_summary_masked(c["age"], c["n"], mask, p.confidence_level)
             add(f"{prefix}.age_mean", f"mean age of {label}, completed years at the index date",
                 a.mean, denominator=a.n, ci_low=a.mean_ci_low, ci_high=a.mean_ci_high)
             add(f"{prefix}.age_sd", f"SD of age of {label} (n - 1 denominator), years", a.sd,
@@ -86,7 +85,7 @@ class Study:
             add(f"{prefix}.age_q1", f"lower quartile of age of {label}, years", a.q1)
             add(f"{prefix}.age_q3", f"upper quartile of age of {label}, years", a.q3)
 
-        everyone = pd.Series(True, index=c.index)
+        everyone = np.ones(len(c["n"]), dtype=bool)
         add("population.n", "patients in the database", n_all)
         add_age("population", "all patients", everyone)
         add_prop("population.female_pct", "female, % of all patients",
@@ -151,7 +150,7 @@ def _num(v):
 
 def run_study(data: str | Path | None = None, params: Params | None = None, *,
               severities=(), episode_cap=None, condition_lists=None, drug_lists=None,
-              drug_counts: bool = False) -> Study:
+              drug_counts: bool = False, detail: bool = True) -> Study:
     """Open and validate ``data`` (a contract folder, ``data/synthetic`` by default), build
     the profile cube under ``params`` and return the :class:`Study`."""
     from analysis.data import open_database
@@ -161,9 +160,8 @@ def run_study(data: str | Path | None = None, params: Params | None = None, *,
     try:
         cube = cohort.profile_cube(db, p, severities=severities, episode_cap=episode_cap,
                                    condition_lists=condition_lists, drug_lists=drug_lists,
-                                   drug_counts=drug_counts)
-        fp = db.fingerprint()
+                                   drug_counts=drug_counts, detail=detail)
     finally:
         db.close()
     return Study(params=p, cube=cube, data_location=str(db.location),
-                 is_synthetic=db.is_synthetic, fingerprint=fp)
+                 is_synthetic=db.is_synthetic)
