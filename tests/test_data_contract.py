@@ -192,3 +192,25 @@ def test_parquet_and_csv_give_the_same_figures(tmp_path, small_db):
     a = {f["id"]: f["value"] for f in run_study(folder, off).figures()}
     b = {f["id"]: f["value"] for f in run_study(small_db, off).figures()}
     assert a == b
+
+
+def test_every_kind_of_problem_is_listed_in_one_run(tmp_path):
+    t = good_tables()
+    t["pain_episodes"][0]["severity"] = ""          # a value problem
+    t["patients"].append(patient(2))                 # a duplicate id
+    t["diagnoses"].append(dx(77, "250.00"))          # an unknown patient
+    msg = refused(tmp_path, t, "column severity", "unique", "'77'")
+    assert "4 problem(s)" in msg  # the two rows sharing the id are both listed
+
+
+def test_a_changed_file_is_validated_again_even_with_its_old_times(tmp_path):
+    import os
+
+    folder = write_db(tmp_path / "db", good_tables())
+    open_database(folder).close()  # validated and remembered
+    f = folder / "patients.csv"
+    st = f.stat()
+    f.write_text(f.read_text().replace(",F,", ",X,", 1))
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(AnalysisError, match="column sex"):
+        open_database(folder)
