@@ -72,3 +72,16 @@ def test_an_invalid_grid_value_is_refused(tmp_path):
     f.write_text("vary:\n  benefit_fraction: [0.5, 1.5]\n")
     with pytest.raises(AnalysisError, match="benefit_fraction"):
         load_grid(f)
+
+
+def test_a_base_value_outside_the_grid_is_added_to_it(default_db):
+    grid = load_grid()
+    base = Params(elderly_age=77)
+    db = open_database(default_db)
+    cube = grid_cube(db, base, grid)
+    db.close()
+    table = sensitivity_table(cube, grid, base)
+    assert table["is_base"].sum() == 1 and "77" in set(table["elderly_age"])
+    assert len(table) == 6 * 2 * 2 * 3 * 3
+    t = tornado_table(table, grid, base)
+    assert t.loc[t["parameter"] == "elderly_age", "base_value"].iloc[0] == "77"

@@ -72,14 +72,15 @@ def nb01():
                       "sexes = statistics.sex_table(cube)\n"
                       "run.save_table(ages, 'age_summary')\n"
                       "run.save_table(sexes, 'sex')\n"
-                      "display(ages.set_index('group').round(2))\n"
-                      "sexes.set_index('sex').round(2)"),
+                      "display(run.show(ages, 'group'))\n"
+                      "run.show(sexes, 'sex')"),
         new_markdown_cell("### Table 1: pain cohort against the rest of the population\n\n"
-                          "Counts with % and 95% CI; ages and number of drugs as mean (SD); "
-                          "`smd`: standardized mean difference (Austin 2009)."),
+                          "Counts with %; ages and number of drugs as mean (SD); SMD: standardized "
+                          "mean difference (Austin 2009). The saved table (`tables/table_one.csv`) "
+                          "also holds the 95% CIs."),
         new_code_cell("t1 = statistics.table_one(cube)\n"
                       "run.save_table(t1, 'table_one')\n"
-                      "t1.set_index('variable').round(2)"),
+                      "run.show(statistics.table_one_formatted(t1), 'variable')"),
         new_markdown_cell("### Age-sex pyramid"),
         new_code_cell("pyramid = statistics.age_sex_counts(cube)\n"
                       "run.save_table(pyramid, 'age_sex_pyramid')\n"
@@ -106,13 +107,13 @@ def nb02():
                           "at each site (a patient can have several)."),
         new_code_cell("sites = statistics.site_prevalence(cube)\n"
                       "run.save_table(sites, 'site_prevalence')\n"
-                      "display(sites.set_index('site').round(2))\n"
+                      "display(run.show(sites, 'site'))\n"
                       "run.show_figure(plots.proportion_forest(sites, 'site', 'Pain sites in the pain cohort',\n"
                       "    '% of the pain cohort', run.data_label), 'site_prevalence');"),
         new_markdown_cell("### Risk conditions and risk drugs in the pain cohort"),
         new_code_cell("conds = statistics.condition_prevalence(cube)\n"
                       "run.save_table(conds, 'condition_prevalence')\n"
-                      "display(conds.set_index('condition').drop(columns='codelist').round(2))\n"
+                      "display(run.show(conds.drop(columns='codelist'), 'condition'))\n"
                       "run.show_figure(plots.proportion_forest(conds, 'condition',\n"
                       "    'Risk conditions and risk drugs in the pain cohort', '% of the pain cohort',\n"
                       "    run.data_label, colour=plots.style.OKABE_ITO['vermillion']), 'condition_prevalence');"),
@@ -120,16 +121,16 @@ def nb02():
         new_code_cell("combos = statistics.condition_combinations(cube)\n"
                       "run.save_table(combos, 'condition_combinations')\n"
                       "labels = [statistics.condition_label(c) for c in run.params.risk_conditions]\n"
-                      "display(combos.head(15))\n"
+                      "display(run.show(combos.head(15)))\n"
                       "run.show_figure(plots.upset(combos, labels, run.data_label), 'condition_upset');"),
         new_markdown_cell("### Table 1: pain cohort against the rest"),
         new_code_cell("t1 = statistics.table_one(cube)\n"
                       "run.save_table(t1, 'table_one')\n"
-                      "t1.set_index('variable').round(2)"),
+                      "run.show(statistics.table_one_formatted(t1), 'variable')"),
         new_markdown_cell("### Who has a risk condition? Logistic regression in the pain cohort"),
         new_code_cell("ors = statistics.risk_condition_regression(cube)\n"
                       "run.save_table(ors, 'risk_condition_odds_ratios')\n"
-                      "display(ors.set_index('term').round(3))\n"
+                      "display(run.show(ors, 'term'))\n"
                       "run.show_figure(plots.odds_ratio_forest(ors, run.data_label,\n"
                       "    'Odds of a risk condition in the pain cohort'), 'risk_condition_odds_ratios');"),
     ]
@@ -149,19 +150,20 @@ def nb03():
         new_markdown_cell("### Attrition"),
         new_code_cell("attrition = study.attrition()\n"
                       "run.save_table(attrition, 'attrition')\n"
-                      "display(attrition.round(2))\n"
+                      "display(run.show(attrition, 'step'))\n"
                       "run.show_figure(plots.flow_diagram(attrition, run.data_label), 'flow_diagram');"),
         new_markdown_cell("### The eligibility estimate"),
         new_code_cell("est = study.eligibility()\n"
                       "import pandas as pd\n"
                       "estimate = pd.DataFrame([est.as_dict()])\n"
                       "run.save_table(estimate, 'eligibility_estimate')\n"
-                      "pd.DataFrame({\n"
+                      "summary = pd.DataFrame({\n"
                       "    'estimate': [est.candidates, est.pct_of_population, est.per_1000, est.per_gp_list],\n"
                       "    'ci_low': [est.candidates_low, est.pct_low, est.per_1000_low, est.per_gp_list_low],\n"
                       "    'ci_high': [est.candidates_high, est.pct_high, est.per_1000_high, est.per_gp_list_high],\n"
                       "}, index=['candidates in the database', '% of all patients', 'per 1000 patients',\n"
-                      "          f'per GP list of {est.gp_list_size}']).round(2)"),
+                      "          f'per GP list of {est.gp_list_size}'])\n"
+                      "run.show(summary.rename_axis('expected candidates').reset_index(), 'expected candidates')"),
         new_markdown_cell("### The distribution behind the interval"),
         new_code_cell("dist = eligibility.eligibility_distribution(est.target_n, est.population_n, run.params)\n"
                       "run.save_table(dist, 'eligibility_distribution')\n"
@@ -188,11 +190,11 @@ def nb04():
         new_markdown_cell("### The grid"),
         new_code_cell("table = sensitivity.sensitivity_table(cube, g, run.params)\n"
                       "run.save_table(table, 'sensitivity_grid')\n"
-                      "table.round(2)"),
+                      "run.show(table)"),
         new_markdown_cell("### Which assumption moves the estimate most"),
         new_code_cell("tor = sensitivity.tornado_table(table, g, run.params)\n"
                       "run.save_table(tor, 'tornado')\n"
-                      "display(tor.round(2))\n"
+                      "display(run.show(tor, 'parameter'))\n"
                       "run.show_figure(plots.tornado(tor, label), 'tornado');"),
         new_markdown_cell("### Elderly age threshold x benefit fraction"),
         new_code_cell("heat = sensitivity.heatmap_table(table, g, run.params, 'elderly_age', 'benefit_fraction')\n"
@@ -218,7 +220,7 @@ def nb05():
                           "value recomputed from the data at the published precision, and a verdict."),
         new_code_cell("repro = audit.reproduction_table(run.study.figures(), published)\n"
                       "run.save_table(repro, 'reproduction')\n"
-                      "repro.drop(columns=['description']).set_index('id')"),
+                      "run.show(repro.drop(columns=['description']), 'id')"),
         new_markdown_cell("### The arithmetic of the published figures\n\n"
                           "These checks use the printed numbers only, no patient data. GRIM (Brown and "
                           "Heathers 2016) asks whether a count over its denominator can print as each "
@@ -228,7 +230,7 @@ def nb05():
                           "subgroup counts the paper reports."),
         new_code_cell("checks = audit.consistency_audit(published)\n"
                       "run.save_table(checks, 'consistency_audit')\n"
-                      "checks[['check', 'figures', 'result', 'verdict']]"),
+                      "run.show(checks[['check', 'figures', 'result', 'verdict']], 'check')"),
         new_code_cell("from IPython.display import Markdown\n"
                       "Markdown(audit.narrative(checks, repro))"),
     ]

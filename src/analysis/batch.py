@@ -376,8 +376,10 @@ def run_batch(batch: Batch, *, jobs: int | None = None, only: str | None = None,
         else:
             todo.append((run, key, code, fp))
     jobs = max(1, jobs or os.cpu_count() or 1)
-    bar = tqdm(total=len(todo), desc=f"batch {batch.name}", unit="run", disable=not progress or not todo,
-               file=sys.stderr)
+    # a bar on a terminal; plain lines (one per finished run) in logs and pipes
+    tty = sys.stderr.isatty()
+    bar = tqdm(total=len(todo), desc=f"batch {batch.name}", unit="run",
+               disable=not progress or not todo or not tty, file=sys.stderr)
     if todo:
         import multiprocessing as mp
 
@@ -399,6 +401,10 @@ def run_batch(batch: Batch, *, jobs: int | None = None, only: str | None = None,
                                             "seconds": 0.0,
                                             "error": {"cell": None, "error": f"worker died: {exc}"}})
                         bar.update(1)
+                        if progress and not tty:
+                            r = results[-1]
+                            print(f"[{len(results)}/{len(planned)}] {r['run']}: {r['status']} "
+                                  f"({r['seconds']:.1f} s)", file=sys.stderr, flush=True)
             except KeyboardInterrupt:
                 for f in pending:
                     f.cancel()
@@ -418,8 +424,8 @@ def summary_table(results: list[dict]) -> str:
             err = f"{r['notebook']}, cell {r['error'].get('cell')}: {r['error'].get('error')}"
         rows.append((r["run"], r["status"], f"{r['seconds']:.1f}", err))
     w = [max(len(x[i]) for x in rows) for i in range(3)]
-    lines = [f"{a.ljust(w[0])}  {b.ljust(w[1])}  {c.rjust(w[2])}  {d}" for a, b, c, d in rows]
-    lines.insert(1, "-" * (sum(w) + 6))
+    lines = [f"{a.ljust(w[0])}  {b.ljust(w[1])}  {c.rjust(w[2])}  {d}".rstrip() for a, b, c, d in rows]
+    lines.insert(1, "-" * max(len(x) for x in lines))
     return "\n".join(lines)
 
 

@@ -83,8 +83,8 @@ def _nan_none(v):  # pragma: no cover - json default hook
 def _fmt(v) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
-    if isinstance(v, int):
-        return f"{v:,}"
+    if isinstance(v, int) or (isinstance(v, float) and v.is_integer() and abs(v) < 1e15):
+        return f"{int(v):,}"
     return f"{v:,.2f}"
 
 
@@ -96,7 +96,8 @@ def _figures_table(figs) -> str:
         if "numerator" in f:
             nn = f"{_fmt(f['numerator'])} / {_fmt(f['denominator'])}"
         elif "denominator" in f:
-            nn = f"N = {_fmt(f['denominator'])}"
+            nn = (f"list of {_fmt(f['denominator'])}" if f["id"].endswith("per_gp_list")
+                  else f"N = {_fmt(f['denominator'])}")
         rows.append((f["id"], _fmt(f["value"]), ci, nn, f["description"]))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = []
@@ -104,7 +105,7 @@ def _figures_table(figs) -> str:
         lines.append("  ".join(r[j].ljust(widths[j]) if j == 0 else r[j].rjust(widths[j])
                                for j in range(4)) + "  " + r[4])
         if i == 0:
-            lines.append("-" * (sum(widths) + 8 + 11))
+            lines.append("-" * len(lines[0]))
     return "\n".join(lines)
 
 

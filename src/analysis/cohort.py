@@ -30,6 +30,7 @@ cube, so the data are read once and no patient-level row reaches pandas.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
 from functools import cached_property
 
 import numpy as np
@@ -237,12 +238,12 @@ def profile_cube(db: Database, params: Params, *, severities=(), episode_cap: in
 def attrition_table(cube: ProfileCube, params: Params | None = None):
     """From all patients to the expected candidates for a local treatment.
 
-    Columns: ``step``, ``definition``, ``n``, ``of`` (the step it is a share of),
-    ``pct_of_step`` (share of that step, %), ``pct_of_previous`` (share of the step above,
-    %), ``pct_of_all`` (%). The target subgroup is drawn from the pain cohort (a risk
-    condition *or a risk drug*), so its ``of`` step is the pain cohort, as in the paper's
-    "14.63% of patients with ... localized pain"; its ``pct_of_previous`` is still shown.
-    The last step is an expectation (target x benefit fraction), not a count.
+    Columns: ``step``, ``definition``, ``n``, ``previous_step`` (the step it is drawn
+    from), ``pct_of_previous`` (its share of that step, %) and ``pct_of_all`` (%). The
+    steps form a tree, not a chain: the pain cohort with a risk condition and the target
+    subgroup are both drawn from the pain cohort (the target through a risk condition *or a
+    risk drug*), as in the paper's "14.63% of patients with ... localized pain". The last
+    step is an expectation (target x benefit fraction), not a count.
     """
     p = params or cube.params
     f = cube.flag_arrays(p)
@@ -252,7 +253,7 @@ def attrition_table(cube: ProfileCube, params: Params | None = None):
     n_t = cube.count(f["target"])
     cand = n_t * p.benefit_fraction
     rows = [
-        ("all_patients", "every patient in the database", n_all, None),
+        ("all_patients", "every patient in the database", n_all, ""),
         ("pain", "one or more qualifying episodes of moderate or severe osteo-articular "
                  f"pain of the {', '.join(p.pain_sites)} in the window", n_pain, "all_patients"),
         ("pain_risk_condition", "pain cohort with a history of a risk condition", n_pr, "pain"),
@@ -263,18 +264,15 @@ def attrition_table(cube: ProfileCube, params: Params | None = None):
     ]
     n_of = {r[0]: r[2] for r in rows}
     out = []
-    prev = None
-    for step, definition, n, of in rows:
+    for step, definition, n, prev in rows:
         out.append({
             "step": step,
             "definition": definition,
             "n": n,
-            "of": of or "",
-            "pct_of_step": 100.0 * n / n_of[of] if of and n_of[of] else (100.0 if not of else np.nan),
-            "pct_of_previous": 100.0 * n / prev if prev else (100.0 if prev is None else np.nan),
-            "pct_of_all": 100.0 * n / n_all if n_all else np.nan,
+            "previous_step": prev,
+            "pct_of_previous": (100.0 * n / n_of[prev] if n_of[prev] else math.nan) if prev else 100.0,
+            "pct_of_all": 100.0 * n / n_all if n_all else math.nan,
         })
-        prev = n
     import pandas as pd
 
     return pd.DataFrame(out)

@@ -87,31 +87,25 @@ def apply_to_figures(figures: list[dict], rule: Rule | None) -> list[dict]:
 
 def apply_to_attrition(table, rule: Rule | None):
     """Attrition steps with counts suppressed or rounded, percentages recomputed; a step
-    below the threshold hides the steps after it too (they could be derived from it)."""
+    below the threshold hides the steps drawn from it too (they could be derived)."""
     if rule is None:
         return table
     t = table.copy()
-    hide = False
-    n_all = None
+    hidden: set[str] = set()
     for i in t.index:
-        n = t.at[i, "n"]
-        hide = hide or rule.suppressed(n)
-        if hide:
-            t.loc[i, ["n", "pct_of_step", "pct_of_previous", "pct_of_all"]] = math.nan
-            continue
-        t.at[i, "n"] = rule.round(n) if float(n).is_integer() else n
-        if n_all is None:
-            n_all = t.at[i, "n"]
+        n, step, prev = t.at[i, "n"], t.at[i, "step"], t.at[i, "previous_step"]
+        if prev in hidden or rule.suppressed(n):
+            hidden.add(step)
+            t.loc[i, ["n", "pct_of_previous", "pct_of_all"]] = math.nan
+        elif float(n).is_integer():
+            t.at[i, "n"] = rule.round(n)
     if rule.round_to > 1:
         by_step = dict(zip(t["step"], t["n"], strict=True))
-        prev = None
+        n_all = by_step.get("all_patients")
         for i in t.index:
-            n = t.at[i, "n"]
+            n, prev = t.at[i, "n"], t.at[i, "previous_step"]
             if not math.isnan(n):
-                of = t.at[i, "of"]
-                t.at[i, "pct_of_step"] = 100 * n / by_step[of] if of else 100.0
-                t.at[i, "pct_of_previous"] = 100 * n / prev if prev else 100.0
+                t.at[i, "pct_of_previous"] = 100 * n / by_step[prev] if prev else 100.0
                 t.at[i, "pct_of_all"] = 100 * n / n_all
-            prev = n
     t["disclosure"] = rule.name
     return t

@@ -82,6 +82,11 @@ class NotebookRun:
                         f"Index date {self.params.index_date}; look-back window "
                         f"{self.params.window_start} to {self.params.index_date}.")
 
+    def show(self, df: pd.DataFrame, index: str | None = None, digits: int = 2):
+        """A table for display: whole numbers without decimals, other numbers with
+        ``digits`` decimals, p-values with 2 significant digits, empty cells blank."""
+        return display_table(df, index=index, digits=digits)
+
     def save_table(self, df: pd.DataFrame, name: str) -> Path:
         return write_csv(df, self.out / "tables" / f"{name}.csv")
 
@@ -92,6 +97,30 @@ class NotebookRun:
         """Save (PNG + SVG) and return the figure so the notebook displays it inline."""
         self.save_figure(fig, name)
         return fig
+
+
+def display_table(df: pd.DataFrame, index: str | None = None, digits: int = 2):
+    import numpy as np
+
+    d = df.set_index(index) if index else df
+    fmt = {}
+    for col in d.columns:
+        v = d[col]
+        if v.dtype == bool or not np.issubdtype(v.dtype, np.number):
+            continue
+        finite = v.dropna()
+        if "p_value" in str(col):
+            fmt[col] = "{:.2g}"
+        elif len(finite) and (finite == finite.round()).all() and not str(col).startswith(("pct", "ci_", "mean", "sd")):
+            fmt[col] = "{:,.0f}"
+        else:
+            fmt[col] = "{:,.%df}" % digits
+    styler = d.style.format(fmt, na_rep="")
+    styler = styler.set_table_styles([{"selector": "td, th", "props": "text-align: right; padding: 2px 8px;"},
+                                      {"selector": "td.col0, th.col_heading.col0", "props": "text-align: left;"}])
+    if not index:
+        styler = styler.hide(axis="index")
+    return styler
 
 
 def write_csv(df: pd.DataFrame, target: Path) -> Path:

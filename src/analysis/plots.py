@@ -151,54 +151,87 @@ def odds_ratio_forest(table: pd.DataFrame, data_label: str, title: str):
 
 # ----------------------------------------------------------------------------- eligibility
 def flow_diagram(attrition: pd.DataFrame, data_label: str):
-    """Boxes from all patients to the expected candidates, each with its definition, n and
-    percentages (all taken from the attrition table)."""
+    """The attrition as a tree of boxes (each step under the step it is drawn from), each
+    with its definition, n and percentages, all taken from the attrition table."""
     import textwrap
 
     import matplotlib.patches as mpatches
 
-    n = len(attrition)
-    fig, ax = _figure((style.FULL[0], 1.05 * n + 0.3))
-    ax.set_axis_off()
-    ax.set_xlim(0, 1)
-    ax.set_ylim(-0.48, n - 0.52)
     titles = {
         "all_patients": "All patients",
         "pain": "Pain cohort",
         "pain_risk_condition": "Pain cohort with a risk condition",
         "target": "Target subgroup",
-        "candidates": "Expected candidates for a local treatment",
+        "candidates": "Expected candidates (local treatment)",
     }
-    for i, (_, r) in enumerate(attrition.iterrows()):
-        y = n - 1 - i
-        is_last = r["step"] == "candidates"
-        box = mpatches.FancyBboxPatch((0.03, y - 0.4), 0.94, 0.8, boxstyle="round,pad=0.01,rounding_size=0.02",
-                                      fc="#e6f5ef" if is_last else "#e8f1fa",
-                                      ec=style.ACCENT if is_last else style.OKABE_ITO["blue"], lw=1.2)
-        ax.add_patch(box)
-        nval = f"n = {r['n']:,.1f}" if is_last else f"n = {int(r['n']):,}" if r["n"] == r["n"] else ""
-        if r["n"] != r["n"]:  # NaN: suppressed by the disclosure rule
-            nval, pcts = "n suppressed", f"small count withheld ({r.get('disclosure', 'disclosure control')})"
-        elif r["step"] == "all_patients":
-            pcts = "the population"
+    rows = {r["step"]: r for _, r in attrition.iterrows()}
+    depth, children = {}, {}
+    for step, r in rows.items():
+        prev = r["previous_step"]
+        depth[step] = depth[prev] + 1 if prev else 0
+        children.setdefault(prev, []).append(step)
+    levels = max(depth.values()) + 1
+    # x centre and width: siblings share their parent's span; an only child keeps it
+    span = {}
+    for step in rows:
+        prev = rows[step]["previous_step"]
+        if not prev:
+            span[step] = (0.02, 0.98)
+            continue
+        lo, hi = span[prev]
+        sibs = children[prev]
+        if len(sibs) == 1:
+            span[step] = (lo, hi)
         else:
-            pcts = f"{r['pct_of_all']:.2f}% of all patients"
-            if r["of"] and r["of"] != "all_patients":
-                pcts = f"{r['pct_of_step']:.2f}% of {titles[r['of']].lower()}; " + pcts
-        ax.text(0.5, y + 0.2, f"{titles.get(r['step'], r['step'])}:  {nval}", ha="center", va="center",
-                fontsize=8.5, weight="bold")
-        ax.text(0.5, y - 0.01, pcts, ha="center", va="center", fontsize=8)
-        ax.text(0.5, y - 0.25, "\n".join(textwrap.wrap(str(r["definition"]), 95)), ha="center", va="center",
-                fontsize=6.8, color="#444444")
-        if i:
-            ax.annotate("", xy=(0.5, y + 0.41), xytext=(0.5, y + 0.59),
+            k, w = sibs.index(step), (0.96 / len(sibs))
+            span[step] = (0.02 + k * w, 0.02 + (k + 1) * w)
+    fig, ax = _figure((style.FULL[0], 1.15 * levels + 0.3))
+    fig.subplots_adjust(left=0.0, right=1.0)
+    ax.set_axis_off()
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.5, levels - 0.45)
+    for step, r in rows.items():
+        y = levels - 1 - depth[step]
+        lo, hi = span[step]
+        x0, x1 = lo + 0.01, hi - 0.01
+        xc = (x0 + x1) / 2
+        narrow = (x1 - x0) < 0.6
+        is_last = step == "candidates"
+        ax.add_patch(mpatches.FancyBboxPatch(
+            (x0, y - 0.42), x1 - x0, 0.84, boxstyle="round,pad=0.01,rounding_size=0.02",
+            fc="#e6f5ef" if is_last else "#e8f1fa", ec=style.ACCENT if is_last else style.OKABE_ITO["blue"], lw=1.2))
+        n = r["n"]
+        if n != n:  # NaN: withheld by the disclosure rule
+            line2, line3 = "n withheld", f"small count ({r.get('disclosure', 'disclosure control')})"
+        else:
+            nval = f"n = {n:,.1f}" if is_last else f"n = {int(n):,}"
+            if step == "all_patients":
+                line2, line3 = nval, "the population"
+            elif r["previous_step"] == "all_patients":
+                line2, line3 = nval, f"{r['pct_of_all']:.2f}% of all patients"
+            else:
+                prev_title = titles.get(r["previous_step"], r["previous_step"]).lower()
+                line2 = f"{nval}: {r['pct_of_previous']:.2f}% of {prev_title}"
+                line3 = f"{r['pct_of_all']:.2f}% of all patients"
+        ax.text(xc, y + 0.28, titles.get(step, step), ha="center", va="center",
+                fontsize=8.5 if not narrow else 8, weight="bold")
+        ax.text(xc, y + 0.1, line2, ha="center", va="center", fontsize=7.8)
+        ax.text(xc, y - 0.07, line3, ha="center", va="center", fontsize=7.8)
+        width_chars = int((x1 - x0) * 105)
+        ax.text(xc, y - 0.28, "\n".join(textwrap.wrap(str(r["definition"]), width_chars)),
+                ha="center", va="center", fontsize=6.6, color="#444444")
+        prev = r["previous_step"]
+        if prev:
+            plo, phi = span[prev]
+            px = (plo + phi) / 2
+            ax.annotate("", xy=(xc, y + 0.43), xytext=(px, y + 0.57),
                         arrowprops={"arrowstyle": "-|>", "color": "black", "lw": 0.9})
     ax.set_title("From all patients to candidates for a local treatment")
     style.add_caption(fig, style.caption(
-        "Each box: patients meeting the definition, with its share of the step it is drawn "
-        "from and of all patients. The target subgroup is drawn from the pain cohort (risk "
-        "condition or risk drug); the last box is an expectation (target x benefit fraction).",
-        data_label))
+        "Each box: patients meeting the definition, with its share of the box it is drawn from "
+        "and of all patients. Both boxes below the pain cohort are drawn from it: the target "
+        "subgroup needs a risk condition or a risk drug, so it is not a part of the box beside "
+        "it. The last box is an expectation (target x benefit fraction).", data_label))
     return fig
 
 
@@ -231,15 +264,15 @@ def tornado(table: pd.DataFrame, data_label: str):
     base = float(t["base_estimate"].iloc[0])
     y = np.arange(len(t))
     ax.barh(y, t["low_estimate"] - base, left=base, color=style.OKABE_ITO["blue"], height=0.6,
-            label="lower value of the range")
+            label="value giving the lowest estimate")
     ax.barh(y, t["high_estimate"] - base, left=base, color=style.OKABE_ITO["orange"], height=0.6,
-            label="higher value of the range")
+            label="value giving the highest estimate")
     ax.axvline(base, color="black", lw=0.8)
     ax.set_yticks(y, [p.replace("_", " ") for p in t["parameter"]])
     for yi, (_, r) in zip(y, t.iterrows(), strict=True):
-        ax.annotate(f"{r['low_value']}: {r['low_estimate']:.1f}", (min(r["low_estimate"], base), yi),
+        ax.annotate(f"{str(r['low_value']).replace('_', ' ')}: {r['low_estimate']:.1f}", (min(r["low_estimate"], base), yi),
                     xytext=(-4, 0), textcoords="offset points", ha="right", va="center", fontsize=7)
-        ax.annotate(f"{r['high_value']}: {r['high_estimate']:.1f}", (max(r["high_estimate"], base), yi),
+        ax.annotate(f"{str(r['high_value']).replace('_', ' ')}: {r['high_estimate']:.1f}", (max(r["high_estimate"], base), yi),
                     xytext=(4, 0), textcoords="offset points", ha="left", va="center", fontsize=7)
     lo = min(t["low_estimate"].min(), base)
     hi = max(t["high_estimate"].max(), base)

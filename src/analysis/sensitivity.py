@@ -84,8 +84,25 @@ def _cell_params(base: Params, changes: dict, source: str) -> Params:
     return Params.from_mapping(merged, source=source)
 
 
+def with_base(grid: Grid, base: Params) -> Grid:
+    """The grid with each varied parameter's base value added where it is missing (so the
+    base cell, the tornado and the heatmap always exist); its label is the value, or
+    ``base`` for a list."""
+    vary = {}
+    for name, items in grid.vary.items():
+        b = getattr(base, name)
+        if not any(_same(v, b) for _, v in items):
+            label = "base" if isinstance(b, list | tuple) else str(b)
+            items = [*items, (label, list(b) if isinstance(b, tuple) else b)]
+            if not isinstance(b, list | tuple):
+                items.sort(key=lambda lv: float(lv[1]))
+        vary[name] = items
+    return Grid(base=grid.base, vary=vary, source=grid.source)
+
+
 def grid_cube(db: Database, base: Params, grid: Grid) -> ProfileCube:
     """The one cube that answers every cell of ``grid``."""
+    grid = with_base(grid, base)
     sev = {int(v) for _, v in grid.vary.get("min_severity", [])}
     cap = max([int(v) for _, v in grid.vary.get("min_episodes", [])] + [base.min_episodes])
     conds = list(base.risk_conditions)
@@ -110,6 +127,7 @@ def sensitivity_table(cube: ProfileCube, grid: Grid, base: Params | None = None)
         raise AnalysisError(f"{grid.source}: the grid cannot vary {', '.join(sorted(bad))} "
                             "(they change which episodes are read; run separate analyses).")
     base = _cell_params(base, grid.base, source=f"{grid.source} (base)")
+    grid = with_base(grid, base)
     names = list(grid.vary)
     rows = []
     n_all = cube.n_total
@@ -126,6 +144,7 @@ def sensitivity_table(cube: ProfileCube, grid: Grid, base: Params | None = None)
             "pain_n": cube.count(f["pain"]),
             "target_n": n_t,
             "benefit_used": p.benefit_fraction,
+            "interval": "sampling of the target proportion only (benefit fixed in the cell)",
             "candidates": est.candidates,
             "candidates_low": est.candidates_low,
             "candidates_high": est.candidates_high,
@@ -153,6 +172,7 @@ def tornado_table(table: pd.DataFrame, grid: Grid, base: Params) -> pd.DataFrame
     """One-at-a-time ranges: for each varied parameter, the lowest and highest estimate
     (per GP list) over its values with every other parameter at its base value, sorted by
     the width of the swing (largest first)."""
+    grid = with_base(grid, base)
     names = list(grid.vary)
     base_labels = {}
     for n in names:
@@ -185,6 +205,7 @@ def tornado_table(table: pd.DataFrame, grid: Grid, base: Params) -> pd.DataFrame
 def heatmap_table(table: pd.DataFrame, grid: Grid, base: Params, rows: str, cols: str,
                   value: str = "per_gp_list") -> pd.DataFrame:
     """``value`` for every combination of two varied parameters, the others at base."""
+    grid = with_base(grid, base)
     sub = table
     for n in grid.vary:
         if n in (rows, cols):

@@ -287,3 +287,23 @@ def risk_condition_regression(cube: ProfileCube, params: Params | None = None) -
     counts = g.assign(total=g["events"] + g["non_events"])
     out.attrs["cells"] = counts
     return out[out["term"] != "const"].reset_index(drop=True)
+
+
+def table_one_formatted(t1: pd.DataFrame) -> pd.DataFrame:
+    """Table 1 as a paper prints it: 'n (%)' for counts, 'mean (SD)' for continuous
+    variables, one column per group and the SMD."""
+    def cell(row, g):
+        if row["kind"] == "count":
+            return f"{int(row[f'{g}_n']):,}"
+        if row["kind"] == "binary":
+            return f"{int(row[f'{g}_n']):,} ({row[f'{g}_pct']:.1f}%)"
+        return f"{row[f'{g}_mean']:.1f} ({row[f'{g}_sd']:.1f})"
+
+    n_pain = int(t1.iloc[0]["pain_n"])
+    n_rest = int(t1.iloc[0]["rest_n"])
+    return pd.DataFrame({
+        "variable": t1["variable"],
+        f"pain cohort (n = {n_pain:,})": [cell(r, "pain") for _, r in t1.iterrows()],
+        f"rest of the population (n = {n_rest:,})": [cell(r, "rest") for _, r in t1.iterrows()],
+        "SMD": [("" if r["kind"] == "count" else f"{r['smd']:.2f}") for _, r in t1.iterrows()],
+    })
