@@ -29,8 +29,8 @@ cube, so the data are read once and no patient-level row reaches pandas.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import math
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
