@@ -114,7 +114,7 @@ def display_table(df: pd.DataFrame, index: str | None = None, digits: int = 2):
         elif len(finite) and (finite == finite.round()).all() and not str(col).startswith(("pct", "ci_", "mean", "sd")):
             fmt[col] = "{:,.0f}"
         else:
-            fmt[col] = "{:,.%df}" % digits
+            fmt[col] = "{:,.%sf}".replace("%s", str(digits))
     styler = d.style.format(fmt, na_rep="")
     styler = styler.set_table_styles([{"selector": "td, th", "props": "text-align: right; padding: 2px 8px;"},
                                       {"selector": "td.col0, th.col_heading.col0", "props": "text-align: left;"}])
