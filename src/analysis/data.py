@@ -338,19 +338,31 @@ def validate_database(db: Database, *, today: dt.date | None = None) -> None:
                                    f"WHERE {reg_to} < {reg_from} ORDER BY 1 LIMIT {MAX_LISTED_PROBLEMS}").fetchall():
             problems.append(_problem(pfile, "patients", "registered_to", r, v, "a date on or after registered_from"))
 
-    # events: known patient, not before birth, not after the ceiling (one join per table)
+    # events: known patient, not before birth, not after the ceiling. One join of the
+    # three event tables together against the patients (one hash table, not three); the
+    # per-table queries below run only to list the rows when a count is not zero.
     same_type = len({_column_types(db, t).get("patient_id") for t in TABLES}) == 1
     pid = "patient_id" if same_type else "CAST(patient_id AS VARCHAR)"
+    edates = {}
     for table in TABLES[1:]:
         et = _column_types(db, table)
-        edate = "e.date" if et.get("date") in _DATE_TYPES else "TRY_CAST(e.date AS DATE)"
+        edates[table] = "date" if et.get("date") in _DATE_TYPES else "TRY_CAST(date AS DATE)"
+    union = " UNION ALL ".join(
+        f"SELECT {i} AS t, {pid} AS pid, {edates[table]} AS d FROM src_{table}"
+        for i, table in enumerate(TABLES[1:]))
+    per_table = db.con.execute(
+        f"SELECT e.t, count(*) FILTER (WHERE p.pid IS NULL AND e.pid IS NOT NULL), "
+        f"count(*) FILTER (WHERE e.d < p.birth), count(*) FILTER (WHERE e.d > DATE '{ceiling}') "
+        f"FROM ({union}) e LEFT JOIN (SELECT {pid} AS pid, {birth} AS birth FROM src_patients) p "
+        f"ON e.pid = p.pid GROUP BY e.t").fetchall()
+    found = {TABLES[1:][t]: (a, b, c) for t, a, b, c in per_table}
+    for table in TABLES[1:]:
+        n_unknown, n_before, n_after = found.get(table, (0, 0, 0))
+        if not (n_unknown or n_before or n_after):
+            continue
+        edate = "e." + edates[table] if edates[table] == "date" else "TRY_CAST(e.date AS DATE)"
         joined = (f"FROM raw_{table} e LEFT JOIN (SELECT {pid} AS pid, {birth} AS birth FROM raw_patients) p "
                   f"ON {pid.replace('patient_id', 'e.patient_id')} = p.pid")
-        n_unknown, n_before, n_after = db.con.execute(
-            f"SELECT count(*) FILTER (WHERE p.pid IS NULL AND e.patient_id IS NOT NULL), "
-            f"count(*) FILTER (WHERE {edate} < p.birth), "
-            f"count(*) FILTER (WHERE {edate} > DATE '{ceiling}') "
-            + joined.replace("raw_", "src_")).fetchone()
         efile = db.files.get(table, db.location)
         for n, pred, col, value, expected in (
             (n_unknown, "p.pid IS NULL AND e.patient_id IS NOT NULL", "patient_id", "CAST(e.patient_id AS VARCHAR)",
