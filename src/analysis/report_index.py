@@ -60,6 +60,32 @@ def _run_dirs(out: Path):
     return found
 
 
+def _key_figures(d: Path) -> str:
+    """A line of key figures for runs without an eligibility estimate."""
+    sex = _read_csv(d / "tables" / "sex.csv")
+    if sex:
+        n = sum(int(float(r["numerator"])) for r in sex)
+        f = next((r for r in sex if r["sex"] == "female"), None)
+        return (f"{n:,} patients; female {_fmt(f['pct'], 2)}% ({_fmt(f['ci_low'], 2)}-{_fmt(f['ci_high'], 2)})"
+                if f else f"{n:,} patients")
+    sites = _read_csv(d / "tables" / "site_prevalence.csv")
+    conds = _read_csv(d / "tables" / "condition_prevalence.csv")
+    if sites and conds:
+        anyc = next((r for r in conds if r["condition"] == "any risk condition"), None)
+        return (f"pain cohort {int(float(sites[0]['denominator'])):,}; with a risk condition "
+                f"{_fmt(anyc['pct'])}% ({_fmt(anyc['ci_low'])}-{_fmt(anyc['ci_high'])})" if anyc else "")
+    tor = _read_csv(d / "tables" / "tornado.csv")
+    if tor:
+        t = tor[0]
+        return (f"largest swing: {_esc(t['parameter']).replace('_', ' ')} ({_fmt(t['low_estimate'])}-"
+                f"{_fmt(t['high_estimate'])} per GP list; base {_fmt(t['base_estimate'])})")
+    rep = _read_csv(d / "tables" / "reproduction.csv")
+    if rep:
+        ok = sum(r["verdict"] == "reproduced" for r in rep)
+        return f"{ok} of {len(rep)} published figures reproduced"
+    return ""
+
+
 def render_index(batch) -> str:
     out: Path = batch.out
     runs = {name: (d, m) for name, d, m in _run_dirs(out)}
@@ -93,6 +119,8 @@ def render_index(batch) -> str:
                    f"{_fmt(e['candidates'])} candidates ({_fmt(e['candidates_low'])}-{_fmt(e['candidates_high'])}), "
                    f"{_fmt(e['pct_of_population'], 2)}% of all patients")
             estimate_rows.append((name, m.get("scenario"), e))
+        if not key:
+            key = _key_figures(d)
         if m.get("error"):
             err = m["error"]
             key = f"<span class='failed'>cell {_esc(err.get('cell'))}: {_esc(err.get('error'))}</span>"
