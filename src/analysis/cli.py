@@ -180,6 +180,18 @@ def cmd_rerun(args) -> int:
     return rerun_manifest(args.manifest)
 
 
+def cmd_import(args) -> int:
+    from analysis.importer import import_extract
+
+    report = import_extract(args.mapping, args.into)
+    print(f"Imported into {args.into}: " + ", ".join(f"{t} {n:,} rows" for t, n in report["tables"].items()))
+    for k, v in report["repairs"].items():
+        print(f"  {k.replace('_', ' ')}: {v:,}")
+    if report["repairs"].get("icd10_unmapped_records"):
+        print(f"  codes without an ICD-9-CM mapping are listed in {args.into}/unmapped_codes.csv")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -217,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--show-code", action="store_true", default=None,
                     help="show code cells in the HTML reports")
     sp.set_defaults(func=cmd_batch)
+
+    sp = sub.add_parser("import", help="turn a real extract into the data contract, as a mapping file says")
+    sp.add_argument("--mapping", required=True, metavar="FILE.yaml")
+    sp.add_argument("--into", required=True, metavar="FOLDER")
+    sp.set_defaults(func=cmd_import)
 
     sp = sub.add_parser("rerun", help="repeat a batch run from its manifest and check its tables")
     sp.add_argument("manifest", help="a run's manifest.json")

@@ -1,0 +1,308 @@
+"""Import a real extract into the data contract, as a mapping file describes it.
+
+``python -m analysis import --mapping FILE.yaml --into FOLDER``. The mapping names, per
+contract table, the source file(s) (CSV, Parquet or Excel; paths relative to the mapping
+file), which source column feeds each contract column (or a constant), value maps, the
+date format and the CSV dialect; and the code system of the diagnoses (ICD-9-CM, or
+ICD-10 mapped to ICD-9-CM through ``data/mappings/icd10_to_icd9cm.csv``). Example::
+
+    extract_date: 2016-01-31
+    code_system: icd10
+    tables:
+      patients:
+        files: [anagrafica.csv]
+        csv: {delimiter: ";", encoding: latin-1}
+        columns: {patient_id: ID_PAZ, sex: SESSO, birth_date: DATA_NASCITA,
+                  registered_from: DATA_ISCR, registered_to: DATA_REVOCA}
+        constants: {practice_id: P01}
+        date_format: "%d/%m/%Y"
+      diagnoses: {files: [diagnosi.xlsx], columns: {patient_id: ID_PAZ, date: DATA, code: ICD10}}
+      ...
+
+Repairs, all counted in ``import_report.json``: sex codings (1/2, M/F, male/female,
+maschio/femmina ... to F/M), dates in the given format or common ones, blanks trimmed,
+ICD-10 codes mapped (codes without a mapping are left out of ``diagnoses`` and listed with
+their counts in ``unmapped_codes.csv``, never dropped silently). A value that cannot be
+repaired stops the import with its source file, column and row. The output is written
+beside its destination, validated against the contract, and moved into place only then.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from analysis import paths
+from analysis.contract import SCHEMA, TABLES
+from analysis.errors import AnalysisError, nearest_name
+
+SEX_CODES = {
+    "F": "F", "FEMALE": "F", "FEMMINA": "F", "W": "F", "WOMAN": "F", "2": "F", "FEM": "F",
+    "M": "M", "MALE": "M", "MASCHIO": "M", "MAN": "M", "1": "M", "MAS": "M",
+}
+DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y%m%d", "%Y/%m/%d", "%m/%d/%Y")
+MAX_LISTED = 20
+TABLE_KEYS = {"files", "columns", "constants", "values", "date_format", "csv", "sheet"}
+
+
+def _load_mapping(path: Path) -> dict:
+    import yaml
+
+    if not path.exists():
+        raise AnalysisError(f"Mapping file {path} does not exist.")
+    try:
+        m = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise AnalysisError(f"Mapping file {path} is not valid YAML: {exc}") from None
+    problems = []
+    allowed = {"extract_date", "code_system", "icd10_map", "tables", "description"}
+    for k in m:
+        if k not in allowed:
+            hint = nearest_name(k, sorted(allowed))
+            problems.append(f"{path}: unknown key {k!r}" + (f" (did you mean {hint!r}?)" if hint else ""))
+    if m.get("code_system", "icd9cm") not in ("icd9cm", "icd10"):
+        problems.append(f"{path}: code_system must be icd9cm or icd10, got {m.get('code_system')!r}")
+    tables = m.get("tables") or {}
+    if not isinstance(tables, dict):
+        problems.append(f"{path}: 'tables' must map contract tables to their sources")
+        tables = {}
+    for t, spec in tables.items():
+        if t not in SCHEMA:
+            hint = nearest_name(t, TABLES)
+            problems.append(f"{path}: unknown table {t!r}" + (f" (did you mean {hint!r}?)" if hint else ""))
+            continue
+        if not isinstance(spec, dict) or not spec.get("files"):
+            problems.append(f"{path}: tables.{t} needs 'files' (one or more source files)")
+            continue
+        for k in spec:
+            if k not in TABLE_KEYS:
+                hint = nearest_name(k, sorted(TABLE_KEYS))
+                problems.append(f"{path}: tables.{t}: unknown key {k!r}" + (f" (did you mean {hint!r}?)" if hint else ""))
+        names = {c.name for c in SCHEMA[t]}
+        given = set(spec.get("columns") or {}) | set(spec.get("constants") or {})
+        for c in given - names:
+            hint = nearest_name(c, sorted(names))
+            problems.append(f"{path}: tables.{t}: {c!r} is not a column of the contract's {t}"
+                            + (f" (did you mean {hint!r}?)" if hint else ""))
+        required = names - {"registered_to"}
+        for c in sorted(required - given):
+            problems.append(f"{path}: tables.{t}: no source column or constant for {c!r}")
+    for t in TABLES:
+        if t not in tables:
+            problems.append(f"{path}: tables.{t} is missing (every contract table needs a source)")
+    if m.get("extract_date"):
+        try:
+            dt.date.fromisoformat(str(m["extract_date"]))
+        except ValueError:
+            problems.append(f"{path}: extract_date must be an ISO date, got {m['extract_date']!r}")
+    if problems:
+        raise AnalysisError("The mapping file has errors:\n  " + "\n  ".join(problems))
+    return m
+
+
+def _read_source(con, path: Path, spec: dict, view: str) -> None:
+    """Register a source file as a DuckDB view of text columns with a row number."""
+    if not path.exists():
+        raise AnalysisError(f"Source file {path} does not exist.")
+    if path.stat().st_size == 0:
+        raise AnalysisError(f"Source file {path} is empty.")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".csv", ".txt", ".tsv"):
+            opts = spec.get("csv") or {}
+            enc = str(opts.get("encoding", "utf-8")).lower().replace("_", "-")
+            src = path
+            if enc not in ("utf-8", "utf8"):
+                src = Path(tempfile.mkdtemp(prefix="import-")) / path.name
+                src.write_text(path.read_text(encoding=enc), encoding="utf-8")
+            else:
+                try:
+                    path.read_bytes().decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise AnalysisError(
+                        f"Source file {path} is not UTF-8 (byte {exc.start}); set "
+                        f"csv: {{encoding: latin-1}} (or its encoding) in the mapping.") from None
+            delim = opts.get("delimiter", "\t" if suffix == ".tsv" else ",")
+            rel = (f"read_csv('{src}', header=true, all_varchar=true, delim='{delim}', "
+                   "quote='\"', strict_mode=true, max_line_size=10000000)")
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT *, row_number() OVER () AS __row FROM {rel}")
+        elif suffix == ".parquet":
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * EXCLUDE (file_row_number), "
+                        f"file_row_number + 1 AS __row FROM read_parquet('{path}', file_row_number=true)")
+        elif suffix in (".xlsx", ".xlsm"):
+            import pandas as pd
+
+            df = pd.read_excel(path, sheet_name=spec.get("sheet", 0), dtype=str)
+            df["__row"] = range(1, len(df) + 1)
+            con.register(f"{view}_df", df)
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {view}_df")
+        else:
+            raise AnalysisError(f"Source file {path}: unsupported format {suffix!r} (CSV, Parquet or Excel).")
+        con.execute(f"SELECT count(*) FROM {view}").fetchone()
+    except AnalysisError:
+        raise
+    except Exception as exc:  # duckdb / openpyxl errors
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AnalysisError(f"Source file {path} could not be read: {first}") from None
+
+
+def _q(name: str) -> str:
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def _lit(v) -> str:
+    return "'" + str(v).replace("'", "''") + "'"
+
+
+def import_extract(mapping: str | Path, into: str | Path) -> dict:
+    """Import the extract described by ``mapping`` into the contract folder ``into``;
+    returns the import report (also written as ``import_report.json``)."""
+    import duckdb
+
+    mapping = Path(mapping)
+    into = Path(into)
+    m = _load_mapping(mapping)
+    base = mapping.parent
+    con = duckdb.connect()
+    report: dict = {"mapping": mapping.name, "tables": {}, "repairs": {}}
+    problems: list[str] = []
+    n_problems = 0
+    icd10 = m.get("code_system") == "icd10"
+    if icd10:
+        map_path = Path(m.get("icd10_map") or paths.DATA / "mappings" / "icd10_to_icd9cm.csv")
+        map_path = map_path if map_path.is_absolute() else (base / map_path if (base / map_path).exists() else map_path)
+        with open(map_path, newline="", encoding="utf-8") as fh:
+            rows = [(r["icd10"].replace(".", "").upper(), r["icd9cm"]) for r in csv.DictReader(fh)]
+        con.execute("CREATE TEMP TABLE icd_map (icd10 VARCHAR, icd9 VARCHAR)")
+        con.execute("INSERT INTO icd_map VALUES " + ", ".join(f"({_lit(a)}, {_lit(b)})" for a, b in rows))
+    into.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{into.name}.tmp-", dir=into.parent))
+    try:
+        for table in TABLES:
+            spec = m["tables"][table]
+            files = spec["files"] if isinstance(spec["files"], list) else [spec["files"]]
+            cols = spec.get("columns") or {}
+            consts = spec.get("constants") or {}
+            vmaps = spec.get("values") or {}
+            fmt = spec.get("date_format")
+            selects = []
+            for i, f in enumerate(files):
+                fpath = (base / f) if not Path(f).is_absolute() else Path(f)
+                view = f"src_{table}_{i}"
+                _read_source(con, fpath, spec, view)
+                have = [r[0] for r in con.execute(f"DESCRIBE {view}").fetchall()]
+                missing = [v for v in cols.values() if v not in have]
+                if missing:
+                    hint = {v: nearest_name(v, have) for v in missing}
+                    raise AnalysisError(
+                        f"Source file {fpath}: no column(s) " + ", ".join(
+                            f"{v!r}" + (f" (did you mean {hint[v]!r}?)" if hint[v] else "") for v in missing)
+                        + f"; the file has {', '.join(have[:-1])}.")
+                parts = [f"{_lit(fpath.name)} AS __file", "__row"]
+                for col in SCHEMA[table]:
+                    if col.name in cols:
+                        parts.append(f"trim(CAST({_q(cols[col.name])} AS VARCHAR)) AS {col.name}")
+                    elif col.name in consts:
+                        parts.append(f"{_lit(consts[col.name])} AS {col.name}")
+                    else:
+                        parts.append(f"NULL::VARCHAR AS {col.name}")
+                selects.append(f"SELECT {', '.join(parts)} FROM {view}")
+            con.execute(f"CREATE OR REPLACE TEMP VIEW raw_{table} AS " + " UNION ALL ".join(selects))
+            out_cols, checks = [], []
+            for col in SCHEMA[table]:
+                c = col.name
+                expr = f"nullif({c}, '')"
+                if c in vmaps:
+                    cases = " ".join(f"WHEN {expr} = {_lit(k)} THEN {_lit(v)}" for k, v in vmaps[c].items())
+                    expr = f"(CASE {cases} ELSE {expr} END)"
+                if c == "sex":
+                    cases = " ".join(f"WHEN upper({expr}) = {_lit(k)} THEN {_lit(v)}" for k, v in SEX_CODES.items())
+                    expr = f"(CASE {cases} ELSE {expr} END)"
+                    checks.append((c, f"{expr} NOT IN ('F', 'M')", "a sex coded F/M, 1/2, male/female"))
+                if col.kind in ("date", "optional_date"):
+                    formats = [fmt] if fmt else list(DATE_FORMATS)
+                    parsed = "coalesce(" + ", ".join(f"try_strptime({expr}, {_lit(f)})" for f in formats) + ")"
+                    checks.append((c, f"{expr} IS NOT NULL AND {parsed} IS NULL",
+                                   f"a date in the format {fmt}" if fmt else "a date (ISO, DD/MM/YYYY, YYYYMMDD...)"))
+                    expr = f"CAST({parsed} AS DATE)"
+                if col.kind == "vocab" and c != "sex":
+                    vocab = ", ".join(_lit(v) for v in col.vocabulary)
+                    checks.append((c, f"{expr} IS NOT NULL AND {expr} NOT IN ({vocab})",
+                                   col.expected + (" (after the mapping's value map)" if c in vmaps else "")))
+                if col.kind == "integer":
+                    num = f"TRY_CAST({expr} AS DOUBLE)"
+                    checks.append((c, f"{expr} IS NOT NULL AND ({num} IS NULL OR {num} <> floor({num}) "
+                                      f"OR {num} < {col.low} OR {num} > {col.high})", col.expected))
+                    expr = f"CAST({num} AS INTEGER)"
+                if col.kind in ("id", "text", "vocab", "integer", "date"):
+                    checks.append((c, f"{_q(c)} IS NULL OR {_q(c)} = ''", "a value (it is empty)"))
+                out_cols.append(f"{expr} AS {c}")
+            for c, pred, expected in checks:
+                n = con.execute(f"SELECT count(*) FROM raw_{table} WHERE {pred}").fetchone()[0]
+                if n:
+                    n_problems += n
+                    for f, r, v in con.execute(f"SELECT __file, __row, {_q(c)} FROM raw_{table} WHERE {pred} "
+                                               f"ORDER BY __file, __row LIMIT {MAX_LISTED}").fetchall():
+                        src_col = cols.get(c, f"constant {consts.get(c)!r}")
+                        shown = repr(v[:60] + ("..." if len(v) > 60 else "")) if v not in (None, "") else "an empty value"
+                        problems.append(f"{f}, column {src_col} (-> {table}.{c}), row {r}: expected {expected}, "
+                                        f"found {shown}")
+            select = ", ".join(out_cols)
+            query = f"SELECT {select} FROM raw_{table}"
+            if table == "patients":
+                recoded = con.execute("SELECT count(*) FROM raw_patients WHERE sex NOT IN ('F', 'M')").fetchone()[0]
+                report["repairs"]["sex_recoded"] = int(recoded)
+            if table == "diagnoses" and icd10:
+                norm = "upper(replace(trim(code), '.', ''))"
+                # the longest ICD-10 prefix of each distinct code, then a join on equality
+                con.execute(f"CREATE OR REPLACE TEMP TABLE code_map AS SELECT code, arg_max(m.icd9, length(m.icd10)) AS icd9 "
+                            f"FROM (SELECT DISTINCT code FROM ({query})) c JOIN icd_map m "
+                            f"ON starts_with({norm}, m.icd10) GROUP BY code")
+                con.execute(f"CREATE OR REPLACE TEMP VIEW dx_mapped AS SELECT d.*, cm.icd9 FROM ({query}) d "
+                            "LEFT JOIN code_map cm ON d.code = cm.code")
+                unmapped = con.execute("SELECT code, count(*) FROM dx_mapped WHERE icd9 IS NULL "
+                                       "GROUP BY code ORDER BY 2 DESC, 1").fetchall()
+                with open(tmp / "unmapped_codes.csv", "w", newline="") as fh:
+                    w = csv.writer(fh)
+                    w.writerow(["icd10_code", "records"])
+                    w.writerows(unmapped)
+                report["repairs"]["icd10_mapped"] = con.execute(
+                    "SELECT count(*) FROM dx_mapped WHERE icd9 IS NOT NULL").fetchone()[0]
+                report["repairs"]["icd10_unmapped_records"] = int(sum(n for _, n in unmapped))
+                report["repairs"]["icd10_unmapped_codes"] = len(unmapped)
+                query = "SELECT patient_id, date, icd9 AS code FROM dx_mapped WHERE icd9 IS NOT NULL"
+            if not problems:
+                out = tmp / f"{table}.parquet"
+                con.execute(f"COPY ({query}) TO '{out}' (FORMAT parquet, COMPRESSION zstd)")
+                report["tables"][table] = con.execute(f"SELECT count(*) FROM '{out}'").fetchone()[0]
+        if problems:
+            more = n_problems - len(problems[:MAX_LISTED])
+            raise AnalysisError(f"The extract cannot be imported ({n_problems} problem(s)):\n  "
+                                + "\n  ".join(problems[:MAX_LISTED])
+                                + (f"\n  ... and {more} more." if more > 0 else "")
+                                + f"\nFix the source or the mapping ({mapping}).")
+        meta = {"synthetic": False, "imported_from": mapping.name}
+        if m.get("extract_date"):
+            meta["extract_date"] = str(m["extract_date"])
+        (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+        (tmp / "import_report.json").write_text(json.dumps(report, indent=2, default=int) + "\n")
+        from analysis.data import open_database
+
+        open_database(tmp).close()  # the contract's own validation, before anything is kept
+        if into.exists():
+            if not (into / "dataset.json").exists() and any(into.iterdir()):
+                raise AnalysisError(f"{into} exists and is not a database written by this tool; "
+                                    "choose another --into folder.")
+            shutil.rmtree(into)
+        into.parent.mkdir(parents=True, exist_ok=True)
+        tmp.rename(into)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        con.close()
+    return report
