@@ -55,3 +55,40 @@ def test_attrition_hides_a_small_step_and_every_step_after_it(tmp_path):
 def test_synthetic_default_is_not_suppressed(default_db):
     figs = {f["id"]: f for f in run_study(default_db).figures()}
     assert "suppressed" not in figs["target.n"] and figs["target.n"]["value"] == 121
+
+
+def test_a_lone_suppressed_cell_of_a_partition_takes_another_with_it():
+    """A table designed to tempt subtraction: female + male = the published total."""
+    import pandas as pd
+
+    sex = pd.DataFrame({"sex": ["female", "male"], "numerator": [4, 96], "denominator": [100, 100],
+                        "pct": [4.0, 96.0], "ci_low": [1.0, 90.0], "ci_high": [9.0, 99.0]})
+    t, n = disclosure.protect_table(sex, "sex", disclosure.RULES["ohdsi"])
+    assert n == 2 and t["numerator"].isna().all() and t["pct"].isna().all()
+    # with the total known (100), no visible cell lets the suppressed 4 be recovered
+    visible = t["numerator"].dropna()
+    assert 100 - visible.sum() != 4 or len(visible) == 0
+
+
+def test_partitions_within_a_table_are_protected_each():
+    import pandas as pd
+
+    ages = pd.DataFrame({"group": ["all", "sex=F", "sex=M", "age <45", "age 45-64", "age >=65"],
+                         "n": [60, 57, 3, 20, 30, 10], "mean": [50.0, 49.0, 70.0, 30.0, 55.0, 70.0],
+                         "min": [20, 20, 60, 20, 45, 65], "max": [90, 85, 90, 44, 64, 90]})
+    t, n = disclosure.protect_table(ages, "age_summary", disclosure.RULES["ohdsi"])
+    g = t.set_index("group")
+    # men (3) suppressed, and women too: all minus women would give the men's mean
+    assert pd.isna(g.loc["sex=M", "mean"]) and pd.isna(g.loc["sex=F", "mean"])
+    assert g.loc["age <45", "n"] == 20 and not pd.isna(g.loc["all", "mean"])
+    assert t["min"].isna().all() and t["max"].isna().all()  # extremes identify people
+
+
+def test_rounding_recomputes_percentages_and_withholds_intervals():
+    import pandas as pd
+
+    sites = pd.DataFrame({"site": ["hip", "knee"], "numerator": [12, 33], "denominator": [101, 101],
+                          "pct": [11.88, 32.67], "ci_low": [7.0, 24.0], "ci_high": [19.0, 42.0]})
+    t, _ = disclosure.protect_table(sites, "site_prevalence", disclosure.RULES["opensafely"])
+    assert t["numerator"].tolist() == [10, 35] and t["denominator"].tolist() == [100, 100]
+    assert t["pct"].tolist() == [10.0, 35.0] and t["ci_low"].isna().all()

@@ -155,19 +155,22 @@ def nb03():
         new_markdown_cell("### The eligibility estimate"),
         new_code_cell("est = study.eligibility()\n"
                       "import pandas as pd\n"
-                      "estimate = pd.DataFrame([est.as_dict()])\n"
-                      "run.save_table(estimate, 'eligibility_estimate')\n"
-                      "summary = pd.DataFrame({\n"
-                      "    'estimate': [est.candidates, est.pct_of_population, est.per_1000, est.per_gp_list],\n"
-                      "    'ci_low': [est.candidates_low, est.pct_low, est.per_1000_low, est.per_gp_list_low],\n"
-                      "    'ci_high': [est.candidates_high, est.pct_high, est.per_1000_high, est.per_gp_list_high],\n"
-                      "}, index=['candidates in the database', '% of all patients', 'per 1000 patients',\n"
-                      "          f'per GP list of {est.gp_list_size}'])\n"
-                      "run.show(summary.rename_axis('expected candidates').reset_index(), 'expected candidates')"),
+                      "if est is None:\n"
+                      "    print('The target subgroup is below the disclosure threshold: no estimate is shown.')\n"
+                      "else:\n"
+                      "    run.save_table(pd.DataFrame([est.as_dict()]), 'eligibility_estimate')\n"
+                      "    summary = pd.DataFrame({\n"
+                      "        'estimate': [est.candidates, est.pct_of_population, est.per_1000, est.per_gp_list],\n"
+                      "        'ci_low': [est.candidates_low, est.pct_low, est.per_1000_low, est.per_gp_list_low],\n"
+                      "        'ci_high': [est.candidates_high, est.pct_high, est.per_1000_high, est.per_gp_list_high],\n"
+                      "    }, index=['candidates in the database', '% of all patients', 'per 1000 patients',\n"
+                      "              f'per GP list of {est.gp_list_size}'])\n"
+                      "    display(run.show(summary.rename_axis('expected candidates').reset_index(), 'expected candidates'))"),
         new_markdown_cell("### The distribution behind the interval"),
-        new_code_cell("dist = eligibility.eligibility_distribution(est.target_n, est.population_n, run.params)\n"
-                      "run.save_table(dist, 'eligibility_distribution')\n"
-                      "run.show_figure(plots.eligibility_histogram(dist, est, run.data_label), 'eligibility_distribution');"),
+        new_code_cell("if est is not None:\n"
+                      "    dist = eligibility.eligibility_distribution(est.target_n, est.population_n, run.params)\n"
+                      "    run.save_table(dist, 'eligibility_distribution')\n"
+                      "    run.show_figure(plots.eligibility_histogram(dist, est, run.data_label), 'eligibility_distribution');"),
     ]
 
 
@@ -185,10 +188,10 @@ def nb04():
                       "db = open_database(run.data)\n"
                       "cube = sensitivity.grid_cube(db, run.params, g)\n"
                       "db.close()\n"
-                      "label = f\"{'synthetic default data' if cube.is_synthetic else 'user data'}, n = {cube.n_total:,}\"\n"
+                      "label = run.cube_label(cube)\n"
                       "print(f'Sensitivity grid {g.source}: {g.size} cells; data: {label}')"),
         new_markdown_cell("### The grid"),
-        new_code_cell("table = sensitivity.sensitivity_table(cube, g, run.params)\n"
+        new_code_cell("table = sensitivity.sensitivity_table(cube, g, run.params, rule=run.rule)\n"
                       "run.save_table(table, 'sensitivity_grid')\n"
                       "run.show(table)"),
         new_markdown_cell("### Which assumption moves the estimate most"),

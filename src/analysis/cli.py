@@ -41,12 +41,18 @@ def _add_params_args(sp):
     sp.add_argument("--params", metavar="FILE", help="YAML file of parameter overrides")
     sp.add_argument("--set", metavar="NAME=VALUE", action="append",
                     help="override one parameter (repeatable), e.g. --set elderly_age=80")
+    sp.add_argument("--disclosure", choices=["auto", "opensafely", "ohdsi", "datashield", "off"],
+                    help="disclosure rule for what is printed (the parameter 'disclosure'; "
+                         "default auto: off for synthetic data, opensafely otherwise)")
 
 
 def _params(args):
     from analysis.params import load_params
 
-    return load_params(args.params, _overrides(args.set))
+    overrides = _overrides(args.set)
+    if getattr(args, "disclosure", None):
+        overrides["disclosure"] = args.disclosure
+    return load_params(args.params, overrides)
 
 
 def cmd_synth(args) -> int:
@@ -120,7 +126,10 @@ def cmd_sensitivity(args) -> int:
         cube = grid_cube(db, params, grid)
     finally:
         db.close()
-    table = sensitivity_table(cube, grid, params)
+    from analysis import disclosure
+
+    table = sensitivity_table(cube, grid, params,
+                              rule=disclosure.resolve(params.disclosure, cube.is_synthetic))
     if args.json:
         print(table.to_json(orient="records", indent=2))
     else:

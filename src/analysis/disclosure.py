@@ -32,6 +32,10 @@ class Rule:
         return count is not None and not (isinstance(count, float) and math.isnan(count)) \
             and count < self.threshold
 
+    def describe(self) -> str:
+        text = f"{self.name} rule: counts below {self.threshold} withheld"
+        return text + (f", others rounded to the nearest {self.round_to}" if self.round_to > 1 else "")
+
     def round(self, count):
         if count is None or self.round_to <= 1:
             return count
@@ -64,6 +68,10 @@ def apply_to_figures(figures: list[dict], rule: Rule | None) -> list[dict]:
     out = []
     for f in figures:
         g = dict(f)
+        if g["id"].endswith(("age_min", "age_max")):  # extremes identify single patients
+            g.update(value=None, suppressed=True, disclosure=f"{rule.name}: an extreme value")
+            out.append(g)
+            continue
         is_count = g["id"].endswith(".n") and "numerator" not in g
         counts = [g["value"]] if is_count else []
         counts += [g[k] for k in ("numerator", "denominator") if isinstance(g.get(k), int)]
@@ -109,3 +117,120 @@ def apply_to_attrition(table, rule: Rule | None):
                 t.at[i, "pct_of_all"] = 100 * n / n_all
     t["disclosure"] = rule.name
     return t
+
+
+# ----------------------------------------------------------------------------- tables
+# What each saved table holds: its count columns, the columns that derive from a count
+# (suppressed with it), percentage columns to recompute from rounded counts, interval
+# columns (withheld once counts are rounded), and whether the rows of a count column
+# partition a total published elsewhere (then one suppressed cell alone could be
+# recovered by subtraction, and the next smallest is suppressed too).
+TABLE_SPECS: dict[str, dict] = {
+    "sex": {"counts": ["numerator"], "partition": True,
+            "pct": [("pct", "numerator", "denominator")], "derived": ["pct", "ci_low", "ci_high"]},
+    "age_summary": {"counts": ["n"], "derived": ["mean", "sd", "min", "max", "median", "q1", "q3",
+                                                 "mean_ci_low", "mean_ci_high"],
+                    "drop": ["min", "max"], "partition": ("group", ["sex=", "age "])},
+    "age_sex_pyramid": {"counts": ["female", "male"], "partition": True},
+    "age_by_sex_counts": {"counts": ["n"], "partition": True},
+    "site_prevalence": {"counts": ["numerator"], "pct": [("pct", "numerator", "denominator")],
+                        "derived": ["pct", "ci_low", "ci_high"]},
+    "condition_prevalence": {"counts": ["numerator"], "pct": [("pct", "numerator", "denominator")],
+                             "derived": ["pct", "ci_low", "ci_high"]},
+    "condition_combinations": {"counts": ["n"], "partition": True, "derived": ["pct_of_pain"]},
+    "table_one": {"counts": ["pain_n", "rest_n"],
+                  "derived_by": {"pain_n": ["pain_pct", "pain_ci_low", "pain_ci_high"],
+                                 "rest_n": ["rest_pct", "rest_ci_low", "rest_ci_high"]},
+                  "pct": [("pain_pct", "pain_n", None), ("rest_pct", "rest_n", None)], "derived": ["smd"]},
+}
+
+
+def protect_table(df, name: str, rule: Rule | None):
+    """The table ``name`` under ``rule``: counts below the threshold suppressed with
+    what derives from them, one more cell suppressed where a lone suppressed cell of a
+    partition could be recovered by subtraction, counts rounded and percentages
+    recomputed from the rounded counts; returns (table, number of cells suppressed)."""
+    import numpy as np
+
+    spec = TABLE_SPECS.get(name)
+    if rule is None or spec is None:
+        return df, 0
+    t = df.copy()
+    for col in spec.get("drop", []):  # extremes identify single patients
+        if col in t.columns:
+            t[col] = np.nan
+    suppressed = 0
+    derived_by = spec.get("derived_by", {})
+    for col in spec["counts"]:
+        if col not in t.columns:
+            continue
+        vals = t[col].astype(float)
+        mask = vals.apply(rule.suppressed) & vals.notna()
+        part = spec.get("partition")
+        if part is True:
+            groups = [t.index]
+        elif part:
+            key, prefixes = part
+            groups = [t.index[t[key].astype(str).str.startswith(pre)] for pre in prefixes]
+        else:
+            groups = []
+        for g in groups:
+            if mask[g].sum() == 1 and (~mask[g] & vals[g].notna()).sum() >= 1:
+                # complementary suppression: the smallest other cell of the partition
+                other = vals[g][~mask[g] & vals[g].notna()]
+                mask[other.idxmin()] = True
+        suppressed += int(mask.sum())
+        t[col] = t[col].astype(float)
+        t.loc[mask, col] = np.nan
+        dep = derived_by.get(col, spec.get("derived", []))
+        for d in dep:
+            if d in t.columns:
+                t[d] = t[d].astype(float) if t[d].dtype != object else t[d]
+                t.loc[mask, d] = np.nan
+    if rule.round_to > 1:
+        for col in spec["counts"]:
+            if col in t.columns:
+                t[col] = t[col].apply(lambda v: v if v != v else float(rule.round(v)))
+        for pct, num, den in spec.get("pct", []):
+            if pct in t.columns and num in t.columns:
+                if den and den in t.columns:
+                    t[den] = t[den].apply(lambda v: v if v != v else float(rule.round(v)))
+                    t[pct] = 100 * t[num] / t[den]
+                elif den is None:  # the group size is the first row's count (Table 1)
+                    t[pct] = 100 * t[num] / t[num].iloc[0]
+                    t.loc[t.index[0], pct] = np.nan
+        for c in t.columns:
+            if "ci_low" in str(c) or "ci_high" in str(c):
+                t[c] = np.nan  # intervals cannot be recomputed from rounded counts
+    t["disclosure"] = rule.name
+    return t, suppressed
+
+
+def protect_regression(table, rule: Rule | None):
+    """Odds ratios of a group below the threshold are suppressed like its count: a term
+    is withheld when its group or its reference group has fewer events or non-events
+    than the threshold (cells from ``table.attrs['cells']``)."""
+    import numpy as np
+
+    if rule is None:
+        return table, 0
+    t = table.copy()
+    cells = table.attrs.get("cells")
+    n = 0
+    for i, term in t["term"].items():
+        if cells is None:
+            bad = True
+        elif term.startswith("age "):
+            band, ref = term[4:].split(" vs ")
+            groups = [cells[cells["band"] == band], cells[cells["band"] == ref]]
+            bad = any(rule.suppressed(int(g["events"].sum())) or rule.suppressed(int(g["non_events"].sum()))
+                      for g in groups)
+        else:
+            groups = [cells[cells["sex"] == s_] for s_ in ("M", "F")]
+            bad = any(rule.suppressed(int(g["events"].sum())) or rule.suppressed(int(g["non_events"].sum()))
+                      for g in groups)
+        if bad:
+            n += 1
+            t.loc[i, ["odds_ratio", "ci_low", "ci_high", "p_value"]] = np.nan
+    t["disclosure"] = rule.name
+    return t, n

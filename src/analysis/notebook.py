@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -68,6 +68,7 @@ class NotebookRun:
     data: Path
     out: Path
     study: object | None = None
+    suppressed: dict = field(default_factory=dict)
 
     @property
     def data_label(self) -> str:
@@ -78,16 +79,48 @@ class NotebookRun:
 
         s = self.study
         kind = "**synthetic default data** (not real patients)" if s.is_synthetic else "**user data**"
-        return Markdown(f"## {title}\n\nData: {kind}, `{self.data}`, n = {s.cube.n_total:,} patients. "
+        rule = s.disclosure_rule
+        note = (f"\n\n**Disclosure control**: {rule.describe()}; statistics of withheld groups are "
+                "withheld with them, and percentages are computed from the released counts."
+                if rule else "")
+        return Markdown(f"## {title}\n\nData: {kind}, `{self.data.name}`, n = {s.n_released:,} patients. "
                         f"Index date {self.params.index_date}; look-back window "
-                        f"{self.params.window_start} to {self.params.index_date}.")
+                        f"{self.params.window_start} to {self.params.index_date}.{note}")
 
     def show(self, df: pd.DataFrame, index: str | None = None, digits: int = 2):
         """A table for display: whole numbers without decimals, other numbers with
         ``digits`` decimals, p-values with 2 significant digits, empty cells blank."""
         return display_table(df, index=index, digits=digits)
 
+    @property
+    def rule(self):
+        """The disclosure rule in force (None for synthetic data under ``auto``)."""
+        from analysis import disclosure
+        from analysis.data import is_marked_synthetic
+
+        synthetic = self.study.is_synthetic if self.study else is_marked_synthetic(self.data)
+        return disclosure.resolve(self.params.disclosure, synthetic)
+
+    def cube_label(self, cube) -> str:
+        """'synthetic default data, n = ...' for a cube the notebook built itself."""
+        rule = self.rule
+        kind = "synthetic default data" if cube.is_synthetic else "user data"
+        n = rule.round(cube.n_total) if rule else cube.n_total
+        return f"{kind}, n = {n:,}" + (f" ({rule.describe()})" if rule else "")
+
     def save_table(self, df: pd.DataFrame, name: str) -> Path:
+        """Protect the table *in place* under the disclosure rule (so what the notebook
+        shows and plots next is what is released), then write it as CSV."""
+        from analysis import disclosure
+
+        if name == "risk_condition_odds_ratios":
+            protected, n = disclosure.protect_regression(df, self.rule)
+        else:
+            protected, n = disclosure.protect_table(df, name, self.rule)
+        if protected is not df:
+            for col in protected.columns:
+                df[col] = protected[col]
+        self.suppressed[name] = n
         return write_csv(df, self.out / "tables" / f"{name}.csv")
 
     def save_figure(self, fig, name: str) -> dict:

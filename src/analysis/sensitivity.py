@@ -118,7 +118,8 @@ def grid_cube(db: Database, base: Params, grid: Grid) -> ProfileCube:
 UNSUPPORTED = {"index_date", "lookback_years", "pain_sites", "pain_causes"}
 
 
-def sensitivity_table(cube: ProfileCube, grid: Grid, base: Params | None = None) -> pd.DataFrame:
+def sensitivity_table(cube: ProfileCube, grid: Grid, base: Params | None = None,
+                      rule=None) -> pd.DataFrame:
     """One tidy row per cell: the varied values, the target n, and the eligibility
     estimate per GP list and as % of all patients with its interval."""
     base = base or cube.params
@@ -134,27 +135,25 @@ def sensitivity_table(cube: ProfileCube, grid: Grid, base: Params | None = None)
     for combo in itertools.product(*[grid.vary[n] for n in names]):
         changes = {n: v for n, (_, v) in zip(names, combo, strict=True)}
         p = _cell_params(base, changes, source=grid.source).replace(benefit_distribution="fixed")
-        f = cube.flags(p)
-        n_t = cube.count(f["target"])
-        est = eligibility_estimate(n_t, n_all, p)
+        f = cube.flag_arrays(p)
+        n_t, n_pain, n_pop = cube.count(f["target"]), cube.count(f["pain"]), n_all
+        if rule is not None:  # estimates from released counts only
+            n_t = np.nan if rule.suppressed(n_t) else rule.round(n_t)
+            n_pain = np.nan if rule.suppressed(n_pain) else rule.round(n_pain)
+            n_pop = rule.round(n_pop)
+        est = eligibility_estimate(int(n_t), n_pop, p) if n_t == n_t else None
         row = {n: label for n, (label, _) in zip(names, combo, strict=True)}
         row.update({
             "is_base": all(_same(changes[n], getattr(base, n)) for n in names),
-            "population_n": n_all,
-            "pain_n": cube.count(f["pain"]),
+            "population_n": n_pop,
+            "pain_n": n_pain,
             "target_n": n_t,
             "benefit_used": p.benefit_fraction,
             "interval": "sampling of the target proportion only (benefit fixed in the cell)",
-            "candidates": est.candidates,
-            "candidates_low": est.candidates_low,
-            "candidates_high": est.candidates_high,
-            "pct_of_population": est.pct_of_population,
-            "pct_low": est.pct_low,
-            "pct_high": est.pct_high,
-            "per_gp_list": est.per_gp_list,
-            "per_gp_list_low": est.per_gp_list_low,
-            "per_gp_list_high": est.per_gp_list_high,
         })
+        for k in ("candidates", "candidates_low", "candidates_high", "pct_of_population", "pct_low",
+                  "pct_high", "per_gp_list", "per_gp_list_low", "per_gp_list_high"):
+            row[k] = getattr(est, k) if est else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -24,9 +24,17 @@ class Study:
 
     # ---- labels ---------------------------------------------------------------------
     @property
+    def n_released(self) -> int:
+        """The population size as released (rounded under a rounding rule)."""
+        rule = self.disclosure_rule
+        return rule.round(self.cube.n_total) if rule else self.cube.n_total
+
+    @property
     def data_label(self) -> str:
         kind = "synthetic default data" if self.is_synthetic else "user data"
-        return f"{kind}, n = {self.cube.n_total:,}"
+        rule = self.disclosure_rule
+        text = f"{kind}, n = {self.n_released:,}"
+        return text + (f" ({rule.describe()})" if rule else "")
 
     # ---- tables ---------------------------------------------------------------------
     @property
@@ -42,9 +50,18 @@ class Study:
         return disclosure.apply_to_attrition(cohort.attrition_table(self.cube, self.params),
                                              self.disclosure_rule)
 
-    def eligibility(self) -> EligibilityEstimate:
-        f = self.cube.flags(self.params)
-        return eligibility_estimate(self.cube.count(f["target"]), self.cube.n_total, self.params)
+    def eligibility(self) -> EligibilityEstimate | None:
+        """The estimate, from counts under the disclosure rule in force (rounded counts
+        in, so nothing finer than them can be recovered); None when the target count
+        is suppressed."""
+        f = self.cube.flag_arrays(self.params)
+        x, n = self.cube.count(f["target"]), self.cube.n_total
+        rule = self.disclosure_rule
+        if rule is not None:
+            if rule.suppressed(x):
+                return None
+            x, n = rule.round(x), rule.round(n)
+        return eligibility_estimate(x, n, self.params)
 
     def figures(self) -> list[dict]:
         """Every figure of the study as ``{id, description, value[, numerator,
