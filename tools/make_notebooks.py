@@ -239,8 +239,46 @@ def nb05():
     ]
 
 
+def nb06():
+    return [
+        header("06 Data quality", "Before trusting the analysis: completeness of every column, "
+               "values that are allowed but implausible, duplicate records, events outside the "
+               "patients' registration or after the index date, and how much of the recorded codes "
+               "the code lists cover. The database has passed the contract's validation already.",
+               "06_data_quality"),
+        param_cell(["index_date", "lookback_years", "risk_conditions", "risk_drugs", "disclosure"], RUN),
+        new_code_cell("from analysis import notebook, quality\n"
+                      "from analysis.data import open_database\n\n"
+                      "run = notebook.start(globals(), notebook='06_data_quality')\n"
+                      "db = open_database(run.data)\n"
+                      "run.header('Data quality')"),
+        new_markdown_cell("### Completeness"),
+        new_code_cell("comp = quality.completeness(db)\n"
+                      "run.save_table(comp, 'completeness')\n"
+                      "run.show(comp)"),
+        new_markdown_cell("### Implausible values and events outside registration"),
+        new_code_cell("plaus = quality.plausibility(db, run.params)\n"
+                      "run.save_table(plaus, 'plausibility')\n"
+                      "run.show(plaus)"),
+        new_markdown_cell("### Duplicate records"),
+        new_code_cell("dups = quality.duplicates(db)\n"
+                      "run.save_table(dups, 'duplicates')\n"
+                      "run.show(dups)"),
+        new_markdown_cell("### Code-list coverage\n\nShare of records whose code is in a code list; "
+                          "the most frequent diagnosis codes that no list matches (check that none "
+                          "of them should be a risk condition)."),
+        new_code_cell("cov = quality.code_coverage(db, run.params)\n"
+                      "run.save_table(cov, 'code_coverage')\n"
+                      "display(run.show(cov))\n"
+                      "unmatched = quality.unmatched_codes(db)\n"
+                      "run.save_table(unmatched, 'unmatched_codes')\n"
+                      "db.close()\n"
+                      "run.show(unmatched)"),
+    ]
+
+
 NOTEBOOKS = {"01_cohort_profile": nb01, "02_pain_and_risk": nb02, "03_eligibility": nb03,
-             "04_sensitivity": nb04, "05_reproduction": nb05}
+             "04_sensitivity": nb04, "05_reproduction": nb05, "06_data_quality": nb06}
 
 
 def main():

@@ -190,9 +190,16 @@ def cmd_rerun(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from analysis.importer import import_extract
+    if bool(args.mapping) == bool(args.omop):
+        raise AnalysisError("import needs either --mapping FILE.yaml or --omop FOLDER")
+    if args.omop:
+        from analysis.omop import import_omop
 
-    report = import_extract(args.mapping, args.into)
+        report = import_omop(args.omop, args.into, code_system=args.code_system)
+    else:
+        from analysis.importer import import_extract
+
+        report = import_extract(args.mapping, args.into)
     print(f"Imported into {args.into}: " + ", ".join(f"{t} {n:,} rows" for t, n in report["tables"].items()))
     for k, v in report["repairs"].items():
         print(f"  {k.replace('_', ' ')}: {v:,}")
@@ -240,7 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_batch)
 
     sp = sub.add_parser("import", help="turn a real extract into the data contract, as a mapping file says")
-    sp.add_argument("--mapping", required=True, metavar="FILE.yaml")
+    sp.add_argument("--mapping", metavar="FILE.yaml", help="mapping of a CSV/Parquet/Excel extract")
+    sp.add_argument("--omop", metavar="FOLDER", help="an OMOP CDM extract (CSV or Parquet tables)")
+    sp.add_argument("--code-system", choices=["icd9cm", "icd10"], default="icd9cm",
+                    help="code system of OMOP condition_source_value (default icd9cm)")
     sp.add_argument("--into", required=True, metavar="FOLDER")
     sp.set_defaults(func=cmd_import)
 

@@ -79,6 +79,10 @@ def _key_figures(d: Path) -> str:
         t = tor[0]
         return (f"largest swing: {_esc(t['parameter']).replace('_', ' ')} ({_fmt(t['low_estimate'])}-"
                 f"{_fmt(t['high_estimate'])} per GP list; base {_fmt(t['base_estimate'])})")
+    cov = _read_csv(d / "tables" / "code_coverage.csv")
+    if cov:
+        r = next((x for x in cov if x["table"] == "diagnoses" and x["covered_by"] == "any code list"), None)
+        return f"{_fmt(r['pct'])}% of diagnosis records in a code list" if r else ""
     rep = _read_csv(d / "tables" / "reproduction.csv")
     if rep:
         ok = sum(r["verdict"] == "reproduced" for r in rep)
