@@ -92,3 +92,9 @@ def test_rounding_recomputes_percentages_and_withholds_intervals():
     t, _ = disclosure.protect_table(sites, "site_prevalence", disclosure.RULES["opensafely"])
     assert t["numerator"].tolist() == [10, 35] and t["denominator"].tolist() == [100, 100]
     assert t["pct"].tolist() == [10.0, 35.0] and t["ci_low"].isna().all()
+
+
+def test_real_data_with_disclosure_off_is_stamped_not_for_release(tmp_path):
+    figs = run_study(small_real_db(tmp_path), Params(disclosure="off")).figures()
+    assert all(f["release"] == "NOT FOR RELEASE" for f in figs)
+    assert figs[0]["value"] == 40

@@ -56,3 +56,30 @@ def test_no_marker_in_any_output(real_db, tmp_path, monkeypatch):
     sex = pd.read_csv(b.out / "paper-01_cohort_profile" / "tables" / "sex.csv")
     assert set(sex["disclosure"]) == {"opensafely"} and (sex["numerator"].dropna() % 5 == 0).all()
     shutil.rmtree(b.out)
+
+
+def test_release_sheet_and_not_for_release_stamp(real_db, tmp_path):
+    f = tmp_path / "check.yaml"
+    f.write_text(f"name: check\ndata: {real_db}\nscenarios: {{paper: {{}}, unrounded: {{disclosure: 'off'}}}}\n"
+                 "runs:\n  - notebooks: [03_eligibility]\n    scenarios: all\n")
+    b = load_batch(f, reports=tmp_path / "reports")
+    names = [r.name for r in b.runs]
+    assert names == ["paper-03_eligibility", "unrounded-03_eligibility-NOT-FOR-RELEASE"]
+    assert all(r["status"] == "ok" for r in run_batch(b, jobs=2, progress=False))
+    html = (b.out / names[1] / "03_eligibility.html").read_text()
+    assert "NOT FOR RELEASE" in html
+    assert "NOT FOR RELEASE" not in (b.out / names[0] / "03_eligibility.html").read_text()
+    sheet = (b.out / "release.md").read_text()
+    assert "opensafely rule" in sheet and "tables/attrition.csv" in sheet and "NOT FOR RELEASE" in sheet
+
+
+def test_outputs_of_real_data_stay_under_reports(real_db, tmp_path):
+    from analysis import paths
+    from analysis.errors import AnalysisError
+
+    f = tmp_path / "x.yaml"
+    f.write_text(f"name: x\ndata: {real_db}\n")
+    b = load_batch(f, reports=paths.ROOT / "notebooks" / "oops")
+    with pytest.raises(AnalysisError, match="must go under"):
+        run_batch(b, jobs=1, progress=False)
+    assert not (paths.ROOT / "notebooks" / "oops").exists()

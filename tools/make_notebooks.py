@@ -283,7 +283,9 @@ NOTEBOOKS = {"01_cohort_profile": nb01, "02_pain_and_risk": nb02, "03_eligibilit
 
 def main():
     for name, make in NOTEBOOKS.items():
-        nb = new_notebook(cells=make())
+        cells = make()
+        cells.append(new_code_cell("run.disclosure_summary()"))
+        nb = new_notebook(cells=cells)
         nb.metadata["kernelspec"] = {"name": "analysis", "display_name": "Python (analysis)",
                                      "language": "python"}
         nb.metadata["language_info"] = {"name": "python"}

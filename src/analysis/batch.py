@@ -118,6 +118,16 @@ def load_batch(path: str | Path | None = None, reports: str | Path | None = None
                                     data=str(sources[src]), overrides=dict(scenarios[sc] or {})))
     if problems:
         raise AnalysisError("The batch was not started:\n  " + "\n  ".join(dict.fromkeys(problems)))
+    # data not marked synthetic with disclosure control off: stamped in the run's name
+    stamped = []
+    for r in runs:
+        rule = r.overrides.get("disclosure", "auto")
+        if rule == "off" and not is_marked_synthetic(resolve(r.data)):
+            stamped.append(Run(name=f"{r.name}-NOT-FOR-RELEASE", notebook=r.notebook, scenario=r.scenario,
+                               source=r.source, data=r.data, overrides=r.overrides))
+        else:
+            stamped.append(r)
+    runs = stamped
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise AnalysisError(f"Batch file {path}: two runs have the same name.")
@@ -253,7 +263,8 @@ def execute_run(run: Run, batch_out: str, key: str, code: dict, data_fp: dict,
     if executed.exists():
         t = time.perf_counter()
         try:
-            _write_html(executed, tmp / f"{run.notebook}.html", show_code)
+            _write_html(executed, tmp / f"{run.notebook}.html", show_code,
+                        stamp=run.name.endswith("-NOT-FOR-RELEASE"))
         except Exception as exc:
             if status == "ok":
                 status, error = "failed", {"cell": None, "error": f"HTML conversion: {exc}"}
@@ -266,6 +277,8 @@ def execute_run(run: Run, batch_out: str, key: str, code: dict, data_fp: dict,
         "scenario": run.scenario,
         "data_source": run.source,
         "data_is_synthetic": is_marked_synthetic(resolve(run.data)),
+        "release": "NOT FOR RELEASE" if run.name.endswith("-NOT-FOR-RELEASE") else "aggregates under disclosure control"
+        if not is_marked_synthetic(resolve(run.data)) else "synthetic data",
         "status": status,
         "error": error,
         "parameters": params,
@@ -301,7 +314,12 @@ def _describe_error(exc) -> dict:
     return {"cell": cell, "error": f"{ename}: {first}"[:500]}
 
 
-def _write_html(nb_path: Path, html_path: Path, show_code: bool) -> None:
+NOT_FOR_RELEASE = ("<div style='background:#b00020;color:white;padding:10px 14px;font:bold 16px sans-serif'>"
+                   "NOT FOR RELEASE: data not marked synthetic, disclosure control off. Unrounded "
+                   "counts for checking inside the secure environment only.</div>")
+
+
+def _write_html(nb_path: Path, html_path: Path, show_code: bool, stamp: bool = False) -> None:
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -309,6 +327,10 @@ def _write_html(nb_path: Path, html_path: Path, show_code: bool) -> None:
     exporter = HTMLExporter(exclude_input=not show_code, exclude_input_prompt=True,
                             exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nb)
+    if stamp:
+        body = body.replace("<body", "<body data-release='not-for-release'", 1)
+        i = body.find(">", body.find("<body")) + 1
+        body = body[:i] + NOT_FOR_RELEASE + body[i:]
     html_path.write_text(body, encoding="utf-8")
 
 
@@ -360,6 +382,11 @@ def run_batch(batch: Batch, *, jobs: int | None = None, only: str | None = None,
     """Execute the batch; returns one summary row per selected run."""
     from tqdm import tqdm
 
+    real = [r for r in batch.runs if not is_marked_synthetic(resolve(r.data))]
+    out = batch.out.resolve()
+    if real and out.is_relative_to(paths.ROOT.resolve()) and not out.is_relative_to(paths.REPORTS.resolve()):
+        raise AnalysisError(f"Batch {batch.name} reads data not marked synthetic: its outputs must go under "
+                            f"{paths.REPORTS} (git-ignored), not {out}.")
     batch.out.mkdir(parents=True, exist_ok=True)
     for stale in batch.out.glob(".tmp-*"):  # left by an interrupted batch
         shutil.rmtree(stale, ignore_errors=True)
@@ -413,6 +440,10 @@ def run_batch(batch: Batch, *, jobs: int | None = None, only: str | None = None,
     order = {r.name: i for i, r in enumerate(batch.runs)}
     results.sort(key=lambda r: order.get(r["run"], 0))
     write_index(batch)
+    if real:
+        from analysis.release import write_release_sheet
+
+        write_release_sheet(batch)
     return results
 
 

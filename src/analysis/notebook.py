@@ -121,7 +121,38 @@ class NotebookRun:
             for col in protected.columns:
                 df[col] = protected[col]
         self.suppressed[name] = n
+        self._write_disclosure()
         return write_csv(df, self.out / "tables" / f"{name}.csv")
+
+    def _write_disclosure(self) -> None:
+        import json
+
+        rule = self.rule
+        record = {"rule": rule.name if rule else "off",
+                  "description": rule.describe() if rule else "no disclosure control",
+                  "data_is_synthetic": bool(self.study.is_synthetic) if self.study else None,
+                  "suppressed_cells": self.suppressed}
+        target = self.out / "disclosure.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(".disclosure.json.tmp")
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, target)
+
+    def disclosure_summary(self):
+        """What disclosure control did to this notebook's tables, and why (Markdown)."""
+        from IPython.display import Markdown
+
+        rule = self.rule
+        self._write_disclosure()
+        if rule is None:
+            synthetic = self.study.is_synthetic if self.study else True
+            why = "synthetic data" if synthetic else "the parameter disclosure = off: NOT FOR RELEASE"
+            return Markdown(f"*Disclosure control: none ({why}).*")
+        rows = "\n".join(f"| {name} | {n} |" for name, n in sorted(self.suppressed.items()))
+        return Markdown(f"### Disclosure control\n\n{rule.describe()}; statistics of a withheld group "
+                        "are withheld with it; where one withheld cell of a partition could be recovered "
+                        "by subtraction from a published total, the next smallest cell is withheld too.\n\n"
+                        f"| table | cells withheld |\n|---|---|\n{rows}")
 
     def save_figure(self, fig, name: str) -> dict:
         return style.save_figure(fig, self.out / "figures", name)

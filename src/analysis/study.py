@@ -69,7 +69,11 @@ class Study:
         disclosure rule in force (off for synthetic data by default)."""
         from analysis import disclosure
 
-        return disclosure.apply_to_figures(self._figures(), self.disclosure_rule)
+        figs = disclosure.apply_to_figures(self._figures(), self.disclosure_rule)
+        if self.disclosure_rule is None and not self.is_synthetic:
+            for f in figs:  # unrounded figures of real data, for checking only
+                f["release"] = "NOT FOR RELEASE"
+        return figs
 
     def _figures(self) -> list[dict]:
         import numpy as np
