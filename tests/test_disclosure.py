@@ -98,3 +98,24 @@ def test_real_data_with_disclosure_off_is_stamped_not_for_release(tmp_path):
     figs = run_study(small_real_db(tmp_path), Params(disclosure="off")).figures()
     assert all(f["release"] == "NOT FOR RELEASE" for f in figs)
     assert figs[0]["value"] == 40
+
+
+def test_threshold_and_rounding_are_parameters(tmp_path):
+    r = disclosure.resolve(Params(disclosure="ohdsi", disclosure_threshold=20, disclosure_rounding=10), False)
+    assert r.suppressed(19) and not r.suppressed(20) and r.round(24) == 20
+
+
+def test_regression_terms_of_small_groups_are_withheld():
+    import pandas as pd
+
+    from analysis.disclosure import protect_regression
+
+    t = pd.DataFrame({"term": ["age 45-54 vs <45", "age >=75 vs <45", "male vs female"],
+                      "odds_ratio": [2.0, 5.0, 1.1], "ci_low": [1.0, 2.0, 0.9], "ci_high": [4.0, 9.0, 1.4],
+                      "p_value": [0.01, 0.001, 0.3]})
+    t.attrs["cells"] = pd.DataFrame({"band": ["<45", "<45", "45-54", "45-54", ">=75", ">=75"],
+                                     "sex": ["F", "M"] * 3, "events": [10, 12, 20, 21, 2, 1],
+                                     "non_events": [30, 33, 20, 19, 1, 0]})
+    out, n = protect_regression(t, disclosure.RULES["ohdsi"])
+    assert n == 1 and pd.isna(out.loc[1, "odds_ratio"]) and out.loc[0, "odds_ratio"] == 2.0
+    assert out.loc[2, "odds_ratio"] == 1.1

@@ -52,7 +52,7 @@ def header(title, what, nb):
 RUN = {"data": "data/synthetic", "output_dir": ""}
 COHORT = ["index_date", "lookback_years", "pain_sites", "pain_causes", "min_severity",
           "risk_conditions", "risk_drugs", "min_episodes", "elderly_age", "confidence_level",
-          "ci_method", "age_band_edges", "disclosure"]
+          "ci_method", "age_band_edges", "disclosure", "disclosure_threshold", "disclosure_rounding"]
 ELIG = ["benefit_fraction", "benefit_low", "benefit_high", "benefit_distribution",
         "benefit_beta_a", "benefit_beta_b", "gp_list_size", "monte_carlo_draws", "seed"]
 
@@ -62,7 +62,8 @@ def nb01():
         header("01 Cohort profile", "The study population: size, Table 1 of the pain cohort "
                "against the rest, age and sex with confidence intervals, the age-sex pyramid "
                "and the age distribution by sex.", "01_cohort_profile"),
-        param_cell(["index_date", "confidence_level", "ci_method", "age_band_edges", "elderly_age", "disclosure"], RUN),
+        param_cell(["index_date", "confidence_level", "ci_method", "age_band_edges", "elderly_age", "disclosure",
+                    "disclosure_threshold", "disclosure_rounding"], RUN),
         new_code_cell("from analysis import notebook, plots, statistics\n\n"
                       "run = notebook.start(globals(), notebook='01_cohort_profile', drug_counts=True)\n"
                       "study, cube = run.study, run.study.cube\n"
@@ -246,7 +247,8 @@ def nb06():
                "patients' registration or after the index date, and how much of the recorded codes "
                "the code lists cover. The database has passed the contract's validation already.",
                "06_data_quality"),
-        param_cell(["index_date", "lookback_years", "risk_conditions", "risk_drugs", "disclosure"], RUN),
+        param_cell(["index_date", "lookback_years", "risk_conditions", "risk_drugs", "disclosure",
+                    "disclosure_threshold", "disclosure_rounding"], RUN),
         new_code_cell("from analysis import notebook, quality\n"
                       "from analysis.data import open_database\n\n"
                       "run = notebook.start(globals(), notebook='06_data_quality')\n"

@@ -65,7 +65,8 @@ class Batch:
 
 
 # ----------------------------------------------------------------------------- loading
-def load_batch(path: str | Path | None = None, reports: str | Path | None = None) -> Batch:
+def load_batch(path: str | Path | None = None, reports: str | Path | None = None,
+               disclosure: str | None = None) -> Batch:
     """Read a batch file and check every run's parameters before anything runs."""
     import yaml
 
@@ -86,6 +87,8 @@ def load_batch(path: str | Path | None = None, reports: str | Path | None = None
         raise AnalysisError(f"Batch file {path}: name {name!r} must be letters, digits, - or _.")
     sources = raw.get("data_sources") or {"default": raw.get("data") or "data/synthetic"}
     scenarios = raw.get("scenarios") or {"default": {}}
+    if disclosure:  # the command line's --disclosure applies to every scenario
+        scenarios = {k: {**(v or {}), "disclosure": disclosure} for k, v in scenarios.items()}
     groups = raw.get("runs") or [{"notebooks": "all", "scenarios": "all"}]
     available = sorted(p.stem for p in paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
     runs: list[Run] = []
@@ -520,8 +523,8 @@ def rerun_manifest(manifest_path: str | Path) -> int:
     return 0
 
 
-def main_batch(path, jobs, only, force, show_code, reports=None) -> int:
-    batch = load_batch(path, reports)
+def main_batch(path, jobs, only, force, show_code, reports=None, disclosure=None) -> int:
+    batch = load_batch(path, reports, disclosure)
     t = time.perf_counter()
     try:
         results = run_batch(batch, jobs=jobs, only=only, force=force, show_code=show_code)

@@ -129,7 +129,7 @@ def cmd_sensitivity(args) -> int:
     from analysis import disclosure
 
     table = sensitivity_table(cube, grid, params,
-                              rule=disclosure.resolve(params.disclosure, cube.is_synthetic))
+                              rule=disclosure.resolve(params, cube.is_synthetic))
     if args.json:
         print(table.to_json(orient="records", indent=2))
     else:
@@ -143,7 +143,8 @@ def cmd_sensitivity(args) -> int:
 def cmd_batch(args) -> int:
     from analysis.batch import main_batch
 
-    return main_batch(args.file, args.jobs, args.only, args.force, args.show_code, args.reports)
+    return main_batch(args.file, args.jobs, args.only, args.force, args.show_code, args.reports,
+                      args.disclosure)
 
 
 def cmd_audit(args) -> int:
@@ -242,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--only", metavar="PATTERN", help="run only runs whose name matches")
     sp.add_argument("--force", action="store_true", help="execute even up-to-date runs")
     sp.add_argument("--reports", metavar="DIR", help="where batch folders go (default: reports/)")
+    sp.add_argument("--disclosure", choices=["auto", "opensafely", "ohdsi", "datashield", "off"],
+                    help="disclosure rule for every run (overrides the scenarios)")
     sp.add_argument("--show-code", action="store_true", default=None,
                     help="show code cells in the HTML reports")
     sp.set_defaults(func=cmd_batch)

@@ -49,11 +49,22 @@ RULES = {
 }
 
 
-def resolve(rule_name: str, is_synthetic: bool) -> Rule | None:
-    """The rule in force: ``auto`` means off for synthetic data, OpenSAFELY otherwise."""
+def resolve(rule_name, is_synthetic: bool) -> Rule | None:
+    """The rule in force: ``auto`` means off for synthetic data, OpenSAFELY otherwise.
+
+    ``rule_name`` may also be a parameter set, whose ``disclosure_threshold`` and
+    ``disclosure_rounding`` (when not 0) replace the preset's."""
+    threshold = rounding = 0
+    if not isinstance(rule_name, str):  # a Params
+        threshold, rounding = rule_name.disclosure_threshold, rule_name.disclosure_rounding
+        rule_name = rule_name.disclosure
     if rule_name == "auto":
         rule_name = "off" if is_synthetic else "opensafely"
-    return RULES.get(rule_name)
+    rule = RULES.get(rule_name)
+    if rule is not None and (threshold or rounding):
+        rule = Rule(f"{rule.name} (threshold {threshold or rule.threshold}, rounding {rounding or rule.round_to})",
+                    threshold=threshold or rule.threshold, round_to=rounding or rule.round_to)
+    return rule
 
 
 def apply_to_figures(figures: list[dict], rule: Rule | None) -> list[dict]:

@@ -99,7 +99,7 @@ class NotebookRun:
         from analysis.data import is_marked_synthetic
 
         synthetic = self.study.is_synthetic if self.study else is_marked_synthetic(self.data)
-        return disclosure.resolve(self.params.disclosure, synthetic)
+        return disclosure.resolve(self.params, synthetic)
 
     def cube_label(self, cube) -> str:
         """'synthetic default data, n = ...' for a cube the notebook built itself."""

@@ -59,8 +59,11 @@ class Params:
         the eligibility interval (``uniform`` on the range, ``beta`` with the two shape
         parameters, or ``fixed`` at the point value).
     confidence_level, ci_method : two-sided level and interval method for proportions.
-    disclosure : statistical disclosure rule for outputs; ``auto`` is ``off`` for data
-        marked synthetic.
+    disclosure : statistical disclosure rule for outputs (``opensafely``, ``ohdsi``,
+        ``datashield``, ``off``); ``auto`` is ``off`` for data marked synthetic and
+        ``opensafely`` otherwise.
+    disclosure_threshold, disclosure_rounding : when not 0, replace the rule's threshold
+        (counts below it are withheld) and rounding base (counts rounded to a multiple).
     gp_list_size : patients on one GP's list, for per-list extrapolation.
     age_band_edges : lower edges (completed years) of the age bands after the first.
     monte_carlo_draws, seed : size and seed of the eligibility Monte Carlo.
@@ -84,6 +87,8 @@ class Params:
     confidence_level: float = 0.95
     ci_method: str = "wilson"
     disclosure: str = "auto"
+    disclosure_threshold: int = 0
+    disclosure_rounding: int = 0
     gp_list_size: int = 1500
     age_band_edges: tuple[int, ...] = (45, 55, 65, 75)
     monte_carlo_draws: int = 20000
@@ -184,6 +189,8 @@ class Params:
             bad("ci_method", f"must be one of {', '.join(CI_METHODS)}, got {self.ci_method!r}")
         if self.disclosure not in DISCLOSURE_RULES:
             bad("disclosure", f"must be one of {', '.join(DISCLOSURE_RULES)}, got {self.disclosure!r}")
+        if self.disclosure_threshold < 0 or self.disclosure_rounding < 0:
+            bad("disclosure_threshold", "and disclosure_rounding must be 0 (the rule's own) or positive")
         if self.gp_list_size < 1:
             bad("gp_list_size", f"must be a positive number of patients, got {self.gp_list_size}")
         edges = list(self.age_band_edges)

@@ -41,7 +41,7 @@ class Study:
     def disclosure_rule(self):
         from analysis import disclosure
 
-        return disclosure.resolve(self.params.disclosure, self.is_synthetic)
+        return disclosure.resolve(self.params, self.is_synthetic)
 
     def attrition(self):
         """The attrition table, under the disclosure rule in force."""
