@@ -12,7 +12,7 @@ from conftest import ROOT
 def pins_from_pyproject():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     deps = meta["dependencies"] + meta["optional-dependencies"]["test"]
-    return dict(d.split("==") for d in deps)
+    return {d.split("==")[0].split("[")[0]: d.split("==")[1] for d in deps}
 
 
 def test_environment_yml_names_the_same_packages_at_the_same_versions():

@@ -125,7 +125,7 @@ def load_batch(path: str | Path | None = None, reports: str | Path | None = None
     stamped = []
     for r in runs:
         rule = r.overrides.get("disclosure", "auto")
-        if rule == "off" and not is_marked_synthetic(resolve(r.data)):
+        if rule == "off" and not _synthetic(r.data):
             stamped.append(Run(name=f"{r.name}-NOT-FOR-RELEASE", notebook=r.notebook, scenario=r.scenario,
                                source=r.source, data=r.data, overrides=r.overrides))
         else:
@@ -136,6 +136,24 @@ def load_batch(path: str | Path | None = None, reports: str | Path | None = None
         raise AnalysisError(f"Batch file {path}: two runs have the same name.")
     return Batch(name=name, path=path, runs=runs, show_code=bool(raw.get("show_code", False)),
                  reports=Path(reports) if reports else None)
+
+
+def _synthetic(data) -> bool:
+    """Whether a data source says it is synthetic (a server database: its metadata table)."""
+    from analysis.engines import is_url
+
+    if is_url(data):
+        try:
+            from analysis.data import open_database
+
+            db = open_database(data, validate=False)
+            try:
+                return db.is_synthetic
+            finally:
+                db.close()
+        except AnalysisError:
+            return False
+    return is_marked_synthetic(resolve(data))
 
 
 # ----------------------------------------------------------------------------- fingerprints
@@ -170,7 +188,11 @@ def code_fingerprint() -> dict:
     return {"module_sha256": h.hexdigest(), "git_commit": commit, "git_dirty": dirty}
 
 
-def data_fingerprint(data: Path) -> dict:
+def data_fingerprint(data) -> dict:
+    from analysis.engines import is_url, redact
+
+    if is_url(data):
+        return {"database": redact(str(data))}
     data = Path(data)
     if data.is_dir():
         files = sorted(p for p in data.iterdir() if p.is_file() and p.suffix in (".parquet", ".csv", ".json"))
@@ -279,9 +301,9 @@ def execute_run(run: Run, batch_out: str, key: str, code: dict, data_fp: dict,
         "notebook": run.notebook,
         "scenario": run.scenario,
         "data_source": run.source,
-        "data_is_synthetic": is_marked_synthetic(resolve(run.data)),
+        "data_is_synthetic": _synthetic(run.data),
         "release": "NOT FOR RELEASE" if run.name.endswith("-NOT-FOR-RELEASE") else "aggregates under disclosure control"
-        if not is_marked_synthetic(resolve(run.data)) else "synthetic data",
+        if not _synthetic(run.data) else "synthetic data",
         "status": status,
         "error": error,
         "parameters": params,
@@ -360,7 +382,9 @@ def plan(batch: Batch, *, only: str | None = None, force: bool = False):
             continue
         data = resolve(run.data)
         if run.data not in fps:
-            if not Path(data).exists():
+            from analysis.engines import is_url
+
+            if not is_url(data) and not Path(data).exists():
                 raise AnalysisError(f"Batch {batch.name}: data source {run.source!r} ({data}) "
                                     "does not exist. Build the synthetic default with "
                                     "`python -m analysis synth`.")
@@ -385,7 +409,7 @@ def run_batch(batch: Batch, *, jobs: int | None = None, only: str | None = None,
     """Execute the batch; returns one summary row per selected run."""
     from tqdm import tqdm
 
-    real = [r for r in batch.runs if not is_marked_synthetic(resolve(r.data))]
+    real = [r for r in batch.runs if not _synthetic(r.data)]
     out = batch.out.resolve()
     if real and out.is_relative_to(paths.ROOT.resolve()) and not out.is_relative_to(paths.REPORTS.resolve()):
         raise AnalysisError(f"Batch {batch.name} reads data not marked synthetic: its outputs must go under "

@@ -184,6 +184,16 @@ def cmd_audit(args) -> int:
     return 0
 
 
+def cmd_load(args) -> int:
+    from analysis.engines import redact
+    from analysis.load import load_into
+
+    counts = load_into(args.data, args.into)
+    print(f"Loaded {args.data} into {redact(args.into)}: "
+          + ", ".join(f"{t} {n:,} rows" for t, n in counts.items()))
+    return 0
+
+
 def cmd_rerun(args) -> int:
     from analysis.batch import rerun_manifest
 
@@ -256,6 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="code system of OMOP condition_source_value (default icd9cm)")
     sp.add_argument("--into", required=True, metavar="FOLDER")
     sp.set_defaults(func=cmd_import)
+
+    sp = sub.add_parser("load", help="copy a contract folder into a PostgreSQL database")
+    sp.add_argument("--data", required=True, metavar="FOLDER")
+    sp.add_argument("--into", required=True, metavar="URL",
+                    help="postgresql://user@host:port/db[?schema=NAME] (password from PGPASSWORD)")
+    sp.set_defaults(func=cmd_load)
 
     sp = sub.add_parser("rerun", help="repeat a batch run from its manifest and check its tables")
     sp.add_argument("manifest", help="a run's manifest.json")

@@ -121,18 +121,18 @@ def _code_map_sql(db: Database, table: str, column: str, lists, name: str) -> No
     for bit, cl_name in enumerate(lists):
         cl = load_codelist(cl_name)
         rows.extend((bit, prefix) for prefix in cl.codes)
-    db.con.execute(f"CREATE OR REPLACE TEMP TABLE {name}_prefix (bit INTEGER, prefix VARCHAR)")
+    from analysis.engines import create_temp_table, create_temp_table_columns
+
+    create_temp_table_columns(db.con, f"{name}_prefix", "bit INTEGER, prefix VARCHAR")
     if rows:  # a literal VALUES list (executemany would import pandas for nothing)
         values = ", ".join(f"({bit}, '{prefix.replace(chr(39), chr(39) * 2)}')" for bit, prefix in rows)
         db.con.execute(f"INSERT INTO {name}_prefix VALUES {values}")
-    db.con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE {name} AS
+    create_temp_table(db.con, name, f"""
         WITH codes AS (SELECT DISTINCT {column} AS code FROM {table})
         SELECT code, CAST(bit_or(CAST(1 AS BIGINT) << p.bit) AS BIGINT) AS mask
         FROM codes JOIN {name}_prefix p
           ON starts_with(upper(replace(trim(code), '.', '')), p.prefix)
-        GROUP BY code"""
-    )
+        GROUP BY code""")
 
 
 def profile_cube(db: Database, params: Params, *, severities=(), episode_cap: int | None = None,
@@ -172,7 +172,7 @@ def profile_cube(db: Database, params: Params, *, severities=(), episode_cap: in
         n_drugs_col = "coalesce(nd.n_drugs, 0)"
         n_drugs_join = "LEFT JOIN nd ON nd.patient_id = p.patient_id"
     else:
-        n_drugs_sql = "SELECT NULL::BIGINT AS patient_id, 0 AS n_drugs WHERE FALSE"
+        n_drugs_sql = "SELECT CAST(NULL AS BIGINT) AS patient_id, 0 AS n_drugs WHERE FALSE"
         n_drugs_col = "0"
         n_drugs_join = ""
     if detail:
@@ -205,8 +205,9 @@ def profile_cube(db: Database, params: Params, *, severities=(), episode_cap: in
     nd AS ({n_drugs_sql}),
     prof AS (
         SELECT
-          {params.index.year} - year(p.birth_date)
-            - CAST(month(p.birth_date) * 100 + day(p.birth_date)
+          {params.index.year} - CAST(EXTRACT(YEAR FROM p.birth_date) AS INTEGER)
+            - CAST(CAST(EXTRACT(MONTH FROM p.birth_date) AS INTEGER) * 100
+                   + CAST(EXTRACT(DAY FROM p.birth_date) AS INTEGER)
                    > {params.index.month * 100 + params.index.day} AS INTEGER) AS age,
           p.sex,
           {q_sel},
@@ -222,8 +223,8 @@ def profile_cube(db: Database, params: Params, *, severities=(), episode_cap: in
     SELECT age, sex, {q_grp}, site_mask, cond_mask, drug_mask,
            count(*) AS n, sum(n_drugs) AS drugs_sum, sum(n_drugs * n_drugs) AS drugs_sq
     FROM prof
-    GROUP BY ALL
-    ORDER BY ALL
+    GROUP BY age, sex, {q_grp}, site_mask, cond_mask, drug_mask
+    ORDER BY age, sex, {q_grp}, site_mask, cond_mask, drug_mask
     """
     raw = db.con.execute(query).fetchnumpy()
     cells = {k: (np.asarray(v, dtype=object) if k == "sex" else np.asarray(v, dtype=np.int64))

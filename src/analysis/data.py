@@ -34,6 +34,8 @@ class Database:
     con: object
     files: dict[str, Path] = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)
+    column_types: dict = field(default_factory=dict)
+    url: str | None = None
 
     @property
     def is_synthetic(self) -> bool:
@@ -45,7 +47,9 @@ class Database:
         return "synthetic data" if self.is_synthetic else "user data"
 
     def fingerprint(self) -> dict[str, str]:
-        """sha256 of every input file, by file name."""
+        """sha256 of every input file, by file name (a server database: its URL)."""
+        if self.url:
+            return {"database": self.url}
         out = {}
         for p in sorted(set(self.files.values()) | self._metadata_files()):
             h = hashlib.sha256()
@@ -76,6 +80,10 @@ def open_database(location: str | Path | None = None, *, validate: bool = True,
     """
     import duckdb
 
+    from analysis.engines import is_url
+
+    if is_url(location):
+        return _open_postgres(str(location), validate=validate)
     location = Path(location or paths.SYNTHETIC)
     if not location.exists():
         hint = ""
@@ -270,7 +278,52 @@ def _column_check(col: Column, col_type: str) -> str:
 
 
 def _column_types(db: Database, table: str) -> dict[str, str]:
+    if table in db.column_types:
+        return db.column_types[table]
     return {r[0]: r[1] for r in db.con.execute(f"DESCRIBE raw_{table}").fetchall()}
+
+
+_PG_TYPES = {"date": "DATE", "integer": "INTEGER", "bigint": "BIGINT", "smallint": "SMALLINT",
+             "text": "VARCHAR", "character varying": "VARCHAR", "character": "VARCHAR",
+             "timestamp without time zone": "TIMESTAMP", "timestamp with time zone": "TIMESTAMP WITH TIME ZONE",
+             "double precision": "DOUBLE", "numeric": "DOUBLE", "real": "DOUBLE"}
+
+
+def _open_postgres(url: str, *, validate: bool) -> Database:
+    """A database on a PostgreSQL server (tables in the URL's schema, default public)."""
+    from analysis.engines import PostgresConnection, redact
+
+    con = PostgresConnection(url)
+    db = Database(location=Path(redact(url).split("?")[0].replace("postgresql://", "postgresql/")), con=con)
+    db.url = redact(url)
+    try:
+        schema = con.schema
+        tables = {r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)).fetchall()}
+        missing = [t for t in TABLES if t not in tables]
+        if missing:
+            raise AnalysisError(f"{db.url}: schema {schema} has no table(s) {', '.join(missing)}. "
+                                "Load a contract folder with: python -m analysis load --data FOLDER --into URL")
+        if "dataset_metadata" in tables:
+            rows = con.execute(f'SELECT key, value FROM "{schema}".dataset_metadata').fetchall()
+            db.metadata = {k: json.loads(v) for k, v in rows}
+        db.files = {"database": db.url}
+        for t in TABLES:
+            cols = con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                               "WHERE table_schema = %s AND table_name = %s", (schema, t)).fetchall()
+            db.column_types[t] = {c: _PG_TYPES.get(d, d.upper()) for c, d in cols}
+            absent = [c.name for c in SCHEMA[t] if c.name not in db.column_types[t]]
+            if absent:
+                raise AnalysisError(f"{db.url}: table {t} misses column(s) {', '.join(absent)}.")
+            con.execute(f'CREATE TEMP VIEW src_{t} AS SELECT * FROM "{schema}"."{t}"')
+            con.execute(f"CREATE TEMP VIEW raw_{t} AS SELECT *, row_number() OVER () AS __row FROM src_{t}")
+        if validate:
+            validate_database(db)
+        _create_typed_views(db)
+    except Exception:
+        con.close()
+        raise
+    return db
 
 
 def validate_database(db: Database, *, today: dt.date | None = None) -> None:
@@ -427,7 +480,7 @@ def _create_typed_views(db: Database) -> None:
     }
     for table, cols in spec.items():
         select = ", ".join([pid] + [col(table, n, t) for n, t in cols])
-        con.execute(f"CREATE VIEW {table} AS SELECT {select} FROM src_{table}")
+        con.execute(f"CREATE TEMP VIEW {table} AS SELECT {select} FROM src_{table}")
 
 
 def is_marked_synthetic(location: str | Path) -> bool:

@@ -29,6 +29,10 @@ def resolve(path: str | os.PathLike | None, default: Path | None = None) -> Path
     (notebooks run with the notebook folder as working directory in JupyterLab)."""
     if path in (None, ""):
         return default
+    from analysis.engines import is_url
+
+    if is_url(path):
+        return path  # a database URL (its password comes from the environment)
     p = Path(path)
     if p.is_absolute() or p.exists():
         return p
@@ -83,7 +87,8 @@ class NotebookRun:
         note = (f"\n\n**Disclosure control**: {rule.describe()}; statistics of withheld groups are "
                 "withheld with them, and percentages are computed from the released counts."
                 if rule else "")
-        return Markdown(f"## {title}\n\nData: {kind}, `{self.data.name}`, n = {s.n_released:,} patients. "
+        where = self.data.name if isinstance(self.data, Path) else str(self.data)
+        return Markdown(f"## {title}\n\nData: {kind}, `{where}`, n = {s.n_released:,} patients. "
                         f"Index date {self.params.index_date}; look-back window "
                         f"{self.params.window_start} to {self.params.index_date}.{note}")
 
@@ -98,7 +103,8 @@ class NotebookRun:
         from analysis import disclosure
         from analysis.data import is_marked_synthetic
 
-        synthetic = self.study.is_synthetic if self.study else is_marked_synthetic(self.data)
+        synthetic = self.study.is_synthetic if self.study else (
+            isinstance(self.data, Path) and is_marked_synthetic(self.data))
         return disclosure.resolve(self.params, synthetic)
 
     def cube_label(self, cube) -> str:
