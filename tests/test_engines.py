@@ -105,3 +105,46 @@ def test_pandas_reference_by_hand():
     assert ages_by_pandas("2015-02-28") == [64, 74, 74, 74]  # 29 Feb 1940: not yet 75
     assert ages_by_pandas("2016-02-29") == sorted([76, 75, 75, 65])
     pd.Timestamp("2016-02-29")  # a real date
+
+
+# ---- Spark (local mode) --------------------------------------------------------------------
+def _spark_available():
+    import importlib.util
+    import shutil
+
+    return importlib.util.find_spec("pyspark") is not None and shutil.which("java") is not None
+
+
+needs_spark = pytest.mark.skipif(not _spark_available(), reason="Spark needs pyspark and Java 17")
+
+
+def spark_url(folder):
+    return f"spark://local[2]?path={folder}"
+
+
+@needs_spark
+@pytest.mark.slow
+def test_spark_gives_the_same_figures_as_the_files(default_db):
+    assert figures(spark_url(default_db)) == figures(default_db)
+
+
+@needs_spark
+@pytest.mark.slow
+@pytest.mark.parametrize("index_date", INDEX_DATES)
+def test_age_in_completed_years_on_spark_equals_pandas(tmp_path, index_date):
+    csv_db = edge_db(tmp_path / "edge")
+    pq_db = tmp_path / "edge_parquet"
+    pq_db.mkdir()
+    import duckdb
+
+    casts = {"patient_id": "BIGINT", "date": "DATE", "birth_date": "DATE", "registered_from": "DATE",
+             "registered_to": "DATE", "severity": "INTEGER"}
+    for t in ("patients", "diagnoses", "pain_episodes", "prescriptions"):
+        src = f"read_csv('{csv_db / (t + '.csv')}', header=true, all_varchar=true)"
+        cols = [r[0] for r in duckdb.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()]
+        sel = ", ".join(f"TRY_CAST(nullif({c}, '') AS {casts[c]}) AS {c}" if c in casts else c for c in cols)
+        duckdb.sql(f"COPY (SELECT {sel} FROM {src}) TO '{pq_db / (t + '.parquet')}' (FORMAT parquet)")
+    assert engine_ages(spark_url(pq_db), index_date) == ages_by_pandas(index_date)
+    s = run_study(spark_url(pq_db), Params(disclosure="off"))
+    c = s.cube.columns
+    assert int(c["q4"][c["age"] == 65][0]) == sum(EDGE_PAIN.values())

@@ -121,12 +121,14 @@ def _code_map_sql(db: Database, table: str, column: str, lists, name: str) -> No
     for bit, cl_name in enumerate(lists):
         cl = load_codelist(cl_name)
         rows.extend((bit, prefix) for prefix in cl.codes)
-    from analysis.engines import create_temp_table, create_temp_table_columns
+    from analysis.engines import create_temp_table
 
-    create_temp_table_columns(db.con, f"{name}_prefix", "bit INTEGER, prefix VARCHAR")
-    if rows:  # a literal VALUES list (executemany would import pandas for nothing)
+    if rows:
         values = ", ".join(f"({bit}, '{prefix.replace(chr(39), chr(39) * 2)}')" for bit, prefix in rows)
-        db.con.execute(f"INSERT INTO {name}_prefix VALUES {values}")
+        create_temp_table(db.con, f"{name}_prefix", f"SELECT * FROM (VALUES {values}) AS t(bit, prefix)")
+    else:
+        create_temp_table(db.con, f"{name}_prefix",
+                          "SELECT CAST(NULL AS INTEGER) AS bit, CAST(NULL AS VARCHAR) AS prefix WHERE 1 = 0")
     create_temp_table(db.con, name, f"""
         WITH codes AS (SELECT DISTINCT {column} AS code FROM {table})
         SELECT code, CAST(bit_or(CAST(1 AS BIGINT) << p.bit) AS BIGINT) AS mask

@@ -82,6 +82,8 @@ def open_database(location: str | Path | None = None, *, validate: bool = True,
 
     from analysis.engines import is_url
 
+    if is_url(location) and str(location).startswith("spark://"):
+        return _open_spark(str(location), validate=validate)
     if is_url(location):
         return _open_postgres(str(location), validate=validate)
     location = Path(location or paths.SYNTHETIC)
@@ -287,6 +289,40 @@ _PG_TYPES = {"date": "DATE", "integer": "INTEGER", "bigint": "BIGINT", "smallint
              "text": "VARCHAR", "character varying": "VARCHAR", "character": "VARCHAR",
              "timestamp without time zone": "TIMESTAMP", "timestamp with time zone": "TIMESTAMP WITH TIME ZONE",
              "double precision": "DOUBLE", "numeric": "DOUBLE", "real": "DOUBLE"}
+
+
+_SPARK_TYPES = {"bigint": "BIGINT", "int": "INTEGER", "smallint": "SMALLINT", "tinyint": "TINYINT",
+                "string": "VARCHAR", "date": "DATE", "double": "DOUBLE", "timestamp": "TIMESTAMP",
+                "timestamp_ntz": "TIMESTAMP"}
+
+
+def _open_spark(url: str, *, validate: bool) -> Database:
+    """A Spark session over a contract folder of Parquet files (see engines.SparkConnection)."""
+    from analysis.engines import SparkConnection
+
+    con = SparkConnection(url)
+    db = Database(location=Path(con.path), con=con)
+    db.url = url
+    folder = con.path
+    meta = Path(folder) / METADATA_FILE
+    if meta.exists():
+        db.metadata = json.loads(meta.read_text())
+    db.files = {"database": url}
+    for t in TABLES:
+        path = f"{folder.rstrip('/')}/{t}.parquet"
+        if "://" not in path and not Path(path).exists():
+            raise AnalysisError(f"{url}: no {t}.parquet in {folder} (Spark reads Parquet contract files).")
+        con.spark.read.parquet(path).createOrReplaceTempView(f"src_{t}")
+        con.execute(f"CREATE TEMP VIEW raw_{t} AS SELECT *, row_number() OVER () AS __row FROM src_{t}")
+        cols = con.spark.table(f"src_{t}").dtypes
+        db.column_types[t] = {c: _SPARK_TYPES.get(d, d.upper()) for c, d in cols}
+        absent = [c.name for c in SCHEMA[t] if c.name not in db.column_types[t]]
+        if absent:
+            raise AnalysisError(f"{url}: table {t} misses column(s) {', '.join(absent)}.")
+    if validate:
+        validate_database(db)
+    _create_typed_views(db)
+    return db
 
 
 def _open_postgres(url: str, *, validate: bool) -> Database:

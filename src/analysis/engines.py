@@ -21,7 +21,7 @@ from analysis.errors import AnalysisError
 
 
 def is_url(location) -> bool:
-    return str(location).startswith(("postgresql://", "postgres://"))
+    return str(location).startswith(("postgresql://", "postgres://", "spark://"))
 
 
 def redact(url: str) -> str:
@@ -92,6 +92,94 @@ class PostgresConnection:
 
     def close(self) -> None:
         self.conn.close()
+
+
+class SparkConnection:
+    """A Spark session (local mode or a cluster master) over a contract folder of Parquet
+    files: ``spark://local[2]?path=/data/folder`` or ``spark://host:7077?path=hdfs://...``.
+
+    The module's SQL runs through ``spark.sql`` after a few spellings are translated
+    (``startswith``, ``STRING``, ordered ``row_number``, temporary views)."""
+
+    dialect = "spark"
+
+    def __init__(self, url: str):
+        import re
+
+        rest = url[len("spark://"):]
+        master, _, query = rest.partition("?")
+        q = parse_qs(query)
+        if "path" not in q:
+            raise AnalysisError("A Spark data source names its contract folder: spark://local[2]?path=/abs/folder")
+        self.path = q["path"][0]
+        try:
+            from pyspark.sql import SparkSession
+        except ImportError:
+            raise AnalysisError("Spark data sources need pyspark (installed by `make env`).") from None
+        spark_master = master if master.startswith("local") else f"spark://{master}"
+        try:
+            self.spark = (SparkSession.builder.master(spark_master).appName("analysis")
+                          .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "8")
+                          .config("spark.ui.showConsoleProgress", "false")
+                          .config("spark.sql.session.timeZone", "UTC").getOrCreate())
+        except Exception as exc:
+            raise AnalysisError(f"Could not start Spark ({spark_master}): {str(exc).splitlines()[0]}") from None
+        self.spark.sparkContext.setLogLevel("ERROR")
+        self._re = re
+
+    def translate(self, sql: str) -> str:
+        re = self._re
+        sql = sql.replace("starts_with(", "startswith(").replace(" AS VARCHAR)", " AS STRING)")
+        sql = sql.replace("row_number() OVER ()", "row_number() OVER (ORDER BY monotonically_increasing_id())")
+        sql = re.sub(r"CREATE (OR REPLACE )?TEMP (VIEW|TABLE)", "CREATE OR REPLACE TEMP VIEW", sql)
+        sql = re.sub(r'"([A-Za-z_][A-Za-z0-9_]*)"', r"`\1`", sql)  # identifiers: backticks
+        return sql
+
+    def execute(self, sql: str, params=None) -> SparkResult:
+        if params:
+            raise ValueError("parameters are not supported on Spark")
+        try:
+            return SparkResult(self.spark.sql(self.translate(sql)))
+        except Exception as exc:
+            from analysis.errors import AnalysisError as AE
+
+            raise AE(f"Spark could not run a query: {str(exc).splitlines()[0][:300]}") from None
+
+    def close(self) -> None:
+        pass  # the session is reused by later queries in the same process
+
+
+class SparkResult:
+    def __init__(self, df):
+        self.sdf = df
+        self._rows = None
+
+    def _collect(self):
+        if self._rows is None:
+            try:
+                self._rows = [tuple(r) for r in self.sdf.collect()] if self.sdf.columns else []
+            except Exception as exc:
+                raise AnalysisError(f"Spark could not run a query: {str(exc).splitlines()[0][:300]}") from None
+        return self._rows
+
+    def fetchall(self):
+        return self._collect()
+
+    def fetchone(self):
+        rows = self._collect()
+        return rows[0] if rows else None
+
+    def fetchnumpy(self):
+        rows = self._collect()
+        names = self.sdf.columns
+        cols = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
+        return {n: np.array(c, dtype=object if c and isinstance(c[0], str) else None)
+                for n, c in zip(names, cols, strict=True)}
+
+    def df(self):
+        import pandas as pd
+
+        return pd.DataFrame(self._collect(), columns=self.sdf.columns)
 
 
 def create_temp_table(con, name: str, select_sql: str) -> None:
