@@ -53,9 +53,23 @@ EDGE_PAIN = {  # patient 4's qualifying episodes: window start, the day before, 
 
 
 def edge_db(folder):
-    pts = [patient(i, birth=b) for i, b in EDGE_BIRTHS.items()]
-    eps = [pain(4, date=d) for d in EDGE_PAIN]
-    return write_db(folder, {"patients": pts, "pain_episodes": eps, "diagnoses": [dx(4, "401.9", "2000-01-01")]})
+    """The edge-case database kept in data/edge_cases (the constants above describe it;
+    a test checks the files say the same)."""
+    import shutil
+
+    from conftest import ROOT
+
+    shutil.copytree(ROOT / "data" / "edge_cases", folder)
+    return folder
+
+
+def test_the_stored_edge_case_database_is_the_one_described(tmp_path):
+    want = write_db(tmp_path / "want", {"patients": [patient(i, birth=b) for i, b in EDGE_BIRTHS.items()],
+                                        "pain_episodes": [pain(4, date=d) for d in EDGE_PAIN],
+                                        "diagnoses": [dx(4, "401.9", "2000-01-01")]})
+    got = edge_db(tmp_path / "got")
+    for t in ("patients", "diagnoses", "pain_episodes", "prescriptions"):
+        assert (got / f"{t}.csv").read_text() == (want / f"{t}.csv").read_text()
 
 
 def ages_by_pandas(index_date):
