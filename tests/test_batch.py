@@ -151,3 +151,14 @@ def test_a_run_is_repeated_from_its_manifest_alone(tmp_path, small_db):
     table.write_text(table.read_text().replace("121", "122") + "tampered\n")
     bad = subprocess.run([sys.executable, "-m", "analysis", "rerun", str(manifest)], capture_output=True, text=True)
     assert bad.returncode == 1 and "attrition.csv" in bad.stdout
+
+
+def test_the_batch_name_is_its_own_and_a_password_url_is_refused_before_any_run(tmp_path):
+    f = tmp_path / "pg.yaml"
+    f.write_text("name: pgbatch\ndata: postgresql://u:secret@127.0.0.1:5432/x\n")
+    with pytest.raises(AnalysisError, match="holds a password"):
+        load_batch(f, reports=tmp_path / "reports")
+    assert not (tmp_path / "reports").exists()
+    g = tmp_path / "named.yaml"
+    g.write_text("name: mybatch\ndata: data/synthetic\n")
+    assert load_batch(g).name == "mybatch"

@@ -119,3 +119,20 @@ def test_regression_terms_of_small_groups_are_withheld():
     out, n = protect_regression(t, disclosure.RULES["ohdsi"])
     assert n == 1 and pd.isna(out.loc[1, "odds_ratio"]) and out.loc[0, "odds_ratio"] == 2.0
     assert out.loc[2, "odds_ratio"] == 1.1
+
+
+def test_figures_never_let_a_withheld_count_be_recovered(tmp_path):
+    """A tempting case: the target is withheld, so nothing derived from it may be shown,
+    and every denominator is the released (rounded) count."""
+    pts = [patient(i, birth="1930-01-01") for i in range(30)]
+    eps = [pain(i) for i in range(14)] + [pain(i, date="2012-02-02") for i in range(3)]
+    from conftest import dx as dx_
+
+    figs = {f["id"]: f for f in run_study(write_db(tmp_path / "t", {
+        "patients": pts, "pain_episodes": eps, "diagnoses": [dx_(i, "401.9") for i in range(3)]})).figures()}
+    assert figs["target.n"]["value"] is None
+    for i in ("candidates.n", "candidates.pct_of_population", "candidates.per_1000", "candidates.per_gp_list"):
+        assert figs[i]["value"] is None and figs[i].get("ci_low") is None, i
+    assert figs["pain.n"]["value"] == 15
+    assert figs["pain.age_mean"]["denominator"] == 15 and figs["pain.male_pct"]["denominator"] == 15
+    assert figs["population.age_min"]["value"] is None

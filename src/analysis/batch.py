@@ -86,6 +86,13 @@ def load_batch(path: str | Path | None = None, reports: str | Path | None = None
     if not name.replace("_", "").replace("-", "").isalnum():
         raise AnalysisError(f"Batch file {path}: name {name!r} must be letters, digits, - or _.")
     sources = raw.get("data_sources") or {"default": raw.get("data") or "data/synthetic"}
+    from urllib.parse import urlparse
+
+    for src_name, src in sources.items():
+        if str(src).startswith(("postgresql://", "postgres://")) and urlparse(str(src)).password:
+            raise AnalysisError(f"Batch file {path}: data source {src_name!r} holds a password in its URL; "
+                                "remove it and set PGPASSWORD (it would otherwise be written to every "
+                                "executed notebook and manifest). Nothing was run.")
     scenarios = raw.get("scenarios") or {"default": {}}
     if disclosure:  # the command line's --disclosure applies to every scenario
         scenarios = {k: {**(v or {}), "disclosure": disclosure} for k, v in scenarios.items()}

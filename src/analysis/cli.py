@@ -77,8 +77,13 @@ def cmd_figures(args) -> int:
     if args.json:
         print(json.dumps(figs, indent=2, allow_nan=False, default=_nan_none))
     else:
+        stamp = any(f.get("release") == "NOT FOR RELEASE" for f in figs)
+        if stamp:
+            print("NOT FOR RELEASE: data not marked synthetic, disclosure control off.")
         print(f"Figures of the study on {study.data_location} ({study.data_label})")
         print(_figures_table(figs))
+        if stamp:
+            print("NOT FOR RELEASE")
     return 0
 
 
@@ -97,7 +102,8 @@ def _fmt(v) -> str:
 def _figures_table(figs) -> str:
     rows = [("id", "value", "interval", "n / N", "description")]
     for f in figs:
-        ci = f"{_fmt(f['ci_low'])} to {_fmt(f['ci_high'])}" if "ci_low" in f else ""
+        ci = (f"{_fmt(f['ci_low'])} to {_fmt(f['ci_high'])}"
+              if f.get("ci_low") is not None and f.get("ci_high") is not None else "")
         nn = ""
         if "numerator" in f:
             nn = f"{_fmt(f['numerator'])} / {_fmt(f['denominator'])}"
@@ -290,3 +296,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `... | head`
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

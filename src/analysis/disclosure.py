@@ -10,8 +10,11 @@ Rules (parameter ``disclosure``):
   for any other data.
 
 A statistic of a group whose count is suppressed (its mean, SD, interval) is suppressed
-with it. This module covers the figures summary and the attrition table; complementary
-suppression of the other tables is the own-data work (see the issues).
+with it; means and quantiles are rounded to one decimal (an exact mean of integer ages
+reveals the group's size); where one withheld cell of a partition could be recovered by
+subtraction from a published total, the next smallest is withheld too. The figures
+summary (``Study.figures``), the attrition, the eligibility estimate and the sensitivity
+grid are computed from released counts; every notebook table passes ``protect_table``.
 """
 
 from __future__ import annotations
@@ -141,21 +144,27 @@ TABLE_SPECS: dict[str, dict] = {
             "pct": [("pct", "numerator", "denominator")], "derived": ["pct", "ci_low", "ci_high"]},
     "age_summary": {"counts": ["n"], "derived": ["mean", "sd", "min", "max", "median", "q1", "q3",
                                                  "mean_ci_low", "mean_ci_high"],
-                    "drop": ["min", "max"], "partition": ("group", ["sex=", "age "])},
+                    "drop": ["min", "max", "mean_ci_low", "mean_ci_high"],
+                    "round1": ["mean", "sd", "median", "q1", "q3"],
+                    "partition": ("group", ["sex=", "age "])},
     "age_sex_pyramid": {"counts": ["female", "male"], "partition": True},
     "age_by_sex_counts": {"counts": ["n"], "partition": True},
     "site_prevalence": {"counts": ["numerator"], "pct": [("pct", "numerator", "denominator")],
                         "derived": ["pct", "ci_low", "ci_high"]},
     "condition_prevalence": {"counts": ["numerator"], "pct": [("pct", "numerator", "denominator")],
                              "derived": ["pct", "ci_low", "ci_high"]},
-    "condition_combinations": {"counts": ["n"], "partition": True, "derived": ["pct_of_pain"]},
+    "condition_combinations": {"counts": ["n"], "partition": True, "derived": ["pct_of_pain"],
+                               "drop_withheld_rows": True},
     "unmatched_codes": {"counts": ["records"]},
     "plausibility": {"counts": ["records"], "derived": ["pct"]},
     "duplicates": {"counts": ["exact_duplicates"], "derived": ["pct"]},
     "table_one": {"counts": ["pain_n", "rest_n"],
-                  "derived_by": {"pain_n": ["pain_pct", "pain_ci_low", "pain_ci_high"],
-                                 "rest_n": ["rest_pct", "rest_ci_low", "rest_ci_high"]},
-                  "pct": [("pain_pct", "pain_n", None), ("rest_pct", "rest_n", None)], "derived": ["smd"]},
+                  "derived_by": {"pain_n": ["pain_pct", "pain_ci_low", "pain_ci_high", "smd"],
+                                 "rest_n": ["rest_pct", "rest_ci_low", "rest_ci_high", "smd"]},
+                  "pct": [("pain_pct", "pain_n", None), ("rest_pct", "rest_n", None)],
+                  "round1": ["pain_mean", "pain_sd", "rest_mean", "rest_sd", "smd"]},
+    "completeness": {"counts": ["with_value", "records"], "derived": ["pct_complete"]},
+    "code_coverage": {"counts": ["matched", "records"], "derived": ["pct"]},
 }
 
 
@@ -216,6 +225,16 @@ def protect_table(df, name: str, rule: Rule | None):
         for c in t.columns:
             if "ci_low" in str(c) or "ci_high" in str(c):
                 t[c] = np.nan  # intervals cannot be recomputed from rounded counts
+    # an exact mean of integer ages (or counts) reveals the group's exact size
+    for c in spec.get("round1", []):
+        if c in t.columns:
+            t[c] = t[c].astype(float).round(1)
+    if spec.get("drop_withheld_rows"):
+        # even the existence of a rare combination is disclosive: keep one summary row
+        withheld = t[spec["counts"][0]].isna()
+        if withheld.any():
+            keep = t[~withheld].copy()
+            t = keep
     t["disclosure"] = rule.name
     return t, suppressed
 

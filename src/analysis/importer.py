@@ -46,7 +46,7 @@ SEX_CODES = {
 }
 DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y%m%d", "%Y/%m/%d", "%m/%d/%Y")
 MAX_LISTED = 20
-TABLE_KEYS = {"files", "columns", "constants", "values", "date_format", "csv", "sheet"}
+TABLE_KEYS = {"files", "columns", "constants", "values", "date_format", "csv", "sheet", "_workdir"}
 
 
 def _load_mapping(path: Path) -> dict:
@@ -117,8 +117,10 @@ def _read_source(con, path: Path, spec: dict, view: str) -> None:
             enc = str(opts.get("encoding", "utf-8")).lower().replace("_", "-")
             src = path
             if enc not in ("utf-8", "utf8"):
-                src = Path(tempfile.mkdtemp(prefix="import-")) / path.name
+                # a UTF-8 copy inside the import's own temporary folder (removed with it)
+                src = Path(spec["_workdir"]) / f"{view}-{path.name}"
                 src.write_text(path.read_text(encoding=enc), encoding="utf-8")
+                src.chmod(0o600)
             else:
                 try:
                     path.read_bytes().decode("utf-8")
@@ -181,6 +183,10 @@ def import_extract(mapping: str | Path, into: str | Path) -> dict:
         con.execute("INSERT INTO icd_map VALUES " + ", ".join(f"({_lit(a)}, {_lit(b)})" for a, b in rows))
     into.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{into.name}.tmp-", dir=into.parent))
+    work = Path(tempfile.mkdtemp(prefix="analysis-import-"))
+    work.chmod(0o700)
+    for spec in m["tables"].values():
+        spec["_workdir"] = str(work)
     try:
         for table in TABLES:
             spec = m["tables"][table]
@@ -292,7 +298,14 @@ def import_extract(mapping: str | Path, into: str | Path) -> dict:
         (tmp / "import_report.json").write_text(json.dumps(report, indent=2, default=int) + "\n")
         from analysis.data import open_database
 
-        open_database(tmp).close()  # the contract's own validation, before anything is kept
+        try:
+            open_database(tmp).close()  # the contract's own validation, before anything is kept
+        except AnalysisError as exc:
+            msg = str(exc).replace(str(tmp) + "/", "imported ")
+            raise AnalysisError(
+                msg + "\n(These checks run on the imported tables: a row number counts the imported "
+                "rows of that table, in source order, after codes without a mapping were left out; "
+                f"look the value up in the source files named in {mapping.name}.)") from None
         if into.exists():
             if not (into / "dataset.json").exists() and any(into.iterdir()):
                 raise AnalysisError(f"{into} exists and is not a database written by this tool; "
@@ -305,4 +318,5 @@ def import_extract(mapping: str | Path, into: str | Path) -> dict:
         raise
     finally:
         con.close()
+        shutil.rmtree(work, ignore_errors=True)
     return report

@@ -124,8 +124,15 @@ class NotebookRun:
         else:
             protected, n = disclosure.protect_table(df, name, self.rule)
         if protected is not df:
+            gone = df.index.difference(protected.index)
+            if len(gone):  # rows withheld whole (rare combinations)
+                df.drop(index=gone, inplace=True)
             for col in protected.columns:
                 df[col] = protected[col]
+        if self.rule is not None and not n:
+            # tables protected upstream (attrition, grid): count the withheld count cells
+            countcols = [c for c in df.columns if c in ("n", "numerator") or str(c).endswith("_n")]
+            n = int(sum(int(df[c].isna().sum()) for c in countcols))
         self.suppressed[name] = n
         self._write_disclosure()
         return write_csv(df, self.out / "tables" / f"{name}.csv")

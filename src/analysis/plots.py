@@ -24,10 +24,17 @@ def age_sex_pyramid(counts: pd.DataFrame, data_label: str, title="Age-sex pyrami
     """Horizontal bars: women to the right, men to the left, by 5-year age group."""
     fig, ax = _figure((style.FULL[0], 4.6))
     y = np.arange(len(counts))
-    ax.barh(y, -counts["male"], color=style.MALE, label="male", height=0.85)
-    ax.barh(y, counts["female"], color=style.FEMALE, label="female", height=0.85)
+    male, female = counts["male"].astype(float), counts["female"].astype(float)
+    ax.barh(y, -male.fillna(0), color=style.MALE, label="male", height=0.85)
+    ax.barh(y, female.fillna(0), color=style.FEMALE, label="female", height=0.85)
     ax.set_yticks(y, counts["age_group"])
-    m = max(counts["male"].max(), counts["female"].max()) * 1.1
+    m = max(np.nanmax(male.to_numpy()) if male.notna().any() else 1,
+            np.nanmax(female.to_numpy()) if female.notna().any() else 1) * 1.1
+    for yi, (mv, fv) in enumerate(zip(male, female, strict=True)):
+        for v, side in ((mv, -1), (fv, 1)):
+            if v != v:
+                ax.text(side * m * 0.02, yi, "withheld", ha="right" if side < 0 else "left", va="center",
+                        fontsize=6, color="#777777")
     ax.set_xlim(-m, m)
     ticks = ax.get_xticks()
     ax.set_xticks(ticks, [f"{abs(int(t))}" for t in ticks])
@@ -45,17 +52,24 @@ def age_sex_pyramid(counts: pd.DataFrame, data_label: str, title="Age-sex pyrami
 def age_distribution_by_sex(counts_by_age: pd.DataFrame, age_by_sex: pd.DataFrame, data_label: str):
     """Age histogram (1-year bins) by sex, with each sex's mean and its 95% CI."""
     fig, ax = _figure()
-    top = counts_by_age["n"].max() * 1.12 if len(counts_by_age) else 1
+    top = float(np.nanmax(counts_by_age["n"].astype(float))) * 1.12 if counts_by_age["n"].notna().any() else 1.0
     lines = []
     for k, (sex, colour, label) in enumerate((("F", style.FEMALE, "female"), ("M", style.MALE, "male"))):
         c = counts_by_age[counts_by_age["sex"] == sex]
         ax.step(c["age"], c["n"], where="mid", color=colour, label=label, lw=1.2)
         row = age_by_sex[age_by_sex["group"] == f"sex={sex}"].iloc[0]
         y = top * (1.0 - 0.05 * k)
-        ax.errorbar([row["mean"]], [y], xerr=[[row["mean"] - row["mean_ci_low"]],
-                                             [row["mean_ci_high"] - row["mean"]]],
-                    fmt="v", color=colour, capsize=3, ms=5)
-        lines.append(f"{label}: mean {row['mean']:.1f} (95% CI {row['mean_ci_low']:.1f}-{row['mean_ci_high']:.1f})")
+        if row["mean"] != row["mean"]:
+            lines.append(f"{label}: mean withheld")
+            continue
+        if row["mean_ci_low"] == row["mean_ci_low"]:
+            ax.errorbar([row["mean"]], [y], xerr=[[row["mean"] - row["mean_ci_low"]],
+                                                 [row["mean_ci_high"] - row["mean"]]],
+                        fmt="v", color=colour, capsize=3, ms=5)
+            lines.append(f"{label}: mean {row['mean']:.1f} (95% CI {row['mean_ci_low']:.1f}-{row['mean_ci_high']:.1f})")
+        else:
+            ax.plot([row["mean"]], [y], "v", color=colour, ms=5)
+            lines.append(f"{label}: mean {row['mean']:.1f} (interval withheld)")
     ax.set_ylim(0, top * 1.08)
     ax.text(0.99, 0.80, "\n".join(lines), transform=ax.transAxes, ha="right", va="top", fontsize=7.5,
             bbox={"fc": "white", "ec": "#cccccc", "lw": 0.5})
@@ -76,14 +90,24 @@ def proportion_forest(table: pd.DataFrame, label_col: str, title: str, xlabel: s
     t = table.reset_index(drop=True)
     fig, ax = _figure((style.FULL[0], 0.9 + 0.32 * len(t)))
     y = np.arange(len(t))[::-1]
-    ax.errorbar(t["pct"], y, xerr=[t["pct"] - t["ci_low"], t["ci_high"] - t["pct"]],
+    has_ci = t["ci_low"].notna() & t["pct"].notna()
+    ax.errorbar(t["pct"][has_ci], y[has_ci.to_numpy()],
+                xerr=[(t["pct"] - t["ci_low"])[has_ci], (t["ci_high"] - t["pct"])[has_ci]],
                 fmt="o", color=colour, ecolor=colour, capsize=3, ms=5, lw=1.2)
+    no_ci = t["ci_low"].isna() & t["pct"].notna()
+    ax.plot(t["pct"][no_ci], y[no_ci.to_numpy()], "o", color=colour, ms=5)
     ax.set_yticks(y, t[label_col])
     for yi, (_, r) in zip(y, t.iterrows(), strict=True):
-        ax.annotate(f"{r['pct']:.1f}% ({r['numerator']}/{r['denominator']})",
-                    (r["ci_high"], yi), xytext=(6, 0), textcoords="offset points",
+        if r["pct"] != r["pct"]:
+            ax.annotate("withheld (disclosure control)", (0, yi), xytext=(4, 0), textcoords="offset points",
+                        va="center", fontsize=7.5, color="#777777")
+            continue
+        n_txt = f"{int(r['numerator'])}/{int(r['denominator'])}"
+        x = r["ci_high"] if r["ci_high"] == r["ci_high"] else r["pct"]
+        ax.annotate(f"{r['pct']:.1f}% ({n_txt})", (x, yi), xytext=(6, 0), textcoords="offset points",
                     va="center", fontsize=7.5)
-    ax.set_xlim(0, min(100, max(t["ci_high"].max() * 1.35, 5)))
+    hi = t["ci_high"].where(t["ci_high"].notna(), t["pct"])
+    ax.set_xlim(0, min(100, max((hi.max() if hi.notna().any() else 0) * 1.35, 5)))
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     method = t["method"].iloc[0] if "method" in t else "wilson"
@@ -103,6 +127,11 @@ def upset(combos: pd.DataFrame, condition_cols: list[str], data_label: str, top:
     fig, (ax, axm) = plt.subplots(2, 1, figsize=(style.FULL[0], 4.8), sharex=True,
                                   gridspec_kw={"height_ratios": [2.2, 1.6], "hspace": 0.05})
     x = np.arange(len(t))
+    if len(t) == 0:
+        ax.text(0.5, 0.5, "every combination is below the disclosure threshold: withheld",
+                transform=ax.transAxes, ha="center", va="center", color="#777777")
+        ax.set_ylim(0, 1)
+        ax.set_yticks([])
     ax.bar(x, t["n"], color=style.OKABE_ITO["blue"])
     for xi, n in zip(x, t["n"], strict=True):
         ax.annotate(f"{n}", (xi, n), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=7)
@@ -122,7 +151,8 @@ def upset(combos: pd.DataFrame, condition_cols: list[str], data_label: str, top:
     axm.tick_params(left=False)
     style.add_caption(fig, style.caption(
         f"The {len(t)} most frequent exact combinations of risk-condition groups among "
-        "patients of the pain cohort (an empty column: no risk condition).", data_label))
+        "patients of the pain cohort (an empty column: no risk condition); combinations below "
+        "the disclosure threshold, if any, are left out.", data_label))
     return fig
 
 
@@ -131,15 +161,21 @@ def odds_ratio_forest(table: pd.DataFrame, data_label: str, title: str):
     t = table.reset_index(drop=True)
     fig, ax = _figure((style.FULL[0], 0.9 + 0.4 * len(t)))
     y = np.arange(len(t))[::-1]
-    ax.errorbar(t["odds_ratio"], y, xerr=[t["odds_ratio"] - t["ci_low"], t["ci_high"] - t["odds_ratio"]],
+    ok = t["odds_ratio"].notna().to_numpy()
+    ax.errorbar(t["odds_ratio"][ok], y[ok], xerr=[(t["odds_ratio"] - t["ci_low"])[ok], (t["ci_high"] - t["odds_ratio"])[ok]],
                 fmt="s", color=style.OKABE_ITO["vermillion"], capsize=3, ms=5, lw=1.2)
     ax.axvline(1, color="black", lw=0.7, ls="--")
     ax.set_xscale("log")
     ax.set_yticks(y, t["term"])
     for yi, (_, r) in zip(y, t.iterrows(), strict=True):
+        if r["odds_ratio"] != r["odds_ratio"]:
+            ax.annotate("withheld (small group)", (1, yi), xytext=(6, 0), textcoords="offset points",
+                        va="center", fontsize=7.5, color="#777777")
+            continue
         ax.annotate(f"{r['odds_ratio']:.2f} ({r['ci_low']:.2f}-{r['ci_high']:.2f})",
                     (r["ci_high"], yi), xytext=(6, 0), textcoords="offset points", va="center", fontsize=7.5)
-    lo, hi = t["ci_low"].min(), t["ci_high"].max()
+    lo = t["ci_low"].min() if t["ci_low"].notna().any() else 0.5
+    hi = t["ci_high"].max() if t["ci_high"].notna().any() else 2.0
     ax.set_xlim(min(lo, 1) / 1.5, max(hi, 1) * 3)
     ax.set_xlabel("odds ratio (log scale)")
     ax.set_title(title)
@@ -267,20 +303,26 @@ def tornado(table: pd.DataFrame, data_label: str):
             label="value giving the lowest estimate")
     ax.barh(y, t["high_estimate"] - base, left=base, color=style.OKABE_ITO["orange"], height=0.6,
             label="value giving the highest estimate")
-    ax.axvline(base, color="black", lw=0.8)
+    if base == base:
+        ax.axvline(base, color="black", lw=0.8)
     ax.set_yticks(y, [p.replace("_", " ") for p in t["parameter"]])
     for yi, (_, r) in zip(y, t.iterrows(), strict=True):
+        if r["low_estimate"] != r["low_estimate"]:
+            ax.annotate("withheld", (base if base == base else 0, yi), xytext=(4, 0), textcoords="offset points",
+                        va="center", fontsize=7, color="#777777")
+            continue
         ax.annotate(f"{str(r['low_value']).replace('_', ' ')}: {r['low_estimate']:.1f}", (min(r["low_estimate"], base), yi),
                     xytext=(-4, 0), textcoords="offset points", ha="right", va="center", fontsize=7)
         ax.annotate(f"{str(r['high_value']).replace('_', ' ')}: {r['high_estimate']:.1f}", (max(r["high_estimate"], base), yi),
                     xytext=(4, 0), textcoords="offset points", ha="left", va="center", fontsize=7)
-    lo = min(t["low_estimate"].min(), base)
-    hi = max(t["high_estimate"].max(), base)
+    lo = np.nanmin([t["low_estimate"].min(), base, 0]) if t["low_estimate"].notna().any() else 0.0
+    hi = np.nanmax([t["high_estimate"].max(), base, 1]) if t["high_estimate"].notna().any() else 1.0
     pad = (hi - lo) * 0.35 + 1
     ax.set_xlim(max(0.0, lo - pad), hi + pad)
     ax.set_ylim(-1.4, len(t) - 0.5)
     ax.set_xlabel("expected candidates per GP list")
-    ax.set_title(f"Which assumption moves the estimate most (base {base:.1f} per list)")
+    ax.set_title("Which assumption moves the estimate most"
+                 + (f" (base {base:.1f} per list)" if base == base else " (base withheld)"))
     ax.legend(loc="lower right", ncol=2)
     style.add_caption(fig, style.caption(
         "Each bar: the estimate when one parameter takes the values of its grid range, every "
@@ -294,12 +336,13 @@ def heatmap(pivot: pd.DataFrame, data_label: str, xlabel: str, ylabel: str, titl
     im = ax.imshow(pivot.to_numpy(dtype=float), cmap="viridis", aspect="auto")
     ax.set_xticks(range(pivot.shape[1]), [str(c) for c in pivot.columns])
     ax.set_yticks(range(pivot.shape[0]), [str(i) for i in pivot.index])
-    vmax = np.nanmax(pivot.to_numpy(dtype=float))
+    vals = pivot.to_numpy(dtype=float)
+    vmax = np.nanmax(vals) if np.isfinite(vals).any() else 1.0
     for i in range(pivot.shape[0]):
         for j in range(pivot.shape[1]):
             v = pivot.iat[i, j]
-            ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=8,
-                    color="white" if v < 0.6 * vmax else "black")
+            ax.text(j, i, "withheld" if v != v else f"{v:.1f}", ha="center", va="center", fontsize=8,
+                    color="white" if v == v and v < 0.6 * vmax else "black")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)

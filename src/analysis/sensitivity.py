@@ -185,13 +185,18 @@ def tornado_table(table: pd.DataFrame, grid: Grid, base: Params) -> pd.DataFrame
     base_row = table
     for n in names:
         base_row = base_row[base_row[n] == base_labels[n]]
-    base_value = float(base_row["per_gp_list"].iloc[0])
+    base_value = float(base_row["per_gp_list"].iloc[0]) if len(base_row) else np.nan
     rows = []
     for n in names:
         sub = table
         for m in names:
             if m != n:
                 sub = sub[sub[m] == base_labels[m]]
+        if sub["per_gp_list"].isna().all():  # every cell withheld by disclosure control
+            rows.append({"parameter": n, "base_value": base_labels[n], "base_estimate": base_value,
+                         "low_value": "", "low_estimate": np.nan, "high_value": "",
+                         "high_estimate": np.nan, "swing": np.nan})
+            continue
         lo = sub.loc[sub["per_gp_list"].idxmin()]
         hi = sub.loc[sub["per_gp_list"].idxmax()]
         rows.append({"parameter": n, "base_value": base_labels[n], "base_estimate": base_value,

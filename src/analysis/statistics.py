@@ -277,6 +277,8 @@ def risk_condition_regression(cube: ProfileCube, params: Params | None = None) -
         for w in caught:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     ci = res.conf_int(alpha=1 - p.confidence_level)
+    np_err = np.errstate(over="ignore")  # a separated term's odds ratio is honestly infinite
+    np_err.__enter__()
     out = pd.DataFrame({
         "term": X.columns,
         "odds_ratio": np.exp(res.params.values),
@@ -284,6 +286,7 @@ def risk_condition_regression(cube: ProfileCube, params: Params | None = None) -
         "ci_high": np.exp(ci.iloc[:, 1].values),
         "p_value": res.pvalues.values,
     })
+    np_err.__exit__(None, None, None)
     counts = g.assign(total=g["events"] + g["non_events"])
     out.attrs["cells"] = counts
     return out[out["term"] != "const"].reset_index(drop=True)
@@ -292,18 +295,29 @@ def risk_condition_regression(cube: ProfileCube, params: Params | None = None) -
 def table_one_formatted(t1: pd.DataFrame) -> pd.DataFrame:
     """Table 1 as a paper prints it: 'n (%)' for counts, 'mean (SD)' for continuous
     variables, one column per group and the SMD."""
-    def cell(row, g):
-        if row["kind"] == "count":
-            return f"{int(row[f'{g}_n']):,}"
-        if row["kind"] == "binary":
-            return f"{int(row[f'{g}_n']):,} ({row[f'{g}_pct']:.1f}%)"
-        return f"{row[f'{g}_mean']:.1f} ({row[f'{g}_sd']:.1f})"
+    def ok(v):
+        return v is not None and v == v
 
-    n_pain = int(t1.iloc[0]["pain_n"])
-    n_rest = int(t1.iloc[0]["rest_n"])
+    def cell(row, g):
+        if row["kind"] in ("count", "binary"):
+            n = row[f"{g}_n"]
+            if not ok(n):
+                return "withheld"
+            if row["kind"] == "count":
+                return f"{int(n):,}"
+            pct = row[f"{g}_pct"]
+            return f"{int(n):,} ({pct:.1f}%)" if ok(pct) else f"{int(n):,}"
+        m, sd = row[f"{g}_mean"], row[f"{g}_sd"]
+        return f"{m:.1f} ({sd:.1f})" if ok(m) and ok(sd) else "withheld"
+
+    n_pain = t1.iloc[0]["pain_n"]
+    n_rest = t1.iloc[0]["rest_n"]
+    n_pain = f"{int(n_pain):,}" if ok(n_pain) else "withheld"
+    n_rest = f"{int(n_rest):,}" if ok(n_rest) else "withheld"
     return pd.DataFrame({
         "variable": t1["variable"],
-        f"pain cohort (n = {n_pain:,})": [cell(r, "pain") for _, r in t1.iterrows()],
-        f"rest of the population (n = {n_rest:,})": [cell(r, "rest") for _, r in t1.iterrows()],
-        "SMD": [("" if r["kind"] == "count" else f"{r['smd']:.2f}") for _, r in t1.iterrows()],
+        f"pain cohort (n = {n_pain})": [cell(r, "pain") for _, r in t1.iterrows()],
+        f"rest of the population (n = {n_rest})": [cell(r, "rest") for _, r in t1.iterrows()],
+        "SMD": [("" if r["kind"] == "count" or not ok(r["smd"]) else f"{r['smd']:.2f}")
+                for _, r in t1.iterrows()],
     })

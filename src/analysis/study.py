@@ -67,15 +67,23 @@ class Study:
         """Every figure of the study as ``{id, description, value[, numerator,
         denominator, ci_low, ci_high]}``; percentages in percent, unrounded; under the
         disclosure rule in force (off for synthetic data by default)."""
-        from analysis import disclosure
 
-        figs = disclosure.apply_to_figures(self._figures(), self.disclosure_rule)
-        if self.disclosure_rule is None and not self.is_synthetic:
+        rule = self.disclosure_rule
+        figs = self._figures(rule)
+        if rule is not None:
+            for f in figs:
+                f["disclosure"] = rule.describe()
+        if rule is None and not self.is_synthetic:
             for f in figs:  # unrounded figures of real data, for checking only
                 f["release"] = "NOT FOR RELEASE"
         return figs
 
-    def _figures(self) -> list[dict]:
+    def _figures(self, rule=None) -> list[dict]:
+        """The figures; under a disclosure ``rule`` every count is the released one
+        (withheld below the threshold, rounded), every share is computed from released
+        counts, statistics of withheld groups are withheld, means and quantiles are
+        rounded to one decimal (an exact mean of integer ages would reveal the group's
+        exact size), extremes and the intervals of means are withheld."""
         import numpy as np
 
         p, cube = self.params, self.cube
@@ -84,17 +92,49 @@ class Study:
         n_all = cube.n_total
         out: list[dict] = []
 
+        def rel(x):
+            """The released count, or None when withheld."""
+            if rule is None:
+                return x
+            return None if rule.suppressed(x) else rule.round(x)
+
         def add(id_, description, value, **extra):
             item = {"id": id_, "description": description, "value": _num(value)}
             item.update({k: _num(v) for k, v in extra.items()})
+            if rule is not None and value is None:
+                item["suppressed"] = True
             out.append(item)
 
+        def add_count(id_, description, x):
+            add(id_, description, rel(x))
+
         def add_prop(id_, description, x, n):
+            x, n = rel(x), rel(n)
+            if x is None or n is None:
+                add(id_, description, None, numerator=None, denominator=n, ci_low=None, ci_high=None)
+                return
             pr = estimates.proportion(x, n, p)
             add(id_, description, pr.pct, numerator=pr.numerator, denominator=pr.denominator,
                 ci_low=pr.ci_low, ci_high=pr.ci_high)
 
         def add_age(prefix, label, mask):
+            n_group = int(c["n"][mask].sum())
+            if rule is not None:
+                n_rel = rel(n_group)
+                a = estimates.age_summary_masked(c["age"], c["n"], mask, p.confidence_level) if n_rel else None
+
+                def r1(v):
+                    return None if a is None else round(v, 1)
+                add(f"{prefix}.age_mean", f"mean age of {label}, completed years at the index date",
+                    r1(a.mean if a else 0), denominator=n_rel)
+                add(f"{prefix}.age_sd", f"SD of age of {label} (n - 1 denominator), years",
+                    r1(a.sd if a else 0), denominator=n_rel)
+                add(f"{prefix}.age_min", f"youngest age of {label}, years (withheld: an extreme)", None)
+                add(f"{prefix}.age_max", f"oldest age of {label}, years (withheld: an extreme)", None)
+                add(f"{prefix}.age_median", f"median age of {label}, years", r1(a.median if a else 0))
+                add(f"{prefix}.age_q1", f"lower quartile of age of {label}, years", r1(a.q1 if a else 0))
+                add(f"{prefix}.age_q3", f"upper quartile of age of {label}, years", r1(a.q3 if a else 0))
+                return
             a = estimates.age_summary_masked(c["age"], c["n"], mask, p.confidence_level)
             add(f"{prefix}.age_mean", f"mean age of {label}, completed years at the index date",
                 a.mean, denominator=a.n, ci_low=a.mean_ci_low, ci_high=a.mean_ci_high)
@@ -107,7 +147,7 @@ class Study:
             add(f"{prefix}.age_q3", f"upper quartile of age of {label}, years", a.q3)
 
         everyone = np.ones(len(c["n"]), dtype=bool)
-        add("population.n", "patients in the database", n_all)
+        add_count("population.n", "patients in the database", n_all)
         add_age("population", "all patients", everyone)
         add_prop("population.female_pct", "female, % of all patients",
                  cube.count(c["sex"] == "F"), n_all)
@@ -115,8 +155,8 @@ class Study:
                  cube.count(f["elderly"]), n_all)
 
         n_pain = cube.count(f["pain"])
-        add("pain.n", "patients with one or more qualifying episodes of moderate or severe "
-                      "osteo-articular pain (pain cohort)", n_pain)
+        add_count("pain.n", "patients with one or more qualifying episodes of moderate or severe "
+                            "osteo-articular pain (pain cohort)", n_pain)
         add_prop("pain.pct_of_population", "pain cohort, % of all patients", n_pain, n_all)
         add_age("pain", "the pain cohort", f["pain"])
         add_prop("pain.male_pct", "male, % of the pain cohort",
@@ -127,29 +167,31 @@ class Study:
                  cube.count(f["pain"] & f["elderly"]), n_pain)
 
         n_pr = cube.count(f["pain_risk"])
-        add("pain_risk.n", "pain cohort with a history of a risk condition", n_pr)
+        add_count("pain_risk.n", "pain cohort with a history of a risk condition", n_pr)
         add_prop("pain_risk.pct_of_pain", "with a risk condition, % of the pain cohort", n_pr, n_pain)
         add_prop("pain_risk_drug.pct_of_pain", "with a risk drug, % of the pain cohort",
                  cube.count(f["pain"] & f["risk_drug"]), n_pain)
 
         n_t = cube.count(f["target"])
-        add("target.n", "target subgroup: pain cohort, recurrent, elderly, with a risk "
-                        "condition or risk drug", n_t)
+        add_count("target.n", "target subgroup: pain cohort, recurrent, elderly, with a risk "
+                              "condition or risk drug", n_t)
         add_prop("target.pct_of_pain", "target subgroup, % of the pain cohort", n_t, n_pain)
         add_prop("target.pct_of_population", "target subgroup, % of all patients", n_t, n_all)
 
-        e = eligibility_estimate(n_t, n_all, p)
+        t_rel, n_rel = rel(n_t), rel(n_all)
+        e = eligibility_estimate(t_rel, n_rel, p) if t_rel is not None and n_rel else None
+        g = (lambda name: getattr(e, name)) if e else (lambda name: None)
         add("candidates.n", f"expected candidates for a local treatment (target x benefit "
-                            f"fraction {p.benefit_fraction:g}; {e.benefit_distribution} benefit, "
-                            "Monte Carlo interval)", e.candidates,
-            numerator=n_t, denominator=n_all, ci_low=e.candidates_low, ci_high=e.candidates_high)
+                            f"fraction {p.benefit_fraction:g}; {p.benefit_distribution} benefit, "
+                            "Monte Carlo interval)", g("candidates"),
+            numerator=t_rel, denominator=n_rel, ci_low=g("candidates_low"), ci_high=g("candidates_high"))
         add("candidates.pct_of_population", "expected candidates, % of all patients",
-            e.pct_of_population, denominator=n_all, ci_low=e.pct_low, ci_high=e.pct_high)
-        add("candidates.per_1000", "expected candidates per 1000 patients", e.per_1000,
-            ci_low=e.per_1000_low, ci_high=e.per_1000_high)
+            g("pct_of_population"), denominator=n_rel, ci_low=g("pct_low"), ci_high=g("pct_high"))
+        add("candidates.per_1000", "expected candidates per 1000 patients", g("per_1000"),
+            ci_low=g("per_1000_low"), ci_high=g("per_1000_high"))
         add("candidates.per_gp_list", f"expected candidates per GP list of {p.gp_list_size} patients",
-            e.per_gp_list, denominator=p.gp_list_size, ci_low=e.per_gp_list_low,
-            ci_high=e.per_gp_list_high)
+            g("per_gp_list"), denominator=p.gp_list_size, ci_low=g("per_gp_list_low"),
+            ci_high=g("per_gp_list_high"))
         return out
 
 
