@@ -171,7 +171,9 @@ def nb03():
         new_code_cell("if est is not None:\n"
                       "    dist = eligibility.eligibility_distribution(est.target_n, est.population_n, run.params)\n"
                       "    run.save_table(dist, 'eligibility_distribution')\n"
-                      "    run.show_figure(plots.eligibility_histogram(dist, est, run.data_label), 'eligibility_distribution');"),
+                      "    run.show_figure(plots.eligibility_histogram(dist, est, run.data_label), 'eligibility_distribution');\n"
+                      "else:\n"
+                      "    print('Withheld: the target subgroup is below the disclosure threshold.')"),
     ]
 
 
