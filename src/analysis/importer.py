@@ -49,6 +49,34 @@ MAX_LISTED = 20
 TABLE_KEYS = {"files", "columns", "constants", "values", "date_format", "csv", "sheet", "_workdir"}
 
 
+def map_icd10(con, diagnoses_sql: str, out_dir: Path, report: dict, map_path: Path | None = None) -> str:
+    """Map the ICD-10 codes of ``diagnoses_sql`` (patient_id, date, code) to ICD-9-CM by
+    the longest prefix in the mapping table; write the codes without a mapping, with their
+    record counts, to ``unmapped_codes.csv`` and count them in ``report``; return the SQL
+    of the mapped diagnoses (unmapped records are left out, never silently)."""
+    map_path = Path(map_path or paths.DATA / "mappings" / "icd10_to_icd9cm.csv")
+    with open(map_path, newline="", encoding="utf-8") as fh:
+        rows = [(r["icd10"].replace(".", "").upper(), r["icd9cm"]) for r in csv.DictReader(fh)]
+    con.execute("CREATE OR REPLACE TEMP TABLE icd_map AS SELECT * FROM (VALUES "
+                + ", ".join(f"({_lit(a)}, {_lit(b)})" for a, b in rows) + ") t(icd10, icd9)")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE dx_source AS {diagnoses_sql}")
+    # the longest ICD-10 prefix of each distinct code, then a join on equality
+    con.execute("CREATE OR REPLACE TEMP TABLE code_map AS SELECT code, arg_max(m.icd9, length(m.icd10)) AS icd9 "
+                "FROM (SELECT DISTINCT code FROM dx_source) c JOIN icd_map m "
+                "ON starts_with(upper(replace(trim(code), '.', '')), m.icd10) GROUP BY code")
+    unmapped = con.execute("SELECT d.code, count(*) FROM dx_source d LEFT JOIN code_map c USING (code) "
+                           "WHERE c.icd9 IS NULL GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
+    with open(out_dir / "unmapped_codes.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["icd10_code", "records"])
+        w.writerows(unmapped)
+    report["repairs"]["icd10_mapped"] = con.execute(
+        "SELECT count(*) FROM dx_source d JOIN code_map c USING (code)").fetchone()[0]
+    report["repairs"]["icd10_unmapped_records"] = int(sum(n for _, n in unmapped))
+    report["repairs"]["icd10_unmapped_codes"] = len(unmapped)
+    return "SELECT d.patient_id, d.date, c.icd9 AS code FROM dx_source d JOIN code_map c USING (code)"
+
+
 def _load_mapping(path: Path) -> dict:
     import yaml
 
@@ -174,13 +202,11 @@ def import_extract(mapping: str | Path, into: str | Path) -> dict:
     problems: list[str] = []
     n_problems = 0
     icd10 = m.get("code_system") == "icd10"
-    if icd10:
-        map_path = Path(m.get("icd10_map") or paths.DATA / "mappings" / "icd10_to_icd9cm.csv")
-        map_path = map_path if map_path.is_absolute() else (base / map_path if (base / map_path).exists() else map_path)
-        with open(map_path, newline="", encoding="utf-8") as fh:
-            rows = [(r["icd10"].replace(".", "").upper(), r["icd9cm"]) for r in csv.DictReader(fh)]
-        con.execute("CREATE TEMP TABLE icd_map (icd10 VARCHAR, icd9 VARCHAR)")
-        con.execute("INSERT INTO icd_map VALUES " + ", ".join(f"({_lit(a)}, {_lit(b)})" for a, b in rows))
+    map_path = None
+    if icd10 and m.get("icd10_map"):
+        map_path = Path(m["icd10_map"])
+        if not map_path.is_absolute() and (base / map_path).exists():
+            map_path = base / map_path
     into.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{into.name}.tmp-", dir=into.parent))
     work = Path(tempfile.mkdtemp(prefix="analysis-import-"))
@@ -262,25 +288,8 @@ def import_extract(mapping: str | Path, into: str | Path) -> dict:
             if table == "patients":
                 recoded = con.execute("SELECT count(*) FROM raw_patients WHERE sex NOT IN ('F', 'M')").fetchone()[0]
                 report["repairs"]["sex_recoded"] = int(recoded)
-            if table == "diagnoses" and icd10:
-                norm = "upper(replace(trim(code), '.', ''))"
-                # the longest ICD-10 prefix of each distinct code, then a join on equality
-                con.execute(f"CREATE OR REPLACE TEMP TABLE code_map AS SELECT code, arg_max(m.icd9, length(m.icd10)) AS icd9 "
-                            f"FROM (SELECT DISTINCT code FROM ({query})) c JOIN icd_map m "
-                            f"ON starts_with({norm}, m.icd10) GROUP BY code")
-                con.execute(f"CREATE OR REPLACE TEMP VIEW dx_mapped AS SELECT d.*, cm.icd9 FROM ({query}) d "
-                            "LEFT JOIN code_map cm ON d.code = cm.code")
-                unmapped = con.execute("SELECT code, count(*) FROM dx_mapped WHERE icd9 IS NULL "
-                                       "GROUP BY code ORDER BY 2 DESC, 1").fetchall()
-                with open(tmp / "unmapped_codes.csv", "w", newline="") as fh:
-                    w = csv.writer(fh)
-                    w.writerow(["icd10_code", "records"])
-                    w.writerows(unmapped)
-                report["repairs"]["icd10_mapped"] = con.execute(
-                    "SELECT count(*) FROM dx_mapped WHERE icd9 IS NOT NULL").fetchone()[0]
-                report["repairs"]["icd10_unmapped_records"] = int(sum(n for _, n in unmapped))
-                report["repairs"]["icd10_unmapped_codes"] = len(unmapped)
-                query = "SELECT patient_id, date, icd9 AS code FROM dx_mapped WHERE icd9 IS NOT NULL"
+            if table == "diagnoses" and icd10 and not problems:
+                query = map_icd10(con, query, tmp, report, map_path)
             if not problems:
                 out = tmp / f"{table}.parquet"
                 con.execute(f"COPY ({query}) TO '{out}' (FORMAT parquet, COMPRESSION zstd)")

@@ -26,7 +26,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from analysis import paths
 from analysis.errors import AnalysisError
 
 PAIN_SCORE_CODES = ("72514-3",)
@@ -114,22 +113,9 @@ def import_omop(folder: str | Path, into: str | Path, *, code_system: str = "icd
             "SELECT count(*) FROM omop_person WHERE birth_datetime IS NULL AND month_of_birth IS NULL").fetchone()[0]
         for table, q in queries.items():
             if table == "diagnoses" and code_system == "icd10":
-                import csv
+                from analysis.importer import map_icd10
 
-                with open(paths.DATA / "mappings" / "icd10_to_icd9cm.csv", newline="", encoding="utf-8") as fh:
-                    rows = [(r["icd10"].replace(".", "").upper(), r["icd9cm"]) for r in csv.DictReader(fh)]
-                con.execute("CREATE TEMP TABLE icd_map AS SELECT * FROM (VALUES "
-                            + ", ".join(f"('{a}', '{b}')" for a, b in rows) + ") t(icd10, icd9)")
-                con.execute(f"CREATE TEMP TABLE dx AS {q}")
-                con.execute("CREATE TEMP TABLE code_map AS SELECT code, arg_max(m.icd9, length(m.icd10)) AS icd9 "
-                            "FROM (SELECT DISTINCT code FROM dx) c JOIN icd_map m "
-                            "ON starts_with(upper(replace(code, '.', '')), m.icd10) GROUP BY code")
-                unmapped = con.execute("SELECT d.code, count(*) FROM dx d LEFT JOIN code_map c USING (code) "
-                                       "WHERE c.icd9 IS NULL GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
-                with open(tmp / "unmapped_codes.csv", "w") as fh:
-                    fh.write("icd10_code,records\n" + "".join(f"{c},{n}\n" for c, n in unmapped))
-                report["repairs"]["icd10_unmapped_records"] = int(sum(n for _, n in unmapped))
-                q = "SELECT d.patient_id, d.date, c.icd9 AS code FROM dx d JOIN code_map c USING (code)"
+                q = map_icd10(con, q, tmp, report)
             con.execute(f"COPY ({q}) TO '{tmp / (table + '.parquet')}' (FORMAT parquet, COMPRESSION zstd)")
             report["tables"][table] = con.execute(f"SELECT count(*) FROM '{tmp / (table + '.parquet')}'").fetchone()[0]
         (tmp / "dataset.json").write_text(json.dumps({"synthetic": False, "imported_from": "OMOP CDM"}) + "\n")
