@@ -22,7 +22,7 @@ from analysis.statistics import (
 )
 
 # Newcombe RG. Two-sided confidence intervals for the single proportion: comparison of
-# seven methods. Stat Med 1998;17:857-872, Table II (95% intervals, 4 decimals):
+# seven methods. Stat Med 1998;17:857-872, worked examples (95% intervals, 4 decimals):
 # method 3 = Wilson score, method 5 = Clopper-Pearson "exact".
 NEWCOMBE = [
     # x, n, wilson, clopper-pearson
