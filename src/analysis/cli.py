@@ -183,10 +183,13 @@ def cmd_audit(args) -> int:
         print("\nConsistency of the published figures (no patient data needed)")
         print(checks[["check", "result", "verdict"]].to_string(index=False))
         print("\nArithmetic:")
+        import textwrap
+
         for _, r in checks.iterrows():
             if r["verdict"] in ("impossible", "inconsistent") or r["check"].startswith("SD"):
-                print(f"- {r['check']}: {r['verdict']}. {r['arithmetic']}. Method: {r['method']}. "
-                      f"Reference: {r['reference']}.")
+                text = (f"{r['check']}: {r['verdict']}. {r['arithmetic']}. Method: {r['method']}. "
+                        f"Reference: {r['reference']}.")
+                print(textwrap.fill(text, width=100, initial_indent="- ", subsequent_indent="  "))
     return 0
 
 
