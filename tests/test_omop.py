@@ -57,3 +57,12 @@ def test_the_command_line(tmp_path):
                         "--into", str(tmp_path / "db"), "--code-system", "icd10"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "pain_episodes 3 rows" in r.stdout
+
+
+def test_an_unrelated_existing_folder_is_not_replaced(tmp_path):
+    keep = tmp_path / "db"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    with pytest.raises(AnalysisError, match="not a database written by this tool"):
+        import_omop(omop_folder(tmp_path), keep)
+    assert (keep / "notes.txt").read_text() == "mine"

@@ -189,11 +189,3 @@ def create_temp_table(con, name: str, select_sql: str) -> None:
         con.execute(f"CREATE TEMP TABLE {name} AS {select_sql}")
     else:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {select_sql}")
-
-
-def create_temp_table_columns(con, name: str, columns: str) -> None:
-    if getattr(con, "dialect", "duckdb") == "postgres":
-        con.execute(f"DROP TABLE IF EXISTS {name}")
-        con.execute(f"CREATE TEMP TABLE {name} ({columns})")
-    else:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} ({columns})")

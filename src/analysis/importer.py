@@ -49,6 +49,18 @@ MAX_LISTED = 20
 TABLE_KEYS = {"files", "columns", "constants", "values", "date_format", "csv", "sheet", "_workdir"}
 
 
+def publish(tmp: Path, into: Path) -> None:
+    """Move a finished, validated import into place; an existing folder is replaced only
+    when this tool wrote it (it holds ``dataset.json``) or it is empty."""
+    if into.exists():
+        if not (into / "dataset.json").exists() and any(into.iterdir()):
+            raise AnalysisError(f"{into} exists and is not a database written by this tool; "
+                                "choose another --into folder.")
+        shutil.rmtree(into)
+    into.parent.mkdir(parents=True, exist_ok=True)
+    tmp.rename(into)
+
+
 def map_icd10(con, diagnoses_sql: str, out_dir: Path, report: dict, map_path: Path | None = None) -> str:
     """Map the ICD-10 codes of ``diagnoses_sql`` (patient_id, date, code) to ICD-9-CM by
     the longest prefix in the mapping table; write the codes without a mapping, with their
@@ -315,13 +327,7 @@ def import_extract(mapping: str | Path, into: str | Path) -> dict:
                 msg + "\n(These checks run on the imported tables: a row number counts the imported "
                 "rows of that table, in source order, after codes without a mapping were left out; "
                 f"look the value up in the source files named in {mapping.name}.)") from None
-        if into.exists():
-            if not (into / "dataset.json").exists() and any(into.iterdir()):
-                raise AnalysisError(f"{into} exists and is not a database written by this tool; "
-                                    "choose another --into folder.")
-            shutil.rmtree(into)
-        into.parent.mkdir(parents=True, exist_ok=True)
-        tmp.rename(into)
+        publish(tmp, into)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

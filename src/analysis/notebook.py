@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import paths, style
-from analysis.errors import AnalysisError, nearest_name
-from analysis.params import Params
+from analysis.errors import AnalysisError
+from analysis.params import Params, check_names
 
 # names every notebook may take besides the analysis parameters
 RUN_PARAMETERS = ("data", "output_dir", "grid", "published")
@@ -54,15 +54,11 @@ def injected_parameters(namespace: dict) -> dict:
 
 
 def check_notebook_parameters(names, *, notebook: str) -> None:
-    valid = set(Params.names()) | set(RUN_PARAMETERS)
-    unknown = [n for n in names if n not in valid]
-    if unknown:
-        lines = []
-        for n in unknown:
-            hint = nearest_name(n, sorted(valid))
-            lines.append(f"notebook {notebook}: unknown parameter {n!r}"
-                         + (f" (did you mean {hint!r}?)" if hint else ""))
-        raise AnalysisError("\n".join(lines) + "\nNothing was computed.")
+    """Refuse names that are neither parameters nor run parameters (data, output_dir...)."""
+    try:
+        check_names(dict.fromkeys(names), source=f"notebook {notebook}", allowed_extra=RUN_PARAMETERS)
+    except AnalysisError as exc:
+        raise AnalysisError(f"{exc}\nNothing was computed.") from None
 
 
 @dataclass

@@ -123,9 +123,9 @@ def import_omop(folder: str | Path, into: str | Path, *, code_system: str = "icd
         from analysis.data import open_database
 
         open_database(tmp).close()
-        if into.exists():
-            shutil.rmtree(into)
-        tmp.rename(into)
+        from analysis.importer import publish
+
+        publish(tmp, into)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
