@@ -1,0 +1,225 @@
+"""Faster routes to the counts that :func:`analysis.data.validate_database` needs.
+
+Each route answers a question the SQL route answers with a scan or a join, gives exactly
+the same counts (``tests/test_validate_fast.py`` runs both on clean and broken data), and
+returns ``None`` when the input does not allow it, so the caller falls back to SQL. Rows
+are still listed by SQL whenever a count is not zero.
+
+* **Parquet statistics** (:func:`settled_columns`): every row group of a Parquet file
+  records, per column, the number of nulls and the smallest and largest value. A column
+  whose statistics show no null, integers inside their range, dates not after the
+  ceiling, or text whose smallest value starts with a printable character cannot hold
+  a value the check would refuse, so it needs no scan. DuckDB trusts the same statistics
+  to skip row groups when it filters.
+* **Direct-address lookup** (:func:`event_checks`): when ``patient_id`` is an integer in
+  a dense range (largest - smallest < 2 n + 1,000,000), the patients' birth dates go into
+  an array indexed by id (4 bytes per id: 40 MB for 10 million patients) and every event
+  row is checked by one array index, instead of a hash join of the 83 million event rows
+  of 10 million synthetic patients against the patients (4 s at 10 million on 2 cores,
+  against 1.5 s this way). Duplicate ids are counted on the way: the number of distinct
+  ids is the number of filled array slots.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+
+from analysis.contract import Column
+
+_INT_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
+BATCH_ROWS = 1 << 20
+_UNKNOWN = np.iinfo(np.int32).min  # no patient with this id (and no date is before it)
+_EPOCH = dt.date(1970, 1, 1)
+
+
+# --------------------------------------------------------------------- Parquet statistics
+@dataclass(frozen=True)
+class ColumnStats:
+    """Statistics of one Parquet column over all its row groups: the number of nulls and
+    the smallest and largest value (int, date or str); None where a row group lacks them."""
+
+    nulls: int | None
+    low: object = None
+    high: object = None
+
+
+def parquet_column_stats(path) -> dict[str, ColumnStats]:
+    """:class:`ColumnStats` of every column of a Parquet file, from its footer (no data
+    page is read: a few milliseconds for 10 million rows)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    groups: dict[str, list] = {}
+    for i in range(meta.num_row_groups):
+        rg = meta.row_group(i)
+        for j in range(rg.num_columns):
+            c = rg.column(j)
+            st = c.statistics
+            nulls = st.null_count if st is not None and st.has_null_count else None
+            low, high = (st.min, st.max) if st is not None and st.has_min_max else (None, None)
+            if c.num_values and low is None and nulls != c.num_values:
+                nulls = None  # values but no min/max: trust nothing
+            groups.setdefault(c.path_in_schema, []).append((nulls, low, high))
+    out = {}
+    for name, rows in groups.items():
+        nulls = [r[0] for r in rows]
+        lows = [r[1] for r in rows if r[1] is not None]
+        highs = [r[2] for r in rows if r[2] is not None]
+        try:
+            out[name] = ColumnStats(nulls=None if None in nulls else sum(nulls),
+                                    low=min(lows) if lows else None, high=max(highs) if highs else None)
+        except TypeError:  # values of mixed kinds: trust nothing
+            out[name] = ColumnStats(None)
+    return out
+
+
+def settled_by_stats(col: Column, col_type: str, stats: ColumnStats | None) -> bool:
+    """Whether ``stats`` prove that no value of ``col`` (stored as ``col_type``) fails the
+    contract check of :func:`analysis.data._column_check` (so the column needs no scan)."""
+    if stats is None or stats.nulls is None:
+        return False
+    if col.kind == "optional_date":
+        return col_type == "DATE"
+    if stats.nulls:
+        return False
+    if col.kind == "id" and col_type in _INT_TYPES:
+        return True
+    if col.kind == "date" and col_type == "DATE":
+        return True
+    if col_type == "VARCHAR" and not isinstance(stats.low, str):
+        return False
+    if col.kind in ("id", "text") and col_type == "VARCHAR":
+        # refused: empty or only spaces. Every value sorts at or after the smallest, so a
+        # smallest value whose first character sorts after the space rules both out.
+        return bool(stats.low) and stats.low[0] > " "
+    if col.kind == "integer" and col_type in _INT_TYPES:
+        return isinstance(stats.low, int) and stats.low >= col.low and stats.high <= col.high
+    if col.kind == "vocab" and col_type == "VARCHAR":
+        return stats.low == stats.high and stats.low in col.vocabulary
+    return False
+
+
+def latest(stats: ColumnStats | None) -> dt.date | None:
+    """The largest value of a date column by its statistics (None if unknown)."""
+    if stats is None or stats.nulls is None or not isinstance(stats.high, dt.date):
+        return None
+    return stats.high
+
+
+# ------------------------------------------------------------------ direct-address lookup
+@dataclass(frozen=True)
+class EventCounts:
+    """Counts of ``validate_database``'s relational checks."""
+
+    duplicates: int  # count(*) - count(DISTINCT patient_id) of patients
+    events: dict  # table -> (unknown patient, before birth, after the ceiling)
+
+
+def _values(arr) -> tuple[np.ndarray, np.ndarray | None]:
+    """An Arrow array's values as numpy (dates as int32 days since 1970-01-01) and its
+    validity mask (None without nulls), read from its buffers: no copy, and no import of
+    pyarrow.compute (which imports pandas, 0.4 s)."""
+    import pyarrow as pa
+
+    if pa.types.is_date32(arr.type):
+        dtype = np.int32
+    elif pa.types.is_integer(arr.type):
+        kind = "i" if pa.types.is_signed_integer(arr.type) else "u"
+        dtype = np.dtype(f"{kind}{arr.type.bit_width // 8}")
+    else:
+        raise TypeError(f"unexpected Arrow type {arr.type}")
+    validity, data = arr.buffers()[0], arr.buffers()[1]
+    values = np.frombuffer(data, dtype=dtype, count=len(arr) + arr.offset)[arr.offset:]
+    if arr.null_count == 0 or validity is None:
+        return values, None
+    bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
+    return values, bits[arr.offset:arr.offset + len(arr)].astype(bool)
+
+
+def _batches(con, table: str, columns: tuple[str, ...], path=None):
+    """Record batches of ``columns`` of ``table``: read by pyarrow straight from a Parquet
+    file (no conversion), else streamed from DuckDB as Arrow."""
+    if path is not None and str(path).endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        yield from pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=list(columns))
+        return
+    cols = ", ".join(columns)
+    yield from con.execute(f"SELECT {cols} FROM src_{table}").fetch_record_batch(BATCH_ROWS)
+
+
+def event_checks(con, types: dict[str, dict[str, str]], event_tables, ceiling: dt.date,
+                 files: dict | None = None, *, max_span_factor: float = 2.0,
+                 threads: int = 2) -> EventCounts | None:
+    """Duplicate patient ids and, per event table, events of an unknown patient, before
+    the patient's birth and after ``ceiling``; None when the ids or dates do not allow the
+    lookup (text ids, sparse or negative ids, null ids or birth dates, non-DATE columns).
+
+    ``con`` has the views ``src_<table>``; ``types`` maps table -> column -> DuckDB type;
+    ``files`` table -> Parquet file, read directly when given; ``threads`` event tables
+    are read at once (pyarrow and numpy release the GIL).
+    """
+    files = files or {}
+    if any(types[t].get("patient_id") not in _INT_TYPES for t in ("patients", *event_tables)):
+        return None
+    if types["patients"].get("birth_date") != "DATE" or any(
+            types[t].get("date") != "DATE" for t in event_tables):
+        return None
+    lo, hi, n, n_ids, n_births, first_birth = con.execute(
+        "SELECT min(patient_id), max(patient_id), count(*), count(patient_id), count(birth_date), "
+        "min(birth_date) - DATE '1970-01-01' FROM src_patients").fetchone()
+    if not n or n_ids != n or n_births != n or lo < 0 or first_birth <= _UNKNOWN:
+        return None
+    size = int(hi) + 1  # the array is indexed by the id itself
+    if size > max_span_factor * n + 1_000_000:
+        return None
+    births = np.full(size, _UNKNOWN, dtype=np.int32)
+    for batch in _batches(con, "patients", ("patient_id", "birth_date"), files.get("patients")):
+        births[_values(batch.column(0))[0]] = _values(batch.column(1))[0]
+    duplicates = n - int(np.count_nonzero(births != _UNKNOWN))
+    ceiling_days = (ceiling - _EPOCH).days
+
+    def check(table):
+        return _check_events(_batches(con if files.get(table) else con.cursor(), table,
+                                      ("patient_id", "date"), files.get(table)), births, ceiling_days)
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        events = dict(zip(event_tables, pool.map(check, event_tables), strict=True))
+    return EventCounts(duplicates=duplicates, events=events)
+
+
+def _check_events(batches, births: np.ndarray, ceiling_days: int) -> tuple[int, int, int]:
+    """(unknown patient, before birth, after the ceiling) over record batches of
+    (patient_id, date); ``births[id]`` is the birth day of patient ``id`` or _UNKNOWN."""
+    size = len(births)
+    n_unknown = n_before = n_after = 0
+    for batch in batches:
+        idx, id_ok = _values(batch.column(0))
+        d, date_ok = _values(batch.column(1))
+        if id_ok is not None:  # a null's slot holds any value: point it at id 0
+            idx = np.where(id_ok, idx, 0)
+        if len(idx) and (idx.min() < 0 or idx.max() >= size):  # ids outside the patients' range
+            inside = (idx >= 0) & (idx < size)
+            born = np.full(len(idx), _UNKNOWN, dtype=np.int32)
+            born[inside] = births[idx[inside]]
+        else:
+            born = births[idx]
+        is_unknown = born == _UNKNOWN
+        # an unknown patient's "birth" is the smallest int32: no date is before it
+        before = d < born
+        after = d > ceiling_days
+        if id_ok is not None:
+            is_unknown &= id_ok
+            before &= id_ok
+        if date_ok is not None:
+            before &= date_ok
+            after &= date_ok
+        n_unknown += int(np.count_nonzero(is_unknown))
+        n_before += int(np.count_nonzero(before))
+        n_after += int(np.count_nonzero(after))
+    return n_unknown, n_before, n_after
