@@ -273,10 +273,10 @@ def _type_name(hint) -> str:
 
 def load_params(path: str | Path | None = None, overrides: dict | None = None) -> Params:
     """The default parameter set, updated by a YAML file and then by explicit overrides."""
-    import yaml
-
     merged: dict = {}
     if path is not None:
+        import yaml
+
         path = Path(path)
         if not path.exists():
             raise AnalysisError(f"Parameter file {path} does not exist.")

@@ -30,7 +30,7 @@ import numpy as np
 from analysis.contract import Column
 
 _INT_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
-BATCH_ROWS = 1 << 20
+BATCH_ROWS = 1 << 16  # 64k rows: 20 MB of buffers, where 1M rows took 100 MB more
 _UNKNOWN = np.iinfo(np.int32).min  # no patient with this id (and no date is before it)
 _EPOCH = dt.date(1970, 1, 1)
 
@@ -145,7 +145,7 @@ def _batches(con, table: str, columns: tuple[str, ...], path=None):
     if path is not None and str(path).endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        yield from pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=list(columns))
+        yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=BATCH_ROWS, columns=list(columns))
         return
     cols = ", ".join(columns)
     yield from con.execute(f"SELECT {cols} FROM src_{table}").fetch_record_batch(BATCH_ROWS)
@@ -190,6 +190,9 @@ def event_checks(con, types: dict[str, dict[str, str]], event_tables, ceiling: d
 
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         events = dict(zip(event_tables, pool.map(check, event_tables), strict=True))
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()  # the analysis that follows needs the memory
     return EventCounts(duplicates=duplicates, events=events)
 
 
