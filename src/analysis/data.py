@@ -426,7 +426,8 @@ def validate_database(db: Database, *, today: dt.date | None = None, fast: bool 
     all_types = {t: _column_types(db, t) for t in TABLES}
     lookup = None
     if fast and _is_duckdb(db.con):
-        lookup = validate_fast.event_checks(db.con, all_types, TABLES[1:], ceiling, db.files)
+        lookup = validate_fast.event_checks(db.con, all_types, TABLES[1:], ceiling, db.files,
+                                            patient_stats=stats["patients"])
 
     pfile = db.files.get("patients", db.location)
     pt = all_types["patients"]

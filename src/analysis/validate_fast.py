@@ -44,6 +44,7 @@ class ColumnStats:
     nulls: int | None
     low: object = None
     high: object = None
+    rows: int | None = None  # values, nulls included
 
 
 def parquet_column_stats(path) -> dict[str, ColumnStats]:
@@ -62,7 +63,7 @@ def parquet_column_stats(path) -> dict[str, ColumnStats]:
             low, high = (st.min, st.max) if st is not None and st.has_min_max else (None, None)
             if c.num_values and low is None and nulls != c.num_values:
                 nulls = None  # values but no min/max: trust nothing
-            groups.setdefault(c.path_in_schema, []).append((nulls, low, high))
+            groups.setdefault(c.path_in_schema, []).append((nulls, low, high, rg.num_rows))
     out = {}
     for name, rows in groups.items():
         nulls = [r[0] for r in rows]
@@ -70,7 +71,8 @@ def parquet_column_stats(path) -> dict[str, ColumnStats]:
         highs = [r[2] for r in rows if r[2] is not None]
         try:
             out[name] = ColumnStats(nulls=None if None in nulls else sum(nulls),
-                                    low=min(lows) if lows else None, high=max(highs) if highs else None)
+                                    low=min(lows) if lows else None, high=max(highs) if highs else None,
+                                    rows=sum(r[3] for r in rows))
         except TypeError:  # values of mixed kinds: trust nothing
             out[name] = ColumnStats(None)
     return out
@@ -139,57 +141,75 @@ def _values(arr) -> tuple[np.ndarray, np.ndarray | None]:
     return values, bits[arr.offset:arr.offset + len(arr)].astype(bool)
 
 
-def _batches(con, table: str, columns: tuple[str, ...], path=None):
-    """Record batches of ``columns`` of ``table``: read by pyarrow straight from a Parquet
-    file (no conversion), else streamed from DuckDB as Arrow."""
+def _parts(con, table: str, columns: tuple[str, ...], path=None) -> list:
+    """Units of reading work for ``columns`` of ``table``, each a callable that returns an
+    iterator of Arrow record batches: one per row group of a Parquet file (read by
+    pyarrow, no conversion), else one stream from DuckDB (the views of a .duckdb file)."""
     if path is not None and str(path).endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=BATCH_ROWS, columns=list(columns))
-        return
+        def group(i):
+            f = pq.ParquetFile(path, pre_buffer=False)
+            return f.iter_batches(batch_size=BATCH_ROWS, row_groups=[i], columns=list(columns),
+                                  use_threads=False)
+
+        n = pq.ParquetFile(path).metadata.num_row_groups
+        return [lambda i=i: group(i) for i in range(n)]
     cols = ", ".join(columns)
-    yield from con.execute(f"SELECT {cols} FROM src_{table}").fetch_record_batch(BATCH_ROWS)
+    return [lambda: iter(con.cursor().execute(f"SELECT {cols} FROM src_{table}")
+                         .fetch_record_batch(BATCH_ROWS))]
 
 
 def event_checks(con, types: dict[str, dict[str, str]], event_tables, ceiling: dt.date,
-                 files: dict | None = None, *, max_span_factor: float = 2.0,
-                 threads: int = 2) -> EventCounts | None:
+                 files: dict | None = None, *, patient_stats: dict | None = None,
+                 max_span_factor: float = 2.0, threads: int = 2) -> EventCounts | None:
     """Duplicate patient ids and, per event table, events of an unknown patient, before
     the patient's birth and after ``ceiling``; None when the ids or dates do not allow the
     lookup (text ids, sparse or negative ids, null ids or birth dates, non-DATE columns).
 
     ``con`` has the views ``src_<table>``; ``types`` maps table -> column -> DuckDB type;
-    ``files`` table -> Parquet file, read directly when given; ``threads`` event tables
-    are read at once (pyarrow and numpy release the GIL).
+    ``files`` table -> Parquet file, read directly when given; ``patient_stats`` the
+    :class:`ColumnStats` of the patients file, which spare a scan for the id range;
+    ``threads`` row groups are read and checked at once (pyarrow and numpy release the GIL).
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     files = files or {}
     if any(types[t].get("patient_id") not in _INT_TYPES for t in ("patients", *event_tables)):
         return None
     if types["patients"].get("birth_date") != "DATE" or any(
             types[t].get("date") != "DATE" for t in event_tables):
         return None
-    lo, hi, n, n_ids, n_births, first_birth = con.execute(
-        "SELECT min(patient_id), max(patient_id), count(*), count(patient_id), count(birth_date), "
-        "min(birth_date) - DATE '1970-01-01' FROM src_patients").fetchone()
+    ids, born = (patient_stats or {}).get("patient_id"), (patient_stats or {}).get("birth_date")
+    if (ids and born and ids.nulls is not None and born.nulls is not None and ids.rows
+            and isinstance(ids.low, int) and isinstance(born.low, dt.date)):
+        lo, hi, n = ids.low, ids.high, ids.rows
+        n_ids, n_births, first_birth = n - ids.nulls, n - born.nulls, (born.low - _EPOCH).days
+    else:
+        lo, hi, n, n_ids, n_births, first_birth = con.execute(
+            "SELECT min(patient_id), max(patient_id), count(*), count(patient_id), count(birth_date), "
+            "min(birth_date) - DATE '1970-01-01' FROM src_patients").fetchone()
     if not n or n_ids != n or n_births != n or lo < 0 or first_birth <= _UNKNOWN:
         return None
     size = int(hi) + 1  # the array is indexed by the id itself
     if size > max_span_factor * n + 1_000_000:
         return None
     births = np.full(size, _UNKNOWN, dtype=np.int32)
-    for batch in _batches(con, "patients", ("patient_id", "birth_date"), files.get("patients")):
-        births[_values(batch.column(0))[0]] = _values(batch.column(1))[0]
-    duplicates = n - int(np.count_nonzero(births != _UNKNOWN))
+
+    def fill(part):
+        for batch in part():
+            births[_values(batch.column(0))[0]] = _values(batch.column(1))[0]
+
     ceiling_days = (ceiling - _EPOCH).days
-
-    def check(table):
-        return _check_events(_batches(con if files.get(table) else con.cursor(), table,
-                                      ("patient_id", "date"), files.get(table)), births, ceiling_days)
-
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        events = dict(zip(event_tables, pool.map(check, event_tables), strict=True))
+        list(pool.map(fill, _parts(con, "patients", ("patient_id", "birth_date"), files.get("patients"))))
+        duplicates = n - int(np.count_nonzero(births != _UNKNOWN))
+        units = [(table, part) for table in event_tables
+                 for part in _parts(con, table, ("patient_id", "date"), files.get(table))]
+        results = pool.map(lambda u: _check_events(u[1](), births, ceiling_days), units)
+        events = {table: (0, 0, 0) for table in event_tables}
+        for (table, _), counts in zip(units, results, strict=True):
+            events[table] = tuple(a + b for a, b in zip(events[table], counts, strict=True))
     import pyarrow as pa
 
     pa.default_memory_pool().release_unused()  # the analysis that follows needs the memory
