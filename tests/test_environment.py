@@ -11,7 +11,7 @@ from conftest import ROOT
 
 def pins_from_pyproject():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    deps = meta["dependencies"] + meta["optional-dependencies"]["test"]
+    deps = meta["dependencies"] + [d for extra in meta["optional-dependencies"].values() for d in extra]
     return {d.split("==")[0].split("[")[0]: d.split("==")[1] for d in deps}
 
 
