@@ -5,19 +5,20 @@ the same counts (``tests/test_validate_fast.py`` runs both on clean and broken d
 returns ``None`` when the input does not allow it, so the caller falls back to SQL. Rows
 are still listed by SQL whenever a count is not zero.
 
-* **Parquet statistics** (:func:`settled_columns`): every row group of a Parquet file
+* **Parquet statistics** (:func:`settled_by_stats`): every row group of a Parquet file
   records, per column, the number of nulls and the smallest and largest value. A column
   whose statistics show no null, integers inside their range, dates not after the
-  ceiling, or text whose smallest value starts with a printable character cannot hold
+  ceiling, or text whose values all start with a printable ASCII character cannot hold
   a value the check would refuse, so it needs no scan. DuckDB trusts the same statistics
   to skip row groups when it filters.
-* **Direct-address lookup** (:func:`event_checks`): when ``patient_id`` is an integer in
-  a dense range (largest - smallest < 2 n + 1,000,000), the patients' birth dates go into
-  an array indexed by id (4 bytes per id: 40 MB for 10 million patients) and every event
-  row is checked by one array index, instead of a hash join of the 83 million event rows
-  of 10 million synthetic patients against the patients (4 s at 10 million on 2 cores,
-  against 1.5 s this way). Duplicate ids are counted on the way: the number of distinct
-  ids is the number of filled array slots.
+* **Direct-address lookup** (:func:`event_checks`): when every ``patient_id`` is a
+  non-negative integer and the largest is below 2 n + 1,000,000 (n patients), the
+  patients' birth dates go into an array indexed by id (4 bytes per id: 40 MB for 10
+  million patients) and every event row is checked by one array index, instead of a hash
+  join of the 83 million event rows of 10 million synthetic patients against the
+  patients. Duplicate ids are counted on the way: the number of distinct ids is the
+  number of filled slots. 10 million patients on 2 cores: about 0.9 s, against 2.5-4 s
+  for the join and 0.8-1.3 s for the SQL duplicate count.
 """
 
 from __future__ import annotations
@@ -94,9 +95,12 @@ def settled_by_stats(col: Column, col_type: str, stats: ColumnStats | None) -> b
     if col_type == "VARCHAR" and not isinstance(stats.low, str):
         return False
     if col.kind in ("id", "text") and col_type == "VARCHAR":
-        # refused: empty or only spaces. Every value sorts at or after the smallest, so a
-        # smallest value whose first character sorts after the space rules both out.
-        return bool(stats.low) and stats.low[0] > " "
+        # refused: empty or only white space (DuckDB's trim strips the space and Unicode
+        # spaces such as U+00A0, all >= U+0080). Every value's first character lies between
+        # those of the smallest and the largest value: if that range is inside
+        # (space, U+0080), no value starts with white space, so none is blank.
+        return (bool(stats.low) and isinstance(stats.high, str) and bool(stats.high)
+                and " " < stats.low[0] and stats.high[0] < "\x80")
     if col.kind == "integer" and col_type in _INT_TYPES:
         return isinstance(stats.low, int) and stats.low >= col.low and stats.high <= col.high
     if col.kind == "vocab" and col_type == "VARCHAR":
