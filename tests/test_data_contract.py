@@ -214,3 +214,33 @@ def test_a_changed_file_is_validated_again_even_with_its_old_times(tmp_path):
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
     with pytest.raises(AnalysisError, match="column sex"):
         open_database(folder)
+
+
+def test_a_file_is_hashed_again_only_when_its_signature_changes(tmp_path):
+    import hashlib
+    import os
+    import time
+
+    from analysis.data import sha256_files
+
+    f = tmp_path / "a.csv"
+    f.write_text("patient_id\n1\n")
+    memo = tmp_path / "cache" / "digests.json"
+    assert sha256_files([f], memo=memo) == {f: hashlib.sha256(b"patient_id\n1\n").hexdigest()}
+    entry = json.loads(memo.read_text())[str(f.resolve())]
+    # hashed within a second of the file's last change: not trusted yet (as in git)
+    stored = {str(f.resolve()): {**entry, "sha256": "remembered"}}
+    memo.write_text(json.dumps(stored))
+    assert sha256_files([f], memo=memo)[f] != "remembered"
+    # recorded two seconds after the last change: the memo answers, the file is not read
+    stored = {str(f.resolve()): {**entry, "sha256": "remembered",
+                                 "recorded_ns": entry["signature"][3] + 2_000_000_000}}
+    memo.write_text(json.dumps(stored))
+    assert sha256_files([f], memo=memo) == {f: "remembered"}
+    # same size, modification time put back: the change time moved, so it is read again
+    time.sleep(0.05)
+    st = f.stat()
+    f.write_text("patient_id\n2\n")
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert sha256_files([f], memo=memo) == {f: hashlib.sha256(b"patient_id\n2\n").hexdigest()}
+    assert sha256_files([f]) == {f: hashlib.sha256(b"patient_id\n2\n").hexdigest()}  # no memo
