@@ -36,6 +36,7 @@ class Database:
     metadata: dict = field(default_factory=dict)
     column_types: dict = field(default_factory=dict)
     url: str | None = None
+    pending: object = field(default=None, repr=False)  # a validation running alongside
 
     @property
     def is_synthetic(self) -> bool:
@@ -63,16 +64,29 @@ class Database:
         """Run a query and return a pandas DataFrame (aggregates only, by convention)."""
         return self.con.execute(query, params or []).df()
 
+    def check_valid(self) -> None:
+        """Wait for a validation started by ``open_database(validate="alongside")`` and
+        raise its error, if any; nothing to do after a plain validation."""
+        if self.pending is not None:
+            future, self.pending = self.pending, None
+            future.result()
+
     def close(self) -> None:
+        if self.pending is not None:  # the validation uses the database: let it finish
+            self.pending.exception()
+            self.pending = None
         self.con.close()
 
 
-def open_database(location: str | Path | None = None, *, validate: bool = True,
+def open_database(location: str | Path | None = None, *, validate: bool | str = True,
                   threads: int | None = None) -> Database:
     """Open the database at ``location`` (a contract folder or a ``.duckdb`` file).
 
     Every table is checked against the contract (see :mod:`analysis.contract`); bad input
     raises one :class:`AnalysisError` listing each problem with file, column and row.
+    ``validate="alongside"`` (embedded DuckDB only) runs that check in a second thread
+    while the caller computes: the caller must call :meth:`Database.check_valid` before
+    it uses any result, and after any failure (the data's problems explain it better).
     """
     import duckdb
 
@@ -102,17 +116,55 @@ def open_database(location: str | Path | None = None, *, validate: bool = True,
                 f"Data location {location} is neither a folder of contract files nor a "
                 "DuckDB database file (.duckdb)."
             )
-        if validate:
-            marker = _validation_marker(db)
-            if marker is None or not marker.exists():
-                validate_database(db)
-                if marker is not None:
-                    _touch(marker)
+        if validate == "alongside":
+            _validate_alongside(db)
+        elif validate:
+            _validate_once(db)
         _create_typed_views(db)
     except Exception:
         con.close()
         raise
     return db
+
+
+def _validate_once(db: Database) -> None:
+    """Validate ``db`` unless these exact contents were validated before (see
+    :func:`_validation_marker`). When a file's digest is not remembered, it is computed in
+    a second thread while the validation runs, rather than before it: the validation
+    cannot be skipped for files never seen, and the two need not wait for each other."""
+    known = _validation_marker(db, memo_only=True)
+    if known is not None and known.exists():
+        return
+    if known is not None or _cache_folder() is None:
+        validate_database(db)
+        if known is not None:
+            _touch(known)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        marker = pool.submit(_validation_marker, db)
+        validate_database(db)
+        _touch(marker.result())
+
+
+def _validate_alongside(db: Database) -> None:
+    """Start :func:`_validate_once` in a second thread, on a cursor of its own (DuckDB
+    connections are not shared between threads); ``db.pending`` holds its future."""
+    import dataclasses
+    from concurrent.futures import ThreadPoolExecutor
+
+    own = dataclasses.replace(db, con=db.con.cursor(), pending=None)
+
+    def run():
+        try:
+            _validate_once(own)
+        finally:
+            own.con.close()
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="validate")
+    db.pending = pool.submit(run)
+    pool.shutdown(wait=False)
 
 
 def _cache_folder() -> Path | None:
@@ -125,8 +177,9 @@ def _cache_folder() -> Path | None:
     return Path(setting) if setting else Path.home() / ".cache" / "analysis"
 
 
-def _validation_marker(db: Database) -> Path | None:
-    """Where a successful validation of exactly these files is remembered.
+def _validation_marker(db: Database, *, memo_only: bool = False) -> Path | None:
+    """Where a successful validation of exactly these files is remembered (None: the
+    cache is off; with ``memo_only``, also None when a file's digest is not remembered).
 
     The key is the sha256 of every input file's content (about 0.2 s for the 360 MB of
     10 million synthetic patients, two files at a time; nothing when a file's inode,
@@ -142,7 +195,10 @@ def _validation_marker(db: Database) -> Path | None:
         return None
     h = hashlib.sha256()
     files = sorted({*db.files.values(), *db._metadata_files()})
-    for p, digest in sha256_files(files, memo=folder / "digests.json").items():
+    digests = sha256_files(files, memo=folder / "digests.json", memo_only=memo_only)
+    if digests is None:
+        return None
+    for p, digest in digests.items():
         h.update(p.name.encode() + digest.encode())
     h.update(json.dumps(db.metadata, sort_keys=True, default=str).encode())
     h.update(repr(SCHEMA).encode())
@@ -151,7 +207,8 @@ def _validation_marker(db: Database) -> Path | None:
     return folder / "validated" / f"{h.hexdigest()}.ok"
 
 
-def sha256_files(paths, threads: int = 2, memo: Path | None = None) -> dict[Path, str]:
+def sha256_files(paths, threads: int = 2, memo: Path | None = None,
+                 memo_only: bool = False) -> dict[Path, str] | None:
     """sha256 (hex) of each file's content, ``threads`` files at a time (hashlib releases
     the GIL while it hashes), by path, in the order given.
 
@@ -160,7 +217,8 @@ def sha256_files(paths, threads: int = 2, memo: Path | None = None) -> dict[Path
     read again: the kernel sets the change time on every write and no tool can set it
     back (git trusts the same signature). As in git, an entry recorded less than a second
     after the file's last change is not trusted (file times are coarser than a write).
-    The memo is replaced atomically.
+    The memo is replaced atomically. ``memo_only``: None unless every digest is in the
+    memo (nothing is read).
     """
     import time
     from concurrent.futures import ThreadPoolExecutor
@@ -192,6 +250,8 @@ def sha256_files(paths, threads: int = 2, memo: Path | None = None) -> dict[Path
 
     out = {p: known[keys[p]]["sha256"] for p in paths if trusted(known.get(keys[p]), sigs[p])}
     todo = [p for p in paths if p not in out]
+    if todo and memo_only:
+        return None
     if todo:
         now = time.time_ns()
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:

@@ -219,11 +219,14 @@ def run_study(data: str | Path | None = None, params: Params | None = None, *,
     from analysis.data import open_database
 
     p = params or Params()
-    db = open_database(data)
+    db = open_database(data, validate="alongside")  # the cube is built while it validates
     try:
-        cube = cohort.profile_cube(db, p, severities=severities, episode_cap=episode_cap,
-                                   condition_lists=condition_lists, drug_lists=drug_lists,
-                                   drug_counts=drug_counts, detail=detail)
+        try:
+            cube = cohort.profile_cube(db, p, severities=severities, episode_cap=episode_cap,
+                                       condition_lists=condition_lists, drug_lists=drug_lists,
+                                       drug_counts=drug_counts, detail=detail)
+        finally:
+            db.check_valid()  # nothing is returned, and no engine error shown, for bad data
     finally:
         db.close()
     return Study(params=p, cube=cube, data_location=str(db.location),
