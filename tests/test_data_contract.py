@@ -244,3 +244,32 @@ def test_a_file_is_hashed_again_only_when_its_signature_changes(tmp_path):
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert sha256_files([f], memo=memo) == {f: hashlib.sha256(b"patient_id\n2\n").hexdigest()}
     assert sha256_files([f]) == {f: hashlib.sha256(b"patient_id\n2\n").hexdigest()}  # no memo
+
+
+@pytest.mark.parametrize("field, value, column", [
+    ("birth_date", "15/06/1950", "birth_date"),  # the cube's date cast would fail first
+    ("sex", "X", "sex"),  # the cube would silently count an unknown sex
+])
+def test_the_study_built_while_validating_refuses_bad_data_with_the_validation_message(
+        tmp_path, field, value, column):
+    from analysis.study import run_study
+
+    tables = good_tables()
+    tables["patients"][0][field] = value
+    folder = write_db(tmp_path / "db", tables)
+    with pytest.raises(AnalysisError, match=f"column {column}, row 1"):
+        run_study(folder, Params())
+
+
+def test_a_validation_alongside_is_waited_for_and_its_verdict_raised(tmp_path):
+    tables = good_tables()
+    tables["pain_episodes"][1]["severity"] = 11
+    db = open_database(write_db(tmp_path / "db", tables), validate="alongside")
+    assert db.pending is not None
+    with pytest.raises(AnalysisError, match="column severity"):
+        db.check_valid()
+    db.close()
+    ok = open_database(write_db(tmp_path / "ok", good_tables()), validate="alongside")
+    ok.check_valid()
+    ok.check_valid()  # once settled, nothing more to wait for
+    ok.close()
