@@ -563,7 +563,7 @@ def validate_database(db: Database, *, today: dt.date | None = None, fast: bool 
     reg_settled = _registration_settled(ps.get("registered_from"), ps.get("registered_to"))
     wanted = {
         "dup": None if lookup else ("count(*) - (SELECT count(*) FROM (SELECT patient_id FROM src_patients "
-                                    "WHERE patient_id IS NOT NULL GROUP BY patient_id))"),
+                                    "WHERE patient_id IS NOT NULL GROUP BY patient_id) AS ids)"),
         "birth": None if latest_birth and latest_birth <= ceiling
         else f"count(*) FILTER (WHERE {birth} > DATE '{ceiling}')",
         "reg": None if reg_settled else f"count(*) FILTER (WHERE {reg_to} < {reg_from})",
