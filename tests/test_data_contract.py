@@ -273,3 +273,33 @@ def test_a_validation_alongside_is_waited_for_and_its_verdict_raised(tmp_path):
     ok.check_valid()
     ok.check_valid()  # once settled, nothing more to wait for
     ok.close()
+
+
+@pytest.mark.parametrize("memo_text", ["null", "[]", '{"x": {"signature": 1}}', "{not json"])
+def test_a_damaged_digest_memo_is_ignored(tmp_path, monkeypatch, memo_text):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ANALYSIS_CACHE", str(cache))
+    folder = write_db(tmp_path / "db", good_tables())
+    cache.mkdir()
+    (cache / "digests.json").write_text(memo_text)
+    open_database(folder).close()
+    assert isinstance(json.loads((cache / "digests.json").read_text()), dict)
+
+
+def test_rows_waiting_in_a_duckdb_write_ahead_log_are_validated_again(tmp_path, monkeypatch, small_db):
+    import duckdb
+
+    monkeypatch.setenv("ANALYSIS_CACHE", str(tmp_path / "cache"))
+    file = tmp_path / "db.duckdb"
+    con = duckdb.connect(str(file))
+    for t in ("patients", "diagnoses", "pain_episodes", "prescriptions"):
+        con.execute(f"CREATE TABLE {t} AS SELECT * FROM read_parquet('{small_db / (t + '.parquet')}')")
+    con.close()
+    open_database(file).close()  # validated and remembered
+    con = duckdb.connect(str(file))
+    con.execute("PRAGMA disable_checkpoint_on_shutdown")
+    con.execute("INSERT INTO diagnoses VALUES (999999, DATE '2005-01-01', '250')")
+    con.close()
+    assert (tmp_path / "db.duckdb.wal").exists()  # the file's own bytes did not change
+    with pytest.raises(AnalysisError, match="the patient_id of a patient"):
+        open_database(file)

@@ -200,3 +200,59 @@ def test_any_corruption_gets_the_same_verdict_from_both_routes(tmp_path_factory,
     folder = write_parquet(tmp_path_factory.mktemp("h") / "db", tables, row_group_size=4)
     fast, plain = messages(folder)
     assert fast == plain
+
+
+def _rewrite(path, change):
+    """Rewrite one Parquet file through ``change(table) -> table``."""
+    pq.write_table(change(pq.read_table(path)), path, row_group_size=7)
+
+
+def _as_timestamps(column, unit):
+    def change(t):
+        i = t.schema.get_field_index(column)
+        return t.set_column(i, column, t.column(column).cast(pa.timestamp(unit)))
+    return change
+
+
+@pytest.mark.parametrize("table, column, unit", [
+    ("patients", "birth_date", "us"),  # what pandas' to_parquet writes for datetime64 columns
+    ("patients", "birth_date", "ns"),
+    ("patients", "registered_from", "us"),
+    ("diagnoses", "date", "ms"),
+])
+@pytest.mark.parametrize("broken", [False, True], ids=["clean", "event before birth"])
+def test_timestamps_where_dates_are_expected_get_the_same_verdict(tmp_path, table, column, unit, broken):
+    tables = base_tables()
+    if broken:
+        tables["pain_episodes"][0]["date"] = D("1901-01-01")
+    folder = write_parquet(tmp_path / "db", tables)
+    _rewrite(folder / f"{table}.parquet", _as_timestamps(column, unit))
+    fast, plain = messages(folder)
+    assert fast == plain
+    assert (plain is None) is (not broken)
+
+
+def test_dates_beyond_python_s_range_get_the_same_verdict(tmp_path):
+    year_12000 = pa.array([3_700_000], pa.int32()).cast(pa.date32())[0]
+    extra = write_parquet(tmp_path / "extra", base_tables())  # a column the contract ignores
+    _rewrite(extra / "patients.parquet", lambda t: t.append_column(
+        "death_date", pa.array([year_12000.value] * t.num_rows, pa.int32()).cast(pa.date32())))
+    assert messages(extra) == (None, None)
+    event = write_parquet(tmp_path / "event", base_tables())
+    _rewrite(event / "diagnoses.parquet", lambda t: t.set_column(
+        1, "date", pa.array([year_12000.value] + [10_000] * (t.num_rows - 1), pa.int32()).cast(pa.date32())))
+    fast, plain = messages(event)
+    assert fast == plain and "column date" in plain
+
+
+def test_a_repeated_column_name_gets_the_same_verdict(tmp_path):
+    tables = base_tables()
+    tables["diagnoses"][0]["date"] = D("1900-01-01")  # before birth
+    folder = write_parquet(tmp_path / "db", tables)
+    _rewrite(folder / "diagnoses.parquet",
+             lambda t: t.append_column("patient_id", pa.array([0] * t.num_rows, pa.int64())))
+    fast, plain = messages(folder)
+    assert fast == plain and "birth date" in plain
+    twice = write_parquet(tmp_path / "twice", base_tables())
+    _rewrite(twice / "patients.parquet", lambda t: t.append_column("patient_id", t.column("patient_id")))
+    assert messages(twice) == (None, None)

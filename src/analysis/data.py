@@ -51,14 +51,20 @@ class Database:
         """sha256 of every input file, by file name (a server database: its URL)."""
         if self.url:
             return {"database": self.url}
-        files = sorted(set(self.files.values()) | self._metadata_files())
+        files = sorted(set(self.files.values()) | self._side_files())
         folder = _cache_folder()
         memo = folder / "digests.json" if folder else None
         return {p.name: digest for p, digest in sha256_files(files, memo=memo).items()}
 
-    def _metadata_files(self) -> set[Path]:
-        m = self.location / METADATA_FILE if self.location.is_dir() else None
-        return {m} if m and m.exists() else set()
+    def _side_files(self) -> set[Path]:
+        """Files that change what the tables hold besides the table files: a folder's
+        ``dataset.json``; a DuckDB file's write-ahead log (``.wal``: rows not yet
+        checkpointed into the file, which DuckDB replays on opening)."""
+        if self.location.is_dir():
+            side = self.location / METADATA_FILE
+        else:
+            side = self.location.with_name(self.location.name + ".wal")
+        return {side} if side.exists() else set()
 
     def sql(self, query: str, params=None):
         """Run a query and return a pandas DataFrame (aggregates only, by convention)."""
@@ -194,7 +200,7 @@ def _validation_marker(db: Database, *, memo_only: bool = False) -> Path | None:
     if folder is None:
         return None
     h = hashlib.sha256()
-    files = sorted({*db.files.values(), *db._metadata_files()})
+    files = sorted({*db.files.values(), *db._side_files()})
     digests = sha256_files(files, memo=folder / "digests.json", memo_only=memo_only)
     if digests is None:
         return None
@@ -220,6 +226,7 @@ def sha256_files(paths, threads: int = 2, memo: Path | None = None,
     The memo is replaced atomically. ``memo_only``: None unless every digest is in the
     memo (nothing is read).
     """
+    import os
     import time
     from concurrent.futures import ThreadPoolExecutor
 
@@ -236,17 +243,22 @@ def sha256_files(paths, threads: int = 2, memo: Path | None = None,
 
     paths = [Path(p) for p in paths]
     known: dict = {}
-    if memo is not None:
+    if memo is not None and os.name != "nt":  # Windows: st_ctime is the creation time
         try:
             known = json.loads(memo.read_text())
         except (OSError, ValueError):
             known = {}
+        if not isinstance(known, dict):
+            known = {}
+    else:
+        memo = None
     keys = {p: str(p.resolve()) for p in paths}
     sigs = {p: signature(p) for p in paths}
 
     def trusted(entry, sig):
         return (isinstance(entry, dict) and entry.get("signature") == sig
-                and sig[3] < entry.get("recorded_ns", 0) - 1_000_000_000)
+                and isinstance(entry.get("sha256"), str) and isinstance(entry.get("recorded_ns"), int)
+                and sig[3] < entry["recorded_ns"] - 1_000_000_000)
 
     out = {p: known[keys[p]]["sha256"] for p in paths if trusted(known.get(keys[p]), sigs[p])}
     todo = [p for p in paths if p not in out]
@@ -559,8 +571,9 @@ def validate_database(db: Database, *, today: dt.date | None = None, fast: bool 
     reg_to = ("registered_to" if pt.get("registered_to") in _DATE_TYPES
               else "TRY_CAST(CAST(registered_to AS VARCHAR) AS DATE)")
     ps = stats["patients"]
-    latest_birth = validate_fast.latest(ps.get("birth_date"))
-    reg_settled = _registration_settled(ps.get("registered_from"), ps.get("registered_to"))
+    latest_birth = validate_fast.latest(ps.get("birth_date")) if pt.get("birth_date") == "DATE" else None
+    reg_settled = (pt.get("registered_from") == "DATE" and pt.get("registered_to") == "DATE"
+                   and _registration_settled(ps.get("registered_from"), ps.get("registered_to")))
     wanted = {
         "dup": None if lookup else ("count(*) - (SELECT count(*) FROM (SELECT patient_id FROM src_patients "
                                     "WHERE patient_id IS NOT NULL GROUP BY patient_id) AS ids)"),
@@ -665,8 +678,7 @@ def _registration_settled(reg_from, reg_to) -> bool:
     if reg_to.high is None and reg_to.low is None:  # no end date in any row
         return True
     earliest_end, latest_start = reg_to.low, validate_fast.latest(reg_from)
-    return (isinstance(earliest_end, dt.date) and latest_start is not None
-            and earliest_end >= latest_start)
+    return type(earliest_end) is dt.date and latest_start is not None and earliest_end >= latest_start
 
 
 def _problem(where, table, column, row, value, expected) -> str:

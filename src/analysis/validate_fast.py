@@ -54,6 +54,8 @@ def parquet_column_stats(path) -> dict[str, ColumnStats]:
     import pyarrow.parquet as pq
 
     meta = pq.ParquetFile(path).metadata
+    if not unique_names(path):
+        return {}  # DuckDB renames a repeated column: which copy is meant is not clear
     groups: dict[str, list] = {}
     for i in range(meta.num_row_groups):
         rg = meta.row_group(i)
@@ -61,9 +63,12 @@ def parquet_column_stats(path) -> dict[str, ColumnStats]:
             c = rg.column(j)
             st = c.statistics
             nulls = st.null_count if st is not None and st.has_null_count else None
-            low, high = (st.min, st.max) if st is not None and st.has_min_max else (None, None)
+            try:
+                low, high = (st.min, st.max) if st is not None and st.has_min_max else (None, None)
+            except (OverflowError, ValueError, UnicodeDecodeError):  # e.g. year 12000, infinity
+                low = high = nulls = None
             if c.num_values and low is None and nulls != c.num_values:
-                nulls = None  # values but no min/max: trust nothing
+                nulls = None  # values but no usable min/max: trust nothing
             groups.setdefault(c.path_in_schema, []).append((nulls, low, high, rg.num_rows))
     out = {}
     for name, rows in groups.items():
@@ -79,6 +84,19 @@ def parquet_column_stats(path) -> dict[str, ColumnStats]:
     return out
 
 
+def unique_names(path) -> bool:
+    """Whether every column name of a Parquet file occurs once."""
+    import pyarrow.parquet as pq
+
+    names = pq.ParquetFile(path).schema_arrow.names
+    return len(names) == len(set(names))
+
+
+def _is_date(v) -> bool:
+    """A calendar date, not a datetime or pandas Timestamp (subclasses of date)."""
+    return type(v) is dt.date
+
+
 def settled_by_stats(col: Column, col_type: str, stats: ColumnStats | None) -> bool:
     """Whether ``stats`` prove that no value of ``col`` (stored as ``col_type``) fails the
     contract check of :func:`analysis.data._column_check` (so the column needs no scan)."""
@@ -91,7 +109,7 @@ def settled_by_stats(col: Column, col_type: str, stats: ColumnStats | None) -> b
     if col.kind == "id" and col_type in _INT_TYPES:
         return True
     if col.kind == "date" and col_type == "DATE":
-        return True
+        return True  # (only the null count is used)
     if col_type == "VARCHAR" and not isinstance(stats.low, str):
         return False
     if col.kind in ("id", "text") and col_type == "VARCHAR":
@@ -109,8 +127,9 @@ def settled_by_stats(col: Column, col_type: str, stats: ColumnStats | None) -> b
 
 
 def latest(stats: ColumnStats | None) -> dt.date | None:
-    """The largest value of a date column by its statistics (None if unknown)."""
-    if stats is None or stats.nulls is None or not isinstance(stats.high, dt.date):
+    """The largest value of a DATE column by its statistics (None if unknown, or if the
+    values are timestamps)."""
+    if stats is None or stats.nulls is None or not _is_date(stats.high):
         return None
     return stats.high
 
@@ -149,7 +168,7 @@ def _parts(con, table: str, columns: tuple[str, ...], path=None) -> list:
     """Units of reading work for ``columns`` of ``table``, each a callable that returns an
     iterator of Arrow record batches: one per row group of a Parquet file (read by
     pyarrow, no conversion), else one stream from DuckDB (the views of a .duckdb file)."""
-    if path is not None and str(path).endswith(".parquet"):
+    if path is not None and str(path).endswith(".parquet") and unique_names(path):
         import pyarrow.parquet as pq
 
         def group(i):
@@ -160,8 +179,15 @@ def _parts(con, table: str, columns: tuple[str, ...], path=None) -> list:
         n = pq.ParquetFile(path).metadata.num_row_groups
         return [lambda i=i: group(i) for i in range(n)]
     cols = ", ".join(columns)
-    return [lambda: iter(con.cursor().execute(f"SELECT {cols} FROM src_{table}")
-                         .fetch_record_batch(BATCH_ROWS))]
+    cursor = con.cursor()  # made here, used by one worker thread, closed when read
+
+    def stream():
+        try:
+            yield from cursor.execute(f"SELECT {cols} FROM src_{table}").fetch_record_batch(BATCH_ROWS)
+        finally:
+            cursor.close()
+
+    return [stream]
 
 
 def event_checks(con, types: dict[str, dict[str, str]], event_tables, ceiling: dt.date,
@@ -186,7 +212,7 @@ def event_checks(con, types: dict[str, dict[str, str]], event_tables, ceiling: d
         return None
     ids, born = (patient_stats or {}).get("patient_id"), (patient_stats or {}).get("birth_date")
     if (ids and born and ids.nulls is not None and born.nulls is not None and ids.rows
-            and isinstance(ids.low, int) and isinstance(born.low, dt.date)):
+            and type(ids.low) is int and type(ids.high) is int and _is_date(born.low)):
         lo, hi, n = ids.low, ids.high, ids.rows
         n_ids, n_births, first_birth = n - ids.nulls, n - born.nulls, (born.low - _EPOCH).days
     else:
