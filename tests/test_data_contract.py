@@ -303,3 +303,18 @@ def test_rows_waiting_in_a_duckdb_write_ahead_log_are_validated_again(tmp_path, 
     assert (tmp_path / "db.duckdb.wal").exists()  # the file's own bytes did not change
     with pytest.raises(AnalysisError, match="the patient_id of a patient"):
         open_database(file)
+
+
+def test_the_digest_memo_forgets_files_that_are_gone(tmp_path):
+    from analysis.data import sha256_files
+
+    memo = tmp_path / "digests.json"
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("1")
+    b.write_text("2")
+    sha256_files([a, b], memo=memo)
+    b.unlink()
+    c = tmp_path / "c.csv"
+    c.write_text("3")
+    sha256_files([c], memo=memo)
+    assert set(json.loads(memo.read_text())) == {str(a.resolve()), str(c.resolve())}

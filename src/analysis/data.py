@@ -271,8 +271,18 @@ def sha256_files(paths, threads: int = 2, memo: Path | None = None,
         if memo is not None:
             known.update({keys[p]: {"signature": sigs[p], "sha256": out[p], "recorded_ns": now}
                           for p in todo})
+            known = _pruned(known)
             _write_atomic(memo, json.dumps(known, indent=0, sort_keys=True))
     return {p: out[p] for p in paths}
+
+
+def _pruned(memo: dict, keep: int = 1000) -> dict:
+    """The memo without files that no longer exist, and at most the ``keep`` most recently
+    recorded entries (it is read and rewritten whole)."""
+    alive = [(k, v) for k, v in memo.items() if isinstance(v, dict) and Path(k).exists()]
+    alive.sort(key=lambda kv: kv[1].get("recorded_ns", 0) if isinstance(kv[1].get("recorded_ns"), int) else 0,
+               reverse=True)
+    return dict(alive[:keep])
 
 
 def _write_atomic(path: Path, text: str) -> None:
