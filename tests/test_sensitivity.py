@@ -85,3 +85,17 @@ def test_a_base_value_outside_the_grid_is_added_to_it(default_db):
     assert len(table) == 6 * 2 * 2 * 3 * 3
     t = tornado_table(table, grid, base)
     assert t.loc[t["parameter"] == "elderly_age", "base_value"].iloc[0] == "77"
+
+
+def test_the_sensitivity_command_refuses_bad_data_with_the_validation_message(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import pain, patient, write_db
+
+    folder = write_db(tmp_path / "db", {"patients": [patient(1, birth="1950-13-45")],
+                                        "pain_episodes": [pain(1)]})
+    r = subprocess.run([sys.executable, "-m", "analysis", "sensitivity", "--data", str(folder), "--json"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and r.stdout == ""
+    assert "column birth_date, row 1" in r.stderr and "Traceback" not in r.stderr

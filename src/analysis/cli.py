@@ -127,9 +127,12 @@ def cmd_sensitivity(args) -> int:
 
     params = _params(args)
     grid = load_grid(args.grid)
-    db = open_database(args.data)
+    db = open_database(args.data, validate="alongside")  # the cube is built while it validates
     try:
-        cube = grid_cube(db, params, grid)
+        try:
+            cube = grid_cube(db, params, grid)
+        finally:
+            db.check_valid()  # bad data: the validation's message, never a result
     finally:
         db.close()
     from analysis import disclosure
