@@ -66,3 +66,14 @@ def test_an_unrelated_existing_folder_is_not_replaced(tmp_path):
     with pytest.raises(AnalysisError, match="not a database written by this tool"):
         import_omop(omop_folder(tmp_path), keep)
     assert (keep / "notes.txt").read_text() == "mine"
+
+
+def test_a_contract_problem_names_the_imported_table_and_nothing_is_kept(tmp_path):
+    f = omop_folder(tmp_path)
+    obs = pd.read_csv(f / "observation.csv")
+    obs.loc[0, "observation_date"] = "1930-01-01"  # before person 1 was born (1935)
+    obs.to_csv(f / "observation.csv", index=False)
+    with pytest.raises(AnalysisError, match="imported pain_episodes.parquet: table pain_episodes") as e:
+        import_omop(f, tmp_path / "db")
+    assert ".tmp-" not in str(e.value) and "order of the OMOP source table" in str(e.value)
+    assert not (tmp_path / "db").exists() and not list(tmp_path.glob(".db.tmp-*"))

@@ -688,7 +688,7 @@ def _registration_settled(reg_from, reg_to) -> bool:
     if reg_to.high is None and reg_to.low is None:  # no end date in any row
         return True
     earliest_end, latest_start = reg_to.low, validate_fast.latest(reg_from)
-    return type(earliest_end) is dt.date and latest_start is not None and earliest_end >= latest_start
+    return validate_fast.is_date(earliest_end) and latest_start is not None and earliest_end >= latest_start
 
 
 def _problem(where, table, column, row, value, expected) -> str:

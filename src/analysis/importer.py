@@ -49,9 +49,18 @@ MAX_LISTED = 20
 TABLE_KEYS = {"files", "columns", "constants", "values", "date_format", "csv", "sheet", "_workdir"}
 
 
-def publish(tmp: Path, into: Path) -> None:
-    """Move a finished, validated import into place; an existing folder is replaced only
-    when this tool wrote it (it holds ``dataset.json``) or it is empty."""
+def publish(tmp: Path, into: Path, *, source_hint: str = "") -> None:
+    """Validate a finished import by the contract, then move it into place; an existing
+    folder is replaced only when this tool wrote it (it holds ``dataset.json``) or it is
+    empty. A validation error names the imported tables (not the temporary folder) and
+    ends with ``source_hint``, which tells how to find the row in the sources."""
+    from analysis.data import open_database
+
+    try:
+        open_database(tmp).close()  # the contract's own validation, before anything is kept
+    except AnalysisError as exc:
+        msg = str(exc).replace(str(tmp) + "/", "imported ")
+        raise AnalysisError(msg + (f"\n({source_hint})" if source_hint else "")) from None
     if into.exists():
         if not (into / "dataset.json").exists() and any(into.iterdir()):
             raise AnalysisError(f"{into} exists and is not a database written by this tool; "
@@ -317,17 +326,10 @@ def import_extract(mapping: str | Path, into: str | Path) -> dict:
             meta["extract_date"] = str(m["extract_date"])
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
         (tmp / "import_report.json").write_text(json.dumps(report, indent=2, default=int) + "\n")
-        from analysis.data import open_database
-
-        try:
-            open_database(tmp).close()  # the contract's own validation, before anything is kept
-        except AnalysisError as exc:
-            msg = str(exc).replace(str(tmp) + "/", "imported ")
-            raise AnalysisError(
-                msg + "\n(These checks run on the imported tables: a row number counts the imported "
-                "rows of that table, in source order, after codes without a mapping were left out; "
-                f"look the value up in the source files named in {mapping.name}.)") from None
-        publish(tmp, into)
+        publish(tmp, into, source_hint=(
+            "These checks run on the imported tables: a row number counts the imported "
+            "rows of that table, in source order, after codes without a mapping were left out; "
+            f"look the value up in the source files named in {mapping.name}."))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

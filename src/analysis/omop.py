@@ -120,12 +120,10 @@ def import_omop(folder: str | Path, into: str | Path, *, code_system: str = "icd
             report["tables"][table] = con.execute(f"SELECT count(*) FROM '{tmp / (table + '.parquet')}'").fetchone()[0]
         (tmp / "dataset.json").write_text(json.dumps({"synthetic": False, "imported_from": "OMOP CDM"}) + "\n")
         (tmp / "import_report.json").write_text(json.dumps(report, indent=2, default=int) + "\n")
-        from analysis.data import open_database
-
-        open_database(tmp).close()
         from analysis.importer import publish
 
-        publish(tmp, into)
+        publish(tmp, into, source_hint="These checks run on the imported tables: a row number "
+                "counts the imported rows of that table, in the order of the OMOP source table.")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -30,6 +30,7 @@ import numpy as np
 
 from analysis.contract import Column
 
+# integer types numpy can index with (data._INT_TYPES without HUGEINT and UBIGINT)
 _INT_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
 BATCH_ROWS = 1 << 16  # 64k rows: 20 MB of buffers, where 1M rows took 100 MB more
 _UNKNOWN = np.iinfo(np.int32).min  # no patient with this id (and no date is before it)
@@ -92,7 +93,7 @@ def unique_names(path) -> bool:
     return len(names) == len(set(names))
 
 
-def _is_date(v) -> bool:
+def is_date(v) -> bool:
     """A calendar date, not a datetime or pandas Timestamp (subclasses of date)."""
     return type(v) is dt.date
 
@@ -129,7 +130,7 @@ def settled_by_stats(col: Column, col_type: str, stats: ColumnStats | None) -> b
 def latest(stats: ColumnStats | None) -> dt.date | None:
     """The largest value of a DATE column by its statistics (None if unknown, or if the
     values are timestamps)."""
-    if stats is None or stats.nulls is None or not _is_date(stats.high):
+    if stats is None or stats.nulls is None or not is_date(stats.high):
         return None
     return stats.high
 
@@ -212,7 +213,7 @@ def event_checks(con, types: dict[str, dict[str, str]], event_tables, ceiling: d
         return None
     ids, born = (patient_stats or {}).get("patient_id"), (patient_stats or {}).get("birth_date")
     if (ids and born and ids.nulls is not None and born.nulls is not None and ids.rows
-            and type(ids.low) is int and type(ids.high) is int and _is_date(born.low)):
+            and type(ids.low) is int and type(ids.high) is int and is_date(born.low)):
         lo, hi, n = ids.low, ids.high, ids.rows
         n_ids, n_births, first_birth = n - ids.nulls, n - born.nulls, (born.low - _EPOCH).days
     else:
