@@ -70,3 +70,4 @@ def _validation_cache(tmp_path_factory):
     import os
 
     os.environ["ANALYSIS_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ["ANALYSIS_LOG_DIR"] = str(tmp_path_factory.mktemp("logs"))

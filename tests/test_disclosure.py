@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from analysis import disclosure
+from analysis.outputs import disclosure
 from analysis.params import Params
 from analysis.study import run_study
 from conftest import pain, patient, write_db
@@ -63,7 +63,8 @@ def test_a_lone_suppressed_cell_of_a_partition_takes_another_with_it():
 
     sex = pd.DataFrame({"sex": ["female", "male"], "numerator": [4, 96], "denominator": [100, 100],
                         "pct": [4.0, 96.0], "ci_low": [1.0, 90.0], "ci_high": [9.0, 99.0]})
-    t, n = disclosure.protect_table(sex, "sex", disclosure.RULES["ohdsi"])
+    r = disclosure.protect(sex.assign(method="wilson", level=0.95), "sex", disclosure.RULES["ohdsi"], Params())
+    t, n = r.table, r.withheld_cells
     assert n == 2 and t["numerator"].isna().all() and t["pct"].isna().all()
     # with the total known (100), no visible cell lets the suppressed 4 be recovered
     visible = t["numerator"].dropna()
@@ -76,7 +77,9 @@ def test_partitions_within_a_table_are_protected_each():
     ages = pd.DataFrame({"group": ["all", "sex=F", "sex=M", "age <45", "age 45-64", "age >=65"],
                          "n": [60, 57, 3, 20, 30, 10], "mean": [50.0, 49.0, 70.0, 30.0, 55.0, 70.0],
                          "min": [20, 20, 60, 20, 45, 65], "max": [90, 85, 90, 44, 64, 90]})
-    t, n = disclosure.protect_table(ages, "age_summary", disclosure.RULES["ohdsi"])
+    for c in ("sd", "median", "q1", "q3", "mean_ci_low", "mean_ci_high"):
+        ages[c] = 1.0
+    t = disclosure.protect(ages, "age_summary", disclosure.RULES["ohdsi"]).table
     g = t.set_index("group")
     # men (3) suppressed, and women too: all minus women would give the men's mean
     assert pd.isna(g.loc["sex=M", "mean"]) and pd.isna(g.loc["sex=F", "mean"])
@@ -89,9 +92,14 @@ def test_rounding_recomputes_percentages_and_withholds_intervals():
 
     sites = pd.DataFrame({"site": ["hip", "knee"], "numerator": [12, 33], "denominator": [101, 101],
                           "pct": [11.88, 32.67], "ci_low": [7.0, 24.0], "ci_high": [19.0, 42.0]})
-    t, _ = disclosure.protect_table(sites, "site_prevalence", disclosure.RULES["opensafely"])
+    sites = sites.assign(method="wilson", level=0.95)
+    t = disclosure.protect(sites, "site_prevalence", disclosure.RULES["opensafely"], Params()).table
     assert t["numerator"].tolist() == [10, 35] and t["denominator"].tolist() == [100, 100]
-    assert t["pct"].tolist() == [10.0, 35.0] and t["ci_low"].isna().all()
+    assert t["pct"].tolist() == [10.0, 35.0]
+    # intervals are recomputed from the released counts (Wilson 10/100: Newcombe 1998's formula)
+    z = 1.959963984540054
+    centre, half = (10 + z * z / 2) / (100 + z * z), z * math.sqrt(10 * 90 / 100 + z * z / 4) / (100 + z * z)
+    assert t.loc[0, "ci_low"] == pytest.approx(100 * (centre - half)) and t.loc[0, "ci_high"] == pytest.approx(100 * (centre + half))
 
 
 def test_real_data_with_disclosure_off_is_stamped_not_for_release(tmp_path):
@@ -108,7 +116,7 @@ def test_threshold_and_rounding_are_parameters(tmp_path):
 def test_regression_terms_of_small_groups_are_withheld():
     import pandas as pd
 
-    from analysis.disclosure import protect_regression
+    from analysis.outputs.disclosure import protect_regression
 
     t = pd.DataFrame({"term": ["age 45-54 vs <45", "age >=75 vs <45", "male vs female"],
                       "odds_ratio": [2.0, 5.0, 1.1], "ci_low": [1.0, 2.0, 0.9], "ci_high": [4.0, 9.0, 1.4],
@@ -116,9 +124,10 @@ def test_regression_terms_of_small_groups_are_withheld():
     t.attrs["cells"] = pd.DataFrame({"band": ["<45", "<45", "45-54", "45-54", ">=75", ">=75"],
                                      "sex": ["F", "M"] * 3, "events": [10, 12, 20, 21, 2, 1],
                                      "non_events": [30, 33, 20, 19, 1, 0]})
-    out, n = protect_regression(t, disclosure.RULES["ohdsi"])
-    assert n == 1 and pd.isna(out.loc[1, "odds_ratio"]) and out.loc[0, "odds_ratio"] == 2.0
-    assert out.loc[2, "odds_ratio"] == 1.1
+    out, n = protect_regression(t, disclosure.RULES["ohdsi"], Params(age_band_edges=(45, 55, 75)))
+    assert n == 1 and pd.isna(out.loc[1, "odds_ratio"])
+    # the others are refitted on the released cells (ohdsi does not round: the cells' own fit)
+    assert out.loc[0, "odds_ratio"] > 1 and out.loc[2, "odds_ratio"] == out.loc[2, "odds_ratio"]
 
 
 def test_figures_never_let_a_withheld_count_be_recovered(tmp_path):

@@ -69,26 +69,21 @@ def nb01():
                       "study, cube = run.study, run.study.cube\n"
                       "run.header('Cohort profile')"),
         new_markdown_cell("### Population: size, age and sex"),
-        new_code_cell("ages = statistics.age_table(cube)\n"
-                      "sexes = statistics.sex_table(cube)\n"
-                      "run.save_table(ages, 'age_summary')\n"
-                      "run.save_table(sexes, 'sex')\n"
+        new_code_cell("ages = run.save_table(statistics.age_table(cube), 'age_summary')\n"
+                      "sexes = run.save_table(statistics.sex_table(cube), 'sex')\n"
                       "display(run.show(ages, 'group'))\n"
                       "run.show(sexes, 'sex')"),
         new_markdown_cell("### Table 1: pain cohort against the rest of the population\n\n"
                           "Counts with %; ages and number of drugs as mean (SD); SMD: standardized "
                           "mean difference (Austin 2009). The saved table (`tables/table_one.csv`) "
                           "also holds the 95% CIs."),
-        new_code_cell("t1 = statistics.table_one(cube)\n"
-                      "run.save_table(t1, 'table_one')\n"
+        new_code_cell("t1 = run.save_table(statistics.table_one(cube), 'table_one')\n"
                       "run.show(statistics.table_one_formatted(t1), 'variable')"),
         new_markdown_cell("### Age-sex pyramid"),
-        new_code_cell("pyramid = statistics.age_sex_counts(cube)\n"
-                      "run.save_table(pyramid, 'age_sex_pyramid')\n"
+        new_code_cell("pyramid = run.save_table(statistics.age_sex_counts(cube), 'age_sex_pyramid')\n"
                       "run.show_figure(plots.age_sex_pyramid(pyramid, run.data_label), 'age_sex_pyramid');"),
         new_markdown_cell("### Age distribution by sex"),
-        new_code_cell("by_age = cube.cells.groupby(['sex', 'age'], as_index=False)['n'].sum()\n"
-                      "run.save_table(by_age, 'age_by_sex_counts')\n"
+        new_code_cell("by_age = run.save_table(statistics.age_by_sex_counts(cube), 'age_by_sex_counts')\n"
                       "run.show_figure(plots.age_distribution_by_sex(by_age, ages, run.data_label), 'age_distribution_by_sex');"),
     ]
 
@@ -106,31 +101,26 @@ def nb02():
                       "run.header('Pain and risk conditions')"),
         new_markdown_cell("### Pain sites\n\nShare of the pain cohort with a qualifying episode "
                           "at each site (a patient can have several)."),
-        new_code_cell("sites = statistics.site_prevalence(cube)\n"
-                      "run.save_table(sites, 'site_prevalence')\n"
+        new_code_cell("sites = run.save_table(statistics.site_prevalence(cube), 'site_prevalence')\n"
                       "display(run.show(sites, 'site'))\n"
                       "run.show_figure(plots.proportion_forest(sites, 'site', 'Pain sites in the pain cohort',\n"
                       "    '% of the pain cohort', run.data_label), 'site_prevalence');"),
         new_markdown_cell("### Risk conditions and risk drugs in the pain cohort"),
-        new_code_cell("conds = statistics.condition_prevalence(cube)\n"
-                      "run.save_table(conds, 'condition_prevalence')\n"
+        new_code_cell("conds = run.save_table(statistics.condition_prevalence(cube), 'condition_prevalence')\n"
                       "display(run.show(conds.drop(columns='codelist'), 'condition'))\n"
                       "run.show_figure(plots.proportion_forest(conds, 'condition',\n"
                       "    'Risk conditions and risk drugs in the pain cohort', '% of the pain cohort',\n"
                       "    run.data_label, colour=plots.style.OKABE_ITO['vermillion']), 'condition_prevalence');"),
         new_markdown_cell("### Co-occurrence of risk conditions (UpSet)"),
-        new_code_cell("combos = statistics.condition_combinations(cube)\n"
-                      "run.save_table(combos, 'condition_combinations')\n"
+        new_code_cell("combos = run.save_table(statistics.condition_combinations(cube), 'condition_combinations')\n"
                       "labels = [statistics.condition_label(c) for c in run.params.risk_conditions]\n"
                       "display(run.show(combos.head(15)))\n"
                       "run.show_figure(plots.upset(combos, labels, run.data_label), 'condition_upset');"),
         new_markdown_cell("### Table 1: pain cohort against the rest"),
-        new_code_cell("t1 = statistics.table_one(cube)\n"
-                      "run.save_table(t1, 'table_one')\n"
+        new_code_cell("t1 = run.save_table(statistics.table_one(cube), 'table_one')\n"
                       "run.show(statistics.table_one_formatted(t1), 'variable')"),
         new_markdown_cell("### Who has a risk condition? Logistic regression in the pain cohort"),
-        new_code_cell("ors = statistics.risk_condition_regression(cube)\n"
-                      "run.save_table(ors, 'risk_condition_odds_ratios')\n"
+        new_code_cell("ors = run.save_table(statistics.risk_condition_regression(cube), 'risk_condition_odds_ratios')\n"
                       "display(run.show(ors, 'term'))\n"
                       "run.show_figure(plots.odds_ratio_forest(ors, run.data_label,\n"
                       "    'Odds of a risk condition in the pain cohort'), 'risk_condition_odds_ratios');"),
@@ -149,8 +139,7 @@ def nb03():
                       "study = run.study\n"
                       "run.header('Eligibility for a local treatment')"),
         new_markdown_cell("### Attrition"),
-        new_code_cell("attrition = study.attrition()\n"
-                      "run.save_table(attrition, 'attrition')\n"
+        new_code_cell("attrition = run.save_table(study.attrition(), 'attrition')\n"
                       "display(run.show(attrition, 'step'))\n"
                       "run.show_figure(plots.flow_diagram(attrition, run.data_label), 'flow_diagram');"),
         new_markdown_cell("### The eligibility estimate"),
@@ -169,8 +158,8 @@ def nb03():
                       "    display(run.show(summary.rename_axis('expected candidates').reset_index(), 'expected candidates'))"),
         new_markdown_cell("### The distribution behind the interval"),
         new_code_cell("if est is not None:\n"
-                      "    dist = eligibility.eligibility_distribution(est.target_n, est.population_n, run.params)\n"
-                      "    run.save_table(dist, 'eligibility_distribution')\n"
+                      "    dist = run.save_table(eligibility.eligibility_distribution(est.target_n, est.population_n, run.params),\n"
+                      "                          'eligibility_distribution')\n"
                       "    run.show_figure(plots.eligibility_histogram(dist, est, run.data_label), 'eligibility_distribution');\n"
                       "else:\n"
                       "    print('Withheld: the target subgroup is below the disclosure threshold.')"),
@@ -187,24 +176,22 @@ def nb04():
         new_code_cell("from analysis import notebook, plots, sensitivity\n\n"
                       "run = notebook.start(globals(), notebook='04_sensitivity', study=False)\n"
                       "g = sensitivity.load_grid(notebook.resolve(grid))\n"
-                      "from analysis.data import open_database\n"
-                      "db = open_database(run.data)\n"
+                      "db = run.open_database()\n"
                       "cube = sensitivity.grid_cube(db, run.params, g)\n"
                       "db.close()\n"
                       "label = run.cube_label(cube)\n"
                       "print(f'Sensitivity grid {g.source}: {g.size} cells; data: {label}')"),
         new_markdown_cell("### The grid"),
-        new_code_cell("table = sensitivity.sensitivity_table(cube, g, run.params, rule=run.rule)\n"
-                      "run.save_table(table, 'sensitivity_grid')\n"
+        new_code_cell("table = run.save_table(sensitivity.sensitivity_table(cube, g, run.params, rule=run.rule),\n"
+                      "                       'sensitivity_grid')\n"
                       "run.show(table)"),
         new_markdown_cell("### Which assumption moves the estimate most"),
-        new_code_cell("tor = sensitivity.tornado_table(table, g, run.params)\n"
-                      "run.save_table(tor, 'tornado')\n"
+        new_code_cell("tor = run.save_table(sensitivity.tornado_table(table, g, run.params), 'tornado')\n"
                       "display(run.show(tor, 'parameter'))\n"
                       "run.show_figure(plots.tornado(tor, label), 'tornado');"),
         new_markdown_cell("### Elderly age threshold x benefit fraction"),
         new_code_cell("heat = sensitivity.heatmap_table(table, g, run.params, 'elderly_age', 'benefit_fraction')\n"
-                      "run.save_table(heat.reset_index(), 'heatmap_elderly_age_benefit')\n"
+                      "heat = run.save_table(heat.reset_index(), 'heatmap_elderly_age_benefit').set_index('elderly_age')\n"
                       "run.show_figure(plots.heatmap(heat, label, 'benefit fraction', 'elderly age threshold (years)',\n"
                       "    'Expected candidates per GP list'), 'heatmap_elderly_age_benefit');"),
     ]
@@ -224,8 +211,7 @@ def nb05():
         new_markdown_cell("### Published against recomputed\n\n"
                           "Each figure of the paper (P1-P10, `data/reference/published.csv`), the "
                           "value recomputed from the data at the published precision, and a verdict."),
-        new_code_cell("repro = audit.reproduction_table(run.study.figures(), published)\n"
-                      "run.save_table(repro, 'reproduction')\n"
+        new_code_cell("repro = run.save_table(audit.reproduction_table(run.study.figures(), published), 'reproduction')\n"
                       "run.show(repro.drop(columns=['description']), 'id')"),
         new_markdown_cell("### The arithmetic of the published figures\n\n"
                           "These checks use the printed numbers only, no patient data. GRIM (Brown and "
@@ -234,11 +220,11 @@ def nb05():
                           "describe the same patients agree; the SD bounds give the smallest and "
                           "largest SD of integer ages compatible with n, the mean, the range and the "
                           "subgroup counts the paper reports."),
-        new_code_cell("checks = audit.consistency_audit(published)\n"
-                      "run.save_table(checks, 'consistency_audit')\n"
+        new_code_cell("checks = run.save_table(audit.consistency_audit(published), 'consistency_audit')\n"
                       "run.show(checks[['check', 'figures', 'result', 'verdict']], 'check')"),
-        new_code_cell("from IPython.display import Markdown\n"
-                      "Markdown(audit.narrative(checks, repro))"),
+        new_code_cell("from html import escape\n"
+                      "from IPython.display import Markdown\n"
+                      "Markdown(escape(audit.narrative(checks, repro), quote=False))"),
     ]
 
 
@@ -251,31 +237,25 @@ def nb06():
                "06_data_quality"),
         param_cell(["index_date", "lookback_years", "risk_conditions", "risk_drugs", "disclosure",
                     "disclosure_threshold", "disclosure_rounding"], RUN),
-        new_code_cell("from analysis import notebook, quality\n"
-                      "from analysis.data import open_database\n\n"
+        new_code_cell("from analysis import notebook, quality\n\n"
                       "run = notebook.start(globals(), notebook='06_data_quality')\n"
-                      "db = open_database(run.data)\n"
+                      "db = run.open_database()\n"
                       "run.header('Data quality')"),
         new_markdown_cell("### Completeness"),
-        new_code_cell("comp = quality.completeness(db)\n"
-                      "run.save_table(comp, 'completeness')\n"
+        new_code_cell("comp = run.save_table(quality.completeness(db), 'completeness')\n"
                       "run.show(comp)"),
         new_markdown_cell("### Implausible values and events outside registration"),
-        new_code_cell("plaus = quality.plausibility(db, run.params)\n"
-                      "run.save_table(plaus, 'plausibility')\n"
+        new_code_cell("plaus = run.save_table(quality.plausibility(db, run.params), 'plausibility')\n"
                       "run.show(plaus)"),
         new_markdown_cell("### Duplicate records"),
-        new_code_cell("dups = quality.duplicates(db)\n"
-                      "run.save_table(dups, 'duplicates')\n"
+        new_code_cell("dups = run.save_table(quality.duplicates(db), 'duplicates')\n"
                       "run.show(dups)"),
         new_markdown_cell("### Code-list coverage\n\nShare of records whose code is in a code list; "
                           "the most frequent diagnosis codes that no list matches (check that none "
                           "of them should be a risk condition)."),
-        new_code_cell("cov = quality.code_coverage(db, run.params)\n"
-                      "run.save_table(cov, 'code_coverage')\n"
+        new_code_cell("cov = run.save_table(quality.code_coverage(db, run.params), 'code_coverage')\n"
                       "display(run.show(cov))\n"
-                      "unmatched = quality.unmatched_codes(db)\n"
-                      "run.save_table(unmatched, 'unmatched_codes')\n"
+                      "unmatched = run.save_table(quality.unmatched_codes(db), 'unmatched_codes')\n"
                       "db.close()\n"
                       "run.show(unmatched)"),
     ]

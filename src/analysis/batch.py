@@ -82,18 +82,24 @@ def load_batch(path: str | Path | None = None, reports: str | Path | None = None
     if extra:
         raise AnalysisError(f"Batch file {path}: unknown key(s) {', '.join(sorted(extra))}; "
                             f"expected {', '.join(sorted(allowed))}.")
-    name = str(raw.get("name") or path.stem)
-    if not name.replace("_", "").replace("-", "").isalnum():
-        raise AnalysisError(f"Batch file {path}: name {name!r} must be letters, digits, - or _.")
-    sources = raw.get("data_sources") or {"default": raw.get("data") or "data/synthetic"}
-    from urllib.parse import urlparse
+    from analysis.credentials import refuse_passwords
+    from analysis.outputs import safe_name
 
-    for src_name, src in sources.items():
-        if str(src).startswith(("postgresql://", "postgres://")) and urlparse(str(src)).password:
-            raise AnalysisError(f"Batch file {path}: data source {src_name!r} holds a password in its URL; "
-                                "remove it and set PGPASSWORD (it would otherwise be written to every "
-                                "executed notebook and manifest). Nothing was run.")
+    sources = raw.get("data_sources") or {"default": raw.get("data") or "data/synthetic"}
     scenarios = raw.get("scenarios") or {"default": {}}
+    if not isinstance(sources, dict) or not isinstance(scenarios, dict):
+        raise AnalysisError(f"Batch file {path}: data_sources and scenarios must be mappings of name: value.")
+    # first the secrets (never echoed), then the names (they become folder names)
+    refuse_passwords({f"data source {k}": v for k, v in sources.items()}, f"Batch file {path}")
+    for scen, overrides in scenarios.items():
+        if overrides is not None and not isinstance(overrides, dict):
+            raise AnalysisError(f"Batch file {path}: scenario {safe_name(scen, 'Scenario name')} must be a "
+                                "mapping of parameter: value.")
+        refuse_passwords(overrides or {}, f"Batch file {path}, scenario {safe_name(scen, 'Scenario name')}")
+    name = safe_name(raw.get("name") or path.stem, f"Batch file {path}: batch name")
+    for src_name in sources:
+        safe_name(src_name, f"Batch file {path}: data source name")
+    scenarios = {k: _normalized(v or {}) for k, v in scenarios.items()}
     if disclosure:  # the command line's --disclosure applies to every scenario
         scenarios = {k: {**(v or {}), "disclosure": disclosure} for k, v in scenarios.items()}
     groups = raw.get("runs") or [{"notebooks": "all", "scenarios": "all"}]
@@ -128,11 +134,10 @@ def load_batch(path: str | Path | None = None, reports: str | Path | None = None
                                     data=str(sources[src]), overrides=dict(scenarios[sc] or {})))
     if problems:
         raise AnalysisError("The batch was not started:\n  " + "\n  ".join(dict.fromkeys(problems)))
-    # data not marked synthetic with disclosure control off: stamped in the run's name
+    # data not marked synthetic with disclosure control off or weakened: stamped in the run's name
     stamped = []
     for r in runs:
-        rule = r.overrides.get("disclosure", "auto")
-        if rule == "off" and not _synthetic(r.data):
+        if _release(r) == "NOT FOR RELEASE":
             stamped.append(Run(name=f"{r.name}-NOT-FOR-RELEASE", notebook=r.notebook, scenario=r.scenario,
                                source=r.source, data=r.data, overrides=r.overrides))
         else:
@@ -143,6 +148,22 @@ def load_batch(path: str | Path | None = None, reports: str | Path | None = None
         raise AnalysisError(f"Batch file {path}: two runs have the same name.")
     return Batch(name=name, path=path, runs=runs, show_code=bool(raw.get("show_code", False)),
                  reports=Path(reports) if reports else None)
+
+
+def _normalized(overrides: dict) -> dict:
+    """A scenario's overrides with YAML's reading of ``disclosure: off`` (a boolean) undone."""
+    out = dict(overrides)
+    if out.get("disclosure") is False:
+        out["disclosure"] = "off"
+    return out
+
+
+def _release(run: Run) -> str:
+    """The run's release status (synthetic data / under disclosure control / NOT FOR RELEASE)."""
+    from analysis.outputs.disclosure import release_status
+
+    params = Params.from_mapping({k: v for k, v in run.overrides.items() if k in Params.names()})
+    return release_status(params, _synthetic(run.data))
 
 
 def _synthetic(data) -> bool:
@@ -252,9 +273,11 @@ def execute_run(run: Run, batch_out: str, key: str, code: dict, data_fp: dict,
     """Execute one run in a worker process; returns its summary. Never raises."""
     import logging
 
-    final = Path(batch_out) / run.name
-    tmp = Path(batch_out) / f".tmp-{run.name}-{os.getpid()}"
-    failed_dir = Path(batch_out) / f"{run.name}.failed"
+    from analysis.outputs import inside
+
+    final = inside(batch_out, Path(batch_out) / run.name)
+    tmp = inside(batch_out, Path(batch_out) / f".tmp-{run.name}-{os.getpid()}")
+    failed_dir = inside(batch_out, Path(batch_out) / f"{run.name}.failed")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     started = _now()
@@ -309,8 +332,7 @@ def execute_run(run: Run, batch_out: str, key: str, code: dict, data_fp: dict,
         "scenario": run.scenario,
         "data_source": run.source,
         "data_is_synthetic": _synthetic(run.data),
-        "release": "NOT FOR RELEASE" if run.name.endswith("-NOT-FOR-RELEASE") else "aggregates under disclosure control"
-        if not _synthetic(run.data) else "synthetic data",
+        "release": _release(run),
         "status": status,
         "error": error,
         "parameters": params,
@@ -325,6 +347,15 @@ def execute_run(run: Run, batch_out: str, key: str, code: dict, data_fp: dict,
         "finished": _now(),
         "timings": {**timings, "total_s": round(time.perf_counter() - t0, 3)},
     }
+    detail = None
+    if status != "ok" and not manifest["data_is_synthetic"]:
+        # the error and the executed notebook may quote patient values: keep only how to see them
+        detail = error
+        manifest["error"] = error = {"cell": error.get("cell") if error else None,
+                                     "error": "withheld: the data are not marked synthetic (see the terminal)"}
+        for f in tmp.iterdir():
+            shutil.rmtree(f) if f.is_dir() else f.unlink()
+        (tmp / "README.txt").write_text(_how_to_see(run))
     _write_json(tmp / MANIFEST, manifest)
     if status == "ok":
         if final.exists():
@@ -335,7 +366,18 @@ def execute_run(run: Run, batch_out: str, key: str, code: dict, data_fp: dict,
         shutil.rmtree(failed_dir, ignore_errors=True)
         tmp.rename(failed_dir)
     return {"run": run.name, "notebook": run.notebook, "scenario": run.scenario, "status": status,
-            "seconds": round(time.perf_counter() - t0, 2), "error": error}
+            "seconds": round(time.perf_counter() - t0, 2), "error": error, "detail": detail}
+
+
+def _how_to_see(run: Run) -> str:
+    from analysis.engines import redact
+
+    data = redact(str(resolve(run.data)))
+    return (f"This run ({run.name}) failed on data not marked synthetic. What went wrong may quote a "
+            "patient's values, so it is not kept here; it was printed to the terminal that ran the batch "
+            "and written to a log outside the report folder. To see it again:\n\n"
+            f"    python -m analysis figures --data {data}\n\n"
+            f"or run the notebook notebooks/{run.notebook}.ipynb on that data in JupyterLab.\n")
 
 
 def _describe_error(exc) -> dict:
@@ -421,6 +463,7 @@ def run_batch(batch: Batch, *, jobs: int | None = None, only: str | None = None,
     if real and out.is_relative_to(paths.ROOT.resolve()) and not out.is_relative_to(paths.REPORTS.resolve()):
         raise AnalysisError(f"Batch {batch.name} reads data not marked synthetic: its outputs must go under "
                             f"{paths.REPORTS} (git-ignored), not {out}.")
+    _refuse_other_data(batch)
     batch.out.mkdir(parents=True, exist_ok=True)
     for stale in batch.out.glob(".tmp-*"):  # left by an interrupted batch
         shutil.rmtree(stale, ignore_errors=True)
@@ -445,7 +488,8 @@ def run_batch(batch: Batch, *, jobs: int | None = None, only: str | None = None,
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx,
+                                 initializer=_worker_init, initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(execute_run, run, str(batch.out), key, code, fp, show): run
                        for run, key, code, fp in todo}
             pending = set(futures)
@@ -469,16 +513,69 @@ def run_batch(batch: Batch, *, jobs: int | None = None, only: str | None = None,
             except KeyboardInterrupt:
                 for f in pending:
                     f.cancel()
+                for proc in list((pool._processes or {}).values()):  # workers stop with the batch
+                    proc.terminate()
                 raise
     bar.close()
     order = {r.name: i for i, r in enumerate(batch.runs)}
     results.sort(key=lambda r: order.get(r["run"], 0))
+    for r in results:
+        if r.get("detail"):  # a failure on data not marked synthetic: the terminal and a log only
+            from analysis.credentials import write_problem_log
+
+            text = f"{r['run']}: cell {r['detail'].get('cell')}: {r['detail'].get('error')}"
+            path = write_problem_log(text, f"batch-{batch.name}")
+            print(f"{text}\n(not written to the report folder; also in {path})", file=sys.stderr)
     write_index(batch)
     if real:
-        from analysis.release import write_release_sheet
+        from analysis.outputs.release import write_release_sheet
 
         write_release_sheet(batch)
     return results
+
+
+def _worker_init(parent_pid: int) -> None:
+    """A worker ends when the batch's own process ends, however it ends (killed too):
+    Linux's parent-death signal, and a watchdog thread elsewhere. Its kernel follows it
+    (ipykernel watches its parent)."""
+    import signal
+    import threading
+
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+
+    def watch():
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+def _refuse_other_data(batch: Batch) -> None:
+    """A batch never writes into a folder made from other data (the runs of a copied
+    batch file with only ``data:`` changed would sit under an index of the other data's)."""
+    if not batch.out.exists():
+        return
+    ours = {str(resolve(r.data)) for r in batch.runs}
+    for m in sorted(batch.out.glob("*/" + MANIFEST)):
+        try:
+            theirs = json.loads(m.read_text()).get("parameters", {}).get("data")
+        except (json.JSONDecodeError, OSError):
+            continue
+        if theirs is not None and theirs not in ours:
+            raise AnalysisError(
+                f"Batch {batch.name}: {batch.out} holds runs made from other data (run {m.parent.name}). A batch "
+                "never writes into a folder made from other data: give this batch its own `name:` in "
+                f"{Path(batch.path).name} (or --reports DIR). Nothing was run.")
 
 
 def summary_table(results: list[dict]) -> str:
@@ -555,8 +652,15 @@ def rerun_manifest(manifest_path: str | Path) -> int:
 
 
 def main_batch(path, jobs, only, force, show_code, reports=None, disclosure=None) -> int:
+    import signal
+
     batch = load_batch(path, reports, disclosure)
     t = time.perf_counter()
+
+    def _terminated(signum, frame):  # `kill` stops the batch as Ctrl-C does: workers with it
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         results = run_batch(batch, jobs=jobs, only=only, force=force, show_code=show_code)
     except KeyboardInterrupt:

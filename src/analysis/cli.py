@@ -135,7 +135,7 @@ def cmd_sensitivity(args) -> int:
             db.check_valid()  # bad data: the validation's message, never a result
     finally:
         db.close()
-    from analysis import disclosure
+    from analysis.outputs import disclosure
 
     table = sensitivity_table(cube, grid, params,
                               rule=disclosure.resolve(params, cube.is_synthetic))

@@ -96,9 +96,11 @@ def open_database(location: str | Path | None = None, *, validate: bool | str = 
     """
     import duckdb
 
+    from analysis.credentials import refuse_passwords
     from analysis.engines import is_url
 
-    if is_url(location) and str(location).startswith("spark://"):
+    refuse_passwords({"--data": str(location) if location is not None else None}, "Data location")
+    if is_url(location) and str(location).lower().startswith("spark://"):
         return _open_spark(str(location), validate=validate)
     if is_url(location):
         return _open_postgres(str(location), validate=validate)

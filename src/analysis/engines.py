@@ -21,16 +21,24 @@ from analysis.errors import AnalysisError
 
 
 def is_url(location) -> bool:
-    return str(location).startswith(("postgresql://", "postgres://", "spark://"))
+    """A database URL (any letter case of the scheme), not a path."""
+    return str(location).strip().lower().startswith(("postgresql://", "postgres://", "spark://"))
 
 
 def redact(url: str) -> str:
     """The URL without any password (for messages and manifests)."""
-    u = urlparse(str(url))
+    import re
+
+    from analysis.credentials import holds_password
+
+    text = str(url)
+    if not holds_password(text):
+        return text
+    u = urlparse(text)
     if u.password:
-        netloc = u.netloc.replace(f":{u.password}@", ":***@")
-        return u._replace(netloc=netloc).geturl()
-    return str(url)
+        u = u._replace(netloc=u.netloc.replace(f":{u.password}@", ":***@"))
+    text = u.geturl()
+    return re.sub(r"(?i)(password\s*=)[^&\s;]*", r"\1***", text)
 
 
 class Result:

@@ -51,8 +51,8 @@ TABLE_KEYS = {"files", "columns", "constants", "values", "date_format", "csv", "
 
 def publish(tmp: Path, into: Path, *, source_hint: str = "") -> None:
     """Validate a finished import by the contract, then move it into place; an existing
-    folder is replaced only when this tool wrote it (it holds ``dataset.json``) or it is
-    empty. A validation error names the imported tables (not the temporary folder) and
+    folder is replaced only when every file in it is one this tool wrote, unchanged
+    (:mod:`analysis.folders`); nothing of the user's is ever deleted. A validation error names the imported tables (not the temporary folder) and
     ends with ``source_hint``, which tells how to find the row in the sources."""
     from analysis.data import open_database
 
@@ -61,13 +61,9 @@ def publish(tmp: Path, into: Path, *, source_hint: str = "") -> None:
     except AnalysisError as exc:
         msg = str(exc).replace(str(tmp) + "/", "imported ")
         raise AnalysisError(msg + (f"\n({source_hint})" if source_hint else "")) from None
-    if into.exists():
-        if not (into / "dataset.json").exists() and any(into.iterdir()):
-            raise AnalysisError(f"{into} exists and is not a database written by this tool; "
-                                "choose another --into folder.")
-        shutil.rmtree(into)
-    into.parent.mkdir(parents=True, exist_ok=True)
-    tmp.rename(into)
+    from analysis.folders import publish_folder
+
+    publish_folder(tmp, into, "python -m analysis import")
 
 
 def map_icd10(con, diagnoses_sql: str, out_dir: Path, report: dict, map_path: Path | None = None) -> str:

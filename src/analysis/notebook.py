@@ -9,14 +9,15 @@ builds the parameter set and the study, and returns a :class:`NotebookRun`.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
+from html import escape
 from pathlib import Path
 
 import pandas as pd
 
 from analysis import paths, style
 from analysis.errors import AnalysisError
+from analysis.outputs import write_csv  # noqa: F401  (re-exported)
 from analysis.params import Params, check_names
 
 # names every notebook may take besides the analysis parameters
@@ -69,6 +70,8 @@ class NotebookRun:
     out: Path
     study: object | None = None
     suppressed: dict = field(default_factory=dict)
+    tables: dict = field(default_factory=dict)
+    figures: dict = field(default_factory=dict)
 
     @property
     def data_label(self) -> str:
@@ -77,16 +80,20 @@ class NotebookRun:
     def header(self, title: str):
         from IPython.display import Markdown
 
+        from analysis.engines import redact
+
         s = self.study
         kind = "**synthetic default data** (not real patients)" if s.is_synthetic else "**user data**"
         rule = s.disclosure_rule
         note = (f"\n\n**Disclosure control**: {rule.describe()}; statistics of withheld groups are "
                 "withheld with them, and percentages are computed from the released counts."
                 if rule else "")
-        where = self.data.name if isinstance(self.data, Path) else str(self.data)
-        return Markdown(f"## {title}\n\nData: {kind}, `{where}`, n = {s.n_released:,} patients. "
-                        f"Index date {self.params.index_date}; look-back window "
-                        f"{self.params.window_start} to {self.params.index_date}.{note}")
+        if self.release == "NOT FOR RELEASE":
+            note += "\n\n**NOT FOR RELEASE**: data not marked synthetic, disclosure control off or weakened."
+        where = self.data.name if isinstance(self.data, Path) else redact(str(self.data))
+        return Markdown(f"## {escape(title)}\n\nData: {kind}, `{escape(where)}`, n = {s.n_released:,} "
+                        f"patients. Index date {self.params.index_date}; look-back window "
+                        f"{self.params.window_start} to {self.params.index_date}.{escape(note, quote=False)}")
 
     def show(self, df: pd.DataFrame, index: str | None = None, digits: int = 2):
         """A table for display: whole numbers without decimals, other numbers with
@@ -96,12 +103,23 @@ class NotebookRun:
     @property
     def rule(self):
         """The disclosure rule in force (None for synthetic data under ``auto``)."""
-        from analysis import disclosure
+        from analysis.outputs import disclosure
+
+        return disclosure.resolve(self.params, self.is_synthetic)
+
+    @property
+    def is_synthetic(self) -> bool:
         from analysis.data import is_marked_synthetic
 
-        synthetic = self.study.is_synthetic if self.study else (
+        return self.study.is_synthetic if self.study else (
             isinstance(self.data, Path) and is_marked_synthetic(self.data))
-        return disclosure.resolve(self.params, synthetic)
+
+    @property
+    def release(self) -> str:
+        """synthetic data / aggregates under disclosure control / NOT FOR RELEASE."""
+        from analysis.outputs.disclosure import release_status
+
+        return release_status(self.params, self.is_synthetic)
 
     def cube_label(self, cube) -> str:
         """'synthetic default data, n = ...' for a cube the notebook built itself."""
@@ -110,28 +128,23 @@ class NotebookRun:
         n = rule.round(cube.n_total) if rule else cube.n_total
         return f"{kind}, n = {n:,}" + (f" ({rule.describe()})" if rule else "")
 
-    def save_table(self, df: pd.DataFrame, name: str) -> Path:
-        """Protect the table *in place* under the disclosure rule (so what the notebook
-        shows and plots next is what is released), then write it as CSV."""
-        from analysis import disclosure
+    def save_table(self, df: pd.DataFrame, name: str) -> pd.DataFrame:
+        """The one disclosure step: check ``df`` against the declaration of ``name``,
+        protect it under the rule in force, write ``tables/<name>.csv`` and return the
+        released table; show and plot what this returns (it is what was released)."""
+        from analysis.outputs import save_table, spec_for
 
-        if name == "risk_condition_odds_ratios":
-            protected, n = disclosure.protect_regression(df, self.rule)
-        else:
-            protected, n = disclosure.protect_table(df, name, self.rule)
-        if protected is not df:
-            gone = df.index.difference(protected.index)
-            if len(gone):  # rows withheld whole (rare combinations)
-                df.drop(index=gone, inplace=True)
-            for col in protected.columns:
-                df[col] = protected[col]
+        released = save_table(df, name, self.out, self.rule, self.params)
+        t = released.table
+        n = released.withheld_cells
         if self.rule is not None and not n:
-            # tables protected upstream (attrition, grid): count the withheld count cells
-            countcols = [c for c in df.columns if c in ("n", "numerator") or str(c).endswith("_n")]
-            n = int(sum(int(df[c].isna().sum()) for c in countcols))
+            # tables protected upstream (attrition, grid): count their withheld count cells
+            n = int(sum(int(t[c].isna().sum()) for c in spec_for(name).counts if c in t.columns))
         self.suppressed[name] = n
+        self.tables[name] = {"note": spec_for(name).note, "cells_withheld": n,
+                             "rows_left_out": released.dropped_rows}
         self._write_disclosure()
-        return write_csv(df, self.out / "tables" / f"{name}.csv")
+        return t
 
     def _write_disclosure(self) -> None:
         import json
@@ -139,8 +152,11 @@ class NotebookRun:
         rule = self.rule
         record = {"rule": rule.name if rule else "off",
                   "description": rule.describe() if rule else "no disclosure control",
-                  "data_is_synthetic": bool(self.study.is_synthetic) if self.study else None,
-                  "suppressed_cells": self.suppressed}
+                  "release": self.release,
+                  "data_is_synthetic": bool(self.is_synthetic),
+                  "suppressed_cells": self.suppressed,
+                  "tables": self.tables,
+                  "figures": self.figures}
         target = self.out / "disclosure.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(".disclosure.json.tmp")
@@ -154,17 +170,52 @@ class NotebookRun:
         rule = self.rule
         self._write_disclosure()
         if rule is None:
-            synthetic = self.study.is_synthetic if self.study else True
-            why = "synthetic data" if synthetic else "the parameter disclosure = off: NOT FOR RELEASE"
+            why = "synthetic data" if self.is_synthetic else "the parameter disclosure = off: NOT FOR RELEASE"
             return Markdown(f"*Disclosure control: none ({why}).*")
-        rows = "\n".join(f"| {name} | {n} |" for name, n in sorted(self.suppressed.items()))
-        return Markdown(f"### Disclosure control\n\n{rule.describe()}; statistics of a withheld group "
-                        "are withheld with it; where one withheld cell of a partition could be recovered "
-                        "by subtraction from a published total, the next smallest cell is withheld too.\n\n"
-                        f"| table | cells withheld |\n|---|---|\n{rows}")
+        rows = "\n".join(f"| {name} | {v['cells_withheld']} | {v['rows_left_out']} |"
+                         for name, v in sorted(self.tables.items()))
+        stamp = "" if rule.for_release else "\n\n**NOT FOR RELEASE**: the settings are weaker than the rule's own."
+        return Markdown(f"### Disclosure control\n\n{escape(rule.describe())}; statistics of a withheld "
+                        "group are withheld with it; shares and intervals are computed from released counts; "
+                        "where one withheld cell of a partition could be recovered by subtraction from a "
+                        "published total, the next smallest cell is withheld too; rows that exist only where "
+                        f"patients are (ages, codes, combinations) are left out when withheld.{stamp}\n\n"
+                        f"| table | cells withheld | rows left out |\n|---|---|---|\n{rows}")
+
+    def guard(self):
+        """A context in which an error about data not marked synthetic is replaced by
+        one that says how to see it (the message may quote a patient's values)."""
+        import contextlib
+
+        run = self
+
+        @contextlib.contextmanager
+        def _guard():
+            try:
+                yield
+            except Exception as exc:
+                if run.is_synthetic:
+                    raise
+                from analysis.credentials import withheld_error
+
+                raise withheld_error(exc, run.data, notebook=run.notebook) from None
+
+        return _guard()
+
+    def open_database(self):
+        """The run's database, validated (errors on real data withheld as by :meth:`guard`)."""
+        from analysis.data import open_database
+
+        with self.guard():
+            return open_database(self.data)
 
     def save_figure(self, fig, name: str) -> dict:
-        return style.save_figure(fig, self.out / "figures", name)
+        from analysis.outputs import inside, safe_name
+
+        safe_name(name, "Figure name")
+        self.figures[name] = "drawn from this run's released tables"
+        self._write_disclosure()
+        return style.save_figure(fig, inside(self.out, self.out / "figures"), name)
 
     def show_figure(self, fig, name: str):
         """Save (PNG + SVG) and return the figure so the notebook displays it inline."""
@@ -188,7 +239,8 @@ def display_table(df: pd.DataFrame, index: str | None = None, digits: int = 2):
             fmt[col] = "{:,.0f}"
         else:
             fmt[col] = "{:,.%sf}".replace("%s", str(digits))
-    styler = d.style.format(fmt, na_rep="")
+    styler = d.style.format(fmt, na_rep="withheld" if "disclosure" in d.columns else "", escape="html")
+    styler = styler.format_index(escape="html", axis=0).format_index(escape="html", axis=1)
     styler = styler.set_table_styles([{"selector": "td, th", "props": "text-align: right; padding: 2px 8px;"},
                                       {"selector": "td.col0, th.col_heading.col0", "props": "text-align: left;"}])
     if not index:
@@ -196,25 +248,13 @@ def display_table(df: pd.DataFrame, index: str | None = None, digits: int = 2):
     return styler
 
 
-def write_csv(df: pd.DataFrame, target: Path) -> Path:
-    """Write a table atomically with a fixed float format (byte-identical reruns)."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".csv", dir=target.parent)
-    os.close(fd)
-    try:
-        df.to_csv(tmp, index=False, float_format="%.10g", lineterminator="\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
-
-
 def start(namespace: dict, *, notebook: str, study: bool = True, severities=(),
           episode_cap=None, condition_lists=None, drug_counts: bool = False) -> NotebookRun:
     """Check the notebook's parameters, build the parameter set, open the study."""
+    from analysis.credentials import refuse_passwords
+
     given = injected_parameters(namespace)
+    refuse_passwords(given, f"notebook {notebook}")
     check_notebook_parameters(given, notebook=notebook)
     overrides = {k: v for k, v in given.items() if k in Params.names()}
     params = Params.from_mapping(overrides, source=f"notebook {notebook}")
@@ -225,8 +265,9 @@ def start(namespace: dict, *, notebook: str, study: bool = True, severities=(),
     if study:
         from analysis.study import run_study
 
-        run.study = run_study(data, params, severities=severities, episode_cap=episode_cap,
-                              condition_lists=condition_lists, drug_counts=drug_counts)
+        with run.guard():
+            run.study = run_study(data, params, severities=severities, episode_cap=episode_cap,
+                                  condition_lists=condition_lists, drug_counts=drug_counts)
     return run
 
 

@@ -229,6 +229,8 @@ def check_names(mapping: dict, *, source: str = "parameters", allowed_extra=()) 
 
 
 def _coerce(name, raw, hint, source):
+    if name == "disclosure" and raw is False:
+        raw = "off"  # YAML 1.1 (and --set) read the documented value `off` as a boolean
     origin = typing.get_origin(hint)
     try:
         if origin is tuple:

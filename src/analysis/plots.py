@@ -1,7 +1,8 @@
 """The study's figures. Each function takes a table computed by the module (never
 patient-level data) and returns a matplotlib Figure with a title that says what is shown
 and a caption that names the data and its n. Intervals are drawn wherever a proportion
-or a mean is shown.
+or a mean is shown. Every table a figure is drawn from must have passed the disclosure
+step (``run.save_table``); a figure of an unprotected table is refused.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import style
+from analysis.outputs import require_released
 
 
 def _figure(size=style.FULL, **kw):
@@ -22,6 +24,7 @@ def _figure(size=style.FULL, **kw):
 # ----------------------------------------------------------------------------- population
 def age_sex_pyramid(counts: pd.DataFrame, data_label: str, title="Age-sex pyramid"):
     """Horizontal bars: women to the right, men to the left, by 5-year age group."""
+    require_released(counts, "the age-sex pyramid")
     fig, ax = _figure((style.FULL[0], 4.6))
     y = np.arange(len(counts))
     male, female = counts["male"].astype(float), counts["female"].astype(float)
@@ -51,12 +54,20 @@ def age_sex_pyramid(counts: pd.DataFrame, data_label: str, title="Age-sex pyrami
 
 def age_distribution_by_sex(counts_by_age: pd.DataFrame, age_by_sex: pd.DataFrame, data_label: str):
     """Age histogram (1-year bins) by sex, with each sex's mean and its 95% CI."""
+    require_released(counts_by_age, "the age distribution")
+    require_released(age_by_sex, "the age distribution")
     fig, ax = _figure()
     top = float(np.nanmax(counts_by_age["n"].astype(float))) * 1.12 if counts_by_age["n"].notna().any() else 1.0
     lines = []
     for k, (sex, colour, label) in enumerate((("F", style.FEMALE, "female"), ("M", style.MALE, "male"))):
         c = counts_by_age[counts_by_age["sex"] == sex]
-        ax.step(c["age"], c["n"], where="mid", color=colour, label=label, lw=1.2)
+        ages = pd.to_numeric(c["age"], errors="coerce")
+        ax.step(ages[ages.notna()], c["n"][ages.notna()], where="mid", color=colour, label=label, lw=1.2)
+        for _, r in c[ages.isna()].iterrows():  # an open-ended band such as "90+"
+            lo = float(str(r["age"]).rstrip("+"))
+            ax.plot([lo, lo + 5], [r["n"], r["n"]], color=colour, lw=1.2, ls=":")
+            ax.annotate(f"{r['age']} (all ages)", (lo + 2.5, r["n"]), ha="center", va="bottom", fontsize=6,
+                        color=colour)
         row = age_by_sex[age_by_sex["group"] == f"sex={sex}"].iloc[0]
         y = top * (1.0 - 0.05 * k)
         if row["mean"] != row["mean"]:
@@ -87,6 +98,7 @@ def age_distribution_by_sex(counts_by_age: pd.DataFrame, age_by_sex: pd.DataFram
 def proportion_forest(table: pd.DataFrame, label_col: str, title: str, xlabel: str,
                       data_label: str, note: str = "", colour=style.OKABE_ITO["blue"]):
     """Point estimates (percent) with interval bars, one row per line of ``table``."""
+    require_released(table, "proportion forest")
     t = table.reset_index(drop=True)
     fig, ax = _figure((style.FULL[0], 0.9 + 0.32 * len(t)))
     y = np.arange(len(t))[::-1]
@@ -120,6 +132,7 @@ def proportion_forest(table: pd.DataFrame, label_col: str, title: str, xlabel: s
 def upset(combos: pd.DataFrame, condition_cols: list[str], data_label: str, top: int = 15):
     """UpSet-style figure: bars of patients per exact combination of risk conditions,
     with a dot matrix showing the combination below each bar."""
+    require_released(combos, "upset")
     import matplotlib.pyplot as plt
 
     style.apply()
@@ -158,6 +171,7 @@ def upset(combos: pd.DataFrame, condition_cols: list[str], data_label: str, top:
 
 def odds_ratio_forest(table: pd.DataFrame, data_label: str, title: str):
     """Odds ratios with intervals on a log scale, reference line at 1."""
+    require_released(table, "odds ratio forest")
     t = table.reset_index(drop=True)
     fig, ax = _figure((style.FULL[0], 0.9 + 0.4 * len(t)))
     y = np.arange(len(t))[::-1]
@@ -189,6 +203,7 @@ def odds_ratio_forest(table: pd.DataFrame, data_label: str, title: str):
 def flow_diagram(attrition: pd.DataFrame, data_label: str):
     """The attrition as a tree of boxes (each step under the step it is drawn from), each
     with its definition, n and percentages, all taken from the attrition table."""
+    require_released(attrition, "flow diagram")
     import textwrap
 
     import matplotlib.patches as mpatches
@@ -273,6 +288,7 @@ def flow_diagram(attrition: pd.DataFrame, data_label: str):
 
 def eligibility_histogram(dist: pd.DataFrame, estimate, data_label: str):
     """Monte Carlo distribution of expected candidates per GP list, with the interval."""
+    require_released(dist, "eligibility histogram")
     fig, ax = _figure()
     width = dist["per_gp_list_to"] - dist["per_gp_list_from"]
     ax.bar(dist["per_gp_list_from"], dist["density"], width=width, align="edge",
@@ -295,6 +311,7 @@ def eligibility_histogram(dist: pd.DataFrame, estimate, data_label: str):
 
 def tornado(table: pd.DataFrame, data_label: str):
     """One-at-a-time swings of the estimate per GP list, largest first."""
+    require_released(table, "tornado")
     t = table.iloc[::-1].reset_index(drop=True)
     fig, ax = _figure((style.FULL[0], 0.9 + 0.5 * len(t)))
     base = float(t["base_estimate"].iloc[0])
@@ -332,6 +349,7 @@ def tornado(table: pd.DataFrame, data_label: str):
 
 def heatmap(pivot: pd.DataFrame, data_label: str, xlabel: str, ylabel: str, title: str):
     """Heatmap of the estimate per GP list (rows x columns of ``pivot``) with values."""
+    require_released(pivot, "heatmap")
     fig, ax = _figure((style.FULL[0], 3.6))
     im = ax.imshow(pivot.to_numpy(dtype=float), cmap="viridis", aspect="auto")
     ax.set_xticks(range(pivot.shape[1]), [str(c) for c in pivot.columns])

@@ -36,43 +36,46 @@ def plausibility(db: Database, params: Params) -> pd.DataFrame:
     idx = params.index.isoformat()
     checks = [
         ("patients", "aged over 105 at the index date",
-         f"SELECT count(*) FROM patients WHERE birth_date < DATE '{idx}' - INTERVAL 106 YEAR"),
+         f"FROM patients WHERE birth_date < DATE '{idx}' - INTERVAL 106 YEAR"),
         ("patients", "born after the index date",
-         f"SELECT count(*) FROM patients WHERE birth_date > DATE '{idx}'"),
+         f"FROM patients WHERE birth_date > DATE '{idx}'"),
         ("patients", "registered before birth",
-         "SELECT count(*) FROM patients WHERE registered_from < birth_date"),
+         "FROM patients WHERE registered_from < birth_date"),
         ("patients", "registration ended before the window started",
-         f"SELECT count(*) FROM patients WHERE registered_to < DATE '{params.window_start}'"),
+         f"FROM patients WHERE registered_to < DATE '{params.window_start}'"),
     ]
     for t in TABLES[1:]:
         checks += [
             (t, "after the index date (ignored by the definitions)",
-             f"SELECT count(*) FROM {t} WHERE date > DATE '{idx}'"),
+             f"FROM {t} WHERE date > DATE '{idx}'"),
             (t, "before the patient's registration",
-             f"SELECT count(*) FROM {t} e JOIN patients p USING (patient_id) WHERE e.date < p.registered_from"),
+             f"FROM {t} e JOIN patients p USING (patient_id) WHERE e.date < p.registered_from"),
             (t, "after the patient's registration ended",
-             f"SELECT count(*) FROM {t} e JOIN patients p USING (patient_id) WHERE e.date > p.registered_to"),
+             f"FROM {t} e JOIN patients p USING (patient_id) WHERE e.date > p.registered_to"),
         ]
     checks.append(("pain_episodes", "severity 0 (no pain recorded as an episode)",
-                   "SELECT count(*) FROM pain_episodes WHERE severity = 0"))
+                   "FROM pain_episodes WHERE severity = 0"))
     rows = []
     for table, what, q in checks:
-        n = db.con.execute(q).fetchone()[0]
+        n, patients = db.con.execute(f"SELECT count(*), count(DISTINCT patient_id) {q}").fetchone()
         total = db.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-        rows.append({"table": table, "check": what, "records": n,
+        rows.append({"table": table, "check": what, "records": n, "patients": patients,
                      "pct": 100.0 * n / total if total else float("nan")})
     return pd.DataFrame(rows)
 
 
 def duplicates(db: Database) -> pd.DataFrame:
-    """Records that repeat another record of the same table exactly."""
+    """Records that repeat another record of the same table exactly, and the patients
+    they belong to."""
     rows = []
     for t in TABLES[1:]:
         cols = ", ".join(c.name for c in SCHEMA[t])
-        total, distinct = db.con.execute(
-            f"SELECT count(*), (SELECT count(*) FROM (SELECT DISTINCT {cols} FROM {t})) FROM {t}").fetchone()
-        rows.append({"table": t, "records": total, "exact_duplicates": total - distinct,
-                     "pct": 100.0 * (total - distinct) / total if total else float("nan")})
+        total = db.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+        extra, patients = db.con.execute(
+            f"SELECT coalesce(sum(k - 1), 0), count(DISTINCT patient_id) FROM (SELECT {cols}, count(*) AS k "
+            f"FROM {t} GROUP BY {cols} HAVING count(*) > 1) AS repeated").fetchone()
+        rows.append({"table": t, "records": total, "exact_duplicates": int(extra), "patients": patients,
+                     "pct": 100.0 * int(extra) / total if total else float("nan")})
     return pd.DataFrame(rows)
 
 
@@ -98,9 +101,10 @@ def code_coverage(db: Database, params: Params) -> pd.DataFrame:
 
 
 def unmatched_codes(db: Database, top: int = 15) -> pd.DataFrame:
-    """The most frequent diagnosis codes that no code list matches (records per code)."""
+    """The most frequent diagnosis codes that no code list matches, with the number of
+    patients and of records per code (disclosure control counts the patients)."""
     prefixes = sorted({p for name in available_codelists() for p in load_codelist(name).codes})
     cond = " OR ".join(f"starts_with(upper(replace(trim(code), '.', '')), '{p}')" for p in prefixes)
     return db.con.execute(
-        f"SELECT code, count(*) AS records FROM diagnoses WHERE NOT ({cond}) "
+        f"SELECT code, count(DISTINCT patient_id) AS patients, count(*) AS records FROM diagnoses WHERE NOT ({cond}) "
         f"GROUP BY code ORDER BY records DESC, code LIMIT {int(top)}").df()

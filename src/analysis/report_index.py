@@ -61,33 +61,26 @@ def _run_dirs(out: Path):
 
 
 def _key_figures(d: Path) -> str:
-    """A line of key figures for runs without an eligibility estimate."""
-    sex = _read_csv(d / "tables" / "sex.csv")
-    if sex:
-        n = sum(int(float(r["numerator"])) for r in sex)
-        f = next((r for r in sex if r["sex"] == "female"), None)
-        return (f"{n:,} patients; female {_fmt(f['pct'], 2)}% ({_fmt(f['ci_low'], 2)}-{_fmt(f['ci_high'], 2)})"
-                if f else f"{n:,} patients")
-    sites = _read_csv(d / "tables" / "site_prevalence.csv")
-    conds = _read_csv(d / "tables" / "condition_prevalence.csv")
-    if sites and conds:
-        anyc = next((r for r in conds if r["condition"] == "any risk condition"), None)
-        return (f"pain cohort {int(float(sites[0]['denominator'])):,}; with a risk condition "
-                f"{_fmt(anyc['pct'])}% ({_fmt(anyc['ci_low'])}-{_fmt(anyc['ci_high'])})" if anyc else "")
-    tor = _read_csv(d / "tables" / "tornado.csv")
-    if tor:
-        t = tor[0]
-        return (f"largest swing: {_esc(t['parameter']).replace('_', ' ')} ({_fmt(t['low_estimate'])}-"
-                f"{_fmt(t['high_estimate'])} per GP list; base {_fmt(t['base_estimate'])})")
-    cov = _read_csv(d / "tables" / "code_coverage.csv")
-    if cov:
-        r = next((x for x in cov if x["table"] == "diagnoses" and x["covered_by"] == "any code list"), None)
-        return f"{_fmt(r['pct'])}% of diagnosis records in a code list" if r else ""
-    rep = _read_csv(d / "tables" / "reproduction.csv")
-    if rep:
-        ok = sum(r["verdict"] == "reproduced" for r in rep)
-        return f"{ok} of {len(rep)} published figures reproduced"
+    """A line of key figures for runs without an eligibility estimate: the first declared
+    table of the run that has a key figure (``analysis.outputs.tables``)."""
+    from analysis.outputs.registry import declared
+    from analysis.outputs.tables import KEY_FIGURE_ORDER
+
+    specs = declared()
+    for name in KEY_FIGURE_ORDER[1:]:
+        rows = _read_csv(d / "tables" / f"{name}.csv")
+        if rows and specs[name].key_figure:
+            text = specs[name].key_figure(rows)
+            if text:
+                return _esc(text)
     return ""
+
+
+def _href(*parts) -> str:
+    """A relative link, quoted for a URL and escaped for an attribute."""
+    from urllib.parse import quote
+
+    return _esc("/".join(quote(str(x)) for x in parts))
 
 
 def render_index(batch) -> str:
@@ -105,24 +98,26 @@ def render_index(batch) -> str:
         rel = d.name
         status = m.get("status", "?")
         cls = "ok" if status == "ok" else "failed"
-        links = [f"<a href='{rel}/{_esc(m['notebook'])}.html'>report (HTML)</a>",
-                 f"<a href='{rel}/{_esc(m['notebook'])}.ipynb'>notebook</a>",
-                 f"<a href='{rel}/manifest.json'>manifest</a>",
-                 f"<a href='{rel}/run.log'>log</a>"]
+        nb = str(m.get("notebook"))
+        links = [f"<a href='{_href(rel, nb + '.html')}'>report (HTML)</a>",
+                 f"<a href='{_href(rel, nb + '.ipynb')}'>notebook</a>",
+                 f"<a href='{_href(rel, 'manifest.json')}'>manifest</a>",
+                 f"<a href='{_href(rel, 'run.log')}'>log</a>"]
         tables = sorted((d / "tables").glob("*.csv")) if (d / "tables").exists() else []
         figures = sorted((d / "figures").glob("*.png")) if (d / "figures").exists() else []
-        tlinks = " ".join(f"<a href='{rel}/tables/{t.name}'>{_esc(t.stem)}</a>" for t in tables)
-        thumbs = "".join(f"<a href='{rel}/figures/{f.name}'><img alt='{_esc(f.stem)}' src='{rel}/figures/{f.name}'></a>"
-                         for f in figures[:4])
+        tlinks = " ".join(f"<a href='{_href(rel, 'tables', t.name)}'>{_esc(t.stem)}</a>" for t in tables)
+        thumbs = "".join(f"<a href='{_href(rel, 'figures', f.name)}'><img alt='{_esc(f.stem)}' "
+                         f"src='{_href(rel, 'figures', f.name)}'></a>" for f in figures[:4])
         key = ""
         est = _read_csv(d / "tables" / "eligibility_estimate.csv")
         if est:
-            e = est[0]
-            key = (f"<b>{_fmt(e['per_gp_list'])}</b> per GP list of {_esc(e['gp_list_size'])} "
-                   f"({float(e['level']):.0%} interval {_fmt(e['per_gp_list_low'])}-{_fmt(e['per_gp_list_high'])}); "
-                   f"{_fmt(e['candidates'])} candidates ({_fmt(e['candidates_low'])}-{_fmt(e['candidates_high'])}), "
-                   f"{_fmt(e['pct_of_population'], 2)}% of all patients")
-            estimate_rows.append((name, m.get("scenario"), e))
+            from analysis.outputs.registry import spec_for
+
+            key = _esc(spec_for("eligibility_estimate").key_figure(est))
+            estimate_rows.append((name, m.get("scenario"), est[0]))
+        elif status == "ok" and m.get("notebook") == "03_eligibility":
+            key = "eligibility estimate withheld (the target subgroup is below the disclosure threshold)"
+            estimate_rows.append((name, m.get("scenario"), None))
         if not key:
             key = _key_figures(d)
         if m.get("error"):
@@ -156,6 +151,10 @@ def render_index(batch) -> str:
                      "<th>target n</th><th>candidates (interval)</th><th>per GP list (interval)</th>"
                      "<th>% of all patients (interval)</th></tr>")
         for name, scen, e in estimate_rows:
+            if e is None:
+                parts.append(f"<tr><td>{_esc(name)}</td><td>{_esc(scen)}</td><td class='num'>withheld</td>"
+                             "<td colspan='3'>withheld: the target subgroup is below the disclosure threshold</td></tr>")
+                continue
             parts.append(
                 f"<tr><td>{_esc(name)}</td><td>{_esc(scen)}</td><td class='num'>{_esc(e['target_n'])}</td>"
                 f"<td class='num'>{_fmt(e['candidates'])} ({_fmt(e['candidates_low'])}-{_fmt(e['candidates_high'])})</td>"
@@ -181,7 +180,7 @@ def _reproduction_rows(out: Path, runs: dict) -> str:
             if not rows:
                 continue
             s = ["<h2>Reproduction of the published figures</h2>",
-                 f"<p class='sub'>From run <a href='{d.name}/05_reproduction.html'>{_esc(d.name)}</a>.</p>",
+                 f"<p class='sub'>From run <a href='{_href(d.name, '05_reproduction.html')}'>{_esc(d.name)}</a>.</p>",
                  "<table><tr><th>id</th><th>figure</th><th>published</th><th>recomputed</th>"
                  "<th>difference</th><th>verdict</th></tr>"]
             for r in rows:

@@ -86,6 +86,12 @@ def age_sex_counts(cube: ProfileCube, mask=None, width: int = 5) -> pd.DataFrame
     return t[["age_group", "group_lo", "F", "M"]].rename(columns={"F": "female", "M": "male"})
 
 
+def age_by_sex_counts(cube: ProfileCube) -> pd.DataFrame:
+    """Patients by sex and single year of age (completed years at the index date); only
+    ages where patients are appear."""
+    return cube.cells.groupby(["sex", "age"], as_index=False)["n"].sum()
+
+
 # ----------------------------------------------------------------------------- table one
 def smd_continuous(m1, s1, m2, s2) -> float:
     """Standardized mean difference (m1 - m2) / sqrt((s1^2 + s2^2) / 2) (Austin 2009)."""
@@ -244,7 +250,8 @@ def risk_condition_regression(cube: ProfileCube, params: Params | None = None) -
     """Logistic regression of having a risk condition within the pain cohort on age band
     and sex, fitted on grouped binomial data (one row per age band x sex cell; identical
     estimates to the patient-level fit). Returns odds ratios with Wald intervals at the
-    confidence level; reference categories: the youngest age band and female sex.
+    confidence level; reference categories: the youngest age band and female sex. The
+    cells are kept in ``attrs['cells']`` (the disclosure step refits on released cells).
     """
     p = params or cube.params
     f = cube.flags(p)
@@ -253,7 +260,16 @@ def risk_condition_regression(cube: ProfileCube, params: Params | None = None) -
     g = c.groupby(["band", "sex", "event"])["n"].sum().unstack("event", fill_value=0)
     g = g.reindex(columns=[True, False], fill_value=0).reset_index()
     g.columns = ["band", "sex", "events", "non_events"]
-    g = g[(g["events"] + g["non_events"]) > 0]
+    out = fit_grouped_logit(g, p)
+    out.attrs["cells"] = g[(g["events"] + g["non_events"]) > 0]
+    return out
+
+
+def fit_grouped_logit(cells: pd.DataFrame, p: Params) -> pd.DataFrame:
+    """Odds ratios (Wald intervals, p-values) of a grouped binomial logistic regression
+    of ``events`` / ``non_events`` on age band and sex (``cells``: band, sex, events,
+    non_events); terms without variation are left out."""
+    g = cells[(cells["events"] + cells["non_events"]) > 0]
     labels = [b[0] for b in age_bands(p)]
     present = [b for b in labels if b in set(g["band"])]
     X = pd.DataFrame({"const": 1.0}, index=g.index)
@@ -277,18 +293,14 @@ def risk_condition_regression(cube: ProfileCube, params: Params | None = None) -
         for w in caught:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     ci = res.conf_int(alpha=1 - p.confidence_level)
-    np_err = np.errstate(over="ignore")  # a separated term's odds ratio is honestly infinite
-    np_err.__enter__()
-    out = pd.DataFrame({
-        "term": X.columns,
-        "odds_ratio": np.exp(res.params.values),
-        "ci_low": np.exp(ci.iloc[:, 0].values),
-        "ci_high": np.exp(ci.iloc[:, 1].values),
-        "p_value": res.pvalues.values,
-    })
-    np_err.__exit__(None, None, None)
-    counts = g.assign(total=g["events"] + g["non_events"])
-    out.attrs["cells"] = counts
+    with np.errstate(over="ignore"):  # a separated term's odds ratio is honestly infinite
+        out = pd.DataFrame({
+            "term": X.columns,
+            "odds_ratio": np.exp(res.params.values),
+            "ci_low": np.exp(ci.iloc[:, 0].values),
+            "ci_high": np.exp(ci.iloc[:, 1].values),
+            "p_value": res.pvalues.values,
+        })
     return out[out["term"] != "const"].reset_index(drop=True)
 
 

@@ -39,16 +39,23 @@ class Study:
     # ---- tables ---------------------------------------------------------------------
     @property
     def disclosure_rule(self):
-        from analysis import disclosure
+        from analysis.outputs import disclosure
 
         return disclosure.resolve(self.params, self.is_synthetic)
 
+    @property
+    def release(self) -> str:
+        """synthetic data / aggregates under disclosure control / NOT FOR RELEASE."""
+        from analysis.outputs.disclosure import release_status
+
+        return release_status(self.params, self.is_synthetic)
+
     def attrition(self):
         """The attrition table, under the disclosure rule in force."""
-        from analysis import disclosure
+        from analysis.outputs import protect
 
-        return disclosure.apply_to_attrition(cohort.attrition_table(self.cube, self.params),
-                                             self.disclosure_rule)
+        return protect(cohort.attrition_table(self.cube, self.params), "attrition",
+                       self.disclosure_rule, self.params).table
 
     def eligibility(self) -> EligibilityEstimate | None:
         """The estimate, from counts under the disclosure rule in force (rounded counts
@@ -58,9 +65,9 @@ class Study:
         x, n = self.cube.count(f["target"]), self.cube.n_total
         rule = self.disclosure_rule
         if rule is not None:
-            if rule.suppressed(x):
+            x, n = rule.release(x), rule.release(n)
+            if x is None or n is None:
                 return None
-            x, n = rule.round(x), rule.round(n)
         return eligibility_estimate(x, n, self.params)
 
     def figures(self) -> list[dict]:
@@ -73,7 +80,7 @@ class Study:
         if rule is not None:
             for f in figs:
                 f["disclosure"] = rule.describe()
-        if rule is None and not self.is_synthetic:
+        if self.release == "NOT FOR RELEASE":
             for f in figs:  # unrounded figures of real data, for checking only
                 f["release"] = "NOT FOR RELEASE"
         return figs
@@ -94,9 +101,7 @@ class Study:
 
         def rel(x):
             """The released count, or None when withheld."""
-            if rule is None:
-                return x
-            return None if rule.suppressed(x) else rule.round(x)
+            return x if rule is None else rule.release(x)
 
         def add(id_, description, value, **extra):
             item = {"id": id_, "description": description, "value": _num(value)}

@@ -1,0 +1,91 @@
+"""Passwords never enter a parameter, and problems with real data never enter an output.
+
+:func:`holds_password` recognises every libpq spelling of a password: the user-info of a
+``postgresql://`` or ``postgres://`` URL (any letter case), a ``password=`` query
+parameter, and a ``password=`` keyword of a key/value connection string. Such a value is
+refused by name, never echoed (it would reach an executed notebook, a manifest, an index).
+
+:func:`withheld_error` turns an error about data not marked synthetic (a validation
+message can quote a patient's id, birth date or codes) into one that says only how to
+see the details; the details go to the terminal and to a log outside the report folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from analysis.errors import AnalysisError
+
+_SCHEME = re.compile(r"^\s*postgres(ql)?://", re.IGNORECASE)
+_KEYWORD = re.compile(r"(^|[\s?&;])password\s*=", re.IGNORECASE)
+
+
+def holds_password(value) -> bool:
+    """Whether a text value carries a database password in any libpq spelling."""
+    if not isinstance(value, str):
+        return False
+    text = value.strip()
+    if _SCHEME.match(text):
+        try:
+            u = urlsplit(text)
+        except ValueError:
+            return True  # unparsable: treat as unsafe
+        netloc = u.netloc.rsplit("@", 1)
+        if len(netloc) == 2 and ":" in netloc[0]:
+            return True
+        if any(k.lower() == "password" for k in parse_qs(u.query, keep_blank_values=True)):
+            return True
+    return bool(_KEYWORD.search(text))
+
+
+def refuse_passwords(values: dict, source: str) -> None:
+    """Refuse any value of ``values`` (name -> value; lists searched too) holding a
+    password, naming the parameter but never the value."""
+    bad = []
+    for name, v in values.items():
+        items = v if isinstance(v, list | tuple) else [v]
+        if any(holds_password(x) for x in items):
+            bad.append(name)
+    if bad:
+        raise AnalysisError(
+            f"{source}: {', '.join(repr(b) for b in bad)} holds a database password (not shown). Remove it "
+            "and set PGPASSWORD (or name another variable with ?password_env=VAR); a password in a "
+            "parameter would be written to every executed notebook, manifest and report. Nothing was run.")
+
+
+def log_dir() -> Path:
+    """Where problems with real data are logged: outside every report folder."""
+    base = os.environ.get("ANALYSIS_LOG_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "analysis", "logs")
+    return Path(base)
+
+
+def write_problem_log(text: str, what: str) -> Path:
+    d = log_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    path = d / f"{what}-{stamp}.log"
+    path.write_text(text + "\n", encoding="utf-8")
+    return path
+
+
+def withheld_error(exc: BaseException, data, *, notebook: str = "") -> AnalysisError:
+    """An error for an output: says how to see the problems, never what they are. The
+    full message is printed to the terminal (stderr) and written to a log outside the
+    report folder."""
+    import sys
+
+    from analysis.engines import redact
+
+    where = redact(str(data))
+    path = write_problem_log(f"{type(exc).__name__}: {exc}", "problems")
+    print(f"Problems with {where} (not written to any report):\n{exc}\n(also in {path})", file=sys.stderr)
+    return AnalysisError(
+        f"The data at {where} could not be analysed{' by ' + notebook if notebook else ''}. The details "
+        "are withheld from this output because the data are not marked synthetic (they may quote a "
+        f"patient's values). See them with:\n    python -m analysis figures --data {where}\n"
+        f"(they were also written to {path}, outside the report folder).")

@@ -1,0 +1,89 @@
+"""Publishing a folder the tool wrote, without ever deleting a file it did not write.
+
+A database folder written by ``synth`` or ``import`` is built in a temporary folder
+beside its destination and moved into place whole. The tool records what it wrote in
+``.written-by-analysis`` (file names and sha256). An existing destination is replaced
+only when every file in it is one the tool wrote and nobody changed since; otherwise
+the command is refused with the names of the other files, and nothing is deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from analysis.errors import AnalysisError
+
+RECORD = ".written-by-analysis"
+
+
+def _sha256(p: Path) -> str:
+    h = hashlib.sha256()
+    with open(p, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def record_written(folder: Path, by: str) -> None:
+    """Record every file of ``folder`` as written by the tool (``by``: the command)."""
+    files = {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != RECORD}
+    (folder / RECORD).write_text(json.dumps({"written_by": by, "files": files}, indent=1) + "\n")
+
+
+def not_ours(folder: Path) -> list[str]:
+    """Names of the entries of ``folder`` the tool did not write (or that changed since)."""
+    rec = folder / RECORD
+    try:
+        listed = json.loads(rec.read_text())["files"] if rec.exists() else None
+    except (json.JSONDecodeError, KeyError, TypeError):
+        listed = {}
+    if listed is None:
+        return _not_ours_legacy(folder)
+    other = []
+    for p in sorted(folder.iterdir()):
+        if p.name == RECORD:
+            continue
+        if not p.is_file() or p.name not in listed or _sha256(p) != listed[p.name]:
+            other.append(p.name)
+    return other
+
+
+LEGACY_NAMES = {"patients.parquet", "diagnoses.parquet", "pain_episodes.parquet", "prescriptions.parquet",
+                "dataset.json", "README.md", "import_report.json", "unmapped_codes.csv"}
+
+
+def _not_ours_legacy(folder: Path) -> list[str]:
+    """A folder written before the record existed: ours only when its ``dataset.json``
+    names this tool as its writer, and then only the files it writes."""
+    try:
+        meta = json.loads((folder / "dataset.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        meta = {}
+    ours = isinstance(meta, dict) and (meta.get("generator") == "analysis.synth" or "imported_from" in meta)
+    return [p.name for p in sorted(folder.iterdir())
+            if not ours or not p.is_file() or p.name not in LEGACY_NAMES]
+
+
+def publish_folder(tmp: Path, into: Path, by: str) -> None:
+    """Move the finished folder ``tmp`` to ``into`` (see the module docstring)."""
+    record_written(tmp, by)
+    into = Path(into)
+    if into.exists():
+        if not into.is_dir():
+            raise AnalysisError(f"{into} exists and is not a folder; choose another destination.")
+        other = not_ours(into)
+        if other:
+            shown = ", ".join(other[:10]) + (f" and {len(other) - 10} more" if len(other) > 10 else "")
+            raise AnalysisError(f"{into} holds files this tool did not write ({shown}); nothing was "
+                                "deleted or replaced. Choose another destination folder.")
+        old = into.with_name(f".{into.name}.old-{os.getpid()}")
+        into.rename(old)
+        tmp.rename(into)
+        shutil.rmtree(old)
+    else:
+        into.parent.mkdir(parents=True, exist_ok=True)
+        tmp.rename(into)

@@ -1,0 +1,76 @@
+"""What leaves a run: declared tables, disclosure control, the release sheet.
+
+Every table is saved through :func:`save_table`, the one step that looks it up in the
+registry (:mod:`analysis.outputs.registry`; undeclared or mismatched tables are refused),
+protects it under the disclosure rule (:mod:`analysis.outputs.disclosure`) and writes it
+atomically. Figures are drawn from the tables this step returns: the plotting functions
+refuse a table that has not passed it (:func:`require_released`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from analysis.errors import AnalysisError
+from analysis.outputs.disclosure import Protected, protect
+from analysis.outputs.registry import declare_table, spec_for
+
+__all__ = ["declare_table", "protect", "save_table", "spec_for", "write_csv", "require_released",
+           "safe_name", "inside"]
+
+RELEASED = "released_as"
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+
+
+def safe_name(name, what: str) -> str:
+    """``name`` when it is letters, digits, ``-`` and ``_`` (it becomes a file or folder
+    name); refused otherwise, without echoing more than its first characters."""
+    text = str(name)
+    if not SAFE_NAME.match(text):
+        shown = text[:40].encode("unicode_escape").decode("ascii")
+        raise AnalysisError(f"{what} {shown!r} is not a safe name: use letters, digits, - and _ "
+                            "(it becomes a folder or file name).")
+    return text
+
+
+def inside(folder: Path, target: Path) -> Path:
+    """``target``, refused unless it lies inside ``folder`` (after resolving links and ..)."""
+    f, t = Path(folder).resolve(), Path(target).resolve()
+    if t != f and not t.is_relative_to(f):
+        raise AnalysisError(f"Refused to write {target}: outside the output folder {folder}.")
+    return Path(target)
+
+
+def save_table(df, name: str, folder: Path, rule, params=None) -> Protected:
+    """Protect ``df`` as the declared table ``name`` and write ``folder/tables/<name>.csv``
+    atomically; returns the protected table (marked as released, for the figures)."""
+    released = protect(df, name, rule, params)
+    released.table.attrs[RELEASED] = name
+    write_csv(released.table, inside(folder, Path(folder) / "tables" / f"{name}.csv"))
+    return released
+
+
+def require_released(df, what: str = "a figure"):
+    """Refuse to draw from a table that has not passed the disclosure step."""
+    if RELEASED not in getattr(df, "attrs", {}):
+        raise AnalysisError(f"{what} must be drawn from a table returned by run.save_table(...) (the "
+                            "disclosure step), not from an unprotected one.")
+    return df
+
+
+def write_csv(df, target: Path) -> Path:
+    """Write a table atomically with a fixed float format (byte-identical reruns)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".csv", dir=target.parent)
+    os.close(fd)
+    try:
+        df.to_csv(tmp, index=False, float_format="%.10g", lineterminator="\n")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target

@@ -1,0 +1,159 @@
+"""The release sheet of a batch on data not marked synthetic: what an output checker needs
+to review a release request: every file and what it is (a declared table that passed the
+disclosure step, a figure drawn from such tables, a record of parameters), the
+definitions and denominators behind each table (from the table registry), the rule and
+the cells it withheld, and the pairs of runs a checker must compare because they differ
+in one parameter or one data source (differencing: two released counts whose difference
+is a small group)."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import os
+from pathlib import Path
+
+RECORDS = {"manifest.json": "parameters, fingerprints and package versions (no data values)",
+           "disclosure.json": "the rule in force and the cells it withheld, per table",
+           "run.log": "the run's log (cell progress; no data values)",
+           "README.txt": "how to see why the run failed (no data values)"}
+
+
+def _md(text) -> str:
+    """A value for a Markdown table cell: no pipes, no HTML."""
+    return str(text).replace("|", "/").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+
+
+def _file_row(f: Path, out: Path, disc: dict, notebook: str) -> tuple[str, str, str, str]:
+    rel = f.relative_to(out).as_posix()
+    tables, figures = disc.get("tables", {}), disc.get("figures", {})
+    if f.parent.name == "tables" and f.suffix == ".csv":
+        t = tables.get(f.stem)
+        if t is None:
+            return rel, "**NO**: not written by the disclosure step; check by hand", "", ""
+        return rel, "yes: declared table, protected", t.get("note", ""), \
+            f"{t.get('cells_withheld', 0)} cells; {t.get('rows_left_out', 0)} rows left out"
+    if f.parent.name == "figures":
+        if f.stem in figures:
+            return rel, "yes: figure drawn from the released tables", "", ""
+        return rel, "**NO**: a figure the run did not record; check by hand", "", ""
+    if f.name in RECORDS:
+        return rel, "yes", RECORDS[f.name], ""
+    if f.name in (f"{notebook}.ipynb", f"{notebook}.html"):
+        return rel, "yes: shows the released tables and figures", "", ""
+    return rel, "**NO**: a file the batch does not know; check by hand", "", ""
+
+
+def _read(path: Path) -> list[dict]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _pairs(runs: list[tuple[Path, dict]]) -> list[tuple[Path, Path, str]]:
+    """Pairs of runs of one notebook that differ in exactly one parameter (same data
+    source) or only in their data source (same scenario)."""
+    out = []
+    for (d1, m1), (d2, m2) in itertools.combinations(runs, 2):
+        if m1.get("notebook") != m2.get("notebook"):
+            continue
+        p1, p2 = m1.get("resolved_parameters", {}), m2.get("resolved_parameters", {})
+        if m1.get("data_source") == m2.get("data_source"):
+            diff = [k for k in sorted(set(p1) | set(p2)) if p1.get(k) != p2.get(k)]
+            if len(diff) == 1:
+                out.append((d1, d2, f"differ in {diff[0]} only ({p1.get(diff[0])} / {p2.get(diff[0])})"))
+        elif p1 == p2:
+            out.append((d1, d2, f"same parameters, data sources {m1.get('data_source')} / {m2.get('data_source')}"))
+    return out
+
+
+def _small_differences(d1: Path, d2: Path, threshold: int) -> list[str]:
+    """Count cells that both runs release and whose difference is between 1 and the
+    threshold - 1: a group that small is revealed by subtraction."""
+    from analysis.outputs.registry import declared
+
+    specs = declared()
+    found = []
+    for t1 in sorted((d1 / "tables").glob("*.csv")):
+        t2 = d2 / "tables" / t1.name
+        spec = specs.get(t1.stem)
+        if not t2.exists() or spec is None or not spec.counts:
+            continue
+        r1, r2 = _read(t1), _read(t2)
+        keys = [k for k in spec.keys if r1 and k in r1[0]]
+        index2 = {tuple(r.get(k) for k in keys): r for r in r2}
+        for row in r1:
+            other = index2.get(tuple(row.get(k) for k in keys))
+            if other is None:
+                continue
+            for c in spec.counts:
+                try:
+                    a, b = float(row[c]), float(other[c])
+                except (KeyError, TypeError, ValueError):
+                    continue
+                if a == a and b == b and 0 < abs(a - b) < threshold:
+                    where = ", ".join(f"{k}={row.get(k)}" for k in keys) or "row"
+                    found.append(f"{t1.stem}.{c} ({where}): {a:g} vs {b:g}")
+    return found
+
+
+def write_release_sheet(batch) -> Path:
+    out: Path = batch.out
+    lines = [f"# Release sheet: batch {_md(batch.name)}", "",
+             "Every output of this batch, for an output checker. Tables are declared once "
+             "(`analysis.outputs.registry`) and written only through the disclosure step; an "
+             "undeclared table is refused. No patient-level row, identifier or exact date is written "
+             "(a release test plants marker values and scans every output).", ""]
+    runs = []
+    for d in sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        man = d / "manifest.json"
+        m = json.loads(man.read_text()) if man.exists() else {}
+        disc_path = d / "disclosure.json"
+        disc = json.loads(disc_path.read_text()) if disc_path.exists() else {}
+        runs.append((d, m, disc))
+        lines += [f"## {_md(d.name)}", "",
+                  f"- notebook `{_md(m.get('notebook'))}`, scenario `{_md(m.get('scenario'))}`, "
+                  f"data source `{_md(m.get('data_source'))}`, status {_md(m.get('status'))}",
+                  f"- release: **{_md(m.get('release', '?'))}**",
+                  f"- disclosure rule: {_md(disc.get('description', 'none recorded'))}", "",
+                  "| file | aggregate-only | definitions and denominators | withheld |", "|---|---|---|---|"]
+        for f in sorted(p for p in d.rglob("*") if p.is_file()):
+            lines.append("| " + " | ".join(_md(x) for x in _file_row(f, out, disc, m.get("notebook", ""))) + " |")
+        lines.append("")
+    ok = [(d, m) for d, m, _ in runs if m.get("status") == "ok"]
+    pairs = _pairs(ok)
+    lines += ["## Pairs a checker must compare", "",
+              "Runs of one notebook that differ in one parameter, or only in their data source: the "
+              "difference of two released counts can reveal a small group. Listed below are the count "
+              "cells whose difference is below the threshold."
+              + (" Counts are rounded, so a difference of rounded counts bounds the true one only "
+                 "loosely." if any("round" in (disc.get("description") or "") for _, _, disc in runs) else ""), ""]
+    if not pairs:
+        lines.append("No such pairs in this batch.")
+    for d1, d2, why in pairs:
+        disc = next((x for d, _, x in runs if d == d1), {})
+        threshold = _threshold(disc)
+        small = _small_differences(d1, d2, threshold) if threshold else []
+        lines.append(f"- `{_md(d1.name)}` and `{_md(d2.name)}`: {_md(why)}; "
+                     + (f"**{len(small)} count(s) differ by less than {threshold}**: " + "; ".join(_md(x) for x in small[:20])
+                        if small else "no released count differs by less than the threshold"))
+    lines.append("")
+    target = out / "release.md"
+    tmp = target.with_name(".release.md.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, target)
+    return target
+
+
+def _threshold(disc: dict) -> int:
+    from analysis.outputs.disclosure import RULES
+
+    name = str(disc.get("rule", "off"))
+    desc = str(disc.get("description", ""))
+    import re
+
+    m = re.search(r"counts below (\d+) withheld", desc)
+    if m:
+        return int(m.group(1))
+    base = RULES.get(name.split(" ")[0])
+    return base.threshold if base else 0

@@ -1,0 +1,299 @@
+"""Safe to release: each finding of the output checker's review, written as the attack
+that found it, on small databases not marked synthetic."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from analysis.errors import AnalysisError
+from analysis.outputs import disclosure
+from analysis.params import Params
+from conftest import dx, pain, patient, rx, write_db
+
+OS = disclosure.RULES["opensafely"]
+
+
+def practice_of_60(tmp_path, name="p60"):
+    """60 patients aged 65; the pain cohort is one patient, aged 104, with a risk drug."""
+    pts = [patient(i, birth="1950-06-15", sex="F" if i % 3 else "M") for i in range(1, 60)]
+    pts.append(patient(60, birth="1911-03-03", sex="F"))
+    return write_db(tmp_path / name, {
+        "patients": pts, "pain_episodes": [pain(60), pain(60, date="2012-03-03")],
+        "prescriptions": [rx(60, "B01AC06")],
+        "diagnoses": [dx(60, "V99.77", date=f"2009-0{m}-01") for m in range(1, 10)]})
+
+
+# ----------------------------------------------------------------------------- 1. paths
+@pytest.mark.parametrize("bad", ["../../src/escaped", "/abs/path", "a/b", "x'><img src=x onerror=alert(1)>", ""])
+def test_scenario_and_source_names_that_are_not_safe_are_refused(tmp_path, small_db, bad):
+    from analysis.batch import load_batch
+
+    f = tmp_path / "b.yaml"
+    f.write_text(json.dumps({"name": "b", "data": str(small_db), "scenarios": {bad: {}}}))
+    with pytest.raises(AnalysisError, match="not a safe name"):
+        load_batch(f, reports=tmp_path / "r")
+    f.write_text(json.dumps({"name": "b", "data_sources": {bad: str(small_db)}}))
+    with pytest.raises(AnalysisError, match="not a safe name"):
+        load_batch(f, reports=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_write_outside_the_output_folder_is_refused(tmp_path):
+    from analysis.outputs import inside
+
+    assert inside(tmp_path, tmp_path / "a" / "b.csv") == tmp_path / "a" / "b.csv"
+    with pytest.raises(AnalysisError, match="outside the output folder"):
+        inside(tmp_path / "run", tmp_path / "run" / ".." / "escaped")
+
+
+# ----------------------------------------------------------------------------- 2. fail closed
+@pytest.mark.parametrize("rule", [None, OS])
+def test_an_undeclared_table_is_refused_under_every_rule(tmp_path, rule):
+    from analysis.outputs import save_table
+
+    df = pd.DataFrame({"group": ["a", "b"], "n": [1, 2]})
+    with pytest.raises(AnalysisError, match="(?s)'my_counts' is not declared.*declare_table"):
+        save_table(df, "my_counts", tmp_path, rule)
+    assert not (tmp_path / "tables").exists()
+
+
+def test_a_declared_table_with_another_count_column_is_refused(tmp_path):
+    from analysis.outputs import save_table
+
+    sex = pd.DataFrame({"sex": ["female"], "count": [828], "denominator": [828], "pct": [100.0],
+                        "ci_low": [99.0], "ci_high": [100.0], "method": ["wilson"], "level": [0.95]})
+    with pytest.raises(AnalysisError, match="does not match its declaration: missing declared column"
+                                            r"\(s\) numerator; undeclared column\(s\) count"):
+        save_table(sex, "sex", tmp_path, OS, Params())
+    assert not list(tmp_path.rglob("*.csv"))
+
+
+def test_a_researcher_declares_a_table_in_a_few_lines_and_it_is_protected(tmp_path):
+    from analysis.outputs import declare_table, save_table
+
+    declare_table("visits_by_band_test", columns=["band", "patients", "pct"], keys=["band"],
+                  counts={"patients": "patients"}, pct={"pct": ("patients", "column_total")},
+                  partition=True, note="patients by band", replace=True)
+    df = pd.DataFrame({"band": ["a", "b", "c"], "patients": [1, 40, 61], "pct": [1 / 102, 40 / 102, 61 / 102]})
+    out = save_table(df, "visits_by_band_test", tmp_path, OS).table
+    # 1 withheld, and 40 with it (else 102 - 40 - 61 = 1); 61 rounded to 60, shares of the released 100
+    assert out["patients"].isna().tolist() == [True, True, False] and out["patients"].iloc[2] == 60
+    assert out["pct"].iloc[2] == pytest.approx(60.0)
+    written = pd.read_csv(tmp_path / "tables" / "visits_by_band_test.csv")
+    assert 1 not in written["patients"].tolist() and 61 not in written["patients"].tolist()
+
+
+# ----------------------------------------------------------------------------- 3 and 4
+def test_statistics_of_a_withheld_group_are_withheld(tmp_path):
+    from analysis import statistics
+    from analysis.study import run_study
+
+    s = run_study(practice_of_60(tmp_path), drug_counts=True)
+    t = disclosure.protect(statistics.table_one(s.cube), "table_one", s.disclosure_rule, s.params).table
+    pain_cols = [c for c in t.columns if c.startswith("pain_")] + ["smd"]
+    assert t[pain_cols].isna().all().all(), t[pain_cols]
+    # the rest's count is the population minus the pain cohort: withheld with it
+    assert math.isnan(t.loc[0, "rest_n"])
+    assert 104 not in t.to_numpy().ravel().tolist()
+
+
+def test_extremes_do_not_reveal_that_a_row_exists(tmp_path):
+    from analysis import statistics
+    from analysis.study import run_study
+
+    s = run_study(practice_of_60(tmp_path))
+    by_age = disclosure.protect(statistics.age_by_sex_counts(s.cube), "age_by_sex_counts", s.disclosure_rule)
+    ages = by_age.table["age"].astype(str).tolist()
+    assert "104" not in ages and "90+" not in ages and by_age.dropped_rows >= 1
+    pyr = disclosure.protect(statistics.age_sex_counts(s.cube), "age_sex_pyramid", s.disclosure_rule).table
+    assert not any(str(g).startswith("10") for g in pyr["age_group"])
+
+
+def test_top_coding_merges_the_old_into_one_row_before_protection():
+    cells = pd.DataFrame({"sex": ["F"] * 5, "age": [60, 91, 95, 99, 104], "n": [40, 3, 3, 2, 1]})
+    t = disclosure.protect(cells, "age_by_sex_counts", OS).table
+    assert t["age"].tolist() == [60, "90+"] and t["n"].tolist() == [40, 10]
+
+
+# ----------------------------------------------------------------------------- 5. rare codes
+def test_a_rare_code_is_counted_in_patients_and_left_out(tmp_path):
+    from analysis import quality
+    from analysis.data import open_database
+
+    db = open_database(practice_of_60(tmp_path))
+    raw = quality.unmatched_codes(db)
+    db.close()
+    assert raw.set_index("code").loc["V99.77", "records"] == 9
+    assert raw.set_index("code").loc["V99.77", "patients"] == 1
+    r = disclosure.protect(raw, "unmatched_codes", OS)
+    assert "V99.77" not in r.table["code"].tolist() and r.dropped_rows == 1
+
+
+# ----------------------------------------------------------------------------- 6. exact statistics
+def one_band_db(tmp_path):
+    """Pain cohort: female 158 of 209 with a risk condition, male 219 of 242 (all aged 70,
+    one band); and 40 women without pain."""
+    pts, eps, dxs = [], [], []
+    i = 0
+    for sex, events, total in (("F", 158, 209), ("M", 219, 242)):
+        for k in range(total):
+            i += 1
+            pts.append(patient(i, birth="1945-01-01", sex=sex))
+            eps.append(pain(i))
+            if k < events:
+                dxs.append(dx(i, "401.9"))
+    pts += [patient(1000 + k, birth="1960-01-01") for k in range(40)]  # 40 without pain
+    return write_db(tmp_path / "oneband", {"patients": pts, "pain_episodes": eps, "diagnoses": dxs})
+
+
+def test_odds_ratios_are_fitted_on_released_counts(tmp_path):
+    from analysis import statistics
+    from analysis.study import run_study
+
+    p = Params(age_band_edges=(45,))
+    s = run_study(one_band_db(tmp_path), p)
+    raw = statistics.risk_condition_regression(s.cube, p)
+    exact = (219 / 23) / (158 / 51)  # the cross-product ratio of the true counts
+    assert raw.set_index("term").loc["male vs female", "odds_ratio"] == pytest.approx(exact)
+    t = disclosure.protect(raw, "risk_condition_odds_ratios", s.disclosure_rule, p).table.set_index("term")
+    released = (220 / 25) / (160 / 50)  # the same ratio of the counts rounded to 5
+    assert t.loc["male vs female", "odds_ratio"] == round(released, 2) != round(exact, 2)
+
+
+def test_percentages_come_from_released_counts_over_released_totals(tmp_path):
+    from analysis import statistics
+    from analysis.study import run_study
+
+    s = run_study(one_band_db(tmp_path), Params(age_band_edges=(45,)))
+    combos = disclosure.protect(statistics.condition_combinations(s.cube), "condition_combinations",
+                                s.disclosure_rule).table
+    total = OS.round(451)
+    for _, r in combos.iterrows():
+        assert r["n"] % 5 == 0 and r["pct_of_pain"] == pytest.approx(100 * r["n"] / total)
+    t1 = disclosure.protect(statistics.table_one(s.cube), "table_one", s.disclosure_rule, s.params).table
+    fem = t1[t1["variable"] == "female"].iloc[0]
+    assert fem["pain_n"] == 210 and fem["pain_pct"] == pytest.approx(100 * 210 / 450)
+
+
+def test_duplicates_and_their_shares_are_released_rounded():
+    dups = pd.DataFrame({"table": ["diagnoses"], "records": [8324], "exact_duplicates": [901],
+                         "patients": [300], "pct": [100 * 901 / 8324]})
+    t = disclosure.protect(dups, "duplicates", OS).table.iloc[0]
+    assert t["records"] == 8325 and t["exact_duplicates"] == 900 and t["pct"] == pytest.approx(100 * 900 / 8325)
+
+
+# ----------------------------------------------------------------------------- 7. failed runs
+def test_a_validation_error_on_real_data_is_withheld_from_the_notebook(tmp_path, monkeypatch):
+    from analysis import notebook
+
+    monkeypatch.setenv("ANALYSIS_LOG_DIR", str(tmp_path / "logs"))
+    bad = write_db(tmp_path / "bad", {"patients": [patient(987654321, birth="2099-01-01")]})
+    with pytest.raises(AnalysisError) as exc:
+        notebook.start({"data": str(bad), "output_dir": str(tmp_path / "out")}, notebook="01_cohort_profile")
+    text = str(exc.value)
+    assert "987654321" not in text and "2099" not in text
+    assert "python -m analysis figures --data" in text
+    logged = "".join(p.read_text() for p in (tmp_path / "logs").iterdir())
+    assert "2099-01-01" in logged  # the details: in a log outside the report folder
+
+
+# ----------------------------------------------------------------------------- 8. escaping
+def test_every_value_in_the_html_is_escaped(tmp_path):
+    from types import SimpleNamespace
+
+    from analysis.notebook import display_table
+    from analysis.report_index import render_index
+
+    codes = pd.DataFrame({"code": ["<img src=x onerror=alert(9)>"], "patients": [12], "records": [12]})
+    assert "<img src=x" not in display_table(codes).to_html()
+    evil = "x'><img src=x onerror=alert(1)>"
+    run = tmp_path / "b" / evil
+    run.mkdir(parents=True)
+    (run / "manifest.json").write_text(json.dumps({"notebook": evil, "scenario": evil, "status": "ok"}))
+    page = render_index(SimpleNamespace(out=tmp_path / "b", runs=[], name="b", path=tmp_path / "b.yaml"))
+    assert "<img src=x" not in page and "onerror=alert(1)>" not in page.replace("&gt;", "")
+
+
+# ----------------------------------------------------------------------------- 9. passwords
+SECRET = "Pa55-Secret-Value"
+
+
+@pytest.mark.parametrize("text", [f"postgresql://me:{SECRET}@h/db", f"POSTGRESQL://me:{SECRET}@h/db",
+                                  f"Postgres://me@h/db?password={SECRET}", f"postgresql://me@h/db?sslmode=require&PASSWORD={SECRET}",
+                                  f"host=h dbname=db password={SECRET}"])
+def test_every_libpq_spelling_of_a_password_is_refused_without_echo(tmp_path, small_db, text):
+    from analysis.batch import load_batch
+    from analysis.credentials import holds_password
+    from analysis.data import open_database
+
+    assert holds_password(text)
+    for raw in ({"name": "b", "data": text},
+                {"name": "b", "data": str(small_db), "scenarios": {"s": {"grid": text}}}):
+        f = tmp_path / "b.yaml"
+        f.write_text(json.dumps(raw))
+        with pytest.raises(AnalysisError, match="holds a database password") as exc:
+            load_batch(f, reports=tmp_path / "r")
+        assert SECRET not in str(exc.value)
+    with pytest.raises(AnalysisError) as exc:
+        open_database(text)
+    assert SECRET not in str(exc.value)
+
+
+def test_urls_without_a_password_are_not_refused():
+    from analysis.credentials import holds_password
+
+    assert not holds_password("postgresql://me@h:5432/db?schema=x&password_env=MYPW")
+    assert not holds_password("data/private/mine") and not holds_password("spark://local[2]?path=/x")
+
+
+# ----------------------------------------------------------------------------- 10 and 13
+def test_weaker_settings_than_the_rule_are_stamped_not_for_release(tmp_path):
+    from analysis.study import run_study
+
+    weak = Params(disclosure_threshold=1, disclosure_rounding=1)
+    assert disclosure.release_status(weak, is_synthetic=False) == "NOT FOR RELEASE"
+    assert disclosure.release_status(Params(disclosure_threshold=10, disclosure_rounding=10), False) \
+        == "aggregates under disclosure control"
+    assert disclosure.release_status(Params(disclosure="ohdsi", disclosure_threshold=4), False) == "NOT FOR RELEASE"
+    figs = run_study(practice_of_60(tmp_path), weak).figures()
+    assert all(f["release"] == "NOT FOR RELEASE" for f in figs)
+
+
+def test_disclosure_off_is_accepted_as_written_in_yaml(tmp_path):
+    from analysis.cli import _overrides
+    from analysis.params import load_params
+
+    f = tmp_path / "p.yaml"
+    f.write_text("disclosure: off\n")
+    assert load_params(f).disclosure == "off"
+    assert load_params(None, _overrides(["disclosure=off"])).disclosure == "off"
+
+
+# ----------------------------------------------------------------------------- 11 and 12
+def test_import_never_deletes_a_file_it_did_not_write(tmp_path):
+    from analysis.importer import import_extract
+
+    src = write_db(tmp_path / "src", {"patients": [patient(i) for i in range(1, 4)]})
+    into = tmp_path / "mine"
+    into.mkdir()
+    (into / "dataset.json").write_text('{"synthetic": false, "extract_date": "2016-01-31"}')
+    (into / "notes.txt").write_text("my notes")
+    (into / "original_extract.csv").write_text("id\n1\n")
+    mapping = tmp_path / "m.yaml"
+    from conftest import COLUMNS
+
+    mapping.write_text("tables:\n" + "".join(
+        f"  {t}: {{files: [{src / (t + '.csv')}], columns: {{{', '.join(f'{c}: {c}' for c in cols)}}}}}\n"
+        for t, cols in COLUMNS.items()))
+    with pytest.raises(AnalysisError, match="did not write .*notes.txt.*nothing was deleted"):
+        import_extract(mapping, into)
+    assert (into / "notes.txt").read_text() == "my notes" and (into / "original_extract.csv").exists()
+    # into a new folder it works, and a second import replaces its own files only
+    import_extract(mapping, tmp_path / "fresh")
+    import_extract(mapping, tmp_path / "fresh")
+    (tmp_path / "fresh" / "mine.txt").write_text("added by hand")
+    with pytest.raises(AnalysisError, match="mine.txt"):
+        import_extract(mapping, tmp_path / "fresh")
+    assert (tmp_path / "fresh" / "mine.txt").exists()
