@@ -34,4 +34,8 @@ def test_counts_of_each_quality_problem(tmp_path):
     cov = code_coverage(db, Params()).set_index(["table", "covered_by"])
     assert cov.loc[("diagnoses", "the lists the analysis uses"), "matched"] == 3
     assert cov.loc[("prescriptions", "the lists the analysis uses"), "matched"] == 1
-    assert unmatched_codes(db).to_dict("records") == [{"code": "999.9", "records": 1}]
+    assert unmatched_codes(db).to_dict("records") == [{"code": "999.9", "patients": 1, "records": 1}]
+    pats = plausibility(db, Params()).set_index(["table", "check"])["patients"]
+    # two records, one patient (patient 2); disclosure control counts the patient
+    assert pats[("diagnoses", "after the patient's registration ended")] == 1
+    assert duplicates(db).set_index("table").loc["diagnoses", "patients"] == 1

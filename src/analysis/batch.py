@@ -519,19 +519,39 @@ def run_batch(batch: Batch, *, jobs: int | None = None, only: str | None = None,
     bar.close()
     order = {r.name: i for i, r in enumerate(batch.runs)}
     results.sort(key=lambda r: order.get(r["run"], 0))
-    for r in results:
-        if r.get("detail"):  # a failure on data not marked synthetic: the terminal and a log only
-            from analysis.credentials import write_problem_log
-
-            text = f"{r['run']}: cell {r['detail'].get('cell')}: {r['detail'].get('error')}"
-            path = write_problem_log(text, f"batch-{batch.name}")
-            print(f"{text}\n(not written to the report folder; also in {path})", file=sys.stderr)
+    _report_failures_on_real_data(batch, results)
     write_index(batch)
     if real:
         from analysis.outputs.release import write_release_sheet
 
         write_release_sheet(batch)
     return results
+
+
+def _report_failures_on_real_data(batch: Batch, results: list[dict]) -> None:
+    """A run that failed on data not marked synthetic keeps no details in its files; they
+    go to the terminal and a log outside the report folder: the run's error, and the data's
+    validation problems when the data are what failed."""
+    from analysis.credentials import write_problem_log
+    from analysis.data import open_database
+
+    runs = {r.name: r for r in batch.runs}
+    checked: dict[str, str] = {}
+    for r in results:
+        if not r.get("detail"):
+            continue
+        text = f"{r['run']}: cell {r['detail'].get('cell')}: {r['detail'].get('error')}"
+        data = runs[r["run"]].data if r["run"] in runs else None
+        if data is not None and data not in checked:
+            try:
+                open_database(resolve(data)).close()
+                checked[data] = ""
+            except AnalysisError as exc:
+                checked[data] = str(exc)
+        if data is not None and checked[data]:
+            text += f"\nThe data's problems:\n{checked[data]}"
+        path = write_problem_log(text, f"batch-{batch.name}")
+        print(f"{text}\n(not written to the report folder; also in {path})", file=sys.stderr)
 
 
 def _worker_init(parent_pid: int) -> None:
