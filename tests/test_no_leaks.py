@@ -147,7 +147,7 @@ def test_no_share_or_interval_tells_more_than_the_released_counts(released):
 
 
 def test_estimates_are_released_counts_times_the_assumption(released):
-    for run, name, df in _tables(released):
+    for _run, name, df in _tables(released):
         if name == "eligibility_estimate":
             r = df.iloc[0]
             assert r["target_n"] % 5 == 0 and r["population_n"] % 5 == 0

@@ -297,3 +297,15 @@ def test_import_never_deletes_a_file_it_did_not_write(tmp_path):
     with pytest.raises(AnalysisError, match="mine.txt"):
         import_extract(mapping, tmp_path / "fresh")
     assert (tmp_path / "fresh" / "mine.txt").exists()
+
+
+@pytest.mark.parametrize("argv", [["sensitivity", "--grid", f"postgresql://me:{SECRET}@h/db"],
+                                  ["figures", "--data", f"POSTGRESQL://me:{SECRET}@h/db"],
+                                  ["figures", "--set", f"data=postgres://me@h/db?password={SECRET}"],
+                                  ["load", "--data", "x", "--into", f"postgresql://me:{SECRET}@h/db"]])
+def test_the_command_line_refuses_a_password_without_echo(argv, capsys):
+    from analysis.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr()
+    assert SECRET not in err.err + err.out and "holds a database password" in err.err

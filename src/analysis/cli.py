@@ -295,6 +295,10 @@ def main(argv=None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
     try:
+        from analysis.credentials import refuse_passwords
+
+        refuse_passwords({f"--{k}": v for k, v in vars(args).items() if isinstance(v, str | list)},
+                         "The command line")
         return args.func(args)
     except AnalysisError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -82,6 +82,11 @@ def age_distribution_by_sex(counts_by_age: pd.DataFrame, age_by_sex: pd.DataFram
             ax.plot([row["mean"]], [y], "v", color=colour, ms=5)
             lines.append(f"{label}: mean {row['mean']:.1f} (interval withheld)")
     ax.set_ylim(0, top * 1.08)
+    if counts_by_age["n"].notna().sum() == 0:  # every single-year count withheld
+        ax.set_xlim(0, 100)
+        ax.text(0.5, 0.5, "every single-year count is below the disclosure threshold: withheld\n"
+                "(the age-sex pyramid shows 5-year groups)", transform=ax.transAxes, ha="center",
+                va="center", fontsize=8, color="#777777")
     ax.text(0.99, 0.80, "\n".join(lines), transform=ax.transAxes, ha="right", va="top", fontsize=7.5,
             bbox={"fc": "white", "ec": "#cccccc", "lw": 0.5})
     ax.set_xlabel("age at the index date (completed years)")
