@@ -309,3 +309,23 @@ def test_the_command_line_refuses_a_password_without_echo(argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr()
     assert SECRET not in err.err + err.out and "holds a database password" in err.err
+
+
+def test_a_mean_that_rests_on_few_patients_is_withheld(tmp_path):
+    """Number of drugs: one patient of the pain cohort has a drug; a mean of 0.01 (and its
+    SD) would tell that a very few have one, so the pain cohort's value is withheld; the
+    rest, where nobody has a drug, is withheld too (a zero is disclosive)."""
+    from analysis import statistics
+    from analysis.study import run_study
+
+    pts = [patient(i) for i in range(1, 201)]
+    eps = [pain(i) for i in range(1, 101)]
+    s = run_study(write_db(tmp_path / "d", {"patients": pts, "pain_episodes": eps,
+                                            "prescriptions": [rx(1, "N02BE01")]}), drug_counts=True)
+    raw = statistics.table_one(s.cube).set_index("variable")
+    assert raw.loc["number of drugs prescribed in the window", "pain_mean"] == pytest.approx(0.01)
+    t = disclosure.protect(statistics.table_one(s.cube), "table_one", s.disclosure_rule, s.params).table
+    row = t.set_index("variable").loc["number of drugs prescribed in the window"]
+    assert row[["pain_mean", "pain_sd", "rest_mean", "rest_sd", "smd"]].isna().all()
+    age = t.set_index("variable").loc["age, years"]
+    assert age["pain_mean"] == 65.0 and age["rest_mean"] == 65.0  # ages rest on the whole group

@@ -45,7 +45,8 @@ class ProfileCube:
     """Counts of patients by age, sex and cohort features (see module docstring).
 
     ``columns``: one numpy array per column (age, sex, q<s>..., site_mask, cond_mask,
-    drug_mask, n, drugs_sum, drugs_sq), one element per cell; ``cells`` is the same as a
+    drug_mask, n, drugs_sum, drugs_sq, with_drugs: patients with at least one drug), one
+    element per cell; ``cells`` is the same as a
     pandas DataFrame, built on first use (the figures summary never needs pandas).
     """
 
@@ -223,7 +224,8 @@ def profile_cube(db: Database, params: Params, *, severities=(), episode_cap: in
         LEFT JOIN rx r ON r.patient_id = p.patient_id
         {n_drugs_join})
     SELECT age, sex, {q_grp}, site_mask, cond_mask, drug_mask,
-           count(*) AS n, sum(n_drugs) AS drugs_sum, sum(n_drugs * n_drugs) AS drugs_sq
+           count(*) AS n, sum(n_drugs) AS drugs_sum, sum(n_drugs * n_drugs) AS drugs_sq,
+           count(*) FILTER (WHERE n_drugs > 0) AS with_drugs
     FROM prof
     GROUP BY age, sex, {q_grp}, site_mask, cond_mask, drug_mask
     ORDER BY age, sex, {q_grp}, site_mask, cond_mask, drug_mask

@@ -164,13 +164,23 @@ def table_one(cube: ProfileCube, params: Params | None = None) -> pd.DataFrame:
         bit = cube.condition_bits([name])
         binary(condition_label(name), (c["cond_mask"] & bit) != 0)
     binary("any risk drug", f["risk_drug"])
+    # the counts a continuous statistic rests on, each of which must be releasable: the
+    # group for ages; those with and those without a drug for the number of drugs (a
+    # mean of 0.01 tells that very few patients have one)
+    support = {"age, years": {g: (ns[g],) for g in groups}}
     if cube.drug_counts:
         st = {}
         for g, m in groups.items():
             mean, sd = _mean_sd(ns[g], float(c.loc[m, "drugs_sum"].sum()), float(c.loc[m, "drugs_sq"].sum()))
             st[g] = {"mean": mean, "sd": sd}
-        add("number of drugs prescribed in the window", "continuous", st)
-    return pd.DataFrame(rows)
+        label = "number of drugs prescribed in the window"
+        add(label, "continuous", st)
+        if "with_drugs" in c.columns:
+            support[label] = {g: (int(c.loc[m, "with_drugs"].sum()), ns[g] - int(c.loc[m, "with_drugs"].sum()))
+                              for g, m in groups.items()}
+    out = pd.DataFrame(rows)
+    out.attrs["support"] = support
+    return out
 
 
 def _need_detail(cube: ProfileCube) -> None:

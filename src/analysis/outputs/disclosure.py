@@ -249,7 +249,9 @@ def _proportion_intervals(num, den, params):
 # ----------------------------------------------------------------------------- protectors
 def protect_table_one(t, rule: Rule, params):
     """Table 1 under ``rule``: a group whose size is withheld has every statistic withheld
-    (its mean age too); each row's two counts partition a total published elsewhere, so a
+    (its mean age too); a mean and SD that rest on fewer patients with a non-zero value (or
+    with zero) than the threshold are withheld (``attrs['support']``; withheld when the
+    table does not say); each row's two counts partition a total published elsewhere, so a
     withheld count takes the other with it; shares, intervals and SMDs are recomputed from
     released counts and rounded means (SMD to 2 decimals, means and SDs to 1)."""
     import numpy as np
@@ -286,10 +288,13 @@ def protect_table_one(t, rule: Rule, params):
             t.at[i, "smd"] = (round(smd_binary(p[0] / 100, p[1] / 100), 2)
                               if kind == "binary" and all(v == v for v in p) else np.nan)
         elif kind == "continuous":
+            support = t.attrs.get("support", {}).get(t.at[i, "variable"])
             for g in groups:
+                # withheld with its group, or when it rests on few patients with (or without) a value
+                few = support is None or any(rule.suppressed(k) for k in support[g])
                 for s in ("mean", "sd"):
                     v = orig.at[i, f"{g}_{s}"]
-                    t.at[i, f"{g}_{s}"] = np.nan if size[g] is None else round(v, 1)
+                    t.at[i, f"{g}_{s}"] = np.nan if size[g] is None or few else round(v, 1)
                 t.at[i, f"{g}_ci_low"] = t.at[i, f"{g}_ci_high"] = np.nan  # intervals of means
             m = [t.at[i, f"{g}_mean"] for g in groups] + [t.at[i, f"{g}_sd"] for g in groups]
             t.at[i, "smd"] = (round(smd_continuous(m[0], m[2], m[1], m[3]), 2)
