@@ -110,7 +110,18 @@ def test_real_data_with_disclosure_off_is_stamped_not_for_release(tmp_path):
 
 def test_threshold_and_rounding_are_parameters(tmp_path):
     r = disclosure.resolve(Params(disclosure="ohdsi", disclosure_threshold=20, disclosure_rounding=10), False)
-    assert r.suppressed(19) and not r.suppressed(20) and r.round(24) == 20
+    # the decision is taken on the released (rounded) value: 14 -> 10 is withheld, 15 -> 20 is not
+    assert r.suppressed(14) and not r.suppressed(15) and r.round(24) == 20
+
+
+def test_two_thresholds_tell_nothing_beyond_the_rounded_count():
+    """The attack: a count released at threshold t and withheld at t + 1 would be exactly
+    t. Deciding on the rounded value, every count that rounds alike is treated alike."""
+    for t in range(8, 30):
+        rule = disclosure.resolve(Params(disclosure_threshold=t), False)
+        for rounded in range(0, 40, 5):
+            fates = {rule.release(c) for c in range(rounded - 2, rounded + 3) if c >= 0}
+            assert len(fates) == 1, (t, rounded, fates)
 
 
 def test_regression_terms_of_small_groups_are_withheld():
@@ -124,10 +135,32 @@ def test_regression_terms_of_small_groups_are_withheld():
     t.attrs["cells"] = pd.DataFrame({"band": ["<45", "<45", "45-54", "45-54", ">=75", ">=75"],
                                      "sex": ["F", "M"] * 3, "events": [10, 12, 20, 21, 2, 1],
                                      "non_events": [30, 33, 20, 19, 1, 0]})
-    out, n = protect_regression(t, disclosure.RULES["ohdsi"], Params(age_band_edges=(45, 55, 75)))
-    assert n == 1 and pd.isna(out.loc[1, "odds_ratio"])
-    # the others are refitted on the released cells (ohdsi does not round: the cells' own fit)
-    assert out.loc[0, "odds_ratio"] > 1 and out.loc[2, "odds_ratio"] == out.loc[2, "odds_ratio"]
+    p = Params(age_band_edges=(45, 55, 75))
+    out, n = protect_regression(t, disclosure.RULES["ohdsi"], p)
+    # a cell below the threshold (2, 1, 1, 0 among the over-75s): the whole model is withheld,
+    # because a fit on it would tell which side of the threshold the cell lies
+    assert n == 3 and out["odds_ratio"].isna().all() and out["p_value"].isna().all()
+    # with every cell releasable, the model is refitted on the released cells
+    t.attrs["cells"] = t.attrs["cells"].assign(events=[10, 12, 20, 21, 12, 11], non_events=[30, 33, 20, 19, 9, 8])
+    out, n = protect_regression(t, disclosure.RULES["ohdsi"], p)
+    assert n == 0 and out["odds_ratio"].notna().all()
+
+
+def test_odds_ratios_do_not_show_a_withheld_cell():
+    """The attack: two practices that differ only in a withheld cell (2 or 3 men aged 65-74
+    with a risk condition) must release the same odds-ratio table."""
+    import pandas as pd
+
+    from analysis.outputs.disclosure import protect_regression
+
+    outs = []
+    for k in (2, 3):
+        t = pd.DataFrame({"term": ["male vs female"], "odds_ratio": [1.0], "ci_low": [0.5],
+                          "ci_high": [2.0], "p_value": [0.5]})
+        t.attrs["cells"] = pd.DataFrame({"band": ["<45", "<45", "65-74", "65-74"], "sex": ["F", "M"] * 2,
+                                         "events": [40, 30, 20, k], "non_events": [50, 60, 30, 40]})
+        outs.append(protect_regression(t, disclosure.RULES["opensafely"], Params())[0])
+    assert outs[0].equals(outs[1])
 
 
 def test_figures_never_let_a_withheld_count_be_recovered(tmp_path):

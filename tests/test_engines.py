@@ -42,7 +42,7 @@ def test_postgres_gives_the_same_figures_as_the_files(default_db):
 
 
 def test_a_password_in_the_url_is_refused():
-    with pytest.raises(AnalysisError, match="must not hold the password"):
+    with pytest.raises(AnalysisError, match="holds a database password"):
         run_study("postgresql://someone:secret@127.0.0.1:5432/db")
 
 

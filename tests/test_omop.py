@@ -63,7 +63,7 @@ def test_an_unrelated_existing_folder_is_not_replaced(tmp_path):
     keep = tmp_path / "db"
     keep.mkdir()
     (keep / "notes.txt").write_text("mine")
-    with pytest.raises(AnalysisError, match="not a database written by this tool"):
+    with pytest.raises(AnalysisError, match="holds files this tool did not write"):
         import_omop(omop_folder(tmp_path), keep)
     assert (keep / "notes.txt").read_text() == "mine"
 

@@ -329,3 +329,80 @@ def test_a_mean_that_rests_on_few_patients_is_withheld(tmp_path):
     assert row[["pain_mean", "pain_sd", "rest_mean", "rest_sd", "smd"]].isna().all()
     age = t.set_index("variable").loc["age, years"]
     assert age["pain_mean"] == 65.0 and age["rest_mean"] == 65.0  # ages rest on the whole group
+
+
+@pytest.mark.parametrize("argv", [["figures", "--set", f"index_date=postgresql://u:{SECRET}@h/db"],
+                                  ["figures", "--set", f"index_date=postgresql://u:{SECRET.replace('-', '%2D')}@h/db"]])
+def test_a_password_inside_another_value_is_refused(argv, capsys):
+    from analysis.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert SECRET not in err and SECRET.replace("-", "%2D") not in err
+
+
+def test_a_password_in_a_parameter_or_grid_file_is_refused(tmp_path):
+    from analysis.params import load_params
+    from analysis.sensitivity import load_grid
+
+    f = tmp_path / "p.yaml"
+    f.write_text(f"index_date: postgresql://u:{SECRET}@h/db\n")
+    with pytest.raises(AnalysisError, match="holds a database password") as exc:
+        load_params(f)
+    assert SECRET not in str(exc.value)
+    g = tmp_path / "g.yaml"
+    g.write_text(f'vary:\n  elderly_age: {{"postgresql://u:{SECRET}@h/db": 75, "80": 80}}\n')
+    with pytest.raises(AnalysisError, match="holds a database password") as exc:
+        load_grid(g)
+    assert SECRET not in str(exc.value)
+
+
+def test_only_a_true_mark_makes_data_synthetic(tmp_path):
+    from analysis.data import is_marked_synthetic, open_database
+
+    db = practice_of_60(tmp_path)
+    for text, expected in (('{"synthetic": "false"}', False), ('{"synthetic": 1}', False),
+                           ('{"synthetic": "true"}', False), ('{"synthetic": true}', True)):
+        (db / "dataset.json").write_text(text)
+        assert is_marked_synthetic(db) is expected, text
+        d = open_database(db)
+        assert d.is_synthetic is expected, text
+        d.close()
+
+
+def test_a_batch_never_deletes_a_file_it_did_not_write(tmp_path, small_db):
+    """The attack: a user's notes inside the batch's folder, in a folder named like a
+    run's temporary, inside a run folder and a failed run's folder."""
+    from analysis.batch import load_batch, run_batch
+
+    f = tmp_path / "mine.yaml"
+    f.write_text(f"name: mine\ndata: {small_db}\nruns:\n  - notebooks: [03_eligibility]\n")
+    b = load_batch(f, reports=tmp_path / "u")
+    planted = [b.out / ".tmp-keep" / "notes.txt", b.out / "default-03_eligibility" / "thesis.txt",
+               b.out / "default-03_eligibility.failed" / "x.txt", b.out / "my_index_notes.md"]
+    for p in planted:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("mine")
+    for p in planted:
+        with pytest.raises(AnalysisError, match="holds files this tool did not write"):
+            run_batch(b, jobs=1, progress=False)
+        assert all(q.read_text() == "mine" for q in planted if q.exists())
+        p.unlink()
+        if p.parent != b.out and not any(p.parent.iterdir()):
+            p.parent.rmdir()
+
+
+def test_a_code_that_a_spreadsheet_would_run_is_defused(tmp_path):
+    from analysis.outputs import write_csv
+
+    df = pd.DataFrame({"code": ['=HYPERLINK("http://evil/")', "401.9", "-1+1"], "patients": [10, 10, -5]})
+    text = write_csv(df, tmp_path / "t.csv").read_text()
+    assert "'=HYPERLINK" in text and "'-1+1" in text and "\n401.9," in text and ",-5\n" in text
+
+
+@pytest.mark.parametrize("argv", [["sensitivity", "--disclosure", "off"], ["audit", "--set", "disclosure_threshold=1"]])
+def test_every_command_stamps_unprotected_real_data(tmp_path, capsys, argv):
+    from analysis.cli import main
+
+    assert main([argv[0], "--data", str(practice_of_60(tmp_path)), *argv[1:]]) == 0
+    assert "NOT FOR RELEASE" in capsys.readouterr().out

@@ -77,6 +77,9 @@ def load_batch(path: str | Path | None = None, reports: str | Path | None = None
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise AnalysisError(f"Batch file {path} is not valid YAML: {exc}") from None
+    from analysis.credentials import refuse_passwords_in
+
+    refuse_passwords_in(raw, f"Batch file {path}")
     allowed = {"name", "description", "data", "data_sources", "scenarios", "runs", "show_code"}
     extra = set(raw) - allowed
     if extra:
@@ -109,6 +112,10 @@ def load_batch(path: str | Path | None = None, reports: str | Path | None = None
     for scen, overrides in scenarios.items():
         try:
             check_notebook_parameters(list((overrides or {}).keys()), notebook=f"{path} scenario {scen}")
+            if (overrides or {}).get("grid"):  # a grid file is checked (names, secrets) before any run
+                from analysis.sensitivity import load_grid
+
+                load_grid(resolve(overrides["grid"]))
             Params.from_mapping({k: v for k, v in (overrides or {}).items() if k in Params.names()},
                                 source=f"{path} scenario {scen}")
         except AnalysisError as exc:
@@ -464,8 +471,9 @@ def run_batch(batch: Batch, *, jobs: int | None = None, only: str | None = None,
         raise AnalysisError(f"Batch {batch.name} reads data not marked synthetic: its outputs must go under "
                             f"{paths.REPORTS} (git-ignored), not {out}.")
     _refuse_other_data(batch)
+    _refuse_foreign_files(batch)
     batch.out.mkdir(parents=True, exist_ok=True)
-    for stale in batch.out.glob(".tmp-*"):  # left by an interrupted batch
+    for stale in _stale_temporaries(batch):  # left by an interrupted batch
         shutil.rmtree(stale, ignore_errors=True)
     planned = plan(batch, only=only, force=force)
     show = batch.show_code if show_code is None else show_code
@@ -578,6 +586,66 @@ def _worker_init(parent_pid: int) -> None:
                 os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+RUN_FILES = ("manifest.json", "run.log", "disclosure.json", "README.txt", ".disclosure.json.tmp")
+BATCH_FILES = ("index.html", "release.md", ".index.html.tmp", ".release.md.tmp")
+
+
+def _written_by_a_run(folder: Path) -> list[str]:
+    """Files of a run folder that a run does not write (none for a folder it wrote)."""
+    other = []
+    for f in sorted(folder.rglob("*")):
+        rel = f.relative_to(folder)
+        if f.is_dir():
+            if rel.as_posix() not in ("tables", "figures"):
+                other.append(rel.as_posix())
+            continue
+        parts = rel.parts
+        ok = (len(parts) == 1 and (f.name in RUN_FILES or f.suffix in (".ipynb", ".html"))) or (
+            len(parts) == 2 and ((parts[0] == "tables" and f.suffix == ".csv")
+                                 or (parts[0] == "figures" and f.suffix in (".png", ".svg"))
+                                 or f.name.startswith(".")))
+        if not ok:
+            other.append(rel.as_posix())
+    return other
+
+
+def _refuse_foreign_files(batch: Batch) -> None:
+    """A batch never deletes or overwrites a file it did not write: its folder may hold
+    only run folders, their temporaries, the index and the release sheet, and a run
+    folder only what a run writes; anything else stops the batch before it starts."""
+    if not batch.out.exists():
+        return
+    names = {r.name for r in batch.runs}
+    other = []
+    for e in sorted(batch.out.iterdir()):
+        if e.is_file() and e.name in BATCH_FILES:
+            continue
+        if e.is_dir() and ((e / MANIFEST).exists() or e.name.removesuffix(".failed") in names
+                           or _is_run_temporary(e, names)):
+            other += [f"{e.name}/{x}" for x in _written_by_a_run(e)]
+            continue
+        other.append(e.name)
+    if other:
+        shown = ", ".join(other[:8]) + (f" and {len(other) - 8} more" if len(other) > 8 else "")
+        raise AnalysisError(f"Batch {batch.name}: {batch.out} holds files this tool did not write ({shown}); "
+                            "a batch never deletes or overwrites them. Move them, or give the batch another "
+                            "`name:` (or --reports DIR). Nothing was run.")
+
+
+def _is_run_temporary(folder: Path, names: set[str]) -> bool:
+    """``.tmp-<run>-<pid>`` of one of this batch's runs."""
+    import re
+
+    m = re.fullmatch(r"\.tmp-(.+)-(\d+)", folder.name)
+    return bool(m) and m.group(1) in names
+
+
+def _stale_temporaries(batch: Batch) -> list[Path]:
+    names = {r.name for r in batch.runs}
+    return [d for d in batch.out.glob(".tmp-*") if d.is_dir() and _is_run_temporary(d, names)
+            and not _written_by_a_run(d)]
 
 
 def _refuse_other_data(batch: Batch) -> None:

@@ -79,7 +79,7 @@ def cmd_figures(args) -> int:
     else:
         stamp = any(f.get("release") == "NOT FOR RELEASE" for f in figs)
         if stamp:
-            print("NOT FOR RELEASE: data not marked synthetic, disclosure control off.")
+            print(_STAMP)
         print(f"Figures of the study on {study.data_location} ({study.data_label})")
         print(_figures_table(figs))
         if stamp:
@@ -139,14 +139,24 @@ def cmd_sensitivity(args) -> int:
 
     table = sensitivity_table(cube, grid, params,
                               rule=disclosure.resolve(params, cube.is_synthetic))
+    stamp = disclosure.release_status(params, cube.is_synthetic) == disclosure.NOT_FOR_RELEASE
     if args.json:
+        if stamp:
+            table["release"] = disclosure.NOT_FOR_RELEASE
         print(table.to_json(orient="records", indent=2))
     else:
         import pandas as pd
 
+        if stamp:
+            print(_STAMP)
         with pd.option_context("display.max_rows", None, "display.width", 200):
             print(table.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+        if stamp:
+            print("NOT FOR RELEASE")
     return 0
+
+
+_STAMP = "NOT FOR RELEASE: data not marked synthetic, disclosure control off or weakened."
 
 
 def cmd_batch(args) -> int:
@@ -174,10 +184,15 @@ def cmd_audit(args) -> int:
             figures = run_study(None, _params(args)).figures()
     repro = reproduction_table(figures, published)
     checks = consistency_audit(published)
+    stamp = any(f.get("release") == "NOT FOR RELEASE" for f in figures or [])
     if args.json:
-        print(json.dumps({"reproduction": repro.to_dict(orient="records"),
-                          "consistency": checks.to_dict(orient="records")}, indent=2))
+        out = {"reproduction": repro.to_dict(orient="records"), "consistency": checks.to_dict(orient="records")}
+        if stamp:
+            out["release"] = "NOT FOR RELEASE"
+        print(json.dumps(out, indent=2))
         return 0
+    if stamp:
+        print(_STAMP)
     import pandas as pd
 
     with pd.option_context("display.max_rows", None, "display.width", 250, "display.max_colwidth", 90):

@@ -61,6 +61,7 @@ class ProfileCube:
     is_synthetic: bool = False
     drug_counts: bool = False  # whether drugs_sum / drugs_sq hold the number of drugs
     detail: bool = True  # False: no pain sites, risk groups collapsed to "any" (figures only)
+    top_age: int | None = None  # ages above it were counted as it (disclosure control)
 
     def __post_init__(self):
         if not isinstance(self.columns, dict):  # a DataFrame
@@ -71,6 +72,15 @@ class ProfileCube:
         import pandas as pd
 
         return pd.DataFrame(self.columns)
+
+    def top_coded(self, age: int) -> ProfileCube:
+        """The same cube with every age above ``age`` counted as ``age`` (cells are not
+        merged: every statistic sums over cells)."""
+        import dataclasses
+
+        cols = dict(self.columns)
+        cols["age"] = np.minimum(np.asarray(cols["age"]), age)
+        return dataclasses.replace(self, columns=cols, top_age=age)
 
     @property
     def n_total(self) -> int:

@@ -20,18 +20,21 @@ from urllib.parse import parse_qs, urlsplit
 
 from analysis.errors import AnalysisError
 
-_SCHEME = re.compile(r"^\s*postgres(ql)?://", re.IGNORECASE)
-_KEYWORD = re.compile(r"(^|[\s?&;])password\s*=", re.IGNORECASE)
+_URL = re.compile(r"postgres(?:ql)?://\S*", re.IGNORECASE)
+_KEYWORD = re.compile(r"(^|[\s?&;=])password\s*=", re.IGNORECASE)
 
 
 def holds_password(value) -> bool:
-    """Whether a text value carries a database password in any libpq spelling."""
+    """Whether a text value carries a database password in any libpq spelling, anywhere
+    in it (``name=postgresql://u:pw@host/db`` too; %-escapes decoded first)."""
     if not isinstance(value, str):
         return False
-    text = value.strip()
-    if _SCHEME.match(text):
+    from urllib.parse import unquote
+
+    text = unquote(value)
+    for m in _URL.finditer(text):
         try:
-            u = urlsplit(text)
+            u = urlsplit(m.group(0))
         except ValueError:
             return True  # unparsable: treat as unsafe
         netloc = u.netloc.rsplit("@", 1)
@@ -40,6 +43,24 @@ def holds_password(value) -> bool:
         if any(k.lower() == "password" for k in parse_qs(u.query, keep_blank_values=True)):
             return True
     return bool(_KEYWORD.search(text))
+
+
+def refuse_passwords_in(obj, source: str) -> None:
+    """Refuse a password anywhere in a nested structure (keys and values of a YAML file)."""
+    def walk(x):
+        if isinstance(x, dict):
+            for k, v in x.items():
+                yield k
+                yield from walk(v)
+        elif isinstance(x, list | tuple):
+            for v in x:
+                yield from walk(v)
+        else:
+            yield x
+
+    if any(holds_password(v) for v in walk(obj)):
+        raise AnalysisError(f"{source} holds a database password (not shown). Remove it and set PGPASSWORD "
+                            "(or name another variable with ?password_env=VAR). Nothing was run.")
 
 
 def refuse_passwords(values: dict, source: str) -> None:

@@ -40,7 +40,7 @@ class Database:
 
     @property
     def is_synthetic(self) -> bool:
-        return bool(self.metadata.get("synthetic", False))
+        return marked_synthetic(self.metadata)
 
     @property
     def label(self) -> str:
@@ -741,6 +741,12 @@ def _create_typed_views(db: Database) -> None:
         con.execute(f"CREATE TEMP VIEW {table} AS SELECT {select} FROM src_{table}")
 
 
+def marked_synthetic(metadata) -> bool:
+    """Whether metadata say synthetic: only the JSON value ``true`` does (a string such as
+    "false", or anything else, is not a mark; disclosure control fails closed)."""
+    return isinstance(metadata, dict) and metadata.get("synthetic") is True
+
+
 def is_marked_synthetic(location: str | Path) -> bool:
     """Whether a data location says it is synthetic (``dataset.json`` or Parquet metadata),
     without opening or validating it."""
@@ -748,7 +754,7 @@ def is_marked_synthetic(location: str | Path) -> bool:
     meta = location / METADATA_FILE
     if meta.exists():
         try:
-            return bool(json.loads(meta.read_text()).get("synthetic", False))
+            return marked_synthetic(json.loads(meta.read_text()))
         except json.JSONDecodeError:
             return False
     pq_file = location / "patients.parquet"

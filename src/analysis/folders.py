@@ -41,8 +41,8 @@ def not_ours(folder: Path) -> list[str]:
         listed = json.loads(rec.read_text())["files"] if rec.exists() else None
     except (json.JSONDecodeError, KeyError, TypeError):
         listed = {}
-    if listed is None:
-        return _not_ours_legacy(folder)
+    if listed is None:  # no record: nothing in it is known to be ours
+        return [p.name for p in sorted(folder.iterdir())]
     other = []
     for p in sorted(folder.iterdir()):
         if p.name == RECORD:
@@ -50,22 +50,6 @@ def not_ours(folder: Path) -> list[str]:
         if not p.is_file() or p.name not in listed or _sha256(p) != listed[p.name]:
             other.append(p.name)
     return other
-
-
-LEGACY_NAMES = {"patients.parquet", "diagnoses.parquet", "pain_episodes.parquet", "prescriptions.parquet",
-                "dataset.json", "README.md", "import_report.json", "unmapped_codes.csv"}
-
-
-def _not_ours_legacy(folder: Path) -> list[str]:
-    """A folder written before the record existed: ours only when its ``dataset.json``
-    names this tool as its writer, and then only the files it writes."""
-    try:
-        meta = json.loads((folder / "dataset.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        meta = {}
-    ours = isinstance(meta, dict) and (meta.get("generator") == "analysis.synth" or "imported_from" in meta)
-    return [p.name for p in sorted(folder.iterdir())
-            if not ours or not p.is_file() or p.name not in LEGACY_NAMES]
 
 
 def publish_folder(tmp: Path, into: Path, by: str) -> None:
@@ -79,7 +63,8 @@ def publish_folder(tmp: Path, into: Path, by: str) -> None:
         if other:
             shown = ", ".join(other[:10]) + (f" and {len(other) - 10} more" if len(other) > 10 else "")
             raise AnalysisError(f"{into} holds files this tool did not write ({shown}); nothing was "
-                                "deleted or replaced. Choose another destination folder.")
+                                "deleted or replaced. Choose another destination folder (a folder written "
+                                "by an earlier version, without .written-by-analysis, you may delete yourself).")
         old = into.with_name(f".{into.name}.old-{os.getpid()}")
         into.rename(old)
         tmp.rename(into)

@@ -288,9 +288,15 @@ def load_params(path: str | Path | None = None, overrides: dict | None = None) -
             raise AnalysisError(f"Parameter file {path} is not valid YAML: {exc}") from None
         if not isinstance(loaded, dict):
             raise AnalysisError(f"Parameter file {path} must hold a mapping of name: value.")
+        from analysis.credentials import refuse_passwords_in
+
+        refuse_passwords_in(loaded, f"Parameter file {path}")
         check_names(loaded, source=str(path))
         merged.update(loaded)
     if overrides:
+        from analysis.credentials import refuse_passwords_in
+
+        refuse_passwords_in(overrides, "A parameter override")
         check_names(overrides, source="overrides")
         merged.update(overrides)
     return Params.from_mapping(merged, source=str(path) if path else "parameters")

@@ -49,6 +49,9 @@ def load_grid(path: str | Path | None = None) -> Grid:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise AnalysisError(f"Grid file {path} is not valid YAML: {exc}") from None
+    from analysis.credentials import refuse_passwords_in
+
+    refuse_passwords_in(raw, f"Grid file {path}")
     if not isinstance(raw, dict) or set(raw) - {"base", "vary"}:
         raise AnalysisError(f"Grid file {path}: expected the keys 'base' and 'vary' only.")
     base = raw.get("base") or {}

@@ -136,9 +136,9 @@ class Study:
                     r1(a.sd if a else 0), denominator=n_rel)
                 add(f"{prefix}.age_min", f"youngest age of {label}, years (withheld: an extreme)", None)
                 add(f"{prefix}.age_max", f"oldest age of {label}, years (withheld: an extreme)", None)
-                add(f"{prefix}.age_median", f"median age of {label}, years", r1(a.median if a else 0))
-                add(f"{prefix}.age_q1", f"lower quartile of age of {label}, years", r1(a.q1 if a else 0))
-                add(f"{prefix}.age_q3", f"upper quartile of age of {label}, years", r1(a.q3 if a else 0))
+                add(f"{prefix}.age_median", f"median age of {label}, years (withheld: a patient's own age)", None)
+                add(f"{prefix}.age_q1", f"lower quartile of age of {label}, years (withheld: a patient's own age)", None)
+                add(f"{prefix}.age_q3", f"upper quartile of age of {label}, years (withheld: a patient's own age)", None)
                 return
             a = estimates.age_summary_masked(c["age"], c["n"], mask, p.confidence_level)
             add(f"{prefix}.age_mean", f"mean age of {label}, completed years at the index date",
@@ -222,6 +222,7 @@ def run_study(data: str | Path | None = None, params: Params | None = None, *,
     """Open and validate ``data`` (a contract folder, ``data/synthetic`` by default), build
     the profile cube under ``params`` and return the :class:`Study`."""
     from analysis.data import open_database
+    from analysis.outputs.disclosure import TOP_AGE_FLOOR, resolve
 
     p = params or Params()
     db = open_database(data, validate="alongside")  # the cube is built while it validates
@@ -234,5 +235,9 @@ def run_study(data: str | Path | None = None, params: Params | None = None, *,
             db.check_valid()  # nothing is returned, and no engine error shown, for bad data
     finally:
         db.close()
+    if resolve(p, db.is_synthetic) is not None:
+        # under disclosure control ages of 90 and over count as 90 in every table and
+        # statistic (an extreme age identifies a patient), or the oldest threshold in use
+        cube = cube.top_coded(max([TOP_AGE_FLOOR, p.elderly_age, *p.age_band_edges]))
     return Study(params=p, cube=cube, data_location=str(db.location),
                  is_synthetic=db.is_synthetic)

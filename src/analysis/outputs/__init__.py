@@ -61,14 +61,33 @@ def require_released(df, what: str = "a figure"):
     return df
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _defused(df):
+    """Text cells that a spreadsheet would run as a formula (``=HYPERLINK(...)`` as a
+    diagnosis code) are written with a leading apostrophe (OWASP's CSV-injection advice);
+    numbers, including negative ones, are untouched."""
+    out = None
+    for c in df.columns:
+        if df[c].dtype != object:
+            continue
+        bad = df[c].map(lambda v: isinstance(v, str) and v.startswith(FORMULA_START))
+        if bad.any():
+            out = df.copy() if out is None else out
+            out[c] = df[c].where(~bad, "'" + df[c].astype(str))
+    return df if out is None else out
+
+
 def write_csv(df, target: Path) -> Path:
-    """Write a table atomically with a fixed float format (byte-identical reruns)."""
+    """Write a table atomically with a fixed float format (byte-identical reruns); text
+    that a spreadsheet would run as a formula is defused (:func:`_defused`)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".csv", dir=target.parent)
     os.close(fd)
     try:
-        df.to_csv(tmp, index=False, float_format="%.10g", lineterminator="\n")
+        _defused(df).to_csv(tmp, index=False, float_format="%.10g", lineterminator="\n")
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

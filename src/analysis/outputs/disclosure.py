@@ -33,6 +33,7 @@ import math
 from dataclasses import dataclass
 
 RELEASE_SYNTHETIC = "synthetic data"
+TOP_AGE_FLOOR = 90  # under a rule, ages of 90 and over count as 90 (top-coded)
 RELEASE_CONTROLLED = "aggregates under disclosure control"
 NOT_FOR_RELEASE = "NOT FOR RELEASE"
 
@@ -45,10 +46,12 @@ class Rule:
     for_release: bool = True  # False when weaker than the preset's own settings
 
     def suppressed(self, count) -> bool:
-        """Below the threshold, zero included (a zero tells that nobody in the group has
-        the attribute, which is itself disclosive)."""
+        """Whether ``count`` is withheld: its released (rounded) value would be below the
+        threshold, zero included (a zero tells that nobody in the group has the attribute).
+        Deciding on the rounded value makes the decision a function of what is released:
+        two runs whose thresholds differ then tell nothing beyond the rounded count."""
         return count is not None and not (isinstance(count, float) and math.isnan(count)) \
-            and count < self.threshold
+            and self.round(count) < self.threshold
 
     def describe(self) -> str:
         text = f"{self.name} rule: counts below {self.threshold} withheld"
@@ -304,9 +307,11 @@ def protect_table_one(t, rule: Rule, params):
 
 def protect_regression(table, rule: Rule, params):
     """Odds ratios under ``rule``: the model is refitted on the released (rounded) cell
-    counts (``table.attrs['cells']``), so no estimate, interval or p-value tells more
-    than rounded counts; a term is withheld when its group or its reference group has
-    fewer events or non-events than the threshold. Without cells every term is withheld."""
+    counts (``table.attrs['cells']``: events and non-events per age band x sex), so no
+    estimate, interval or p-value tells more than rounded counts. It is released only when
+    every cell is releasable (a withheld cell's rounded value, 0 or 5, would otherwise show
+    through the estimates); then a term is withheld when its group or its reference group
+    has fewer events or non-events than the threshold. Without cells every term is withheld."""
     import numpy as np
 
     t = table.copy()
@@ -316,6 +321,11 @@ def protect_regression(table, rule: Rule, params):
         return t, len(t)
     from analysis.statistics import fit_grouped_logit
 
+    if any(rule.suppressed(int(v)) for c in ("events", "non_events") for v in cells[c]):
+        # a fit on rounded cells would still tell which side of the threshold a withheld
+        # cell lies (0 or 5): the model is released only when every cell is releasable
+        t.loc[:, ["odds_ratio", "ci_low", "ci_high", "p_value"]] = np.nan
+        return t, len(t)
     released = cells.copy()
     for c in ("events", "non_events"):
         released[c] = released[c].apply(rule.round)

@@ -67,9 +67,11 @@ def _pairs(runs: list[tuple[Path, dict]]) -> list[tuple[Path, Path, str]]:
     return out
 
 
-def _small_differences(d1: Path, d2: Path, threshold: int) -> list[str]:
-    """Count cells that both runs release and whose difference is between 1 and the
-    threshold - 1: a group that small is revealed by subtraction."""
+def _differences(d1: Path, d2: Path, threshold: int, step: int) -> list[str]:
+    """Count cells of two runs that a checker must look at: withheld in one run and
+    released in the other; released in both with a difference below the threshold; or,
+    under rounding, a change of one rounding step (when the runs differ only slightly,
+    such a change can pin the exact count at the rounding boundary)."""
     from analysis.outputs.registry import declared
 
     specs = declared()
@@ -86,15 +88,25 @@ def _small_differences(d1: Path, d2: Path, threshold: int) -> list[str]:
             other = index2.get(tuple(row.get(k) for k in keys))
             if other is None:
                 continue
+            where = ", ".join(f"{k}={row.get(k)}" for k in keys) or "row"
             for c in spec.counts:
-                try:
-                    a, b = float(row[c]), float(other[c])
-                except (KeyError, TypeError, ValueError):
-                    continue
-                if a == a and b == b and 0 < abs(a - b) < threshold:
-                    where = ", ".join(f"{k}={row.get(k)}" for k in keys) or "row"
-                    found.append(f"{t1.stem}.{c} ({where}): {a:g} vs {b:g}")
+                a, b = _float(row.get(c)), _float(other.get(c))
+                if (a is None) != (b is None):
+                    found.append(f"{t1.stem}.{c} ({where}): withheld in one, {a if a is not None else b:g} in the other")
+                elif a is not None and b is not None and a != b:
+                    if abs(a - b) < threshold:
+                        found.append(f"{t1.stem}.{c} ({where}): {a:g} vs {b:g}, a difference below {threshold}")
+                    elif step > 1 and abs(a - b) == step:
+                        found.append(f"{t1.stem}.{c} ({where}): {a:g} vs {b:g}, one rounding step")
     return found
+
+
+def _float(v):
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if x != x else x
 
 
 def write_release_sheet(batch) -> Path:
@@ -124,25 +136,36 @@ def write_release_sheet(batch) -> Path:
     pairs = _pairs(ok)
     lines += ["## Pairs a checker must compare", "",
               "Runs of one notebook that differ in one parameter, or only in their data source: the "
-              "difference of two released counts can reveal a small group. Listed below are the count "
-              "cells whose difference is below the threshold."
-              + (" Counts are rounded, so a difference of rounded counts bounds the true one only "
-                 "loosely." if any("round" in (disc.get("description") or "") for _, _, disc in runs) else ""), ""]
+              "difference of two released counts can reveal a small group. Listed for each pair: counts "
+              "withheld in one run and released in the other, counts that differ by less than the "
+              "threshold, and, under rounding, counts that differ by one rounding step (when the two runs "
+              "differ only slightly, for example by one day of the index date, such a step can pin the exact "
+              "count at the rounding boundary). Several runs that differ step by step in one parameter "
+              "(an index-date sweep) should not be released together.", ""]
     if not pairs:
         lines.append("No such pairs in this batch.")
     for d1, d2, why in pairs:
         disc = next((x for d, _, x in runs if d == d1), {})
-        threshold = _threshold(disc)
-        small = _small_differences(d1, d2, threshold) if threshold else []
+        threshold, step = _threshold(disc), _step(disc)
+        found = _differences(d1, d2, threshold, step) if threshold else []
         lines.append(f"- `{_md(d1.name)}` and `{_md(d2.name)}`: {_md(why)}; "
-                     + (f"**{len(small)} count(s) differ by less than {threshold}**: " + "; ".join(_md(x) for x in small[:20])
-                        if small else "no released count differs by less than the threshold"))
+                     + (f"**{len(found)} count(s) to check**: " + "; ".join(_md(x) for x in found[:20])
+                        + (f"; and {len(found) - 20} more" if len(found) > 20 else "")
+                        if found else "no count withheld in one and released in the other, none differing "
+                                      "by less than the threshold or by one rounding step"))
     lines.append("")
     target = out / "release.md"
     tmp = target.with_name(".release.md.tmp")
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, target)
     return target
+
+
+def _step(disc: dict) -> int:
+    import re
+
+    m = re.search(r"rounded to the nearest (\d+)", str(disc.get("description", "")))
+    return int(m.group(1)) if m else 1
 
 
 def _threshold(disc: dict) -> int:

@@ -107,12 +107,12 @@ declare(TableSpec(
     "age_summary",
     columns=("group", "n", "mean", "sd", "min", "max", "median", "q1", "q3", "mean_ci_low", "mean_ci_high"),
     counts={"n": "patients"}, keys=("group",),
-    derived={"n": ("mean", "sd", "median", "q1", "q3")},
-    withhold=("min", "max", "mean_ci_low", "mean_ci_high"),
-    round_to_decimals={"mean": 1, "sd": 1, "median": 1, "q1": 1, "q3": 1},
+    derived={"n": ("mean", "sd")},
+    withhold=("min", "max", "median", "q1", "q3", "mean_ci_low", "mean_ci_high"),
+    round_to_decimals={"mean": 1, "sd": 1},
     partition=("group", ["sex=", "age "]),
-    note="age in completed years at the index date, overall, by sex and by age band; n per group "
-         "(extremes and intervals of means withheld under a rule)"))
+    note="age in completed years at the index date (90 and over counted as 90), overall, by sex and by "
+         "age band; n per group; extremes, quantiles (patients' own ages) and intervals of means withheld"))
 declare(TableSpec(
     "age_sex_pyramid", columns=("age_group", "group_lo", "female", "male"),
     counts={"female": "patients", "male": "patients"}, keys=("age_group", "group_lo"),
