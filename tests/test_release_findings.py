@@ -395,9 +395,10 @@ def test_a_batch_never_deletes_a_file_it_did_not_write(tmp_path, small_db):
 def test_a_code_that_a_spreadsheet_would_run_is_defused(tmp_path):
     from analysis.outputs import write_csv
 
-    df = pd.DataFrame({"code": ['=HYPERLINK("http://evil/")', "401.9", "-1+1"], "patients": [10, 10, -5]})
+    df = pd.DataFrame({"code": ['=HYPERLINK("http://evil/")', "401.9", "-1+1", "+0.00"], "patients": [10, 10, -5, 1]})
     text = write_csv(df, tmp_path / "t.csv").read_text()
     assert "'=HYPERLINK" in text and "'-1+1" in text and "\n401.9," in text and ",-5\n" in text
+    assert "\n+0.00,1\n" in text  # a signed number is a number
 
 
 @pytest.mark.parametrize("argv", [["sensitivity", "--disclosure", "off"], ["audit", "--set", "disclosure_threshold=1"]])

@@ -64,15 +64,23 @@ def require_released(df, what: str = "a figure"):
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+def _number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
 def _defused(df):
     """Text cells that a spreadsheet would run as a formula (``=HYPERLINK(...)`` as a
     diagnosis code) are written with a leading apostrophe (OWASP's CSV-injection advice);
-    numbers, including negative ones, are untouched."""
+    numbers, signed ones and text such as "+0.00" included, are untouched."""
     out = None
     for c in df.columns:
         if df[c].dtype != object:
             continue
-        bad = df[c].map(lambda v: isinstance(v, str) and v.startswith(FORMULA_START))
+        bad = df[c].map(lambda v: isinstance(v, str) and v.startswith(FORMULA_START) and not _number(v))
         if bad.any():
             out = df.copy() if out is None else out
             out[c] = df[c].where(~bad, "'" + df[c].astype(str))
