@@ -135,9 +135,15 @@ def test_the_population_sd_is_possible_and_the_pain_cohort_sd_is_not(audit):
     assert row["result"].startswith(f"possible SD: {pystats.stdev(xs):.3f}")
 
 
-def test_no_reading_of_the_pain_cohort_sd_is_possible(audit):
+def test_the_pain_cohort_sd_reads_only_as_a_99_percent_ci_half_width(audit):
+    from scipy.stats import norm
+
     assert audit.loc["reading ±1.52 as a standard error of the mean", "verdict"] == "impossible"
     assert audit.loc["reading ±1.52 as the half-width of a 95% CI of the mean", "verdict"] == "impossible"
+    row = audit.loc["reading ±1.52 as the half-width of a 99% CI of the mean"]
+    implied = 1.52 * math.sqrt(827) / norm.ppf(0.995)  # 16.97, inside the possible 7.26-21.08
+    assert row["verdict"] == "possible" and f"implied SD {implied:.2f}" in row["result"]
+    assert round(implied, 2) == 16.97
 
 
 def test_reproduction_table_on_the_synthetic_default(default_db):

@@ -161,3 +161,24 @@ def test_t_quantile_matches_scipy(df, p):
     from analysis.estimates import t_quantile
 
     assert t_quantile(p, df) == pytest.approx(t.ppf(p, df), abs=1e-9)
+
+
+def test_jeffreys_ends_at_0_and_1_where_statsmodels_keeps_the_beta_quantile():
+    """Brown, Cai and DasGupta (2001, 4.1.2): at x = 0 the lower end is 0, at x = n the
+    upper end is 1; statsmodels returns the Beta(1/2, n + 1/2) quantile instead."""
+    from scipy.stats import beta
+    from statsmodels.stats.proportion import proportion_confint
+
+    sm_lo, sm_hi = proportion_confint(0, 20, alpha=0.05, method="jeffreys")
+    assert sm_lo == pytest.approx(beta.ppf(0.025, 0.5, 20.5)) and sm_lo > 0
+    lo, hi = proportion_ci(0, 20, 0.95, "jeffreys")
+    assert lo == 0.0 and hi == pytest.approx(sm_hi)
+    sm_lo, sm_hi = proportion_confint(20, 20, alpha=0.05, method="jeffreys")
+    lo, hi = proportion_ci(20, 20, 0.95, "jeffreys")
+    assert hi == 1.0 and sm_hi < 1 and lo == pytest.approx(sm_lo)
+
+
+@pytest.mark.parametrize("x,n", [(1, 0), (5, 4), (1.5, 10), (-1, 10), (2, 10.5)])
+def test_impossible_counts_are_refused(x, n):
+    with pytest.raises(ValueError):
+        proportion_ci(x, n)

@@ -371,13 +371,19 @@ def _consistency_audit(published: tuple[Published, ...]) -> pd.DataFrame:
             f"at most {ceiling:.2f} (its sum of squares cannot exceed the population's)")
         n = m.denominator_n
         v = float(Fraction(s.published))
-        for reading, implied in (("a standard error of the mean", v * math.sqrt(n)),
-                                 ("the half-width of a 95% CI of the mean", v * math.sqrt(n) / 1.959964)):
+        from analysis.estimates import normal_quantile
+
+        z95, z99 = normal_quantile(0.975), normal_quantile(0.995)
+        for reading, divisor in (("a standard error of the mean", 1.0),
+                                 ("the half-width of a 95% CI of the mean", z95),
+                                 ("the half-width of a 99% CI of the mean", z99)):
+            implied = v * math.sqrt(n) / divisor
             ok = b.min_sd <= implied <= top
             add(f"reading ±{s.published} as {reading}", "P6", f"implied SD = {implied:.2f}",
                 SPRITE_REF, f"implied SD {implied:.2f} against possible {b.min_sd:.2f}-{top:.2f}",
                 "possible" if ok else "impossible",
-                f"SD = {s.published} x sqrt({n})" + (" / 1.96" if "CI" in reading else "") + f" = {implied:.2f}")
+                f"SD = {s.published} x sqrt({n})" + (f" / {divisor:.4f}" if divisor != 1 else "")
+                + f" = {implied:.2f}")
     return pd.DataFrame(rows)
 
 
@@ -444,11 +450,20 @@ def narrative(checks: pd.DataFrame, repro: pd.DataFrame) -> str:
         lines.append("**Published figures that cannot be right as printed:**")
         for _, r in bad.iterrows():
             lines.append(f"- {r['check']} ({r['figures']}): {r['verdict']}. {r['arithmetic']}.")
-        if any("reading" in c for c in bad["check"]):
+        readings = checks[checks["check"].str.startswith("reading ±")]
+        if len(readings):
+            possible = [c.split(" as ", 1)[1] for c in readings.loc[readings["verdict"] == "possible", "check"]]
             lines.append("")
-            lines.append("No reading of the pain cohort's '± 1.52' tried here (SD, standard error, "
-                         "half-width of a 95% CI) is arithmetically possible; the synthetic cohort "
-                         "reproduces the mean age of 57 and has an SD inside the possible range.")
+            if possible:
+                impossible = [c.split(" as ", 1)[1] for c in readings.loc[readings["verdict"] != "possible", "check"]]
+                lines.append("The pain cohort's '± 1.52' is not an SD" + "".join(f", nor {r}" for r in impossible)
+                             + "; it is consistent only with " + " or ".join(possible) + " ("
+                             + "; ".join(readings.loc[readings["verdict"] == "possible", "method"]) + "). The "
+                             "synthetic cohort reproduces the mean age of 57 and has an SD inside the possible range.")
+            else:
+                lines.append("No reading of the pain cohort's '± 1.52' tried here (SD, standard error, "
+                             "half-width of a 95% or 99% CI) is arithmetically possible; the synthetic "
+                             "cohort reproduces the mean age of 57 and has an SD inside the possible range.")
     good = checks[checks["verdict"].isin(["consistent", "possible"])]
     lines.append("")
     lines.append(f"The other {len(good)} checks pass: every percentage implies a whole number of "

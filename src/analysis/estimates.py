@@ -78,20 +78,28 @@ def proportion_ci(x: int, n: int, level: float = 0.95, method: str = "wilson") -
 
     Methods: ``wilson`` (score; Wilson 1927, Newcombe 1998 method 3), ``clopper_pearson``
     (exact; Newcombe method 5), ``agresti_coull`` (Agresti and Coull 1998), ``jeffreys``
-    (equal-tailed Beta(x + 1/2, n - x + 1/2) interval with the conventional end points 0
-    at x = 0 and 1 at x = n; Brown, Cai and DasGupta 2001). ``n = 0`` gives NaN.
+    (equal-tailed Beta(x + 1/2, n - x + 1/2) interval with the end points 0 at x = 0 and
+    1 at x = n, as Brown, Cai and DasGupta 2001, section 4.1.2, recommend). ``n = 0`` gives
+    NaN; a numerator above the denominator, or a count that is not a whole number, is
+    refused.
 
     The closed forms are those of ``statsmodels.stats.proportion.proportion_confint``
-    (tests check they agree); they are written out here (beta quantiles from
+    (tests check they agree) with one deliberate difference: at x = 0 (x = n) statsmodels'
+    Jeffreys interval keeps the Beta quantile as its lower (upper) end, slightly above 0
+    (below 1), while here it is exactly 0 (1). They are written out here (beta quantiles from
     ``scipy.special``) so that a command does not pay statsmodels' import time (about
     1.2 s) for four formulas.
     """
     if method not in _SM_METHOD:
         raise ValueError(f"unknown interval method {method!r}; expected one of {', '.join(_SM_METHOD)}")
+    for name, v in (("numerator", x), ("denominator", n)):
+        if isinstance(v, bool) or not float(v).is_integer() or v < 0:
+            raise ValueError(f"{name} {v!r} must be a whole number of patients (0 or more)")
+    if x > n:
+        raise ValueError(f"numerator {x} is larger than the denominator {n}")
+    x, n = int(x), int(n)
     if n == 0:
         return (math.nan, math.nan)
-    if not 0 <= x <= n:
-        raise ValueError(f"numerator {x} outside 0..{n}")
     alpha = 1 - level
     z = normal_quantile(1 - alpha / 2)
     p = x / n

@@ -155,6 +155,9 @@ class NotebookRun:
                   "release": self.release,
                   "data_is_synthetic": bool(self.is_synthetic),
                   "suppressed_cells": self.suppressed,
+                  "derived_statistics": ("shares, proportion intervals, SMDs and odds ratios computed from "
+                                         "the released counts; means and SDs rounded to 1 decimal; "
+                                         "extremes, quantiles and intervals of means withheld") if rule else "",
                   "tables": self.tables,
                   "figures": self.figures}
         target = self.out / "disclosure.json"
