@@ -1,86 +1,135 @@
-"""The eligibility estimate: point value by hand, interval against closed forms, and its
-coverage checked by simulation."""
+"""The eligibility estimate: one model for the point and the interval. Expected values are
+computed here independently: statsmodels' intervals, scipy's distributions, and a
+quadrature written in the test (trapezoid rule on a fine grid), never the module's own."""
+
+import math
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import beta as beta_dist
+from scipy.stats import betabinom
+from statsmodels.stats.proportion import proportion_confint
 
-from analysis.eligibility import eligibility_estimate
+from analysis.eligibility import confidence_cdf, eligibility_estimate
+from analysis.errors import AnalysisError
 from analysis.params import Params
 
-
-def test_point_estimate_by_hand():
-    e = eligibility_estimate(121, 2503, Params())
-    assert e.candidates == pytest.approx(60.5)
-    assert e.pct_of_population == pytest.approx(100 * 121 / 2503 * 0.5)
-    assert e.per_1000 == pytest.approx(1000 * 121 / 2503 * 0.5)
-    assert e.per_gp_list == pytest.approx(1500 * 121 / 2503 * 0.5)
+SM = {"wilson": "wilson", "clopper_pearson": "beta", "agresti_coull": "agresti_coull", "jeffreys": "jeffreys"}
 
 
-def test_with_a_fixed_benefit_the_interval_is_the_jeffreys_interval_scaled():
-    p = Params(benefit_distribution="fixed", monte_carlo_draws=200_000)
+def test_the_default_is_the_paper_a_fixed_half_as_a_lower_bound():
+    p = Params()
+    assert (p.benefit_distribution, p.benefit_fraction, p.ci_method) == ("fixed", 0.5, "wilson")
     e = eligibility_estimate(121, 2503, p)
-    lo = beta_dist.ppf(0.025, 121.5, 2382.5) * 0.5 * 2503
-    hi = beta_dist.ppf(0.975, 121.5, 2382.5) * 0.5 * 2503
-    assert e.candidates_low == pytest.approx(lo, rel=0.01)
-    assert e.candidates_high == pytest.approx(hi, rel=0.01)
+    assert e.candidates == pytest.approx(60.5) and e.bound == "at least "
+    assert e.per_gp_list == pytest.approx(1500 * 121 / 2503 * 0.5)
+    lo, hi = proportion_confint(121, 2503, alpha=0.05, method="wilson")
+    assert (e.per_gp_list_low, e.per_gp_list_high) == pytest.approx((1500 * lo * 0.5, 1500 * hi * 0.5), rel=1e-12)
+    assert "lower bound" in e.model and "Wilson" in e.model
 
 
-def test_benefit_uncertainty_widens_the_interval():
-    fixed = eligibility_estimate(121, 2503, Params(benefit_distribution="fixed"))
-    uniform = eligibility_estimate(121, 2503, Params())
-    assert uniform.candidates_high - uniform.candidates_low > 2 * (fixed.candidates_high - fixed.candidates_low)
-    # uniform on 0.3-0.7 alone bounds the 95% interval near 0.31 and 0.69 of the target
-    assert uniform.candidates_low < 121 * 0.34 and uniform.candidates_high > 121 * 0.66
-
-
-def test_the_same_seed_gives_the_same_interval():
-    a = eligibility_estimate(50, 1000, Params(seed=1))
-    b = eligibility_estimate(50, 1000, Params(seed=1))
-    c = eligibility_estimate(50, 1000, Params(seed=2))
-    assert a == b and a.candidates_low != c.candidates_low
-
-
-def coverage(true_p, n, params, f_true, reps=300, seed=0):
-    rng = np.random.default_rng(seed)
-    hits = 0
-    for _ in range(reps):
-        x = rng.binomial(n, true_p)
-        e = eligibility_estimate(int(x), n, params)
-        truth = true_p * next(f_true) * n
-        hits += e.candidates_low <= truth <= e.candidates_high
-    return hits / reps
-
-
-def test_coverage_with_a_known_benefit_is_close_to_nominal():
-    p = Params(benefit_distribution="fixed", monte_carlo_draws=4000)
-    cov = coverage(0.048, 2503, p, iter(lambda: 0.5, None))
-    assert 0.91 <= cov <= 0.99  # 300 replicates: binomial SE about 1.3 points
-
-
-def test_coverage_when_the_benefit_varies_within_its_range():
-    p = Params(monte_carlo_draws=4000)
-    rng = np.random.default_rng(5)
-    cov = coverage(0.048, 2503, p, iter(lambda: rng.uniform(0.3, 0.7), None))
-    assert cov >= 0.91
+@pytest.mark.parametrize("method", list(SM))
+@pytest.mark.parametrize("f", [0.3, 0.5, 1.0])
+def test_a_fixed_fraction_scales_the_ci_method_interval(method, f):
+    p = Params(ci_method=method, benefit_fraction=f, benefit_low=0.3, confidence_level=0.9)
+    e = eligibility_estimate(37, 900, p)
+    lo, hi = proportion_confint(37, 900, alpha=0.1, method=SM[method])
+    assert e.pct_of_population == pytest.approx(100 * 37 / 900 * f)
+    assert (e.pct_low, e.pct_high) == pytest.approx((100 * lo * f, 100 * hi * f), rel=1e-9)
+    assert e.pct_low <= e.pct_of_population <= e.pct_high
 
 
 @settings(max_examples=40, deadline=None)
-@given(n=st.integers(10, 5000), share=st.floats(0, 1), f=st.floats(0.05, 0.95))
-def test_interval_is_ordered_and_bounded(n, share, f):
-    x = int(round(share * n))
-    p = Params(benefit_fraction=f, benefit_low=max(0.0, f - 0.05), benefit_high=min(1.0, f + 0.05),
-               monte_carlo_draws=2000)
-    e = eligibility_estimate(x, n, p)
-    assert 0 <= e.candidates_low <= e.candidates_high <= n * p.benefit_high
-    assert e.per_gp_list_low <= e.per_gp_list_high
+@given(x=st.integers(0, 300), extra=st.integers(0, 3000), f=st.floats(0.05, 1.0))
+def test_any_fixed_fraction_gives_a_point_inside_its_interval(x, extra, f):
+    e = eligibility_estimate(x, x + extra + 1, Params(benefit_fraction=f, benefit_low=0.05))
+    assert e.candidates_low <= e.candidates <= e.candidates_high
 
 
-@settings(max_examples=20, deadline=None)
-@given(x=st.integers(1, 200))
-def test_more_benefit_means_more_candidates(x):
-    lo = eligibility_estimate(x, 2000, Params(benefit_fraction=0.3, benefit_distribution="fixed", monte_carlo_draws=2000))
-    hi = eligibility_estimate(x, 2000, Params(benefit_fraction=0.7, benefit_distribution="fixed", monte_carlo_draws=2000))
-    assert hi.candidates > lo.candidates and hi.candidates_high > lo.candidates_high
+@pytest.mark.parametrize("method", ["wilson", "jeffreys", "agresti_coull"])
+@pytest.mark.parametrize("level", [0.8, 0.95, 0.99])
+def test_the_confidence_distribution_has_the_method_limits_as_quantiles(method, level):
+    lo, hi = proportion_confint(121, 2503, alpha=1 - level, method=SM[method])
+    a = (1 - level) / 2
+    assert float(confidence_cdf(lo, 121, 2503, method, level)) == pytest.approx(a, abs=1e-9)
+    assert float(confidence_cdf(hi, 121, 2503, method, level)) == pytest.approx(1 - a, abs=1e-9)
+
+
+def _product_cdf(q, x, n, lo, hi, weights=None):
+    """P(P x F <= q) with P ~ Beta(x + 1/2, n - x + 1/2) and F on [lo, hi] (uniform, or
+    the given density weights on the grid), by the trapezoid rule on 200,001 points."""
+    f = np.linspace(lo, hi, 200_001)
+    w = np.ones_like(f) if weights is None else weights(f)
+    g = beta_dist.cdf(np.minimum(q / f, 1.0), x + 0.5, n - x + 0.5)
+    return np.trapezoid(g * w, f) / np.trapezoid(w, f)
+
+
+def test_a_uniform_benefit_gives_the_exact_quantiles_of_the_product():
+    p = Params(benefit_distribution="uniform", benefit_low=0.5, benefit_high=1.0, ci_method="jeffreys")
+    e = eligibility_estimate(121, 2503, p)
+    # the point: E[P] E[F], the Jeffreys posterior mean times the middle of the range
+    assert e.pct_of_population == pytest.approx(100 * (121.5 / 2504) * 0.75, rel=1e-12)
+    assert _product_cdf(e.pct_low / 100, 121, 2503, 0.5, 1.0) == pytest.approx(0.025, abs=2e-6)
+    assert _product_cdf(e.pct_high / 100, 121, 2503, 0.5, 1.0) == pytest.approx(0.975, abs=2e-6)
+    assert e.pct_low <= e.pct_of_population <= e.pct_high
+
+
+def test_a_scaled_beta_benefit_gives_the_exact_quantiles_of_the_product():
+    p = Params(benefit_distribution="beta", benefit_low=0.5, benefit_high=1.0, benefit_beta_a=2,
+               benefit_beta_b=3, ci_method="jeffreys")
+    e = eligibility_estimate(60, 1000, p)
+    dens = lambda f: beta_dist.pdf((f - 0.5) / 0.5, 2, 3)  # noqa: E731
+    assert e.benefit_fraction == pytest.approx(0.5 + 0.5 * 2 / 5)
+    assert _product_cdf(e.pct_low / 100, 60, 1000, 0.5, 1.0, dens) == pytest.approx(0.025, abs=2e-6)
+    assert _product_cdf(e.pct_high / 100, 60, 1000, 0.5, 1.0, dens) == pytest.approx(0.975, abs=2e-6)
+
+
+def test_no_printed_decimal_depends_on_a_seed():
+    a = eligibility_estimate(121, 2503, Params(benefit_distribution="uniform", seed=1, monte_carlo_draws=1000))
+    b = eligibility_estimate(121, 2503, Params(benefit_distribution="uniform", seed=99, monte_carlo_draws=50000))
+    assert a == b
+
+
+def test_the_prediction_interval_for_one_list_is_the_beta_binomial():
+    """With F = 1 and the Jeffreys distribution, the count in one list of m patients is
+    exactly Beta-binomial(m, x + 1/2, n - x + 1/2)."""
+    p = Params(benefit_fraction=1.0, ci_method="jeffreys")
+    e = eligibility_estimate(121, 2503, p)
+    bb = betabinom(1500, 121.5, 2503 - 121 + 0.5)
+    assert abs(e.in_one_list_low - bb.ppf(0.025)) <= 1 and abs(e.in_one_list_high - bb.ppf(0.975)) <= 1
+    # wider than the interval of the expectation: lists vary
+    assert e.in_one_list_low < e.per_gp_list_low and e.in_one_list_high > e.per_gp_list_high
+
+
+@pytest.mark.parametrize("bad,name", [({"benefit_fraction": 0.4}, "benefit_fraction"),
+                                      ({"benefit_low": 0.8, "benefit_high": 0.6, "benefit_fraction": 0.7},
+                                       "benefit_low")])
+def test_incoherent_benefit_parameters_are_refused_by_name(bad, name):
+    with pytest.raises(AnalysisError, match=f"parameter '{name}'"):
+        Params.from_mapping(bad)
+
+
+def test_a_benefit_distribution_does_not_need_the_fixed_fraction_inside_its_range():
+    p = Params.from_mapping({"benefit_distribution": "uniform", "benefit_low": 0.6, "benefit_high": 0.9})
+    assert eligibility_estimate(121, 2503, p).benefit_fraction == pytest.approx(0.75)
+
+
+def test_coverage_of_the_fixed_interval_by_simulation():
+    """Simulated databases of 2503 patients with a true target share of 4.8%: the
+    interval of the expected candidates covers the truth about 95% of the time."""
+    rng = np.random.default_rng(1)
+    true = 0.048
+    hits = 0
+    for _ in range(400):
+        x = rng.binomial(2503, true)
+        e = eligibility_estimate(int(x), 2503, Params(), prediction=False)
+        hits += e.pct_low / 100 <= true * 0.5 <= e.pct_high / 100
+    assert 0.92 <= hits / 400 <= 0.98, hits / 400
+
+
+def test_zero_target_gives_zero_with_an_upper_end():
+    e = eligibility_estimate(0, 2503)
+    assert e.candidates == 0 and e.candidates_low == 0 and e.candidates_high > 0
+    assert math.isfinite(e.per_gp_list_high)

@@ -15,7 +15,7 @@ def test_defaults_are_the_papers_definitions():
     assert p.pain_causes == ("osteoarticular",)
     assert len(p.risk_conditions) == 7
     assert p.min_episodes == 2 and p.elderly_age == 75
-    assert (p.benefit_fraction, p.benefit_low, p.benefit_high) == (0.5, 0.3, 0.7)
+    assert (p.benefit_fraction, p.benefit_low, p.benefit_high, p.benefit_distribution) == (0.5, 0.5, 1.0, "fixed")
     assert p.confidence_level == 0.95 and p.ci_method == "wilson"
     assert p.gp_list_size == 1500
 

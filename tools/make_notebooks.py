@@ -142,7 +142,18 @@ def nb03():
         new_code_cell("attrition = run.save_table(study.attrition(), 'attrition')\n"
                       "display(run.show(attrition, 'step'))\n"
                       "run.show_figure(plots.flow_diagram(attrition, run.data_label), 'flow_diagram');"),
-        new_markdown_cell("### The eligibility estimate"),
+        new_markdown_cell("### The eligibility estimate\n\n"
+                          "Expected candidates = target subgroup x the share that would benefit. With the "
+                          "paper's assumption (a fixed share of 0.5, its \"at least 50%\") the estimate is a "
+                          "**lower bound**, and its interval is the chosen interval of the target proportion "
+                          "(Wilson by default) times 0.5: it carries the sampling uncertainty only. With a "
+                          "benefit distribution (`benefit_distribution: uniform` or `beta` on "
+                          "`benefit_low`-`benefit_high`) the point is the expectation and the interval the exact "
+                          "quantiles of the product, so it carries both uncertainties.\n\n"
+                          "*Per GP list* is the expected number per list of that size; the last row is the "
+                          "prediction interval for the count in one actual list, which also varies from list to "
+                          "list. Do not read the interval of the expectation as the range of counts a single "
+                          "practice will see."),
         new_code_cell("est = study.eligibility()\n"
                       "import pandas as pd\n"
                       "if est is None:\n"
@@ -150,16 +161,17 @@ def nb03():
                       "else:\n"
                       "    run.save_table(pd.DataFrame([est.as_dict()]), 'eligibility_estimate')\n"
                       "    summary = pd.DataFrame({\n"
-                      "        'estimate': [est.candidates, est.pct_of_population, est.per_1000, est.per_gp_list],\n"
-                      "        'ci_low': [est.candidates_low, est.pct_low, est.per_1000_low, est.per_gp_list_low],\n"
-                      "        'ci_high': [est.candidates_high, est.pct_high, est.per_1000_high, est.per_gp_list_high],\n"
+                      "        'estimate': [est.candidates, est.pct_of_population, est.per_1000, est.per_gp_list, est.per_gp_list],\n"
+                      "        'low': [est.candidates_low, est.pct_low, est.per_1000_low, est.per_gp_list_low, est.in_one_list_low],\n"
+                      "        'high': [est.candidates_high, est.pct_high, est.per_1000_high, est.per_gp_list_high, est.in_one_list_high],\n"
+                      "        'interval': ['of the expectation'] * 4 + ['prediction, one list'],\n"
                       "    }, index=['candidates in the database', '% of all patients', 'per 1000 patients',\n"
-                      "              f'per GP list of {est.gp_list_size}'])\n"
+                      "              f'expected per GP list of {est.gp_list_size}', f'in one actual list of {est.gp_list_size}'])\n"
+                      "    print(f'Model: {est.model}.')\n"
                       "    display(run.show(summary.rename_axis('expected candidates').reset_index(), 'expected candidates'))"),
         new_markdown_cell("### The distribution behind the interval"),
         new_code_cell("if est is not None:\n"
-                      "    dist = run.save_table(eligibility.eligibility_distribution(est.target_n, est.population_n, run.params),\n"
-                      "                          'eligibility_distribution')\n"
+                      "    dist = run.save_table(eligibility.eligibility_distribution(est, run.params), 'eligibility_distribution')\n"
                       "    run.show_figure(plots.eligibility_histogram(dist, est, run.data_label), 'eligibility_distribution');\n"
                       "else:\n"
                       "    print('Withheld: the target subgroup is below the disclosure threshold.')"),

@@ -108,7 +108,7 @@ def _figures_table(figs) -> str:
         if "numerator" in f:
             nn = f"{_fmt(f['numerator'])} / {_fmt(f['denominator'])}"
         elif "denominator" in f:
-            nn = (f"list of {_fmt(f['denominator'])}" if f["id"].endswith("per_gp_list")
+            nn = (f"list of {_fmt(f['denominator'])}" if f["id"].endswith(("per_gp_list", "gp_list"))
                   else f"N = {_fmt(f['denominator'])}")
         rows.append((f["id"], _fmt(f["value"]), ci, nn, f["description"]))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]

@@ -55,9 +55,10 @@ class Params:
     elderly_age : elderly = aged at least this many completed years at the index date.
     benefit_fraction, benefit_low, benefit_high, benefit_distribution, benefit_beta_a,
     benefit_beta_b : share of the target subgroup expected to benefit from a local
-        treatment (0-1): point value, range for sensitivity, and the distribution used for
-        the eligibility interval (``uniform`` on the range, ``beta`` with the two shape
-        parameters, or ``fixed`` at the point value).
+        treatment (0-1). ``fixed`` (default): the benefit is ``benefit_fraction``, 0.5 as the
+        paper's "at least 50%" (so the estimate is a lower bound); ``uniform``: uniform on
+        [``benefit_low``, ``benefit_high``] (0.5-1.0 by default: "at least 50%" as a range);
+        ``beta``: a Beta(a, b) scaled to that range. See :mod:`analysis.eligibility`.
     confidence_level, ci_method : two-sided level and interval method for proportions.
     disclosure : statistical disclosure rule for outputs (``opensafely``, ``ohdsi``,
         ``datashield``, ``off``); ``auto`` is ``off`` for data marked synthetic and
@@ -66,7 +67,8 @@ class Params:
         (counts below it are withheld) and rounding base (counts rounded to a multiple).
     gp_list_size : patients on one GP's list, for per-list extrapolation.
     age_band_edges : lower edges (completed years) of the age bands after the first.
-    monte_carlo_draws, seed : size and seed of the eligibility Monte Carlo.
+    monte_carlo_draws, seed : no longer used (the eligibility interval is computed exactly,
+        without a Monte Carlo); still accepted so that existing scripts run.
     """
 
     index_date: str = "2015-12-31"
@@ -79,9 +81,9 @@ class Params:
     min_episodes: int = 2
     elderly_age: int = 75
     benefit_fraction: float = 0.5
-    benefit_low: float = 0.3
-    benefit_high: float = 0.7
-    benefit_distribution: str = "uniform"
+    benefit_low: float = 0.5
+    benefit_high: float = 1.0
+    benefit_distribution: str = "fixed"
     benefit_beta_a: float = 10.0
     benefit_beta_b: float = 10.0
     confidence_level: float = 0.95
@@ -172,7 +174,9 @@ class Params:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 bad(name, f"is a fraction and must be between 0 and 1, got {v}")
-        if not self.benefit_low <= self.benefit_fraction <= self.benefit_high:
+        if self.benefit_low > self.benefit_high:
+            bad("benefit_low", f"must not exceed benefit_high ({self.benefit_low} > {self.benefit_high})")
+        elif self.benefit_distribution == "fixed" and not self.benefit_low <= self.benefit_fraction <= self.benefit_high:
             bad(
                 "benefit_fraction",
                 f"must lie in its range benefit_low..benefit_high "

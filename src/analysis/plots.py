@@ -292,25 +292,26 @@ def flow_diagram(attrition: pd.DataFrame, data_label: str):
 
 
 def eligibility_histogram(dist: pd.DataFrame, estimate, data_label: str):
-    """Monte Carlo distribution of expected candidates per GP list, with the interval."""
+    """The distribution of the expected candidates per GP list under the model, with the
+    point, its interval and the prediction interval for one list."""
     require_released(dist, "eligibility histogram")
     fig, ax = _figure()
     width = dist["per_gp_list_to"] - dist["per_gp_list_from"]
-    ax.bar(dist["per_gp_list_from"], dist["density"], width=width, align="edge",
+    ax.bar(dist["per_gp_list_from"], dist["probability"], width=width, align="edge",
            color=style.OKABE_ITO["sky_blue"], edgecolor="white", lw=0.3)
     for v, ls in ((estimate.per_gp_list_low, ":"), (estimate.per_gp_list, "-"), (estimate.per_gp_list_high, ":")):
         ax.axvline(v, color="black", ls=ls, lw=1)
-    ax.text(0.99, 0.97, f"{estimate.per_gp_list:.1f} per list of {estimate.gp_list_size}\n"
-            f"{estimate.level:.0%} interval {estimate.per_gp_list_low:.1f}-{estimate.per_gp_list_high:.1f}",
+    ax.text(0.99, 0.97, f"{estimate.bound}{estimate.per_gp_list:.1f} per list of {estimate.gp_list_size}\n"
+            f"{estimate.level:.0%} interval {estimate.per_gp_list_low:.1f}-{estimate.per_gp_list_high:.1f}\n"
+            f"one list: {estimate.in_one_list_low}-{estimate.in_one_list_high} ({estimate.level:.0%} prediction)",
             transform=ax.transAxes, ha="right", va="top", fontsize=8,
             bbox={"fc": "white", "ec": "#cccccc", "lw": 0.5})
     ax.set_xlabel(f"expected candidates per GP list of {estimate.gp_list_size} patients")
-    ax.set_ylabel("share of Monte Carlo draws")
+    ax.set_ylabel("probability")
     ax.set_title("Uncertainty of the eligibility estimate")
     style.add_caption(fig, style.caption(
-        f"{estimate.draws:,} draws (seed {estimate.seed}) of the target proportion (Jeffreys "
-        f"posterior) times the benefit fraction ({estimate.benefit_distribution}); solid line: "
-        "point estimate, dotted: interval.", data_label))
+        f"Model: {estimate.model}. Solid line: point estimate; dotted: its interval. The count in one "
+        "actual list varies more (prediction interval in the box).", data_label))
     return fig
 
 

@@ -143,7 +143,7 @@ def sensitivity_table(cube: ProfileCube, grid: Grid, base: Params | None = None,
         if rule is not None:  # estimates from released counts only
             n_t, n_pain, n_pop = (np.nan if v is None else v
                                   for v in (rule.release(n_t), rule.release(n_pain), rule.release(n_pop)))
-        est = eligibility_estimate(int(n_t), int(n_pop), p) if n_t == n_t and n_pop == n_pop else None
+        est = eligibility_estimate(int(n_t), int(n_pop), p, prediction=False) if n_t == n_t and n_pop == n_pop else None
         row = {n: label for n, (label, _) in zip(names, combo, strict=True)}
         row.update({
             "is_base": all(_same(changes[n], getattr(base, n)) for n in names),

@@ -186,17 +186,25 @@ class Study:
         t_rel, n_rel = rel(n_t), rel(n_all)
         e = eligibility_estimate(t_rel, n_rel, p) if t_rel is not None and n_rel else None
         g = (lambda name: getattr(e, name)) if e else (lambda name: None)
-        add("candidates.n", f"expected candidates for a local treatment (target x benefit "
-                            f"fraction {p.benefit_fraction:g}; {p.benefit_distribution} benefit, "
-                            "Monte Carlo interval)", g("candidates"),
-            numerator=t_rel, denominator=n_rel, ci_low=g("candidates_low"), ci_high=g("candidates_high"))
-        add("candidates.pct_of_population", "expected candidates, % of all patients",
+        from analysis.eligibility import model_text
+
+        bound = " (a lower bound: the paper's 'at least')" if p.benefit_distribution == "fixed" else ""
+        add("candidates.n", f"expected candidates for a local treatment{bound}: {model_text(p)}",
+            g("candidates"), numerator=t_rel, denominator=n_rel, ci_low=g("candidates_low"),
+            ci_high=g("candidates_high"))
+        add("candidates.pct_of_population", f"expected candidates{bound}, % of all patients",
             g("pct_of_population"), denominator=n_rel, ci_low=g("pct_low"), ci_high=g("pct_high"))
-        add("candidates.per_1000", "expected candidates per 1000 patients", g("per_1000"),
+        add("candidates.per_1000", f"expected candidates{bound} per 1000 patients", g("per_1000"),
             ci_low=g("per_1000_low"), ci_high=g("per_1000_high"))
-        add("candidates.per_gp_list", f"expected candidates per GP list of {p.gp_list_size} patients",
+        add("candidates.per_gp_list", f"expected candidates{bound} per GP list of {p.gp_list_size} patients "
+                                      "(the expected number per list; interval: uncertainty of the rate)",
             g("per_gp_list"), denominator=p.gp_list_size, ci_low=g("per_gp_list_low"),
             ci_high=g("per_gp_list_high"))
+        add("candidates.in_one_gp_list", f"candidates in one actual list of {p.gp_list_size} patients: the "
+                                         "expected number with the prediction interval for one list (the "
+                                         "rate's uncertainty and list-to-list variation)",
+            g("per_gp_list"), denominator=p.gp_list_size, ci_low=g("in_one_list_low"),
+            ci_high=g("in_one_list_high"), interval="prediction")
         return out
 
 

@@ -78,25 +78,28 @@ def _key_eligibility(rows):
     if not rows:
         return None
     e = rows[0]
-    return (f"{_num(e['per_gp_list'])} per GP list of {_count(e['gp_list_size'])} "
-            f"({_num(float(e['level']) * 100, 0)}% interval {_interval(e['per_gp_list_low'], e['per_gp_list_high'])}); "
+    bound = "at least " if e.get("benefit_distribution") == "fixed" else ""
+    level = _num(float(e["level"]) * 100, 0)
+    return (f"{bound}{_num(e['per_gp_list'])} expected per GP list of {_count(e['gp_list_size'])} "
+            f"({level}% interval {_interval(e['per_gp_list_low'], e['per_gp_list_high'])}; one list: "
+            f"{_interval(e.get('in_one_list_low'), e.get('in_one_list_high'), 0)}, {level}% prediction); "
             f"{_num(e['candidates'])} candidates ({_interval(e['candidates_low'], e['candidates_high'])}), "
             f"{_num(e['pct_of_population'], 2)}% of all patients")
 
 
 # ----------------------------------------------------------------------------- 01 and 02
+_ESTIMATES = ("candidates", "candidates_low", "candidates_high", "pct_of_population", "pct_low", "pct_high",
+              "per_1000", "per_1000_low", "per_1000_high", "per_gp_list", "per_gp_list_low", "per_gp_list_high",
+              "in_one_list_low", "in_one_list_high")
 declare(TableSpec(
     "eligibility_estimate",
-    columns=("target_n", "population_n", "benefit_fraction", "candidates", "candidates_low",
-             "candidates_high", "pct_of_population", "pct_low", "pct_high", "per_1000", "per_1000_low",
-             "per_1000_high", "per_gp_list", "per_gp_list_low", "per_gp_list_high", "gp_list_size",
-             "level", "draws", "seed", "benefit_distribution"),
+    columns=("target_n", "population_n", "benefit_fraction") + _ESTIMATES
+    + ("gp_list_size", "level", "benefit_distribution", "ci_method", "model"),
     counts={"target_n": "patients", "population_n": "patients"},
-    derived={"target_n": ("candidates", "candidates_low", "candidates_high", "pct_of_population", "pct_low",
-                          "pct_high", "per_1000", "per_1000_low", "per_1000_high", "per_gp_list",
-                          "per_gp_list_low", "per_gp_list_high")},
-    keys=("benefit_distribution",),
-    note="expected candidates from the released (rounded) target and population counts",
+    derived={"target_n": _ESTIMATES},
+    keys=("benefit_distribution", "ci_method", "model"),
+    note="expected candidates (target x benefit) from the released (rounded) target and population "
+         "counts; interval of the expectation and prediction interval for one GP list",
     key_figure=_key_eligibility))
 declare(TableSpec(
     "sex", columns=("sex",) + PROPORTION, counts={"numerator": "patients", "denominator": "patients"},
@@ -165,8 +168,8 @@ declare(TableSpec(
     note="all patients -> pain cohort -> risk condition / target -> candidates; each share of the "
          "step it is drawn from, from released counts"))
 declare(TableSpec(
-    "eligibility_distribution", columns=("per_gp_list_from", "per_gp_list_to", "draws", "density"),
-    note="Monte Carlo draws of the estimate per GP list, from the released counts (draws are not patients)"))
+    "eligibility_distribution", columns=("per_gp_list_from", "per_gp_list_to", "probability"),
+    note="distribution of the expected candidates per GP list under the model, from the released counts"))
 _GRID_ESTIMATES = ("candidates", "candidates_low", "candidates_high", "pct_of_population", "pct_low",
                    "pct_high", "per_gp_list", "per_gp_list_low", "per_gp_list_high")
 declare(TableSpec(
