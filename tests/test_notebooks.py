@@ -123,3 +123,23 @@ def test_parameters_from_a_yaml_file(small_db, tmp_path):
     a = pd.read_csv(tmp_path / "out" / "tables" / "attrition.csv")
     assert "aged >= 80" in a.loc[a["step"] == "target", "definition"].iloc[0]
     assert Path(tmp_path / "out" / "figures" / "flow_diagram.svg").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("synthetic", [True, False])
+def test_notebook_02_runs_to_the_end_on_a_small_sparse_practice(tmp_path, synthetic):
+    """The youngest band has pain but no risk condition (an empty cell): the odds ratios
+    come from Firth's penalized likelihood and the forest plot is drawn."""
+    from conftest import dx, pain, patient, write_db
+
+    pts = [patient(i, birth="1990-01-01" if i <= 10 else "1940-01-01", sex="F" if i % 2 else "M")
+           for i in range(1, 41)]
+    eps = [pain(i) for i in range(1, 41)]
+    dxs = [dx(i, "401.9") for i in range(11, 31)]
+    db = write_db(tmp_path / "sparse", {"patients": pts, "pain_episodes": eps, "diagnoses": dxs},
+                  synthetic=synthetic)
+    execute("02_pain_and_risk", db, tmp_path / "out", age_band_edges=[45])
+    ors = pd.read_csv(tmp_path / "out" / "tables" / "risk_condition_odds_ratios.csv")
+    if synthetic:
+        assert ors["method"].str.startswith("Firth").all() and (ors["odds_ratio"] < 1e6).all()
+    assert (tmp_path / "out" / "figures" / "risk_condition_odds_ratios.png").exists()

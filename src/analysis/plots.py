@@ -180,27 +180,40 @@ def odds_ratio_forest(table: pd.DataFrame, data_label: str, title: str):
     t = table.reset_index(drop=True)
     fig, ax = _figure((style.FULL[0], 0.9 + 0.4 * len(t)))
     y = np.arange(len(t))[::-1]
-    ok = t["odds_ratio"].notna().to_numpy()
+    ok = (np.isfinite(t["odds_ratio"]) & np.isfinite(t["ci_low"]) & np.isfinite(t["ci_high"])
+          & (t["ci_low"] > 0)).to_numpy()
     ax.errorbar(t["odds_ratio"][ok], y[ok], xerr=[(t["odds_ratio"] - t["ci_low"])[ok], (t["ci_high"] - t["odds_ratio"])[ok]],
                 fmt="s", color=style.OKABE_ITO["vermillion"], capsize=3, ms=5, lw=1.2)
     ax.axvline(1, color="black", lw=0.7, ls="--")
     ax.set_xscale("log")
     ax.set_yticks(y, t["term"])
-    for yi, (_, r) in zip(y, t.iterrows(), strict=True):
+    methods = t["method"] if "method" in t.columns else pd.Series("", index=t.index)
+    firth = methods.str.startswith("Firth")
+    for yi, (_, r), is_firth in zip(y, t.iterrows(), firth, strict=True):
         if r["odds_ratio"] != r["odds_ratio"]:
-            ax.annotate("withheld (small group)", (1, yi), xytext=(6, 0), textcoords="offset points",
+            why = str(r.get("method", "")) if str(r.get("method", "")).startswith("not estimable") else \
+                "withheld (small group)"
+            ax.annotate(why, (1, yi), xytext=(6, 0), textcoords="offset points",
                         va="center", fontsize=7.5, color="#777777")
             continue
-        ax.annotate(f"{r['odds_ratio']:.2f} ({r['ci_low']:.2f}-{r['ci_high']:.2f})",
+        mark = " \u2020" if is_firth else ""
+        ax.annotate(f"{r['odds_ratio']:.2f} ({r['ci_low']:.2f}-{r['ci_high']:.2f}){mark}",
                     (r["ci_high"], yi), xytext=(6, 0), textcoords="offset points", va="center", fontsize=7.5)
-    lo = t["ci_low"].min() if t["ci_low"].notna().any() else 0.5
-    hi = t["ci_high"].max() if t["ci_high"].notna().any() else 2.0
-    ax.set_xlim(min(lo, 1) / 1.5, max(hi, 1) * 3)
+    finite_lo = t["ci_low"][np.isfinite(t["ci_low"]) & (t["ci_low"] > 0)]
+    finite_hi = t["ci_high"][np.isfinite(t["ci_high"])]
+    lo = finite_lo.min() if len(finite_lo) else 0.5
+    hi = finite_hi.max() if len(finite_hi) else 2.0
+    ax.set_xlim(min(lo, 1) / 1.5, max(hi, 1) * (3 if hi < 100 else 30))
+    ax.set_ylim(-0.7, len(t) - 0.3)
     ax.set_xlabel("odds ratio (log scale)")
     ax.set_title(title)
+    how = ("bars: 95% Wald intervals (maximum likelihood)" if not firth.any() else
+           "\u2020 Firth's penalized likelihood with profile-likelihood intervals (sparse data: an empty "
+           "cell or separation)" + ("; other rows: maximum likelihood, Wald intervals" if (~firth).any()
+                                    and methods[~firth].str.startswith("maximum").any() else ""))
     style.add_caption(fig, style.caption(
-        "Logistic regression on grouped binomial data; bars: 95% Wald intervals; reference "
-        "categories: youngest age band, female.", data_label))
+        f"Logistic regression on grouped binomial data; {how}; reference categories: youngest age "
+        "band, female.", data_label))
     return fig
 
 

@@ -275,43 +275,86 @@ def risk_condition_regression(cube: ProfileCube, params: Params | None = None) -
     return out
 
 
+ML_METHOD = "maximum likelihood, Wald interval"
+FIRTH_METHOD = "Firth penalized likelihood, profile-likelihood interval"
+
+
 def fit_grouped_logit(cells: pd.DataFrame, p: Params) -> pd.DataFrame:
-    """Odds ratios (Wald intervals, p-values) of a grouped binomial logistic regression
-    of ``events`` / ``non_events`` on age band and sex (``cells``: band, sex, events,
-    non_events); terms without variation are left out."""
-    g = cells[(cells["events"] + cells["non_events"]) > 0]
+    """Odds ratios of a grouped binomial logistic regression of ``events`` /
+    ``non_events`` on age band and sex (``cells``: band, sex, events, non_events).
+
+    Maximum likelihood with Wald intervals when every band x sex cell has events and
+    non-events; otherwise (an empty cell, separated data) Firth's penalized likelihood
+    with profile-likelihood intervals (:mod:`analysis.firth`, as R's ``logistf``), whose
+    estimates stay finite. The ``method`` column says which. A term without data (a band
+    with no patients, one sex only) is listed as not estimable, with the reason.
+    """
+    g = cells[(cells["events"] + cells["non_events"]) > 0].reset_index(drop=True)
     labels = [b[0] for b in age_bands(p)]
     present = [b for b in labels if b in set(g["band"])]
+    ref = present[0] if present else labels[0]
     X = pd.DataFrame({"const": 1.0}, index=g.index)
-    for b in present[1:]:
-        X[f"age {b} vs {present[0]}"] = (g["band"] == b).astype(float)
-    X["male vs female"] = (g["sex"] == "M").astype(float)
-    # a term without variation (one sex only, say) cannot be estimated: leave it out
-    X = X[[c for c in X.columns if c == "const" or X[c].nunique() > 1]]
-    from statsmodels.genmod import families
-    from statsmodels.genmod.generalized_linear_model import GLM
+    missing = {}
+    for b in labels:
+        if b == ref:
+            continue
+        term = f"age {b} vs {ref}"
+        if b in present:
+            X[term] = (g["band"] == b).astype(float)
+        else:
+            missing[term] = "not estimable: no patients in this age band"
+    sexes = set(g["sex"])
+    if sexes == {"F", "M"}:
+        X["male vs female"] = (g["sex"] == "M").astype(float)
+    else:
+        missing["male vs female"] = "not estimable: patients of one sex only"
+    events = g["events"].to_numpy(dtype=float)
+    trials = (g["events"] + g["non_events"]).to_numpy(dtype=float)
+    sparse = bool(((g["events"] == 0) | (g["non_events"] == 0)).any()) or len(X.columns) == 1
+    out = None
+    if not sparse:
+        out = _ml_fit(X, g, p)
+    if out is None:  # sparse, or maximum likelihood did not converge
+        from analysis.firth import firth_logit
 
-    y = g[["events", "non_events"]].to_numpy(dtype=float)
+        fit = firth_logit(X.to_numpy(), events, trials, p.confidence_level)
+        with np.errstate(over="ignore"):
+            out = pd.DataFrame({"term": X.columns, "odds_ratio": np.exp(fit.params),
+                                "ci_low": np.exp(fit.ci_low), "ci_high": np.exp(fit.ci_high),
+                                "p_value": fit.p_values, "method": FIRTH_METHOD})
+    out = out[out["term"] != "const"]
+    if missing:
+        out = pd.concat([out, pd.DataFrame({"term": list(missing), "odds_ratio": np.nan, "ci_low": np.nan,
+                                            "ci_high": np.nan, "p_value": np.nan,
+                                            "method": list(missing.values())})], ignore_index=True)
+        order = [f"age {b} vs {ref}" for b in labels if b != ref] + ["male vs female"]
+        out = out.set_index("term").loc[[t for t in order if t in set(out["term"])]].reset_index()
+    return out.reset_index(drop=True)
+
+
+def _ml_fit(X: pd.DataFrame, g: pd.DataFrame, p: Params) -> pd.DataFrame | None:
+    """statsmodels' GLM fit, or None when it does not converge cleanly."""
     import warnings
 
+    from statsmodels.genmod import families
+    from statsmodels.genmod.generalized_linear_model import GLM
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationWarning
+
+    y = g[["events", "non_events"]].to_numpy(dtype=float)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         res = GLM(y, X, family=families.Binomial()).fit()
+    bad = [w for w in caught if issubclass(w.category, ConvergenceWarning | PerfectSeparationWarning)]
     # a saturated model (as many cells as terms) fits the observed shares exactly, which
-    # statsmodels reports as "perfect separation"; that is spurious there, real otherwise
-    if res.df_resid > 0:
-        for w in caught:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    # statsmodels reports as "perfect separation"; that is spurious there
+    if bad and res.df_resid > 0:
+        return None
+    if not np.all(np.isfinite(res.bse)) or (res.bse > 20).any():
+        return None
     ci = res.conf_int(alpha=1 - p.confidence_level)
-    with np.errstate(over="ignore"):  # a separated term's odds ratio is honestly infinite
-        out = pd.DataFrame({
-            "term": X.columns,
-            "odds_ratio": np.exp(res.params.values),
-            "ci_low": np.exp(ci.iloc[:, 0].values),
-            "ci_high": np.exp(ci.iloc[:, 1].values),
-            "p_value": res.pvalues.values,
-        })
-    return out[out["term"] != "const"].reset_index(drop=True)
+    return pd.DataFrame({"term": X.columns, "odds_ratio": np.exp(res.params.values),
+                         "ci_low": np.exp(ci.iloc[:, 0].values), "ci_high": np.exp(ci.iloc[:, 1].values),
+                         "p_value": res.pvalues.values, "method": ML_METHOD})
 
 
 def table_one_formatted(t1: pd.DataFrame) -> pd.DataFrame:

@@ -332,6 +332,8 @@ def protect_regression(table, rule: Rule, params):
     refit = fit_grouped_logit(released, params).set_index("term")
     n = 0
     for i, term in t["term"].items():
+        if t.at[i, "odds_ratio"] != t.at[i, "odds_ratio"]:  # not estimable: nothing to withhold
+            continue
         if term.startswith("age "):
             band, ref = term[4:].split(" vs ")
             groups = [cells[cells["band"] == band], cells[cells["band"] == ref]]
@@ -347,6 +349,7 @@ def protect_regression(table, rule: Rule, params):
             r = refit.loc[term]
             t.loc[i, cols] = [round(float(r["odds_ratio"]), 2), round(float(r["ci_low"]), 2),
                               round(float(r["ci_high"]), 2), float(f"{float(r['p_value']):.2g}")]
+            t.at[i, "method"] = r["method"]
     return t, n
 
 

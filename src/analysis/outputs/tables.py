@@ -155,8 +155,8 @@ declare(TableSpec(
     note="pain-cohort patients per exact combination of risk groups (one yes/no column per group); "
          "partitions the pain cohort; combinations of withheld counts left out, their number said"))
 declare(TableSpec(
-    "risk_condition_odds_ratios", columns=("term", "odds_ratio", "ci_low", "ci_high", "p_value"),
-    keys=("term",), protector=_d.protect_regression,
+    "risk_condition_odds_ratios", columns=("term", "odds_ratio", "ci_low", "ci_high", "p_value", "method"),
+    keys=("term", "method"), protector=_d.protect_regression,
     note="logistic regression (grouped binomial) of a risk condition in the pain cohort on age band "
          "and sex; under a rule fitted on the released (rounded) cell counts, terms of small groups withheld"))
 
