@@ -50,7 +50,7 @@ def test_profile_interval_ends_where_the_penalized_likelihood_ratio_reaches_chi_
     assert np.exp(best.x[3]) == pytest.approx(t.loc["male vs female", "odds_ratio"], rel=1e-5)
     for end in ("ci_low", "ci_high"):
         c = math.log(t.loc["age 45-54 vs <45", end])
-        prof = minimize(lambda r: -_penalized(np.array([r[0], c, r[1], r[2]]), X, y, n),
+        prof = minimize(lambda r, c=c: -_penalized(np.array([r[0], c, r[1], r[2]]), X, y, n),
                         np.delete(best.x, 1), method="BFGS", options={"gtol": 1e-10})
         assert 2 * (-best.fun + prof.fun) == pytest.approx(chi2.ppf(0.95, 1), abs=1e-4)
 
