@@ -50,6 +50,24 @@ def test_a_password_in_the_url_is_refused():
 EDGE_BIRTHS = {1: "1940-02-29", 2: "1940-12-31", 3: "1941-01-01", 4: "1950-06-15"}
 EDGE_PAIN = {  # patient 4's qualifying episodes: window start, the day before, the index day
     "2006-01-01": True, "2005-12-31": False, "2015-12-31": True, "2016-01-01": False}
+# registration edges (default window 2006-01-01 to 2015-12-31), each with one qualifying
+# episode on 2010-06-01: (birth, registered_from, registered_to)
+EDGE_REGISTRATION = {
+    5: ("1945-03-10", "1990-01-01", "2005-12-31"),  # left the day before the window opened: out
+    6: ("1945-03-10", "1990-01-01", "2006-01-01"),  # left on the window's first day: in
+    7: ("1945-03-10", "2015-12-31", ""),            # joined on the index date: in
+    8: ("1945-03-10", "2016-01-01", ""),            # joined the day after: out
+    9: ("2016-01-01", "2016-01-01", ""),            # born after the index date: never in
+}
+POPULATIONS = ("registered_in_window", "registered_on_index_date", "all_patients")
+
+
+def edge_tables():
+    pts = [patient(i, birth=b) for i, b in EDGE_BIRTHS.items()]
+    pts += [patient(i, birth=b, registered_from=f, registered_to=t) for i, (b, f, t) in EDGE_REGISTRATION.items()]
+    eps = [pain(4, date=d) for d in EDGE_PAIN] + [pain(i, date="2010-06-01") for i in range(5, 9)]
+    eps.append(pain(9, date="2016-06-01"))
+    return {"patients": pts, "pain_episodes": eps, "diagnoses": [dx(4, "401.9", "2000-01-01")]}
 
 
 def edge_db(folder):
@@ -64,30 +82,66 @@ def edge_db(folder):
 
 
 def test_the_stored_edge_case_database_is_the_one_described(tmp_path):
-    want = write_db(tmp_path / "want", {"patients": [patient(i, birth=b) for i, b in EDGE_BIRTHS.items()],
-                                        "pain_episodes": [pain(4, date=d) for d in EDGE_PAIN],
-                                        "diagnoses": [dx(4, "401.9", "2000-01-01")]})
+    want = write_db(tmp_path / "want", edge_tables())
     got = edge_db(tmp_path / "got")
     for t in ("patients", "diagnoses", "pain_episodes", "prescriptions"):
         assert (got / f"{t}.csv").read_text() == (want / f"{t}.csv").read_text()
 
 
-def ages_by_pandas(index_date):
+def population_by_pandas(index_date, population="registered_in_window"):
+    """(ages of the population, its pain cohort size), by the definitions, in pandas."""
     idx = dt.date.fromisoformat(index_date)
-    out = {}
-    for pid, b in EDGE_BIRTHS.items():
-        bd = dt.date.fromisoformat(b)
-        out[pid] = idx.year - bd.year - ((idx.month, idx.day) < (bd.month, bd.day))
-    return sorted(out.values())
+    p = Params(index_date=index_date)
+    t = edge_tables()
+    pts = pd.DataFrame(t["patients"])
+    for c in ("birth_date", "registered_from", "registered_to"):
+        pts[c] = pd.to_datetime(pts[c].replace("", None)).dt.date
+    keep = pts["birth_date"] <= idx
+    if population == "registered_in_window":
+        keep &= (pts["registered_from"] <= idx) & (pts["registered_to"].isna() | (pts["registered_to"] >= p.window_start))
+    elif population == "registered_on_index_date":
+        keep &= (pts["registered_from"] <= idx) & (pts["registered_to"].isna() | (pts["registered_to"] >= idx))
+    pop = pts[keep]
+    ages = sorted(idx.year - b.year - ((idx.month, idx.day) < (b.month, b.day)) for b in pop["birth_date"])
+    eps = pd.DataFrame(t["pain_episodes"])
+    eps["date"] = pd.to_datetime(eps["date"]).dt.date
+    q = eps[(eps["date"] >= p.window_start) & (eps["date"] <= idx)]
+    return ages, int(pop["patient_id"].isin(q["patient_id"]).sum())
+
+
+def ages_by_pandas(index_date):
+    return population_by_pandas(index_date, "all_patients")[0]
 
 
 INDEX_DATES = ["2015-02-28", "2015-03-01", "2016-02-29", "2015-12-31", "2016-01-01"]
 
 
-def engine_ages(data, index_date):
-    s = run_study(data, Params(index_date=index_date, disclosure="off"))
+def engine_ages(data, index_date, population="all_patients"):
+    return engine_population(data, index_date, population)[0]
+
+
+def engine_population(data, index_date, population="registered_in_window"):
+    s = run_study(data, Params(index_date=index_date, population=population, disclosure="off"))
     c = s.cube.columns
-    return sorted(a for a, n in zip(c["age"], c["n"], strict=True) for _ in range(int(n)))
+    f = s.cube.flag_arrays(s.params)
+    ages = sorted(int(a) for a, n in zip(c["age"], c["n"], strict=True) for _ in range(int(n)))
+    return ages, s.cube.count(f["pain"])
+
+
+@pytest.mark.parametrize("population", POPULATIONS)
+@pytest.mark.parametrize("index_date", ["2015-12-31", "2016-01-01", "2015-02-28"])
+def test_the_population_on_duckdb_equals_pandas(tmp_path, index_date, population):
+    got = engine_population(edge_db(tmp_path / "edge"), index_date, population)
+    assert got == population_by_pandas(index_date, population)
+
+
+def test_registration_edges_by_hand(tmp_path):
+    """On the default dates: in are 1-4, 6 (left on the window's first day) and 7 (joined
+    on the index date); out are 5 (left the day before), 8 (joined the day after) and 9
+    (born after the index date); the pain cohort is 4, 6 and 7."""
+    s = run_study(edge_db(tmp_path / "edge"), Params(disclosure="off"))
+    assert s.cube.n_total == 6 and s.cube.population == {"database": 9, "born_after_index": 1, "not_registered": 2}
+    assert s.cube.count(s.cube.flag_arrays(s.params)["pain"]) == 3
 
 
 @pytest.mark.parametrize("index_date", INDEX_DATES)
@@ -110,14 +164,18 @@ def test_age_in_completed_years_on_postgres_equals_pandas(tmp_path, index_date):
     url = with_schema(PG_URL, "edge_dates")
     load_into(edge_db(tmp_path / "edge"), url)
     assert engine_ages(url, index_date) == ages_by_pandas(index_date)
+    for population in POPULATIONS:
+        assert engine_population(url, index_date, population) == population_by_pandas(index_date, population)
     s = run_study(url, Params(disclosure="off"))
     c = s.cube.columns
     assert int(c["q4"][c["age"] == 65][0]) == sum(EDGE_PAIN.values())
 
 
 def test_pandas_reference_by_hand():
-    assert ages_by_pandas("2015-02-28") == [64, 74, 74, 74]  # 29 Feb 1940: not yet 75
-    assert ages_by_pandas("2016-02-29") == sorted([76, 75, 75, 65])
+    # 29 Feb 1940: not yet 75; the four born 1945-03-10 are 69; patient 9 not yet born
+    assert ages_by_pandas("2015-02-28") == [64, 69, 69, 69, 69, 74, 74, 74]
+    assert ages_by_pandas("2016-02-29") == sorted([76, 75, 75, 65, 70, 70, 70, 70, 0])
+    assert population_by_pandas("2015-12-31") == ([65, 70, 70, 74, 75, 75], 3)  # 1 Jan 1941: 74
     pd.Timestamp("2016-02-29")  # a real date
 
 
@@ -159,6 +217,8 @@ def test_age_in_completed_years_on_spark_equals_pandas(tmp_path, index_date):
         sel = ", ".join(f"TRY_CAST(nullif({c}, '') AS {casts[c]}) AS {c}" if c in casts else c for c in cols)
         duckdb.sql(f"COPY (SELECT {sel} FROM {src}) TO '{pq_db / (t + '.parquet')}' (FORMAT parquet)")
     assert engine_ages(spark_url(pq_db), index_date) == ages_by_pandas(index_date)
+    for population in POPULATIONS:
+        assert engine_population(spark_url(pq_db), index_date, population) == population_by_pandas(index_date, population)
     s = run_study(spark_url(pq_db), Params(disclosure="off"))
     c = s.cube.columns
     assert int(c["q4"][c["age"] == 65][0]) == sum(EDGE_PAIN.values())

@@ -65,7 +65,7 @@ def test_comma_separated_lists_from_the_command_line():
 
 def test_benefit_fraction_must_lie_in_its_range():
     with pytest.raises(AnalysisError, match="benefit_fraction"):
-        Params.from_mapping({"benefit_fraction": 0.9})
+        Params.from_mapping({"benefit_fraction": 0.4})
 
 
 def test_window_start_for_a_29_february_index_date():

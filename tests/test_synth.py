@@ -5,6 +5,7 @@ independently of the analysis module, and compared at the paper's printed precis
 """
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -29,6 +30,11 @@ def paper_figures(folder):
     t = {n: pd.read_parquet(folder / f"{n}.parquet") for n in TABLES}
     pts = t["patients"].copy()
     idx = pd.Timestamp("2015-12-31")
+    # the population: registered on or before the index date, not deregistered before the
+    # window opened (1 January 2006), born on or before the index date
+    reg_to = pd.to_datetime(pts["registered_to"])
+    pts = pts[(pd.to_datetime(pts["registered_from"]) <= idx) & (reg_to.isna() | (reg_to >= "2006-01-01"))
+              & (pd.to_datetime(pts["birth_date"]) <= idx)].copy()
     b = pd.to_datetime(pts["birth_date"])
     had_birthday = (b.dt.month < idx.month) | ((b.dt.month == idx.month) & (b.dt.day <= idx.day))
     pts["age"] = idx.year - b.dt.year - (~had_birthday).astype(int)
@@ -72,6 +78,37 @@ def test_default_cohort_reproduces_every_published_figure(default_db):
     assert f["P7"] == 55.7
     assert f["P8"] == (376, 45.5)
     assert f["P9"] == (14.63, 4.8)
+
+
+def test_the_default_holds_patients_the_population_leaves_out(default_db):
+    """40 deregistered before the window, 25 registered after the index date, 10 born
+    after it (data/synthetic_calibration.yaml), each with qualifying pain episodes in the
+    window or after birth and a risk condition: counted, they would change the figures."""
+    pts = pd.read_parquet(default_db / "patients.parquet")
+    reg_from, reg_to = pd.to_datetime(pts["registered_from"]), pd.to_datetime(pts["registered_to"])
+    assert len(pts) == 2503 + 75
+    assert (reg_to < "2006-01-01").sum() == 40
+    assert (reg_from > "2015-12-31").sum() - (pd.to_datetime(pts["birth_date"]) > "2015-12-31").sum() == 25
+    assert (pd.to_datetime(pts["birth_date"]) > "2015-12-31").sum() == 10
+    everyone = paper_figures_without_population(default_db)
+    assert everyone["P5"][0] > 827 and everyone["P1"] == 2578
+
+
+def paper_figures_without_population(folder):
+    """The same recomputation with every patient of the files (what ignoring
+    registration would give)."""
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp())
+    for f in folder.iterdir():
+        shutil.copy(f, tmp / f.name)
+    pts = pd.read_parquet(tmp / "patients.parquet")
+    pts["registered_from"] = pd.Timestamp("1980-01-01").date()
+    pts["registered_to"] = None
+    pts["birth_date"] = pd.to_datetime(pts["birth_date"]).clip(upper=pd.Timestamp("2015-12-31")).dt.date
+    pts.to_parquet(tmp / "patients.parquet", index=False)
+    return paper_figures(tmp)
 
 
 def test_naive_counts_give_different_answers(default_db):

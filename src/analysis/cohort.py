@@ -2,7 +2,13 @@
 
 Definitions (the paper's, with the defaults of :class:`analysis.params.Params`):
 
-* **Population**: every patient in the database.
+* **Population** (``population``, default ``registered_in_window``): patients registered on
+  or before the index date and not deregistered before the first day of the look-back
+  window (the paper's "patients treated in the last 10 years"); or registered on the index
+  date (``registered_on_index_date``); or every patient (``all_patients``). A patient
+  born after the index date is never in the population; events of patients outside it
+  never count (the cube holds the population only; :func:`population_counts` says who
+  was left out and why).
 * **Age**: completed years at the index date (a birthday on 29 February is reached on
   1 March in a non-leap year).
 * **Qualifying pain episode**: a pain episode dated in the look-back window (window start
@@ -62,6 +68,7 @@ class ProfileCube:
     drug_counts: bool = False  # whether drugs_sum / drugs_sq hold the number of drugs
     detail: bool = True  # False: no pain sites, risk groups collapsed to "any" (figures only)
     top_age: int | None = None  # ages above it were counted as it (disclosure control)
+    population: dict | None = None  # population_counts(): the database and who was left out
 
     def __post_init__(self):
         if not isinstance(self.columns, dict):  # a DataFrame
@@ -148,6 +155,36 @@ def _code_map_sql(db: Database, table: str, column: str, lists, name: str) -> No
         GROUP BY code""")
 
 
+def population_condition(params: Params, alias: str = "p") -> str:
+    """SQL condition (on the patients table as ``alias``) of the population (module docstring)."""
+    idx, ws = params.index.isoformat(), params.window_start.isoformat()
+    cond = [f"{alias}.birth_date <= DATE '{idx}'"]
+    if params.population == "registered_in_window":
+        cond += [f"{alias}.registered_from <= DATE '{idx}'",
+                 f"({alias}.registered_to IS NULL OR {alias}.registered_to >= DATE '{ws}')"]
+    elif params.population == "registered_on_index_date":
+        cond += [f"{alias}.registered_from <= DATE '{idx}'",
+                 f"({alias}.registered_to IS NULL OR {alias}.registered_to >= DATE '{idx}')"]
+    return " AND ".join(cond)
+
+
+def registration_condition(params: Params, alias: str = "p") -> str:
+    """The registration part of the population (TRUE for ``all_patients``)."""
+    parts = population_condition(params, alias).split(" AND ", 1)
+    return parts[1] if len(parts) > 1 else "TRUE"
+
+
+def population_counts(db: Database, params: Params) -> dict:
+    """Every patient of the database, and those the population leaves out by reason (in
+    this order: born after the index date; then not registered as the definition asks)."""
+    idx = params.index.isoformat()
+    total, born_after, unregistered = db.con.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE p.birth_date > DATE '{idx}'), "
+        f"count(*) FILTER (WHERE p.birth_date <= DATE '{idx}' AND NOT ({registration_condition(params)})) "
+        "FROM patients p").fetchone()
+    return {"database": int(total), "born_after_index": int(born_after), "not_registered": int(unregistered)}
+
+
 def profile_cube(db: Database, params: Params, *, severities=(), episode_cap: int | None = None,
                  condition_lists=None, drug_lists=None, drug_counts: bool = False,
                  detail: bool = True) -> ProfileCube:
@@ -232,7 +269,8 @@ def profile_cube(db: Database, params: Params, *, severities=(), episode_cap: in
         LEFT JOIN qual q ON q.patient_id = p.patient_id
         LEFT JOIN cond c ON c.patient_id = p.patient_id
         LEFT JOIN rx r ON r.patient_id = p.patient_id
-        {n_drugs_join})
+        {n_drugs_join}
+        WHERE {population_condition(params)})
     SELECT age, sex, {q_grp}, site_mask, cond_mask, drug_mask,
            count(*) AS n, sum(n_drugs) AS drugs_sum, sum(n_drugs * n_drugs) AS drugs_sq,
            count(*) FILTER (WHERE n_drugs > 0) AS with_drugs
@@ -241,12 +279,46 @@ def profile_cube(db: Database, params: Params, *, severities=(), episode_cap: in
     ORDER BY age, sex, {q_grp}, site_mask, cond_mask, drug_mask
     """
     raw = db.con.execute(query).fetchnumpy()
+    excluded = population_counts(db, params)
     cells = {k: (np.asarray(v, dtype=object) if k == "sex" else np.asarray(v, dtype=np.int64))
              for k, v in raw.items()}
     return ProfileCube(columns=cells, params=params, severities=sev, episode_cap=cap,
                        condition_lists=cond_lists, drug_lists=drug_lists, sites=sites,
                        data_label=db.label, is_synthetic=db.is_synthetic, drug_counts=drug_counts,
-                       detail=detail)
+                       detail=detail, population=excluded)
+
+
+# ----------------------------------------------------------------------------- words
+def _long_date(d) -> str:
+    return f"{d.day} {d.strftime('%B')} {d.year}"
+
+
+def registration_words(p: Params) -> str:
+    """The registration condition of the population, in words."""
+    idx, ws = _long_date(p.index), _long_date(p.window_start)
+    if p.population == "registered_in_window":
+        return f"registered at any time between {ws} and {idx}"
+    if p.population == "registered_on_index_date":
+        return f"registered on {idx}"
+    return "restricted by registration (every patient of the extract)"
+
+
+def population_words(p: Params) -> str:
+    """The population definition in words, as a methods section would print it."""
+    born = f"born on or before {_long_date(p.index)}"
+    if p.population == "all_patients":
+        return f"every patient of the extract {born}"
+    return f"patients {registration_words(p)}, {born}"
+
+
+def pain_words(p: Params) -> str:
+    """The qualifying pain episode in words, from the parameters (not the paper's defaults)."""
+    sev = {4: "moderate or severe", 7: "severe"}.get(p.min_severity, f"severity {p.min_severity} or more")
+    if p.min_severity < 4:
+        sev = f"severity {p.min_severity} or more (mild included)"
+    causes = " or ".join(c.replace("osteoarticular", "osteo-articular") for c in p.pain_causes)
+    sites = ", ".join(p.pain_sites[:-1]) + (" or " if len(p.pain_sites) > 1 else "") + p.pain_sites[-1]
+    return f"{sev} ({p.min_severity}+/10) {causes} pain of the {sites}"
 
 
 # ----------------------------------------------------------------------------- attrition
@@ -260,33 +332,47 @@ def attrition_table(cube: ProfileCube, params: Params | None = None):
     risk drug*), as in the paper's "14.63% of patients with ... localized pain". The last
     step is an expectation (target x benefit fraction), not a count.
     """
+    from analysis.eligibility import benefit_mean
+
     p = params or cube.params
     f = cube.flag_arrays(p)
     n_all = cube.n_total
     n_pain = cube.count(f["pain"])
     n_pr = cube.count(f["pain_risk"])
     n_t = cube.count(f["target"])
-    cand = n_t * p.benefit_fraction
-    rows = [
-        ("all_patients", "every patient in the database", n_all, ""),
-        ("pain", "one or more qualifying episodes of moderate or severe osteo-articular "
-                 f"pain of the {', '.join(p.pain_sites)} in the window", n_pain, "all_patients"),
+    fraction = benefit_mean(p)
+    cand = n_t * fraction
+    rows = []
+    pop = cube.population
+    if pop is not None:
+        rows += [
+            ("database", "every patient in the database", pop["database"], ""),
+            ("excluded_born_after_index", f"left out: born after the index date ({p.index_date})",
+             pop["born_after_index"], "database"),
+            ("excluded_not_registered", f"left out: not {registration_words(p)}", pop["not_registered"],
+             "database"),
+        ]
+    rows += [
+        ("all_patients", population_words(p), n_all, "database" if pop is not None else ""),
+        ("pain", f"one or more qualifying episodes of {pain_words(p)} in the window", n_pain, "all_patients"),
         ("pain_risk_condition", "pain cohort with a history of a risk condition", n_pr, "pain"),
         ("target", f"pain cohort, recurrent (>= {p.min_episodes} episodes), aged >= "
                    f"{p.elderly_age}, with a risk condition or a risk drug", n_t, "pain"),
-        ("candidates", f"target subgroup x benefit fraction {p.benefit_fraction:g} "
-                       "(expected)", cand, "target"),
+        ("candidates", f"target subgroup x benefit fraction {fraction:g} "
+                       f"({'fixed' if p.benefit_distribution == 'fixed' else 'expected'}; expected count)",
+         cand, "target"),
     ]
     n_of = {r[0]: r[2] for r in rows}
     out = []
     for step, definition, n, prev in rows:
+        outside = step == "database" or step.startswith("excluded_")
         out.append({
             "step": step,
             "definition": definition,
             "n": n,
             "previous_step": prev,
             "pct_of_previous": (100.0 * n / n_of[prev] if n_of[prev] else math.nan) if prev else 100.0,
-            "pct_of_all": 100.0 * n / n_all if n_all else math.nan,
+            "pct_of_all": math.nan if outside else (100.0 * n / n_all if n_all else math.nan),
         })
     import pandas as pd
 

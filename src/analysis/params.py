@@ -30,6 +30,7 @@ PAIN_CAUSES = ("osteoarticular", "traumatic", "neuropathic", "other")
 CI_METHODS = ("wilson", "clopper_pearson", "agresti_coull", "jeffreys")
 BENEFIT_DISTRIBUTIONS = ("uniform", "beta", "fixed")
 DISCLOSURE_RULES = ("auto", "off", "opensafely", "ohdsi", "datashield")
+POPULATIONS = ("registered_in_window", "registered_on_index_date", "all_patients")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,13 @@ class Params:
     ----------
     index_date : ISO date; ages are in completed years on this day, and no event after
         it counts.
+    population : who the study counts. ``registered_in_window`` (default; the paper's
+        "patients treated in the last 10 years"): registered on or before the index date
+        and not deregistered before the window's first day; ``registered_on_index_date``:
+        registered on the index date itself; ``all_patients``: every patient of the
+        extract (for extracts already restricted). Whatever the choice, a patient born
+        after the index date is never in the population, and the events of patients
+        outside it never count.
     lookback_years : length of the look-back window in years; the window runs from the
         day after the same date ``lookback_years`` earlier to the index date, both included
         (2006-01-01 to 2015-12-31 by default).
@@ -73,6 +81,7 @@ class Params:
 
     index_date: str = "2015-12-31"
     lookback_years: int = 10
+    population: str = "registered_in_window"
     pain_sites: tuple[str, ...] = ("hip", "neck", "back", "knee")
     pain_causes: tuple[str, ...] = ("osteoarticular",)
     min_severity: int = 4
@@ -152,6 +161,8 @@ class Params:
             _ = self.index
         except ValueError:
             bad("index_date", f"must be an ISO date like 2015-12-31, got {self.index_date!r}")
+        if self.population not in POPULATIONS:
+            bad("population", f"must be one of {', '.join(POPULATIONS)}, got {self.population!r}")
         if self.lookback_years < 1:
             bad("lookback_years", f"must be at least 1 year, got {self.lookback_years}")
         if not self.pain_sites:

@@ -227,13 +227,15 @@ def flow_diagram(attrition: pd.DataFrame, data_label: str):
     import matplotlib.patches as mpatches
 
     titles = {
-        "all_patients": "All patients",
+        "database": "Every patient in the database",
+        "all_patients": "All patients (the population)",
         "pain": "Pain cohort",
         "pain_risk_condition": "Pain cohort with a risk condition",
         "target": "Target subgroup",
         "candidates": "Expected candidates (local treatment)",
     }
-    rows = {r["step"]: r for _, r in attrition.iterrows()}
+    left_out = [r for _, r in attrition.iterrows() if str(r["step"]).startswith("excluded_")]
+    rows = {r["step"]: r for _, r in attrition.iterrows() if not str(r["step"]).startswith("excluded_")}
     depth, children = {}, {}
     for step, r in rows.items():
         prev = r["previous_step"]
@@ -244,7 +246,7 @@ def flow_diagram(attrition: pd.DataFrame, data_label: str):
     span = {}
     for step in rows:
         prev = rows[step]["previous_step"]
-        if not prev:
+        if not prev or prev == "database":  # the population spans the width (left-out box beside it)
             span[step] = (0.02, 0.98)
             continue
         lo, hi = span[prev]
@@ -259,9 +261,25 @@ def flow_diagram(attrition: pd.DataFrame, data_label: str):
     ax.set_axis_off()
     ax.set_xlim(0, 1)
     ax.set_ylim(-0.5, levels - 0.45)
+    box = {s_: span[s_] for s_ in rows}
+    if left_out and "all_patients" in rows:
+        box["all_patients"] = (0.02, 0.64)
+        y = levels - 1 - depth["all_patients"]
+        ax.add_patch(mpatches.FancyBboxPatch(
+            (0.67, y - 0.42), 0.30, 0.84, boxstyle="round,pad=0.01,rounding_size=0.02",
+            fc="#f7f7f7", ec="#888888", lw=1.0))
+        ax.text(0.82, y + 0.28, "Left out", ha="center", va="center", fontsize=8, weight="bold")
+        for k, r in enumerate(left_out):
+            n = r["n"]
+            what = str(r["definition"]).removeprefix("left out: ")
+            val = "withheld" if n != n else f"{int(n):,}"
+            ax.text(0.82, y + 0.08 - 0.2 * k, "\n".join(textwrap.wrap(f"{what}: {val}", 44)), ha="center",
+                    va="center", fontsize=6.4, color="#444444")
+        ax.annotate("", xy=(0.82, y + 0.43), xytext=(0.5, y + 0.57),
+                    arrowprops={"arrowstyle": "-|>", "color": "#888888", "lw": 0.9})
     for step, r in rows.items():
         y = levels - 1 - depth[step]
-        lo, hi = span[step]
+        lo, hi = box[step]
         x0, x1 = lo + 0.01, hi - 0.01
         xc = (x0 + x1) / 2
         narrow = (x1 - x0) < 0.6
@@ -274,8 +292,11 @@ def flow_diagram(attrition: pd.DataFrame, data_label: str):
             line2, line3 = "n withheld", f"small count ({r.get('disclosure', 'disclosure control')})"
         else:
             nval = f"n = {n:,.1f}" if is_last else f"n = {int(n):,}"
-            if step == "all_patients":
-                line2, line3 = nval, "the population"
+            if step == "database":
+                line2, line3 = nval, "before the population definition"
+            elif step == "all_patients":
+                line2 = nval
+                line3 = (f"{r['pct_of_previous']:.2f}% of the database" if r["previous_step"] else "the population")
             elif r["previous_step"] == "all_patients":
                 line2, line3 = nval, f"{r['pct_of_all']:.2f}% of all patients"
             else:
@@ -291,7 +312,7 @@ def flow_diagram(attrition: pd.DataFrame, data_label: str):
                 ha="center", va="center", fontsize=6.6, color="#444444")
         prev = r["previous_step"]
         if prev:
-            plo, phi = span[prev]
+            plo, phi = box[prev]
             px = (plo + phi) / 2
             ax.annotate("", xy=(xc, y + 0.43), xytext=(px, y + 0.57),
                         arrowprops={"arrowstyle": "-|>", "color": "black", "lw": 0.9})

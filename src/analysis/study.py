@@ -151,8 +151,18 @@ class Study:
             add(f"{prefix}.age_q1", f"lower quartile of age of {label}, years", a.q1)
             add(f"{prefix}.age_q3", f"upper quartile of age of {label}, years", a.q3)
 
+        from analysis.cohort import pain_words, population_words, registration_words
+
         everyone = np.ones(len(c["n"]), dtype=bool)
-        add_count("population.n", "patients in the database", n_all)
+        if cube.population is not None:
+            pop = cube.population
+            add_count("database.n", "every patient in the database (before the population definition)",
+                      pop["database"])
+            add_count("excluded.born_after_index", f"left out of the population: born after {p.index_date}",
+                      pop["born_after_index"])
+            add_count("excluded.not_registered", f"left out of the population: not {registration_words(p)}",
+                      pop["not_registered"])
+        add_count("population.n", f"patients in the population ({population_words(p)})", n_all)
         add_age("population", "all patients", everyone)
         add_prop("population.female_pct", "female, % of all patients",
                  cube.count(c["sex"] == "F"), n_all)
@@ -160,8 +170,8 @@ class Study:
                  cube.count(f["elderly"]), n_all)
 
         n_pain = cube.count(f["pain"])
-        add_count("pain.n", "patients with one or more qualifying episodes of moderate or severe "
-                            "osteo-articular pain (pain cohort)", n_pain)
+        add_count("pain.n", f"patients with one or more qualifying episodes of {pain_words(p)} in the "
+                            "window (pain cohort)", n_pain)
         add_prop("pain.pct_of_population", "pain cohort, % of all patients", n_pain, n_all)
         add_age("pain", "the pain cohort", f["pain"])
         add_prop("pain.male_pct", "male, % of the pain cohort",

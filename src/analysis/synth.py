@@ -407,6 +407,66 @@ def _block(n, rng, cal: Calibration, shift: float, sd_within: float, id_start: i
         _events(dx, pid_of, ["code"]), _events(rx, pid_of, ["atc_code"])
 
 
+def _excluded_block(counts: dict, rng, cal: Calibration, id_start: int, practice_id: str):
+    """Patients the default population definition leaves out (``population_exclusions`` of
+    the calibration): deregistered before the window, registered after the index date,
+    born after the index date. The first two have two qualifying pain episodes in the
+    window, a risk condition and a risk drug, and are aged 60-94, so that counting them
+    would change the pain cohort, the risk counts and the target subgroup."""
+    index = np.datetime64(cal.raw["index_date"])
+    wstart = np.datetime64(cal.raw["window_start"])
+    kinds = np.repeat([0, 1, 2], [counts["left_before_window"], counts["joined_after_index"],
+                                  counts["born_after_index"]])
+    n = len(kinds)
+    day = np.timedelta64(1, "D")
+
+    def between(lo, hi, size):
+        return lo + (rng.random(size) * ((hi - lo).astype(np.int64) + 1)).astype(np.int64)
+
+    adult = kinds < 2
+    birth = np.empty(n, dtype="datetime64[D]")
+    birth[adult] = _birth_dates(rng, 60 + rng.integers(0, 35, size=int(adult.sum())), cal.index_date)
+    birth[~adult] = between(index + day, index + 900 * day, int((~adult).sum()))
+    reg_from = birth.copy()
+    left, joined = kinds == 0, kinds == 1
+    reg_from[left] = between(np.datetime64("1985-01-01"), np.datetime64("1999-12-31"), int(left.sum()))
+    reg_from[joined] = between(index + day, index + 180 * day, int(joined.sum()))
+    reg_from = np.maximum(reg_from, birth)
+    reg_to = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
+    reg_to[left] = between(np.datetime64("2000-01-01"), wstart - day, int(left.sum()))
+    # events: two qualifying episodes each (in the window, or after birth for the unborn),
+    # a hypertension diagnosis and an antithrombotic
+    pat = np.repeat(np.arange(n), 2)
+    lo = np.where(adult[pat], wstart + 365 * day, birth[pat] + day)
+    hi = np.where(adult[pat], index - 365 * day, birth[pat] + 1500 * day)
+    pe = {"pat": pat, "date": between(lo, hi, len(pat)),
+          "site": np.array(["knee", "back"] * n, dtype=object), "severity": np.full(len(pat), 6, dtype=np.int8),
+          "cause": np.full(len(pat), "osteoarticular", dtype=object)}
+    one = np.arange(n)
+    when = np.where(adult, wstart, birth + 30 * day)
+    dx = {"pat": one, "date": between(when, when + 300 * day, n), "code": np.full(n, "401.9", dtype=object)}
+    rx = {"pat": one, "date": between(when, when + 300 * day, n), "atc_code": np.full(n, "B01AC06", dtype=object)}
+    pid_of = id_start + np.arange(n, dtype=np.int64)
+    patients = {
+        "patient_id": pid_of,
+        "practice_id": np.full(n, practice_id, dtype=object),
+        "sex": np.where(rng.random(n) < 0.5, "M", "F").astype(object),
+        "birth_date": birth,
+        "registered_from": reg_from,
+        "registered_to": reg_to,
+    }
+    return patients, _events(pe, pid_of, ["site", "severity", "cause"]), \
+        _events(dx, pid_of, ["code"]), _events(rx, pid_of, ["atc_code"])
+
+
+def exclusion_counts(cal: Calibration, population: int) -> dict:
+    """The calibration's exclusions for a practice of ``population`` patients."""
+    ex = cal.raw.get("population_exclusions", {})
+    P = cal.pub["population"]
+    return {k: _round(population * ex.get(k, 0) / P)
+            for k in ("left_before_window", "joined_after_index", "born_after_index")}
+
+
 def _events(ev, pid_of, cols):
     """Events of a block in (patient_id, date) order; ties keep their generated order."""
     pid = pid_of[ev["pat"]]
@@ -537,21 +597,32 @@ def generate(out: str | Path | None = None, *, patients: int = 2503, practices: 
                    for t, s in schemas.items()}
         next_id = 1
         blocks = [(k, int(s)) for k, size in enumerate(sizes) for s in _split(size, chunk_size)]
+        last_of = {k: b for b, (k, _) in enumerate(blocks)}
+        excluded = 0
+        names = ("patients", "pain_episodes", "diagnoses", "prescriptions")
         with _BackgroundWriter(writers) as background:
             for b, (k, n) in enumerate(blocks):
                 rng = np.random.default_rng(np.random.SeedSequence([seed, b]))
                 parts = _block(n, rng, cal, shifts[k], sd_within, next_id, f"P{k + 1:02d}")
-                background.put({t: _table(schemas[t], cols) for t, cols in zip(
-                    ("patients", "pain_episodes", "diagnoses", "prescriptions"), parts, strict=True)})
+                background.put({t: _table(schemas[t], cols) for t, cols in zip(names, parts, strict=True)})
                 next_id += n
                 if progress:
-                    progress(next_id - 1, patients)
+                    progress(next_id - 1 - excluded, patients)
+                if b == last_of[k]:  # the practice's patients outside the population
+                    counts = exclusion_counts(cal, sizes[k])
+                    if sum(counts.values()):
+                        rng = np.random.default_rng(np.random.SeedSequence([seed, 1_000_000 + k]))
+                        parts = _excluded_block(counts, rng, cal, next_id, f"P{k + 1:02d}")
+                        background.put({t: _table(schemas[t], cols) for t, cols in zip(names, parts, strict=True)})
+                        next_id += sum(counts.values())
+                        excluded += sum(counts.values())
         (tmp / "dataset.json").write_text(json.dumps({
             "synthetic": True,
             "warning": "SYNTHETIC DATA generated by python -m analysis synth; no row describes a real patient.",
             "generator": "analysis.synth",
             "seed": seed,
             "patients": patients,
+            "patients_outside_the_population": excluded,
             "practices": practices,
             "index_date": cal.raw["index_date"],
             "window_start": cal.raw["window_start"],
@@ -559,8 +630,9 @@ def generate(out: str | Path | None = None, *, patients: int = 2503, practices: 
         }, indent=2) + "\n")
         (tmp / "README.md").write_text(
             "# SYNTHETIC DATA\n\nGenerated by `python -m analysis synth` (seed "
-            f"{seed}, {patients} patients, {practices} practice(s)). No row describes a real "
-            "patient. See data/README.md for the contract and the calibration.\n")
+            f"{seed}, {patients} patients in the study population and {excluded} outside it, "
+            f"{practices} practice(s)). No row describes a real patient. See data/README.md for "
+            "the contract and the calibration.\n")
         from analysis.folders import publish_folder
 
         publish_folder(tmp, out, "python -m analysis synth")

@@ -375,6 +375,16 @@ def protect_attrition(table, rule: Rule, params=None):
         else:  # an expectation drawn from its previous step
             released[step] = released[prev] * n / orig[prev] if orig[prev] else math.nan
         t.at[i, "n"] = released[step]
+    # the database partitions into the population and the reasons for leaving patients
+    # out: one withheld reason would follow by subtraction, so the next smallest goes too
+    parts = [i for i in t.index if str(t.at[i, "step"]).startswith("excluded_")]
+    gone = [i for i in parts if t.at[i, "step"] in hidden]
+    shown = [i for i in parts if t.at[i, "step"] not in hidden]
+    if len(gone) == 1 and shown:
+        j = min(shown, key=lambda i: released[t.at[i, "step"]])
+        hidden.add(t.at[j, "step"])
+        withheld += 1
+        t.loc[j, ["n", "pct_of_previous", "pct_of_all"]] = math.nan
     n_all = released.get("all_patients")
     for i in t.index:
         step, prev = t.at[i, "step"], t.at[i, "previous_step"]
@@ -382,5 +392,6 @@ def protect_attrition(table, rule: Rule, params=None):
             continue
         n = released[step]
         t.at[i, "pct_of_previous"] = (100 * n / released[prev] if released.get(prev) else math.nan) if prev else 100.0
-        t.at[i, "pct_of_all"] = 100 * n / n_all if n_all else math.nan
+        outside = step == "database" or str(step).startswith("excluded_")
+        t.at[i, "pct_of_all"] = math.nan if outside else (100 * n / n_all if n_all else math.nan)
     return t, withheld
