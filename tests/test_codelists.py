@@ -38,3 +38,23 @@ def test_normalise():
 def test_unknown_list_is_refused_with_a_hint():
     with pytest.raises(AnalysisError, match="risk_condition_hypertension"):
         load_codelist("risk_condition_hypertensoin")
+
+
+def test_every_shipped_list_declares_its_vocabulary():
+    from analysis.codelists import available_codelists, load_codelist
+
+    for name in available_codelists():
+        v = load_codelist(name).vocabulary
+        assert v == ("ATC" if name.startswith("risk_drug_") or name == "nsaids" else "ICD9CM"), name
+
+
+@pytest.mark.parametrize("text,match", [("code,description\n401,x\n", "missing column"),
+                                        ("code,description,vocabulary\n401,x,ICD9CM\n4010,y,SNOMED\n",
+                                         "one vocabulary per list"),
+                                        ("code,description,vocabulary\n401,x,ICD-9\n", "expected one of")])
+def test_a_list_without_one_known_vocabulary_is_refused(tmp_path, text, match):
+    from analysis.codelists import load_codelist
+
+    (tmp_path / "mine.csv").write_text(text)
+    with pytest.raises(AnalysisError, match=match):
+        load_codelist("mine", tmp_path)

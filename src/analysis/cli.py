@@ -74,6 +74,8 @@ def cmd_figures(args) -> int:
 
     study = run_study(args.data, _params(args), detail=False)
     figs = study.figures()
+    for note in study.cube.notes:
+        print(f"note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(figs, indent=2, allow_nan=False, default=_nan_none))
     else:
@@ -243,6 +245,12 @@ def cmd_import(args) -> int:
         print(f"  {k.replace('_', ' ')}: {v:,}")
     if report["repairs"].get("icd10_unmapped_records"):
         print(f"  codes without an ICD-9-CM mapping are listed in {args.into}/unmapped_codes.csv")
+    if report.get("diagnoses_by_vocabulary"):
+        print("  diagnoses by vocabulary: " + ", ".join(f"{k} {v:,}" for k, v in report["diagnoses_by_vocabulary"].items()))
+    if report.get("unmapped_diagnoses"):
+        un = ", ".join(f"{v:,} {k}" for k, v in report["unmapped_diagnoses"].items())
+        print(f"WARNING: {un} diagnosis record(s) could not be mapped to ICD-9-CM and were left out: the "
+              "risk definitions see none of those diagnoses.", file=sys.stderr)
     return 0
 
 
@@ -289,8 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("import", help="turn a real extract into the data contract, as a mapping file says")
     sp.add_argument("--mapping", metavar="FILE.yaml", help="mapping of a CSV/Parquet/Excel extract")
     sp.add_argument("--omop", metavar="FOLDER", help="an OMOP CDM extract (CSV or Parquet tables)")
-    sp.add_argument("--code-system", choices=["icd9cm", "icd10"], default="icd9cm",
-                    help="code system of OMOP condition_source_value (default icd9cm)")
+    sp.add_argument("--code-system", choices=["icd9cm", "icd10", "icd10cm", "snomed"], default=None,
+                    help="vocabulary of OMOP condition_source_value when the extract has no CONCEPT "
+                         "table (with one, each row's vocabulary is read from it)")
     sp.add_argument("--into", required=True, metavar="FOLDER")
     sp.set_defaults(func=cmd_import)
 

@@ -69,6 +69,7 @@ class ProfileCube:
     detail: bool = True  # False: no pain sites, risk groups collapsed to "any" (figures only)
     top_age: int | None = None  # ages above it were counted as it (disclosure control)
     population: dict | None = None  # population_counts(): the database and who was left out
+    notes: tuple = ()  # what the definitions cannot see (codes of another vocabulary, unmapped)
 
     def __post_init__(self):
         if not isinstance(self.columns, dict):  # a DataFrame
@@ -132,12 +133,16 @@ def _sql_list(values) -> str:
     return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
 
 
-def _code_map_sql(db: Database, table: str, column: str, lists, name: str) -> None:
+def _code_map_sql(db: Database, table: str, column: str, lists, name: str, vocabulary: str) -> list[str]:
     """A small table code -> bit mask for every distinct code of ``table`` that matches a
-    list (prefix match, dots ignored), so that the big table joins on equality."""
-    rows = []
+    list (prefix match, dots ignored), so that the big table joins on equality. A list of
+    another vocabulary than the table's codes matches nothing; their names are returned."""
+    rows, other = [], []
     for bit, cl_name in enumerate(lists):
         cl = load_codelist(cl_name)
+        if cl.vocabulary != vocabulary:
+            other.append(f"{cl_name} ({cl.vocabulary})")
+            continue
         rows.extend((bit, prefix) for prefix in cl.codes)
     from analysis.engines import create_temp_table
 
@@ -153,6 +158,7 @@ def _code_map_sql(db: Database, table: str, column: str, lists, name: str) -> No
         FROM codes JOIN {name}_prefix p
           ON starts_with(upper(replace(trim(code), '.', '')), p.prefix)
         GROUP BY code""")
+    return other
 
 
 def population_condition(params: Params, alias: str = "p") -> str:
@@ -208,8 +214,16 @@ def profile_cube(db: Database, params: Params, *, severities=(), episode_cap: in
     sites = tuple(params.pain_sites)
     idx = params.index.isoformat()
     ws = params.window_start.isoformat()
-    _code_map_sql(db, "diagnoses", "code", cond_lists, "cond_map")
-    _code_map_sql(db, "prescriptions", "atc_code", drug_lists, "drug_map")
+    vocab = db.diagnosis_vocabulary
+    notes = []
+    other = _code_map_sql(db, "diagnoses", "code", cond_lists, "cond_map", vocab)
+    if other:
+        notes.append(f"the diagnoses are coded in {vocab}: the code list(s) {', '.join(other)} of another "
+                     "vocabulary match none of them, so the risk definitions see none of those conditions")
+    other = _code_map_sql(db, "prescriptions", "atc_code", drug_lists, "drug_map", "ATC")
+    if other:
+        notes.append(f"prescriptions are ATC-coded: the list(s) {', '.join(other)} match none of them")
+    notes += db.import_notes
     site_case = " ".join(f"WHEN '{s}' THEN {1 << i}" for i, s in enumerate(sites))
     q_cols = ", ".join(
         f"least(count(*) FILTER (WHERE severity >= {s}), {cap}) AS q{s}" for s in sev)
@@ -285,7 +299,7 @@ def profile_cube(db: Database, params: Params, *, severities=(), episode_cap: in
     return ProfileCube(columns=cells, params=params, severities=sev, episode_cap=cap,
                        condition_lists=cond_lists, drug_lists=drug_lists, sites=sites,
                        data_label=db.label, is_synthetic=db.is_synthetic, drug_counts=drug_counts,
-                       detail=detail, population=excluded)
+                       detail=detail, population=excluded, notes=tuple(notes))
 
 
 # ----------------------------------------------------------------------------- words

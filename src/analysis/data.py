@@ -43,6 +43,25 @@ class Database:
         return marked_synthetic(self.metadata)
 
     @property
+    def diagnosis_vocabulary(self) -> str:
+        """The vocabulary of ``diagnoses.code`` (``dataset.json``: diagnosis_vocabulary;
+        ICD9CM, the paper's and the contract's default, when not said)."""
+        from analysis.codelists import DEFAULT_DIAGNOSIS_VOCABULARY
+
+        return str(self.metadata.get("diagnosis_vocabulary") or DEFAULT_DIAGNOSIS_VOCABULARY).upper()
+
+    @property
+    def import_notes(self) -> list[str]:
+        """What an import could not map (``dataset.json``: unmapped_diagnoses, records by
+        vocabulary): the definitions see none of those diagnoses."""
+        un = self.metadata.get("unmapped_diagnoses") or {}
+        if not un:
+            return []
+        parts = ", ".join(f"{v:,} {k}" for k, v in sorted(un.items()))
+        return [f"the import could not map {parts} diagnosis record(s) to ICD-9-CM: the risk definitions "
+                "see none of those diagnoses"]
+
+    @property
     def label(self) -> str:
         """'synthetic default' or 'user data', for titles and captions."""
         return "synthetic data" if self.is_synthetic else "user data"

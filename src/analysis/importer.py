@@ -317,7 +317,7 @@ def import_extract(mapping: str | Path, into: str | Path) -> dict:
                                 + "\n  ".join(problems[:MAX_LISTED])
                                 + (f"\n  ... and {more} more." if more > 0 else "")
                                 + f"\nFix the source or the mapping ({mapping}).")
-        meta = {"synthetic": False, "imported_from": mapping.name}
+        meta = {"synthetic": False, "imported_from": mapping.name, "diagnosis_vocabulary": "ICD9CM"}
         if m.get("extract_date"):
             meta["extract_date"] = str(m["extract_date"])
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")

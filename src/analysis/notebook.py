@@ -88,6 +88,8 @@ class NotebookRun:
         note = (f"\n\n**Disclosure control**: {rule.describe()}; statistics of withheld groups are "
                 "withheld with them, and percentages are computed from the released counts."
                 if rule else "")
+        for n in s.cube.notes:
+            note += f"\n\n**Note**: {n}."
         if self.release == "NOT FOR RELEASE":
             note += "\n\n**NOT FOR RELEASE**: data not marked synthetic, disclosure control off or weakened."
         where = self.data.name if isinstance(self.data, Path) else redact(str(self.data))
