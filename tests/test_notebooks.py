@@ -79,7 +79,10 @@ def test_tables_match_the_module_and_the_flow_matches_the_attrition(default_db, 
     table = pd.read_csv(tmp_path / "tables" / "attrition.csv")
     expected = cohort.attrition_table(study.cube)
     pd.testing.assert_series_equal(table["n"].astype(float), expected["n"].astype(float))
-    assert table["n"].tolist()[:4] == [2503, 827, 376, 121]
+    # every patient of the files, who the population leaves out and why, then the paper's counts
+    assert table["step"].tolist()[:4] == ["database", "excluded_born_after_index", "excluded_not_registered",
+                                          "all_patients"]
+    assert table["n"].tolist()[:7] == [2578, 10, 65, 2503, 827, 376, 121]
     est = pd.read_csv(tmp_path / "tables" / "eligibility_estimate.csv").iloc[0]
     assert est["candidates"] == pytest.approx(study.eligibility().candidates)
 
