@@ -82,3 +82,9 @@ def test_a_term_without_data_is_not_estimable_with_the_reason():
     assert np.isnan(t.loc["male vs female", "odds_ratio"])
     assert np.isfinite(t.loc["age >=75 vs <45", "odds_ratio"])
     assert (t["odds_ratio"].dropna() < 1e6).all()
+
+
+def test_an_empty_pain_cohort_has_every_term_not_estimable():
+    t = fit_grouped_logit(cells([]), Params())
+    assert len(t) == 5 and t["odds_ratio"].isna().all()
+    assert (t["method"] == "not estimable: no patients in the pain cohort").all()

@@ -310,9 +310,15 @@ def fit_grouped_logit(cells: pd.DataFrame, p: Params) -> pd.DataFrame:
         missing["male vs female"] = "not estimable: patients of one sex only"
     events = g["events"].to_numpy(dtype=float)
     trials = (g["events"] + g["non_events"]).to_numpy(dtype=float)
+    if g.empty:  # nobody in the pain cohort: nothing to estimate
+        missing = {t: "not estimable: no patients in the pain cohort" for t in [*X.columns[1:], *missing]}
+        X = X[["const"]]
     sparse = bool(((g["events"] == 0) | (g["non_events"] == 0)).any()) or len(X.columns) == 1
     out = None
-    if not sparse:
+    if len(X.columns) == 1:  # no term left to estimate
+        out = pd.DataFrame({"term": ["const"], "odds_ratio": [np.nan], "ci_low": [np.nan], "ci_high": [np.nan],
+                            "p_value": [np.nan], "method": [""]})
+    elif not sparse:
         out = _ml_fit(X, g, p)
     if out is None:  # sparse, or maximum likelihood did not converge
         from analysis.firth import firth_logit
