@@ -14,7 +14,7 @@ import pytest
 from analysis.errors import AnalysisError
 from analysis.params import Params
 from analysis.study import run_study
-from conftest import dx, pain, patient, write_db
+from conftest import ROOT, dx, pain, patient, write_db
 
 PG_URL = os.environ.get("ANALYSIS_TEST_PG_URL")
 needs_pg = pytest.mark.skipif(not PG_URL, reason="no PostgreSQL server (set ANALYSIS_TEST_PG_URL; .ci/run does)")
@@ -75,7 +75,6 @@ def edge_db(folder):
     a test checks the files say the same)."""
     import shutil
 
-    from conftest import ROOT
 
     shutil.copytree(ROOT / "data" / "edge_cases", folder)
     return folder
@@ -218,6 +217,7 @@ def test_age_in_completed_years_on_spark_equals_pandas(tmp_path, index_date):
         cols = [r[0] for r in duckdb.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()]
         sel = ", ".join(f"TRY_CAST(nullif({c}, '') AS {casts[c]}) AS {c}" if c in casts else c for c in cols)
         duckdb.sql(f"COPY (SELECT {sel} FROM {src}) TO '{pq_db / (t + '.parquet')}' (FORMAT parquet)")
+    (pq_db / "dataset.json").write_text((csv_db / "dataset.json").read_text())  # the same database: synthetic
     assert engine_ages(spark_url(pq_db), index_date) == ages_by_pandas(index_date)
     for population in POPULATIONS:
         assert engine_population(spark_url(pq_db), index_date, population) == population_by_pandas(index_date, population)
@@ -226,3 +226,35 @@ def test_age_in_completed_years_on_spark_equals_pandas(tmp_path, index_date):
     assert int(c["q4"][c["age"] == 65][0]) == sum(EDGE_PAIN.values())
     if index_date == "2015-12-31":  # the whole figures summary, byte for byte
         assert figures(spark_url(pq_db), "--set", "disclosure=off") == figures(csv_db, "--set", "disclosure=off")
+
+
+@needs_pg
+@needs_spark
+@pytest.mark.slow
+def test_the_whole_default_batch_gives_the_same_tables_on_every_engine(default_db, tmp_path):
+    """batches/paper.yaml (every notebook, every scenario) with the default cohort as files
+    (DuckDB), on a PostgreSQL server and on Spark: every table byte for byte."""
+    import yaml
+
+    from analysis.batch import load_batch, run_batch
+    from analysis.load import load_into
+
+    url = with_schema(PG_URL, "batch_default")
+    load_into(default_db, url)
+    paper = yaml.safe_load((ROOT / "batches" / "paper.yaml").read_text())
+    paper.update(name="engines", data_sources={"duckdb": str(default_db), "postgres": url,
+                                               "spark": spark_url(default_db)})
+    paper.pop("data")
+    f = tmp_path / "engines.yaml"
+    f.write_text(yaml.safe_dump(paper))
+    b = load_batch(f, reports=tmp_path / "reports")
+    results = run_batch(b, jobs=2, progress=False)
+    assert all(r["status"] == "ok" for r in results), [r for r in results if r["status"] != "ok"]
+    compared = 0
+    for run in sorted(b.out.glob("duckdb-*")):
+        for t in sorted((run / "tables").glob("*.csv")):
+            for engine in ("postgres", "spark"):
+                other = b.out / run.name.replace("duckdb-", f"{engine}-", 1) / "tables" / t.name
+                assert other.read_bytes() == t.read_bytes(), (engine, run.name, t.name)
+                compared += 1
+    assert compared >= 60

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from analysis import paths
-from analysis.data import is_marked_synthetic
 from analysis.errors import AnalysisError
 from analysis.notebook import check_notebook_parameters, resolve
 from analysis.params import Params
@@ -174,21 +173,10 @@ def _release(run: Run) -> str:
 
 
 def _synthetic(data) -> bool:
-    """Whether a data source says it is synthetic (a server database: its metadata table)."""
-    from analysis.engines import is_url
+    """Whether a data source says it is synthetic (the one answer of :func:`data.is_synthetic`)."""
+    from analysis.data import is_synthetic
 
-    if is_url(data):
-        try:
-            from analysis.data import open_database
-
-            db = open_database(data, validate=False)
-            try:
-                return db.is_synthetic
-            finally:
-                db.close()
-        except AnalysisError:
-            return False
-    return is_marked_synthetic(resolve(data))
+    return is_synthetic(resolve(data))
 
 
 # ----------------------------------------------------------------------------- fingerprints

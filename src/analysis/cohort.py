@@ -232,7 +232,8 @@ def profile_cube(db: Database, params: Params, *, severities=(), episode_cap: in
     base = params.min_severity
     if drug_counts:
         n_drugs_sql = (f"SELECT patient_id, count(*) AS n_drugs FROM (SELECT DISTINCT patient_id, atc_code "
-                       f"FROM prescriptions WHERE date BETWEEN DATE '{ws}' AND DATE '{idx}') GROUP BY patient_id")
+                       f"FROM prescriptions WHERE date BETWEEN DATE '{ws}' AND DATE '{idx}') AS distinct_drugs "
+                       "GROUP BY patient_id")
         n_drugs_col = "coalesce(nd.n_drugs, 0)"
         n_drugs_join = "LEFT JOIN nd ON nd.patient_id = p.patient_id"
     else:

@@ -766,6 +766,24 @@ def marked_synthetic(metadata) -> bool:
     return isinstance(metadata, dict) and metadata.get("synthetic") is True
 
 
+def is_synthetic(location) -> bool:
+    """The one answer to "is this database synthetic?", for every engine and command: a
+    folder or file by its ``dataset.json`` or Parquet metadata, a server database by its
+    ``dataset_metadata`` table (written by ``load``). Unreachable: not synthetic."""
+    from analysis.engines import is_url
+
+    if is_url(location):
+        try:
+            db = open_database(location, validate=False)
+        except AnalysisError:
+            return False
+        try:
+            return db.is_synthetic
+        finally:
+            db.close()
+    return is_marked_synthetic(location)
+
+
 def is_marked_synthetic(location: str | Path) -> bool:
     """Whether a data location says it is synthetic (``dataset.json`` or Parquet metadata),
     without opening or validating it."""

@@ -72,6 +72,7 @@ class NotebookRun:
     suppressed: dict = field(default_factory=dict)
     tables: dict = field(default_factory=dict)
     figures: dict = field(default_factory=dict)
+    _synthetic: bool | None = None
 
     @property
     def data_label(self) -> str:
@@ -111,10 +112,13 @@ class NotebookRun:
 
     @property
     def is_synthetic(self) -> bool:
-        from analysis.data import is_marked_synthetic
+        if self.study:
+            return self.study.is_synthetic
+        if self._synthetic is None:
+            from analysis.data import is_synthetic
 
-        return self.study.is_synthetic if self.study else (
-            isinstance(self.data, Path) and is_marked_synthetic(self.data))
+            self._synthetic = is_synthetic(self.data)
+        return self._synthetic
 
     @property
     def release(self) -> str:

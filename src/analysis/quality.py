@@ -31,12 +31,21 @@ def completeness(db: Database) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _years_before(d, years: int):
+    """The same day ``years`` earlier (28 February for 29 February): a birth on or before
+    it means at least ``years`` completed years on ``d``."""
+    try:
+        return d.replace(year=d.year - years)
+    except ValueError:
+        return d.replace(year=d.year - years, day=28)
+
+
 def plausibility(db: Database, params: Params) -> pd.DataFrame:
     """Counts of values that are allowed but implausible or ignored by the definitions."""
     idx = params.index.isoformat()
     checks = [
         ("patients", "aged over 105 at the index date",
-         f"FROM patients WHERE birth_date < DATE '{idx}' - INTERVAL 106 YEAR"),
+         f"FROM patients WHERE birth_date <= DATE '{_years_before(params.index, 106)}'"),
         ("patients", "born after the index date",
          f"FROM patients WHERE birth_date > DATE '{idx}'"),
         ("patients", "registered before birth",
