@@ -10,7 +10,7 @@ BATCH  ?= batches/paper.yaml
 JOBS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help report test data notebooks lab lint clean-reports bench
+.PHONY: help report test data notebooks lab lint format clean-reports bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -34,8 +34,14 @@ data: $(DATA)/dataset.json ## build the synthetic default cohort (if missing)
 report: $(STAMP) $(DATA)/dataset.json ## the main job: run the report batch on the default data
 	$(PY) -m analysis batch $(BATCH) $(if $(JOBS),--jobs $(JOBS),)
 
-test: $(STAMP) ## run the whole test suite (lint included)
+lint: $(STAMP) ## check style: ruff's lint rules and its formatting (make format fixes the latter)
 	$(PY) -m ruff check src tests tools benchmarks
+	$(PY) -m ruff format --check src tests tools benchmarks
+
+format: $(STAMP) ## format the code with ruff
+	$(PY) -m ruff format src tests tools benchmarks
+
+test: lint ## run the whole test suite (lint and format check included)
 	$(PY) -m pytest -q
 
 lab: $(STAMP) $(DATA)/dataset.json ## open the notebooks in JupyterLab (project kernel)

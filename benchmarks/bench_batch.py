@@ -44,17 +44,43 @@ for run in batch.runs:
     out = loop_dir / run.name
     out.mkdir(parents=True)
     params = run_parameters(run, out)
-    pm = [PY, "-m", "papermill", str(run.notebook_path), str(out / f"{run.notebook}.ipynb"),
-          "-k", "analysis", "--cwd", str(ROOT / "notebooks")]
+    pm = [
+        PY,
+        "-m",
+        "papermill",
+        str(run.notebook_path),
+        str(out / f"{run.notebook}.ipynb"),
+        "-k",
+        "analysis",
+        "--cwd",
+        str(ROOT / "notebooks"),
+    ]
     for k, v in params.items():
         pm += ["-y", json.dumps({k: v})]
     subprocess.run(pm, check=True, capture_output=True, cwd=ROOT)
-    subprocess.run([PY, "-m", "jupyter", "nbconvert", "--to", "html", "--no-input",
-                    str(out / f"{run.notebook}.ipynb")], check=True, capture_output=True, cwd=ROOT)
+    subprocess.run(
+        [
+            PY,
+            "-m",
+            "jupyter",
+            "nbconvert",
+            "--to",
+            "html",
+            "--no-input",
+            str(out / f"{run.notebook}.ipynb"),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+    )
 loop = time.perf_counter() - t
 
 rows = [
-    {"what": f"plain loop: papermill + nbconvert commands ({len(batch.runs)} runs)", "wall s": loop, "speed-up": 1.0},
+    {
+        "what": f"plain loop: papermill + nbconvert commands ({len(batch.runs)} runs)",
+        "wall s": loop,
+        "speed-up": 1.0,
+    },
     {"what": "analysis batch --force (cold)", "wall s": cold, "speed-up": loop / cold},
     {"what": "analysis batch, unchanged re-run", "wall s": rerun, "speed-up": loop / rerun},
 ]
@@ -71,16 +97,31 @@ for d in (reports / batch.name).iterdir():
     html += man["timings"].get("html_s", 0)
     total += man["timings"]["total_s"]
     nb = json.loads((d / f"{man['notebook']}.ipynb").read_text())
-    durations = [c["metadata"].get("papermill", {}).get("duration") or 0 for c in nb["cells"] if c["cell_type"] == "code"]
+    durations = [
+        c["metadata"].get("papermill", {}).get("duration") or 0
+        for c in nb["cells"]
+        if c["cell_type"] == "code"
+    ]
     # code cells: [parameters, injected parameters, imports + data + cube, rest...]
     first += sum(durations[:3])
     compute += sum(durations[3:])
 kernel = total - first - compute - html
-print(table([
-    {"part": "kernel start and papermill overhead", "seconds (sum over runs)": kernel},
-    {"part": "imports, parameter checks, data validation and cube (first cells)", "seconds (sum over runs)": first},
-    {"part": "statistics, figures and tables (other cells)", "seconds (sum over runs)": compute},
-    {"part": "HTML conversion", "seconds (sum over runs)": html},
-], ["part", "seconds (sum over runs)"]))
+print(
+    table(
+        [
+            {"part": "kernel start and papermill overhead", "seconds (sum over runs)": kernel},
+            {
+                "part": "imports, parameter checks, data validation and cube (first cells)",
+                "seconds (sum over runs)": first,
+            },
+            {
+                "part": "statistics, figures and tables (other cells)",
+                "seconds (sum over runs)": compute,
+            },
+            {"part": "HTML conversion", "seconds (sum over runs)": html},
+        ],
+        ["part", "seconds (sum over runs)"],
+    )
+)
 shutil.rmtree(reports, ignore_errors=True)
 shutil.rmtree(loop_dir, ignore_errors=True)

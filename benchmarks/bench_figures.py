@@ -26,8 +26,11 @@ args = ap.parse_args()
 
 
 def median_of(runs: list[dict]) -> dict:
-    return {"wall_s": statistics.median(r["wall_s"] for r in runs),
-            "peak_mb": statistics.median(r["peak_mb"] for r in runs), "stdout": runs[-1]["stdout"]}
+    return {
+        "wall_s": statistics.median(r["wall_s"] for r in runs),
+        "peak_mb": statistics.median(r["peak_mb"] for r in runs),
+        "stdout": runs[-1]["stdout"],
+    }
 
 
 def figures_cmd(folder):
@@ -48,26 +51,51 @@ for n in args.sizes:
     counts = json.loads(floor["stdout"])
     for m in runs["cold"] + runs["warm"]:
         figs = {f["id"]: f["value"] for f in json.loads(m["stdout"])}
-        assert (figs["population.n"], figs["pain.n"], figs["pain_risk.n"], figs["target.n"]) == \
-            (counts["population"], counts["pain"], counts["pain_risk"], counts["target"]), (figs, counts)
+        assert (figs["population.n"], figs["pain.n"], figs["pain_risk.n"], figs["target.n"]) == (
+            counts["population"],
+            counts["pain"],
+            counts["pain_risk"],
+            counts["target"],
+        ), (figs, counts)
     project_times.append(cold["wall_s"])
 
     def row(what, m, n=n, floor=floor):
-        return {"n": n, "what": what, "wall s": m["wall_s"], "peak MB": m["peak_mb"],
-                "time / floor": m["wall_s"] / floor["wall_s"], "memory / floor": m["peak_mb"] / floor["peak_mb"]}
+        return {
+            "n": n,
+            "what": what,
+            "wall s": m["wall_s"],
+            "peak MB": m["peak_mb"],
+            "time / floor": m["wall_s"] / floor["wall_s"],
+            "memory / floor": m["peak_mb"] / floor["peak_mb"],
+        }
 
-    rows += [row("floor: one DuckDB query (4 counts)", floor),
-             row("analysis figures --json, first run (validates)", cold),
-             row("analysis figures --json (validated before)", fig)]
+    rows += [
+        row("floor: one DuckDB query (4 counts)", floor),
+        row("analysis figures --json, first run (validates)", cold),
+        row("analysis figures --json (validated before)", fig),
+    ]
     if n == max(args.sizes):
-        sens = median_of([measure([PY, "-m", "analysis", "sensitivity", "--data", str(folder), "--json"],
-                                  cwd=ROOT) for _ in range(args.repeat)])
+        sens = median_of(
+            [
+                measure(
+                    [PY, "-m", "analysis", "sensitivity", "--data", str(folder), "--json"], cwd=ROOT
+                )
+                for _ in range(args.repeat)
+            ]
+        )
         rows.append(row("analysis sensitivity --json (180 cells)", sens))
     if n <= args.pandas_max:
-        rows.append(row("plain pandas (same counts)", measure([PY, "benchmarks/plain_pandas.py", str(folder)], cwd=ROOT)))
+        rows.append(
+            row(
+                "plain pandas (same counts)",
+                measure([PY, "benchmarks/plain_pandas.py", str(folder)], cwd=ROOT),
+            )
+        )
 
 print(f"Machine: {machine()}; median of {args.repeat} run(s) per line (plain pandas: 1)")
 print(table(rows, ["n", "what", "wall s", "peak MB", "time / floor", "memory / floor"]))
 if len(args.sizes) > 1:
-    print(f"growth exponent of `figures` first-run wall time in n: "
-          f"{growth_exponent(args.sizes, project_times):.2f} (1 = linear)")
+    print(
+        f"growth exponent of `figures` first-run wall time in n: "
+        f"{growth_exponent(args.sizes, project_times):.2f} (1 = linear)"
+    )

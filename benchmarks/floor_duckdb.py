@@ -8,9 +8,47 @@ import sys
 import duckdb
 
 folder = sys.argv[1]
-RISK_DX = ["410", "411", "412", "413", "414", "433", "434", "435", "436", "437", "438", "440", "4439",
-           "428", "39891", "40201", "40211", "40291", "401", "402", "403", "404", "405", "584", "585",
-           "586", "250", "531", "532", "533", "534", "535", "555", "556", "578", "491", "492", "493", "496"]
+RISK_DX = [
+    "410",
+    "411",
+    "412",
+    "413",
+    "414",
+    "433",
+    "434",
+    "435",
+    "436",
+    "437",
+    "438",
+    "440",
+    "4439",
+    "428",
+    "39891",
+    "40201",
+    "40211",
+    "40291",
+    "401",
+    "402",
+    "403",
+    "404",
+    "405",
+    "584",
+    "585",
+    "586",
+    "250",
+    "531",
+    "532",
+    "533",
+    "534",
+    "535",
+    "555",
+    "556",
+    "578",
+    "491",
+    "492",
+    "493",
+    "496",
+]
 RISK_RX = ["B01A", "H02AB", "N06AB"]
 
 
@@ -21,7 +59,8 @@ def any_prefix(col, prefixes):
 q = f"""
 WITH p AS (
   SELECT patient_id,
-         2015 - year(birth_date) - CASE WHEN strftime(birth_date, '%m%d') > '1231' THEN 1 ELSE 0 END AS age
+         2015 - year(birth_date) - CASE WHEN strftime(birth_date, '%m%d') > '1231' THEN 1 ELSE 0
+         END AS age
   FROM '{folder}/patients.parquet'),
 pe AS (
   SELECT patient_id, count(*) AS n_q FROM '{folder}/pain_episodes.parquet'
@@ -33,12 +72,14 @@ dx AS (
   WHERE date <= DATE '2015-12-31' AND {any_prefix("replace(code, '.', '')", RISK_DX)}),
 rx AS (
   SELECT DISTINCT patient_id FROM '{folder}/prescriptions.parquet'
-  WHERE date <= DATE '2015-12-31' AND {any_prefix('atc_code', RISK_RX)})
+  WHERE date <= DATE '2015-12-31' AND {any_prefix("atc_code", RISK_RX)})
 SELECT count(*) AS population,
        count(pe.patient_id) AS pain,
        count(*) FILTER (WHERE pe.patient_id IS NOT NULL AND dx.patient_id IS NOT NULL) AS pain_risk,
-       count(*) FILTER (WHERE pe.n_q >= 2 AND p.age >= 75 AND (dx.patient_id IS NOT NULL OR rx.patient_id IS NOT NULL)) AS target
-FROM p LEFT JOIN pe USING (patient_id) LEFT JOIN dx USING (patient_id) LEFT JOIN rx USING (patient_id)
+       count(*) FILTER (WHERE pe.n_q >= 2 AND p.age >= 75 AND (dx.patient_id IS NOT NULL OR
+       rx.patient_id IS NOT NULL)) AS target
+FROM p LEFT JOIN pe USING (patient_id) LEFT JOIN dx USING (patient_id) LEFT JOIN rx USING
+(patient_id)
 """
 row = duckdb.sql(q).fetchone()
 print(json.dumps(dict(zip(["population", "pain", "pain_risk", "target"], row, strict=True))))

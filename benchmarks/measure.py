@@ -21,11 +21,19 @@ def measure(cmd: list[str], **kw) -> dict:
     time_bin = shutil.which("time") or "/usr/bin/time"
     with tempfile.NamedTemporaryFile("r", suffix=".txt") as tf:
         t = time.perf_counter()
-        r = subprocess.run([time_bin, "-v", "-o", tf.name, *cmd], capture_output=True, text=True, **kw)
+        r = subprocess.run(
+            [time_bin, "-v", "-o", tf.name, *cmd], capture_output=True, text=True, **kw
+        )
         wall = time.perf_counter() - t
         text = Path(tf.name).read_text()
-    peak_kb = next((int(line.split(":")[1]) for line in text.splitlines()
-                    if "Maximum resident set size" in line), 0)
+    peak_kb = next(
+        (
+            int(line.split(":")[1])
+            for line in text.splitlines()
+            if "Maximum resident set size" in line
+        ),
+        0,
+    )
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {r.stderr[-2000:]}")
     return {"wall_s": wall, "peak_mb": peak_kb / 1024, "stdout": r.stdout}
@@ -35,8 +43,22 @@ def synthetic(n: int, seed: int = 20160601) -> Path:
     """A synthetic cohort of n patients under benchmarks/out (generated once)."""
     folder = OUT / f"synthetic_{n}_{seed}"
     if not (folder / "dataset.json").exists():
-        subprocess.run([PY, "-m", "analysis", "synth", "--patients", str(n), "--seed", str(seed),
-                        "--out", str(folder)], check=True, cwd=ROOT)
+        subprocess.run(
+            [
+                PY,
+                "-m",
+                "analysis",
+                "synth",
+                "--patients",
+                str(n),
+                "--seed",
+                str(seed),
+                "--out",
+                str(folder),
+            ],
+            check=True,
+            cwd=ROOT,
+        )
     return folder
 
 
@@ -45,14 +67,17 @@ def growth_exponent(ns, ts) -> float:
     xs = [math.log(n) for n in ns]
     ys = [math.log(t) for t in ts]
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum(
+        (x - mx) ** 2 for x in xs
+    )
 
 
 def machine() -> str:
     import platform
 
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{platform.machine()}, {os.cpu_count()} cores, {mem:.0f} GB, Python {platform.python_version()}"
+    py = platform.python_version()
+    return f"{platform.machine()}, {os.cpu_count()} cores, {mem:.0f} GB, Python {py}"
 
 
 def table(rows: list[dict], cols: list[str]) -> str:
@@ -65,7 +90,9 @@ def table(rows: list[dict], cols: list[str]) -> str:
 
     cells = [[fmt(r.get(c, "")) for c in cols] for r in rows]
     w = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
-    out = ["| " + " | ".join(c.ljust(w[i]) for i, c in enumerate(cols)) + " |",
-           "|" + "|".join("-" * (x + 2) for x in w) + "|"]
+    out = [
+        "| " + " | ".join(c.ljust(w[i]) for i, c in enumerate(cols)) + " |",
+        "|" + "|".join("-" * (x + 2) for x in w) + "|",
+    ]
     out += ["| " + " | ".join(x[i].rjust(w[i]) for i in range(len(cols))) + " |" for x in cells]
     return "\n".join(out)

@@ -7,9 +7,47 @@ import sys
 import pandas as pd
 
 folder = sys.argv[1]
-RISK_DX = ("410", "411", "412", "413", "414", "433", "434", "435", "436", "437", "438", "440", "4439",
-           "428", "39891", "40201", "40211", "40291", "401", "402", "403", "404", "405", "584", "585",
-           "586", "250", "531", "532", "533", "534", "535", "555", "556", "578", "491", "492", "493", "496")
+RISK_DX = (
+    "410",
+    "411",
+    "412",
+    "413",
+    "414",
+    "433",
+    "434",
+    "435",
+    "436",
+    "437",
+    "438",
+    "440",
+    "4439",
+    "428",
+    "39891",
+    "40201",
+    "40211",
+    "40291",
+    "401",
+    "402",
+    "403",
+    "404",
+    "405",
+    "584",
+    "585",
+    "586",
+    "250",
+    "531",
+    "532",
+    "533",
+    "534",
+    "535",
+    "555",
+    "556",
+    "578",
+    "491",
+    "492",
+    "493",
+    "496",
+)
 RISK_RX = ("B01A", "H02AB", "N06AB")
 idx = pd.Timestamp("2015-12-31")
 p = pd.read_parquet(f"{folder}/patients.parquet", columns=["patient_id", "sex", "birth_date"])
@@ -17,11 +55,19 @@ b = pd.to_datetime(p["birth_date"])
 p["age"] = idx.year - b.dt.year - ((b.dt.month * 100 + b.dt.day) > 1231).astype(int)
 pe = pd.read_parquet(f"{folder}/pain_episodes.parquet")
 d = pd.to_datetime(pe["date"])
-q = pe[pe["site"].isin(["hip", "neck", "back", "knee"]) & (pe["cause"] == "osteoarticular")
-       & (pe["severity"] >= 4) & (d >= "2006-01-01") & (d <= idx)]
+q = pe[
+    pe["site"].isin(["hip", "neck", "back", "knee"])
+    & (pe["cause"] == "osteoarticular")
+    & (pe["severity"] >= 4)
+    & (d >= "2006-01-01")
+    & (d <= idx)
+]
 nq = q.groupby("patient_id").size()
 dx = pd.read_parquet(f"{folder}/diagnoses.parquet")
-dx = dx[(pd.to_datetime(dx["date"]) <= idx) & dx["code"].str.replace(".", "", regex=False).str.startswith(RISK_DX)]
+dx = dx[
+    (pd.to_datetime(dx["date"]) <= idx)
+    & dx["code"].str.replace(".", "", regex=False).str.startswith(RISK_DX)
+]
 rx = pd.read_parquet(f"{folder}/prescriptions.parquet")
 rx = rx[(pd.to_datetime(rx["date"]) <= idx) & rx["atc_code"].str.startswith(RISK_RX)]
 p["n_q"] = p["patient_id"].map(nq).fillna(0)
@@ -29,6 +75,17 @@ p["cond"] = p["patient_id"].isin(dx["patient_id"])
 p["drug"] = p["patient_id"].isin(rx["patient_id"])
 pain = p[p["n_q"] >= 1]
 target = pain[(pain["n_q"] >= 2) & (pain["age"] >= 75) & (pain["cond"] | pain["drug"])]
-print(json.dumps({"population": len(p), "pain": len(pain), "pain_risk": int(pain["cond"].sum()),
-                  "target": len(target), "age_mean": p["age"].mean(), "age_sd": p["age"].std(),
-                  "pain_age_mean": pain["age"].mean(), "female": int((p["sex"] == "F").sum())}))
+print(
+    json.dumps(
+        {
+            "population": len(p),
+            "pain": len(pain),
+            "pain_risk": int(pain["cond"].sum()),
+            "target": len(target),
+            "age_mean": p["age"].mean(),
+            "age_sd": p["age"].std(),
+            "pain_age_mean": pain["age"].mean(),
+            "female": int((p["sex"] == "F").sum()),
+        }
+    )
+)

@@ -26,15 +26,43 @@ args = ap.parse_args()
 
 folder = synthetic(args.n)
 env = {**os.environ, "ANALYSIS_CACHE": tempfile.mkdtemp(prefix="profile-cache-")}
-runs = [("first run (validates)", ["-m", "analysis", args.command, "--data", str(folder), "--json"], env),
-        ("validated before", ["-m", "analysis", args.command, "--data", str(folder), "--json"], env),
-        ("the validation alone", ["-c", f"from analysis.data import open_database; open_database({str(folder)!r})"],
-         {**os.environ, "ANALYSIS_CACHE": "off"})]
+runs = [
+    (
+        "first run (validates)",
+        ["-m", "analysis", args.command, "--data", str(folder), "--json"],
+        env,
+    ),
+    ("validated before", ["-m", "analysis", args.command, "--data", str(folder), "--json"], env),
+    (
+        "the validation alone",
+        ["-c", f"from analysis.data import open_database; open_database({str(folder)!r})"],
+        {**os.environ, "ANALYSIS_CACHE": "off"},
+    ),
+]
 for label, target, run_env in runs:
     with tempfile.NamedTemporaryFile("r", suffix=".txt") as out:
-        subprocess.run([PY, "-m", "pyinstrument", "-r", "text", "--no-color", "-o", out.name,
-                        "-p", "processor_options.filter_threshold=0.02", *target],
-                       cwd=ROOT, env=run_env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                PY,
+                "-m",
+                "pyinstrument",
+                "-r",
+                "text",
+                "--no-color",
+                "-o",
+                out.name,
+                "-p",
+                "processor_options.filter_threshold=0.02",
+                *target,
+            ],
+            cwd=ROOT,
+            env=run_env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         report = Path(out.name).read_text()
-    print(f"\n## {args.command if label != runs[2][0] else 'validation'}, {args.n:,} patients, {label}\n")
+    print(
+        f"\n## {args.command if label != runs[2][0] else 'validation'}, {args.n:,} patients, "
+        f"{label}\n"
+    )
     print(report.strip())

@@ -24,7 +24,14 @@ def small_db(tmp_path_factory) -> Path:
     return synth.generate(tmp_path_factory.mktemp("small") / "small", patients=400, seed=7)
 
 
-PATIENT_COLS = ["patient_id", "practice_id", "sex", "birth_date", "registered_from", "registered_to"]
+PATIENT_COLS = [
+    "patient_id",
+    "practice_id",
+    "sex",
+    "birth_date",
+    "registered_from",
+    "registered_to",
+]
 COLUMNS = {
     "patients": PATIENT_COLS,
     "diagnoses": ["patient_id", "date", "code"],
@@ -48,8 +55,15 @@ def write_db(folder: Path, tables: dict[str, list[dict]], synthetic: bool = Fals
 
 
 def patient(pid, birth="1950-06-15", sex="F", **kw):
-    return {"patient_id": pid, "practice_id": "P01", "sex": sex, "birth_date": birth,
-            "registered_from": "1990-01-01", "registered_to": "", **kw}
+    return {
+        "patient_id": pid,
+        "practice_id": "P01",
+        "sex": sex,
+        "birth_date": birth,
+        "registered_from": "1990-01-01",
+        "registered_to": "",
+        **kw,
+    }
 
 
 def pain(pid, date="2010-05-01", site="knee", severity=6, cause="osteoarticular"):

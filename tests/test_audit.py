@@ -39,16 +39,19 @@ def test_grim_is_uninformative_when_n_exceeds_the_precision():
     assert all(grim_consistent(f"{x / 100:.2f}", 150, percent=False) for x in range(100, 900))
 
 
-@pytest.mark.parametrize("printed,n,counts", [
-    ("58.01", 2503, [1452]),
-    ("4.8", 2503, [119, 120, 121]),
-    ("50", 3, []),            # no k/3 is 50%
-    ("33.3", 3, [1]),
-    ("33.4", 3, []),
-    ("12.5", 8, [1]),         # exactly on the printed value
-    ("0.5", 100, []),         # 0.5% of 100 is not a whole patient...
-    ("1", 100, [1]),
-])
+@pytest.mark.parametrize(
+    "printed,n,counts",
+    [
+        ("58.01", 2503, [1452]),
+        ("4.8", 2503, [119, 120, 121]),
+        ("50", 3, []),  # no k/3 is 50%
+        ("33.3", 3, [1]),
+        ("33.4", 3, []),
+        ("12.5", 8, [1]),  # exactly on the printed value
+        ("0.5", 100, []),  # 0.5% of 100 is not a whole patient...
+        ("1", 100, [1]),
+    ],
+)
 def test_grim_percentages_at_the_boundary_of_rounding(printed, n, counts):
     assert grim_counts(printed, n) == counts
 
@@ -139,7 +142,10 @@ def test_the_pain_cohort_sd_reads_only_as_a_99_percent_ci_half_width(audit):
     from scipy.stats import norm
 
     assert audit.loc["reading ±1.52 as a standard error of the mean", "verdict"] == "impossible"
-    assert audit.loc["reading ±1.52 as the half-width of a 95% CI of the mean", "verdict"] == "impossible"
+    assert (
+        audit.loc["reading ±1.52 as the half-width of a 95% CI of the mean", "verdict"]
+        == "impossible"
+    )
     row = audit.loc["reading ±1.52 as the half-width of a 99% CI of the mean"]
     implied = 1.52 * math.sqrt(827) / norm.ppf(0.995)  # 16.97, inside the possible 7.26-21.08
     assert row["verdict"] == "possible" and f"implied SD {implied:.2f}" in row["result"]

@@ -21,8 +21,12 @@ def batch_file(tmp_path, data, extra_sources=None, scenarios=None):
     lines = ["name: small", "data_sources:"]
     lines += [f"  {k}: {v}" for k, v in sources.items()]
     lines += ["scenarios:"] + [f"  {k}: {json.dumps(v)}" for k, v in scen.items()]
-    lines += ["runs:", "  - notebooks: [01_cohort_profile, 03_eligibility]", "    scenarios: all",
-              "    data_sources: all"]
+    lines += [
+        "runs:",
+        "  - notebooks: [01_cohort_profile, 03_eligibility]",
+        "    scenarios: all",
+        "    data_sources: all",
+    ]
     f = tmp_path / "small.yaml"
     f.write_text("\n".join(lines) + "\n")
     return f
@@ -77,8 +81,10 @@ def test_tables_and_manifests_are_identical_from_scratch_apart_from_times(tmp_pa
 
 def test_a_failing_run_does_not_stop_the_others(tmp_path, small_db):
     bad = write_db(tmp_path / "bad", {"patients": [patient(1, sex="X")]})
-    b = load_batch(batch_file(tmp_path, small_db, {"bad": str(bad)}, {"paper": {}}),
-                   reports=tmp_path / "reports")
+    b = load_batch(
+        batch_file(tmp_path, small_db, {"bad": str(bad)}, {"paper": {}}),
+        reports=tmp_path / "reports",
+    )
     res = {r["run"]: r for r in run_batch(b, jobs=2, progress=False)}
     assert res["good-paper-03_eligibility"]["status"] == "ok"
     failed = res["bad-paper-03_eligibility"]
@@ -88,9 +94,27 @@ def test_a_failing_run_does_not_stop_the_others(tmp_path, small_db):
     assert failed["error"]["cell"] is not None and failed["error"]["error"].startswith("withheld")
     assert "AnalysisError" in failed["detail"]["error"]
     assert not (b.out / "bad-paper-03_eligibility").exists()  # nothing that looks complete
-    assert json.loads((b.out / "bad-paper-03_eligibility.failed" / "manifest.json").read_text())["status"] == "failed"
-    r = subprocess.run([sys.executable, "-m", "analysis", "batch", str(b.path), "--reports",
-                        str(tmp_path / "reports"), "--jobs", "2"], capture_output=True, text=True)
+    assert (
+        json.loads((b.out / "bad-paper-03_eligibility.failed" / "manifest.json").read_text())[
+            "status"
+        ]
+        == "failed"
+    )
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "analysis",
+            "batch",
+            str(b.path),
+            "--reports",
+            str(tmp_path / "reports"),
+            "--jobs",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode != 0
     assert "bad-paper-03_eligibility" in r.stdout and "failed" in r.stdout and "cell" in r.stdout
 
@@ -103,8 +127,12 @@ def test_an_interrupted_batch_resumes(tmp_path, small_db):
     (b.out / ".tmp-elderly_80-01_cohort_profile-999").mkdir()
     res = run_batch(b, jobs=2, progress=False)
     status = {r["run"]: r["status"] for r in res}
-    assert status == {"paper-01_cohort_profile": "up to date", "paper-03_eligibility": "up to date",
-                      "elderly_80-01_cohort_profile": "ok", "elderly_80-03_eligibility": "ok"}, res
+    assert status == {
+        "paper-01_cohort_profile": "up to date",
+        "paper-03_eligibility": "up to date",
+        "elderly_80-01_cohort_profile": "ok",
+        "elderly_80-03_eligibility": "ok",
+    }, res
     assert not list(b.out.glob(".tmp-*"))
 
 
@@ -121,16 +149,29 @@ def test_index_page_renders_in_headless_chromium(tmp_path, small_db):
         pytest.skip("chromium is not installed (.ci/run installs it)")
     b = load_batch(batch_file(tmp_path, small_db), reports=tmp_path / "reports")
     run_batch(b, jobs=2, progress=False)
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
     url = (b.out / "index.html").resolve().as_uri()
-    dom = subprocess.run([chromium, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    dom = subprocess.run(
+        [chromium, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120
+    ).stdout
     for r in b.runs:
         assert r.name in dom
     assert dom.count("per GP list of") >= 2
     shot = tmp_path / "index.png"
-    subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1280,1600", url],
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [chromium, *flags, f"--screenshot={shot}", "--window-size=1280,1600", url],
+        capture_output=True,
+        timeout=120,
+    )
     assert shot.exists() and shot.stat().st_size > 10_000
 
 
@@ -141,18 +182,27 @@ def test_the_default_batch_file_is_valid():
 
 
 def test_a_run_is_repeated_from_its_manifest_alone(tmp_path, small_db):
-    b = load_batch(batch_file(tmp_path, small_db, scenarios={"elderly_80": {"elderly_age": 80}}),
-                   reports=tmp_path / "reports")
+    b = load_batch(
+        batch_file(tmp_path, small_db, scenarios={"elderly_80": {"elderly_age": 80}}),
+        reports=tmp_path / "reports",
+    )
     run_batch(b, jobs=2, only="*03_eligibility", progress=False)
     manifest = b.out / "elderly_80-03_eligibility" / "manifest.json"
     m = json.loads(manifest.read_text())
-    assert m["resolved_parameters"]["elderly_age"] == 80 and m["resolved_parameters"]["seed"] == 20160601
+    assert (
+        m["resolved_parameters"]["elderly_age"] == 80
+        and m["resolved_parameters"]["seed"] == 20160601
+    )
     assert len(m["lock_sha256"]) == 64
-    ok = subprocess.run([sys.executable, "-m", "analysis", "rerun", str(manifest)], capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "analysis", "rerun", str(manifest)], capture_output=True, text=True
+    )
     assert ok.returncode == 0 and "byte-identical" in ok.stdout
     table = b.out / "elderly_80-03_eligibility" / "tables" / "attrition.csv"
     table.write_text(table.read_text().replace("121", "122") + "tampered\n")
-    bad = subprocess.run([sys.executable, "-m", "analysis", "rerun", str(manifest)], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "analysis", "rerun", str(manifest)], capture_output=True, text=True
+    )
     assert bad.returncode == 1 and "attrition.csv" in bad.stdout
 
 

@@ -48,10 +48,14 @@ def test_every_shipped_list_declares_its_vocabulary():
         assert v == ("ATC" if name.startswith("risk_drug_") or name == "nsaids" else "ICD9CM"), name
 
 
-@pytest.mark.parametrize("text,match", [("code,description\n401,x\n", "missing column"),
-                                        ("code,description,vocabulary\n401,x,ICD9CM\n4010,y,SNOMED\n",
-                                         "one vocabulary per list"),
-                                        ("code,description,vocabulary\n401,x,ICD-9\n", "expected one of")])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("code,description\n401,x\n", "missing column"),
+        ("code,description,vocabulary\n401,x,ICD9CM\n4010,y,SNOMED\n", "one vocabulary per list"),
+        ("code,description,vocabulary\n401,x,ICD-9\n", "expected one of"),
+    ],
+)
 def test_a_list_without_one_known_vocabulary_is_refused(tmp_path, text, match):
     from analysis.codelists import load_codelist
 

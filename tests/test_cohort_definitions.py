@@ -11,8 +11,18 @@ def flags_of(tmp_path, tables, **params):
     """Counts of the main flags for a hand-made database."""
     study = run_study(write_db(tmp_path / "db", tables), Params.from_mapping(params))
     f = study.cube.flags()
-    return {k: study.cube.count(f[k]) for k in ("pain", "recurrent", "elderly", "risk_condition",
-                                               "risk_drug", "pain_risk", "target")}
+    return {
+        k: study.cube.count(f[k])
+        for k in (
+            "pain",
+            "recurrent",
+            "elderly",
+            "risk_condition",
+            "risk_drug",
+            "pain_risk",
+            "target",
+        )
+    }
 
 
 def test_the_population_is_every_patient_in_the_database(tmp_path):
@@ -21,58 +31,88 @@ def test_the_population_is_every_patient_in_the_database(tmp_path):
 
 
 def test_pain_cohort_requires_moderate_or_severe_pain(tmp_path):
-    t = {"patients": [patient(1), patient(2)],
-         "pain_episodes": [pain(1, severity=3), pain(2, severity=4)]}
+    t = {
+        "patients": [patient(1), patient(2)],
+        "pain_episodes": [pain(1, severity=3), pain(2, severity=4)],
+    }
     assert flags_of(tmp_path, t)["pain"] == 1
 
 
-@pytest.mark.parametrize("site,cause,counted", [
-    ("hip", "osteoarticular", 1), ("neck", "osteoarticular", 1), ("back", "osteoarticular", 1),
-    ("knee", "osteoarticular", 1), ("shoulder", "osteoarticular", 0), ("other", "osteoarticular", 0),
-    ("knee", "traumatic", 0), ("back", "neuropathic", 0), ("hip", "other", 0),
-])
-def test_pain_cohort_requires_hip_neck_back_or_knee_of_osteoarticular_cause(tmp_path, site, cause, counted):
+@pytest.mark.parametrize(
+    "site,cause,counted",
+    [
+        ("hip", "osteoarticular", 1),
+        ("neck", "osteoarticular", 1),
+        ("back", "osteoarticular", 1),
+        ("knee", "osteoarticular", 1),
+        ("shoulder", "osteoarticular", 0),
+        ("other", "osteoarticular", 0),
+        ("knee", "traumatic", 0),
+        ("back", "neuropathic", 0),
+        ("hip", "other", 0),
+    ],
+)
+def test_pain_cohort_requires_hip_neck_back_or_knee_of_osteoarticular_cause(
+    tmp_path, site, cause, counted
+):
     t = {"patients": [patient(1)], "pain_episodes": [pain(1, site=site, cause=cause)]}
     assert flags_of(tmp_path, t)["pain"] == counted
 
 
-@pytest.mark.parametrize("date,counted", [
-    ("2005-12-31", 0),  # the day before the window
-    ("2006-01-01", 1),  # the first day of the window
-    ("2015-12-31", 1),  # the index date
-    ("2016-01-01", 0),  # after the index date: ignored, not refused
-])
+@pytest.mark.parametrize(
+    "date,counted",
+    [
+        ("2005-12-31", 0),  # the day before the window
+        ("2006-01-01", 1),  # the first day of the window
+        ("2015-12-31", 1),  # the index date
+        ("2016-01-01", 0),  # after the index date: ignored, not refused
+    ],
+)
 def test_the_window_includes_both_ends(tmp_path, date, counted):
     t = {"patients": [patient(1)], "pain_episodes": [pain(1, date=date)]}
     assert flags_of(tmp_path, t)["pain"] == counted
 
 
 def test_two_qualifying_episodes_make_pain_recurrent(tmp_path):
-    t = {"patients": [patient(1), patient(2), patient(3)],
-         "pain_episodes": [pain(1), pain(1, date="2012-01-01"),
-                           pain(2), pain(2, date="2012-01-01", severity=2),  # one mild: not recurrent
-                           pain(3)]}
+    t = {
+        "patients": [patient(1), patient(2), patient(3)],
+        "pain_episodes": [
+            pain(1),
+            pain(1, date="2012-01-01"),
+            pain(2),
+            pain(2, date="2012-01-01", severity=2),  # one mild: not recurrent
+            pain(3),
+        ],
+    }
     f = flags_of(tmp_path, t)
     assert f["pain"] == 3 and f["recurrent"] == 1
 
 
-@pytest.mark.parametrize("birth,elderly", [
-    ("1940-12-31", 1),  # 75th birthday on the index day: aged exactly 75
-    ("1941-01-01", 0),  # 75th birthday the day after: 74
-    ("1925-06-01", 1),
-])
+@pytest.mark.parametrize(
+    "birth,elderly",
+    [
+        ("1940-12-31", 1),  # 75th birthday on the index day: aged exactly 75
+        ("1941-01-01", 0),  # 75th birthday the day after: 74
+        ("1925-06-01", 1),
+    ],
+)
 def test_aged_75_in_completed_years_at_the_index_date_is_elderly(tmp_path, birth, elderly):
     assert flags_of(tmp_path, {"patients": [patient(1, birth=birth)]})["elderly"] == elderly
 
 
-@pytest.mark.parametrize("index_date,age", [
-    ("2015-02-28", 74),  # born 29 Feb 1940: birthday not reached on 28 Feb of a non-leap year
-    ("2015-03-01", 75),
-    ("2016-02-29", 76),
-])
+@pytest.mark.parametrize(
+    "index_date,age",
+    [
+        ("2015-02-28", 74),  # born 29 Feb 1940: birthday not reached on 28 Feb of a non-leap year
+        ("2015-03-01", 75),
+        ("2016-02-29", 76),
+    ],
+)
 def test_a_29_february_birthday(tmp_path, index_date, age):
-    s = run_study(write_db(tmp_path / "db", {"patients": [patient(1, birth="1940-02-29")]}),
-                  Params(index_date=index_date))
+    s = run_study(
+        write_db(tmp_path / "db", {"patients": [patient(1, birth="1940-02-29")]}),
+        Params(index_date=index_date),
+    )
     assert s.cube.cells["age"].tolist() == [age]
 
 
@@ -99,16 +139,21 @@ def test_a_diagnosis_before_the_window_is_a_history(tmp_path):
 
 
 def test_systemic_not_topical_corticosteroids_are_risk_drugs(tmp_path):
-    t = {"patients": [patient(1), patient(2)],
-         "prescriptions": [rx(1, "H02AB06"), rx(2, "D07AC01")]}
+    t = {
+        "patients": [patient(1), patient(2)],
+        "prescriptions": [rx(1, "H02AB06"), rx(2, "D07AC01")],
+    }
     assert flags_of(tmp_path, t)["risk_drug"] == 1
 
 
 def target_tables(**over):
     p = {"birth": "1935-01-01", **over.pop("patient", {})}
-    t = {"patients": [patient(1, **p)],
-         "pain_episodes": [pain(1), pain(1, date="2013-03-03")],
-         "diagnoses": [dx(1, "250.00")], "prescriptions": []}
+    t = {
+        "patients": [patient(1, **p)],
+        "pain_episodes": [pain(1), pain(1, date="2013-03-03")],
+        "diagnoses": [dx(1, "250.00")],
+        "prescriptions": [],
+    }
     t.update(over)
     return t
 
@@ -123,18 +168,23 @@ def test_target_through_a_risk_drug_only(tmp_path):
     assert f["target"] == 1 and f["pain_risk"] == 0
 
 
-@pytest.mark.parametrize("change", [
-    {"diagnoses": []},  # no risk condition, no drug
-    {"patient": {"birth": "1941-01-01"}},  # 74
-    {"pain_episodes": [pain(1)]},  # a single episode
-    {"pain_episodes": [pain(1, severity=3), pain(1, date="2013-03-03", severity=3)]},  # mild
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"diagnoses": []},  # no risk condition, no drug
+        {"patient": {"birth": "1941-01-01"}},  # 74
+        {"pain_episodes": [pain(1)]},  # a single episode
+        {"pain_episodes": [pain(1, severity=3), pain(1, date="2013-03-03", severity=3)]},  # mild
+    ],
+)
 def test_missing_any_criterion_excludes_from_the_target(tmp_path, change):
     assert flags_of(tmp_path, target_tables(**change))["target"] == 0
 
 
 def test_definitions_follow_the_parameters(tmp_path):
-    t = target_tables(pain_episodes=[pain(1, site="shoulder"), pain(1, date="2013-03-03", site="shoulder")])
+    t = target_tables(
+        pain_episodes=[pain(1, site="shoulder"), pain(1, date="2013-03-03", site="shoulder")]
+    )
     assert flags_of(tmp_path, t)["target"] == 0
     assert flags_of(tmp_path, t, pain_sites=["shoulder"])["target"] == 1
     assert flags_of(tmp_path, target_tables(), elderly_age=85)["target"] == 0

@@ -140,8 +140,11 @@ def test_command_refuses_bad_data_without_traceback_or_stdout(tmp_path):
     t = good_tables()
     t["patients"][0]["birth_date"] = "not a date"
     folder = write_db(tmp_path / "db", t)
-    r = subprocess.run([sys.executable, "-m", "analysis", "figures", "--data", str(folder), "--json"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "analysis", "figures", "--data", str(folder), "--json"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode != 0
     assert r.stdout == ""
     assert "Traceback" not in r.stderr
@@ -149,16 +152,31 @@ def test_command_refuses_bad_data_without_traceback_or_stdout(tmp_path):
 
 
 def test_command_refuses_bad_parameter_values(tmp_path, small_db):
-    r = subprocess.run([sys.executable, "-m", "analysis", "figures", "--data", str(small_db),
-                        "--set", "benefit_fraction=2"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "analysis",
+            "figures",
+            "--data",
+            str(small_db),
+            "--set",
+            "benefit_fraction=2",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode != 0 and r.stdout == "" and "benefit_fraction" in r.stderr
     assert "Traceback" not in r.stderr
 
 
 def test_command_refuses_bad_command_line_values(tmp_path):
     out = tmp_path / "syn"
-    r = subprocess.run([sys.executable, "-m", "analysis", "synth", "--patients", "-3", "--out", str(out)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "analysis", "synth", "--patients", "-3", "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert not out.exists()
 
@@ -171,7 +189,9 @@ def test_a_duckdb_database_file_holding_the_tables(tmp_path, small_db):
     path = tmp_path / "practice.duckdb"
     con = duckdb.connect(str(path))
     for t in ("patients", "diagnoses", "pain_episodes", "prescriptions"):
-        con.execute(f"CREATE TABLE {t} AS SELECT * FROM read_parquet('{small_db / (t + '.parquet')}')")
+        con.execute(
+            f"CREATE TABLE {t} AS SELECT * FROM read_parquet('{small_db / (t + '.parquet')}')"
+        )
     con.close()
     off = Params(disclosure="off")  # the copies are not marked synthetic
     from_file = {f["id"]: f["value"] for f in run_study(path, off).figures()}
@@ -196,9 +216,9 @@ def test_parquet_and_csv_give_the_same_figures(tmp_path, small_db):
 
 def test_every_kind_of_problem_is_listed_in_one_run(tmp_path):
     t = good_tables()
-    t["pain_episodes"][0]["severity"] = ""          # a value problem
-    t["patients"].append(patient(2))                 # a duplicate id
-    t["diagnoses"].append(dx(77, "250.00"))          # an unknown patient
+    t["pain_episodes"][0]["severity"] = ""  # a value problem
+    t["patients"].append(patient(2))  # a duplicate id
+    t["diagnoses"].append(dx(77, "250.00"))  # an unknown patient
     msg = refused(tmp_path, t, "column severity", "unique", "'77'")
     assert "4 problem(s)" in msg  # the two rows sharing the id are both listed
 
@@ -233,8 +253,13 @@ def test_a_file_is_hashed_again_only_when_its_signature_changes(tmp_path):
     memo.write_text(json.dumps(stored))
     assert sha256_files([f], memo=memo)[f] != "remembered"
     # recorded two seconds after the last change: the memo answers, the file is not read
-    stored = {str(f.resolve()): {**entry, "sha256": "remembered",
-                                 "recorded_ns": entry["signature"][3] + 2_000_000_000}}
+    stored = {
+        str(f.resolve()): {
+            **entry,
+            "sha256": "remembered",
+            "recorded_ns": entry["signature"][3] + 2_000_000_000,
+        }
+    }
     memo.write_text(json.dumps(stored))
     assert sha256_files([f], memo=memo) == {f: "remembered"}
     # same size, modification time put back: the change time moved, so it is read again
@@ -246,12 +271,16 @@ def test_a_file_is_hashed_again_only_when_its_signature_changes(tmp_path):
     assert sha256_files([f]) == {f: hashlib.sha256(b"patient_id\n2\n").hexdigest()}  # no memo
 
 
-@pytest.mark.parametrize("field, value, column", [
-    ("birth_date", "15/06/1950", "birth_date"),  # the cube's date cast would fail first
-    ("sex", "X", "sex"),  # the cube would silently count an unknown sex
-])
+@pytest.mark.parametrize(
+    "field, value, column",
+    [
+        ("birth_date", "15/06/1950", "birth_date"),  # the cube's date cast would fail first
+        ("sex", "X", "sex"),  # the cube would silently count an unknown sex
+    ],
+)
 def test_the_study_built_while_validating_refuses_bad_data_with_the_validation_message(
-        tmp_path, field, value, column):
+    tmp_path, field, value, column
+):
     from analysis.study import run_study
 
     tables = good_tables()
@@ -286,14 +315,18 @@ def test_a_damaged_digest_memo_is_ignored(tmp_path, monkeypatch, memo_text):
     assert isinstance(json.loads((cache / "digests.json").read_text()), dict)
 
 
-def test_rows_waiting_in_a_duckdb_write_ahead_log_are_validated_again(tmp_path, monkeypatch, small_db):
+def test_rows_waiting_in_a_duckdb_write_ahead_log_are_validated_again(
+    tmp_path, monkeypatch, small_db
+):
     import duckdb
 
     monkeypatch.setenv("ANALYSIS_CACHE", str(tmp_path / "cache"))
     file = tmp_path / "db.duckdb"
     con = duckdb.connect(str(file))
     for t in ("patients", "diagnoses", "pain_episodes", "prescriptions"):
-        con.execute(f"CREATE TABLE {t} AS SELECT * FROM read_parquet('{small_db / (t + '.parquet')}')")
+        con.execute(
+            f"CREATE TABLE {t} AS SELECT * FROM read_parquet('{small_db / (t + '.parquet')}')"
+        )
     con.close()
     open_database(file).close()  # validated and remembered
     con = duckdb.connect(str(file))

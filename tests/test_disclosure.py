@@ -40,7 +40,12 @@ def test_small_counts_are_redacted_with_what_depends_on_them(tmp_path):
 def test_rounded_percentages_are_computed_from_rounded_counts(tmp_path):
     pts = [patient(i) for i in range(103)]
     eps = [pain(i) for i in range(22)]
-    figs = {f["id"]: f for f in run_study(write_db(tmp_path / "r", {"patients": pts, "pain_episodes": eps})).figures()}
+    figs = {
+        f["id"]: f
+        for f in run_study(
+            write_db(tmp_path / "r", {"patients": pts, "pain_episodes": eps})
+        ).figures()
+    }
     assert figs["population.n"]["value"] == 105 and figs["pain.n"]["value"] == 20
     assert figs["pain.pct_of_population"]["value"] == pytest.approx(100 * 20 / 105)
 
@@ -61,9 +66,19 @@ def test_a_lone_suppressed_cell_of_a_partition_takes_another_with_it():
     """A table designed to tempt subtraction: female + male = the published total."""
     import pandas as pd
 
-    sex = pd.DataFrame({"sex": ["female", "male"], "numerator": [4, 96], "denominator": [100, 100],
-                        "pct": [4.0, 96.0], "ci_low": [1.0, 90.0], "ci_high": [9.0, 99.0]})
-    r = disclosure.protect(sex.assign(method="wilson", level=0.95), "sex", disclosure.RULES["ohdsi"], Params())
+    sex = pd.DataFrame(
+        {
+            "sex": ["female", "male"],
+            "numerator": [4, 96],
+            "denominator": [100, 100],
+            "pct": [4.0, 96.0],
+            "ci_low": [1.0, 90.0],
+            "ci_high": [9.0, 99.0],
+        }
+    )
+    r = disclosure.protect(
+        sex.assign(method="wilson", level=0.95), "sex", disclosure.RULES["ohdsi"], Params()
+    )
     t, n = r.table, r.withheld_cells
     assert n == 2 and t["numerator"].isna().all() and t["pct"].isna().all()
     # with the total known (100), no visible cell lets the suppressed 4 be recovered
@@ -74,9 +89,15 @@ def test_a_lone_suppressed_cell_of_a_partition_takes_another_with_it():
 def test_partitions_within_a_table_are_protected_each():
     import pandas as pd
 
-    ages = pd.DataFrame({"group": ["all", "sex=F", "sex=M", "age <45", "age 45-64", "age >=65"],
-                         "n": [60, 57, 3, 20, 30, 10], "mean": [50.0, 49.0, 70.0, 30.0, 55.0, 70.0],
-                         "min": [20, 20, 60, 20, 45, 65], "max": [90, 85, 90, 44, 64, 90]})
+    ages = pd.DataFrame(
+        {
+            "group": ["all", "sex=F", "sex=M", "age <45", "age 45-64", "age >=65"],
+            "n": [60, 57, 3, 20, 30, 10],
+            "mean": [50.0, 49.0, 70.0, 30.0, 55.0, 70.0],
+            "min": [20, 20, 60, 20, 45, 65],
+            "max": [90, 85, 90, 44, 64, 90],
+        }
+    )
     for c in ("sd", "median", "q1", "q3", "mean_ci_low", "mean_ci_high"):
         ages[c] = 1.0
     t = disclosure.protect(ages, "age_summary", disclosure.RULES["ohdsi"]).table
@@ -90,16 +111,29 @@ def test_partitions_within_a_table_are_protected_each():
 def test_rounding_recomputes_percentages_and_withholds_intervals():
     import pandas as pd
 
-    sites = pd.DataFrame({"site": ["hip", "knee"], "numerator": [12, 33], "denominator": [101, 101],
-                          "pct": [11.88, 32.67], "ci_low": [7.0, 24.0], "ci_high": [19.0, 42.0]})
+    sites = pd.DataFrame(
+        {
+            "site": ["hip", "knee"],
+            "numerator": [12, 33],
+            "denominator": [101, 101],
+            "pct": [11.88, 32.67],
+            "ci_low": [7.0, 24.0],
+            "ci_high": [19.0, 42.0],
+        }
+    )
     sites = sites.assign(method="wilson", level=0.95)
     t = disclosure.protect(sites, "site_prevalence", disclosure.RULES["opensafely"], Params()).table
     assert t["numerator"].tolist() == [10, 35] and t["denominator"].tolist() == [100, 100]
     assert t["pct"].tolist() == [10.0, 35.0]
     # intervals are recomputed from the released counts (Wilson 10/100: Newcombe 1998's formula)
     z = 1.959963984540054
-    centre, half = (10 + z * z / 2) / (100 + z * z), z * math.sqrt(10 * 90 / 100 + z * z / 4) / (100 + z * z)
-    assert t.loc[0, "ci_low"] == pytest.approx(100 * (centre - half)) and t.loc[0, "ci_high"] == pytest.approx(100 * (centre + half))
+    centre, half = (
+        (10 + z * z / 2) / (100 + z * z),
+        z * math.sqrt(10 * 90 / 100 + z * z / 4) / (100 + z * z),
+    )
+    assert t.loc[0, "ci_low"] == pytest.approx(100 * (centre - half)) and t.loc[
+        0, "ci_high"
+    ] == pytest.approx(100 * (centre + half))
 
 
 def test_real_data_with_disclosure_off_is_stamped_not_for_release(tmp_path):
@@ -109,7 +143,9 @@ def test_real_data_with_disclosure_off_is_stamped_not_for_release(tmp_path):
 
 
 def test_threshold_and_rounding_are_parameters(tmp_path):
-    r = disclosure.resolve(Params(disclosure="ohdsi", disclosure_threshold=20, disclosure_rounding=10), False)
+    r = disclosure.resolve(
+        Params(disclosure="ohdsi", disclosure_threshold=20, disclosure_rounding=10), False
+    )
     # the decision is taken on the released (rounded) value: 14 -> 10 is withheld, 15 -> 20 is not
     assert r.suppressed(14) and not r.suppressed(15) and r.round(24) == 20
 
@@ -129,19 +165,32 @@ def test_regression_terms_of_small_groups_are_withheld():
 
     from analysis.outputs.disclosure import protect_regression
 
-    t = pd.DataFrame({"term": ["age 45-54 vs <45", "age >=75 vs <45", "male vs female"],
-                      "odds_ratio": [2.0, 5.0, 1.1], "ci_low": [1.0, 2.0, 0.9], "ci_high": [4.0, 9.0, 1.4],
-                      "p_value": [0.01, 0.001, 0.3]})
-    t.attrs["cells"] = pd.DataFrame({"band": ["<45", "<45", "45-54", "45-54", ">=75", ">=75"],
-                                     "sex": ["F", "M"] * 3, "events": [10, 12, 20, 21, 2, 1],
-                                     "non_events": [30, 33, 20, 19, 1, 0]})
+    t = pd.DataFrame(
+        {
+            "term": ["age 45-54 vs <45", "age >=75 vs <45", "male vs female"],
+            "odds_ratio": [2.0, 5.0, 1.1],
+            "ci_low": [1.0, 2.0, 0.9],
+            "ci_high": [4.0, 9.0, 1.4],
+            "p_value": [0.01, 0.001, 0.3],
+        }
+    )
+    t.attrs["cells"] = pd.DataFrame(
+        {
+            "band": ["<45", "<45", "45-54", "45-54", ">=75", ">=75"],
+            "sex": ["F", "M"] * 3,
+            "events": [10, 12, 20, 21, 2, 1],
+            "non_events": [30, 33, 20, 19, 1, 0],
+        }
+    )
     p = Params(age_band_edges=(45, 55, 75))
     out, n = protect_regression(t, disclosure.RULES["ohdsi"], p)
     # a cell below the threshold (2, 1, 1, 0 among the over-75s): the whole model is withheld,
     # because a fit on it would tell which side of the threshold the cell lies
     assert n == 3 and out["odds_ratio"].isna().all() and out["p_value"].isna().all()
     # with every cell releasable, the model is refitted on the released cells
-    t.attrs["cells"] = t.attrs["cells"].assign(events=[10, 12, 20, 21, 12, 11], non_events=[30, 33, 20, 19, 9, 8])
+    t.attrs["cells"] = t.attrs["cells"].assign(
+        events=[10, 12, 20, 21, 12, 11], non_events=[30, 33, 20, 19, 9, 8]
+    )
     out, n = protect_regression(t, disclosure.RULES["ohdsi"], p)
     assert n == 0 and out["odds_ratio"].notna().all()
 
@@ -155,10 +204,23 @@ def test_odds_ratios_do_not_show_a_withheld_cell():
 
     outs = []
     for k in (2, 3):
-        t = pd.DataFrame({"term": ["male vs female"], "odds_ratio": [1.0], "ci_low": [0.5],
-                          "ci_high": [2.0], "p_value": [0.5]})
-        t.attrs["cells"] = pd.DataFrame({"band": ["<45", "<45", "65-74", "65-74"], "sex": ["F", "M"] * 2,
-                                         "events": [40, 30, 20, k], "non_events": [50, 60, 30, 40]})
+        t = pd.DataFrame(
+            {
+                "term": ["male vs female"],
+                "odds_ratio": [1.0],
+                "ci_low": [0.5],
+                "ci_high": [2.0],
+                "p_value": [0.5],
+            }
+        )
+        t.attrs["cells"] = pd.DataFrame(
+            {
+                "band": ["<45", "<45", "65-74", "65-74"],
+                "sex": ["F", "M"] * 2,
+                "events": [40, 30, 20, k],
+                "non_events": [50, 60, 30, 40],
+            }
+        )
         outs.append(protect_regression(t, disclosure.RULES["opensafely"], Params())[0])
     assert outs[0].equals(outs[1])
 
@@ -170,10 +232,26 @@ def test_figures_never_let_a_withheld_count_be_recovered(tmp_path):
     eps = [pain(i) for i in range(14)] + [pain(i, date="2012-02-02") for i in range(3)]
     from conftest import dx as dx_
 
-    figs = {f["id"]: f for f in run_study(write_db(tmp_path / "t", {
-        "patients": pts, "pain_episodes": eps, "diagnoses": [dx_(i, "401.9") for i in range(3)]})).figures()}
+    figs = {
+        f["id"]: f
+        for f in run_study(
+            write_db(
+                tmp_path / "t",
+                {
+                    "patients": pts,
+                    "pain_episodes": eps,
+                    "diagnoses": [dx_(i, "401.9") for i in range(3)],
+                },
+            )
+        ).figures()
+    }
     assert figs["target.n"]["value"] is None
-    for i in ("candidates.n", "candidates.pct_of_population", "candidates.per_1000", "candidates.per_gp_list"):
+    for i in (
+        "candidates.n",
+        "candidates.pct_of_population",
+        "candidates.per_1000",
+        "candidates.per_gp_list",
+    ):
         assert figs[i]["value"] is None and figs[i].get("ci_low") is None, i
     assert figs["pain.n"]["value"] == 15
     assert figs["pain.age_mean"]["denominator"] == 15 and figs["pain.male_pct"]["denominator"] == 15

@@ -16,7 +16,12 @@ from analysis.eligibility import confidence_cdf, eligibility_estimate
 from analysis.errors import AnalysisError
 from analysis.params import Params
 
-SM = {"wilson": "wilson", "clopper_pearson": "beta", "agresti_coull": "agresti_coull", "jeffreys": "jeffreys"}
+SM = {
+    "wilson": "wilson",
+    "clopper_pearson": "beta",
+    "agresti_coull": "agresti_coull",
+    "jeffreys": "jeffreys",
+}
 
 
 def test_the_default_is_the_paper_a_fixed_half_as_a_lower_bound():
@@ -26,7 +31,9 @@ def test_the_default_is_the_paper_a_fixed_half_as_a_lower_bound():
     assert e.candidates == pytest.approx(60.5) and e.bound == "at least "
     assert e.per_gp_list == pytest.approx(1500 * 121 / 2503 * 0.5)
     lo, hi = proportion_confint(121, 2503, alpha=0.05, method="wilson")
-    assert (e.per_gp_list_low, e.per_gp_list_high) == pytest.approx((1500 * lo * 0.5, 1500 * hi * 0.5), rel=1e-12)
+    assert (e.per_gp_list_low, e.per_gp_list_high) == pytest.approx(
+        (1500 * lo * 0.5, 1500 * hi * 0.5), rel=1e-12
+    )
     assert "lower bound" in e.model and "Wilson" in e.model
 
 
@@ -67,7 +74,9 @@ def _product_cdf(q, x, n, lo, hi, weights=None):
 
 
 def test_a_uniform_benefit_gives_the_exact_quantiles_of_the_product():
-    p = Params(benefit_distribution="uniform", benefit_low=0.5, benefit_high=1.0, ci_method="jeffreys")
+    p = Params(
+        benefit_distribution="uniform", benefit_low=0.5, benefit_high=1.0, ci_method="jeffreys"
+    )
     e = eligibility_estimate(121, 2503, p)
     # the point: E[P] E[F], the Jeffreys posterior mean times the middle of the range
     assert e.pct_of_population == pytest.approx(100 * (121.5 / 2504) * 0.75, rel=1e-12)
@@ -77,18 +86,30 @@ def test_a_uniform_benefit_gives_the_exact_quantiles_of_the_product():
 
 
 def test_a_scaled_beta_benefit_gives_the_exact_quantiles_of_the_product():
-    p = Params(benefit_distribution="beta", benefit_low=0.5, benefit_high=1.0, benefit_beta_a=2,
-               benefit_beta_b=3, ci_method="jeffreys")
+    p = Params(
+        benefit_distribution="beta",
+        benefit_low=0.5,
+        benefit_high=1.0,
+        benefit_beta_a=2,
+        benefit_beta_b=3,
+        ci_method="jeffreys",
+    )
     e = eligibility_estimate(60, 1000, p)
     dens = lambda f: beta_dist.pdf((f - 0.5) / 0.5, 2, 3)  # noqa: E731
     assert e.benefit_fraction == pytest.approx(0.5 + 0.5 * 2 / 5)
     assert _product_cdf(e.pct_low / 100, 60, 1000, 0.5, 1.0, dens) == pytest.approx(0.025, abs=2e-6)
-    assert _product_cdf(e.pct_high / 100, 60, 1000, 0.5, 1.0, dens) == pytest.approx(0.975, abs=2e-6)
+    assert _product_cdf(e.pct_high / 100, 60, 1000, 0.5, 1.0, dens) == pytest.approx(
+        0.975, abs=2e-6
+    )
 
 
 def test_no_printed_decimal_depends_on_a_seed():
-    a = eligibility_estimate(121, 2503, Params(benefit_distribution="uniform", seed=1, monte_carlo_draws=1000))
-    b = eligibility_estimate(121, 2503, Params(benefit_distribution="uniform", seed=99, monte_carlo_draws=50000))
+    a = eligibility_estimate(
+        121, 2503, Params(benefit_distribution="uniform", seed=1, monte_carlo_draws=1000)
+    )
+    b = eligibility_estimate(
+        121, 2503, Params(benefit_distribution="uniform", seed=99, monte_carlo_draws=50000)
+    )
     assert a == b
 
 
@@ -98,21 +119,29 @@ def test_the_prediction_interval_for_one_list_is_the_beta_binomial():
     p = Params(benefit_fraction=1.0, ci_method="jeffreys")
     e = eligibility_estimate(121, 2503, p)
     bb = betabinom(1500, 121.5, 2503 - 121 + 0.5)
-    assert abs(e.in_one_list_low - bb.ppf(0.025)) <= 1 and abs(e.in_one_list_high - bb.ppf(0.975)) <= 1
+    assert (
+        abs(e.in_one_list_low - bb.ppf(0.025)) <= 1 and abs(e.in_one_list_high - bb.ppf(0.975)) <= 1
+    )
     # wider than the interval of the expectation: lists vary
     assert e.in_one_list_low < e.per_gp_list_low and e.in_one_list_high > e.per_gp_list_high
 
 
-@pytest.mark.parametrize("bad,name", [({"benefit_fraction": 0.4}, "benefit_fraction"),
-                                      ({"benefit_low": 0.8, "benefit_high": 0.6, "benefit_fraction": 0.7},
-                                       "benefit_low")])
+@pytest.mark.parametrize(
+    "bad,name",
+    [
+        ({"benefit_fraction": 0.4}, "benefit_fraction"),
+        ({"benefit_low": 0.8, "benefit_high": 0.6, "benefit_fraction": 0.7}, "benefit_low"),
+    ],
+)
 def test_incoherent_benefit_parameters_are_refused_by_name(bad, name):
     with pytest.raises(AnalysisError, match=f"parameter '{name}'"):
         Params.from_mapping(bad)
 
 
 def test_a_benefit_distribution_does_not_need_the_fixed_fraction_inside_its_range():
-    p = Params.from_mapping({"benefit_distribution": "uniform", "benefit_low": 0.6, "benefit_high": 0.9})
+    p = Params.from_mapping(
+        {"benefit_distribution": "uniform", "benefit_low": 0.6, "benefit_high": 0.9}
+    )
     assert eligibility_estimate(121, 2503, p).benefit_fraction == pytest.approx(0.75)
 
 

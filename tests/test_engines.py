@@ -17,7 +17,9 @@ from analysis.study import run_study
 from conftest import ROOT, dx, pain, patient, write_db
 
 PG_URL = os.environ.get("ANALYSIS_TEST_PG_URL")
-needs_pg = pytest.mark.skipif(not PG_URL, reason="no PostgreSQL server (set ANALYSIS_TEST_PG_URL; .ci/run does)")
+needs_pg = pytest.mark.skipif(
+    not PG_URL, reason="no PostgreSQL server (set ANALYSIS_TEST_PG_URL; .ci/run does)"
+)
 
 
 def with_schema(url, schema):
@@ -25,8 +27,11 @@ def with_schema(url, schema):
 
 
 def figures(data, *extra):
-    r = subprocess.run([sys.executable, "-m", "analysis", "figures", "--data", str(data), "--json", *extra],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "analysis", "figures", "--data", str(data), "--json", *extra],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 
@@ -34,8 +39,11 @@ def figures(data, *extra):
 @needs_pg
 def test_postgres_gives_the_same_figures_as_the_files(default_db):
     url = with_schema(PG_URL, "synthetic_default")
-    r = subprocess.run([sys.executable, "-m", "analysis", "load", "--data", str(default_db), "--into", url],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "analysis", "load", "--data", str(default_db), "--into", url],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert figures(url) == figures(default_db)
     assert figures(url, "--set", "elderly_age=80") == figures(default_db, "--set", "elderly_age=80")
@@ -49,22 +57,29 @@ def test_a_password_in_the_url_is_refused():
 # ---- dates that agree on every engine ---------------------------------------------------
 EDGE_BIRTHS = {1: "1940-02-29", 2: "1940-12-31", 3: "1941-01-01", 4: "1950-06-15"}
 EDGE_PAIN = {  # patient 4's qualifying episodes: window start, the day before, the index day
-    "2006-01-01": True, "2005-12-31": False, "2015-12-31": True, "2016-01-01": False}
+    "2006-01-01": True,
+    "2005-12-31": False,
+    "2015-12-31": True,
+    "2016-01-01": False,
+}
 # registration edges (default window 2006-01-01 to 2015-12-31), each with one qualifying
 # episode on 2010-06-01: (birth, registered_from, registered_to)
 EDGE_REGISTRATION = {
     5: ("1945-03-10", "1990-01-01", "2005-12-31"),  # left the day before the window opened: out
     6: ("1945-03-10", "1990-01-01", "2006-01-01"),  # left on the window's first day: in
-    7: ("1945-03-10", "2015-12-31", ""),            # joined on the index date: in
-    8: ("1945-03-10", "2016-01-01", ""),            # joined the day after: out
-    9: ("2016-01-01", "2016-01-01", ""),            # born after the index date: never in
+    7: ("1945-03-10", "2015-12-31", ""),  # joined on the index date: in
+    8: ("1945-03-10", "2016-01-01", ""),  # joined the day after: out
+    9: ("2016-01-01", "2016-01-01", ""),  # born after the index date: never in
 }
 POPULATIONS = ("registered_in_window", "registered_on_index_date", "all_patients")
 
 
 def edge_tables():
     pts = [patient(i, birth=b) for i, b in EDGE_BIRTHS.items()]
-    pts += [patient(i, birth=b, registered_from=f, registered_to=t) for i, (b, f, t) in EDGE_REGISTRATION.items()]
+    pts += [
+        patient(i, birth=b, registered_from=f, registered_to=t)
+        for i, (b, f, t) in EDGE_REGISTRATION.items()
+    ]
     eps = [pain(4, date=d) for d in EDGE_PAIN] + [pain(i, date="2010-06-01") for i in range(5, 9)]
     eps.append(pain(9, date="2016-06-01"))
     return {"patients": pts, "pain_episodes": eps, "diagnoses": [dx(4, "401.9", "2000-01-01")]}
@@ -74,7 +89,6 @@ def edge_db(folder):
     """The edge-case database kept in data/edge_cases (the constants above describe it;
     a test checks the files say the same)."""
     import shutil
-
 
     shutil.copytree(ROOT / "data" / "edge_cases", folder)
     return folder
@@ -97,11 +111,17 @@ def population_by_pandas(index_date, population="registered_in_window"):
         pts[c] = pd.to_datetime(pts[c].replace("", None)).dt.date
     keep = pts["birth_date"] <= idx
     if population == "registered_in_window":
-        keep &= (pts["registered_from"] <= idx) & (pts["registered_to"].isna() | (pts["registered_to"] >= p.window_start))
+        keep &= (pts["registered_from"] <= idx) & (
+            pts["registered_to"].isna() | (pts["registered_to"] >= p.window_start)
+        )
     elif population == "registered_on_index_date":
-        keep &= (pts["registered_from"] <= idx) & (pts["registered_to"].isna() | (pts["registered_to"] >= idx))
+        keep &= (pts["registered_from"] <= idx) & (
+            pts["registered_to"].isna() | (pts["registered_to"] >= idx)
+        )
     pop = pts[keep]
-    ages = sorted(idx.year - b.year - ((idx.month, idx.day) < (b.month, b.day)) for b in pop["birth_date"])
+    ages = sorted(
+        idx.year - b.year - ((idx.month, idx.day) < (b.month, b.day)) for b in pop["birth_date"]
+    )
     eps = pd.DataFrame(t["pain_episodes"])
     eps["date"] = pd.to_datetime(eps["date"]).dt.date
     q = eps[(eps["date"] >= p.window_start) & (eps["date"] <= idx)]
@@ -139,7 +159,11 @@ def test_registration_edges_by_hand(tmp_path):
     on the index date); out are 5 (left the day before), 8 (joined the day after) and 9
     (born after the index date); the pain cohort is 4, 6 and 7."""
     s = run_study(edge_db(tmp_path / "edge"), Params(disclosure="off"))
-    assert s.cube.n_total == 6 and s.cube.population == {"database": 9, "born_after_index": 1, "not_registered": 2}
+    assert s.cube.n_total == 6 and s.cube.population == {
+        "database": 9,
+        "born_after_index": 1,
+        "not_registered": 2,
+    }
     assert s.cube.count(s.cube.flag_arrays(s.params)["pain"]) == 3
 
 
@@ -164,12 +188,16 @@ def test_age_in_completed_years_on_postgres_equals_pandas(tmp_path, index_date):
     load_into(edge_db(tmp_path / "edge"), url)
     assert engine_ages(url, index_date) == ages_by_pandas(index_date)
     for population in POPULATIONS:
-        assert engine_population(url, index_date, population) == population_by_pandas(index_date, population)
+        assert engine_population(url, index_date, population) == population_by_pandas(
+            index_date, population
+        )
     s = run_study(url, Params(disclosure="off"))
     c = s.cube.columns
     assert int(c["q4"][c["age"] == 65][0]) == sum(EDGE_PAIN.values())
     if index_date == "2015-12-31":  # the whole figures summary, byte for byte
-        assert figures(url, "--set", "disclosure=off") == figures(edge_db(tmp_path / "edge2"), "--set", "disclosure=off")
+        assert figures(url, "--set", "disclosure=off") == figures(
+            edge_db(tmp_path / "edge2"), "--set", "disclosure=off"
+        )
 
 
 def test_pandas_reference_by_hand():
@@ -210,22 +238,38 @@ def test_age_in_completed_years_on_spark_equals_pandas(tmp_path, index_date):
     pq_db.mkdir()
     import duckdb
 
-    casts = {"patient_id": "BIGINT", "date": "DATE", "birth_date": "DATE", "registered_from": "DATE",
-             "registered_to": "DATE", "severity": "INTEGER"}
+    casts = {
+        "patient_id": "BIGINT",
+        "date": "DATE",
+        "birth_date": "DATE",
+        "registered_from": "DATE",
+        "registered_to": "DATE",
+        "severity": "INTEGER",
+    }
     for t in ("patients", "diagnoses", "pain_episodes", "prescriptions"):
         src = f"read_csv('{csv_db / (t + '.csv')}', header=true, all_varchar=true)"
         cols = [r[0] for r in duckdb.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()]
-        sel = ", ".join(f"TRY_CAST(nullif({c}, '') AS {casts[c]}) AS {c}" if c in casts else c for c in cols)
-        duckdb.sql(f"COPY (SELECT {sel} FROM {src}) TO '{pq_db / (t + '.parquet')}' (FORMAT parquet)")
-    (pq_db / "dataset.json").write_text((csv_db / "dataset.json").read_text())  # the same database: synthetic
+        sel = ", ".join(
+            f"TRY_CAST(nullif({c}, '') AS {casts[c]}) AS {c}" if c in casts else c for c in cols
+        )
+        duckdb.sql(
+            f"COPY (SELECT {sel} FROM {src}) TO '{pq_db / (t + '.parquet')}' (FORMAT parquet)"
+        )
+    (pq_db / "dataset.json").write_text(
+        (csv_db / "dataset.json").read_text()
+    )  # the same database: synthetic
     assert engine_ages(spark_url(pq_db), index_date) == ages_by_pandas(index_date)
     for population in POPULATIONS:
-        assert engine_population(spark_url(pq_db), index_date, population) == population_by_pandas(index_date, population)
+        assert engine_population(spark_url(pq_db), index_date, population) == population_by_pandas(
+            index_date, population
+        )
     s = run_study(spark_url(pq_db), Params(disclosure="off"))
     c = s.cube.columns
     assert int(c["q4"][c["age"] == 65][0]) == sum(EDGE_PAIN.values())
     if index_date == "2015-12-31":  # the whole figures summary, byte for byte
-        assert figures(spark_url(pq_db), "--set", "disclosure=off") == figures(csv_db, "--set", "disclosure=off")
+        assert figures(spark_url(pq_db), "--set", "disclosure=off") == figures(
+            csv_db, "--set", "disclosure=off"
+        )
 
 
 @needs_pg
@@ -242,8 +286,10 @@ def test_the_whole_default_batch_gives_the_same_tables_on_every_engine(default_d
     url = with_schema(PG_URL, "batch_default")
     load_into(default_db, url)
     paper = yaml.safe_load((ROOT / "batches" / "paper.yaml").read_text())
-    paper.update(name="engines", data_sources={"duckdb": str(default_db), "postgres": url,
-                                               "spark": spark_url(default_db)})
+    paper.update(
+        name="engines",
+        data_sources={"duckdb": str(default_db), "postgres": url, "spark": spark_url(default_db)},
+    )
     paper.pop("data")
     f = tmp_path / "engines.yaml"
     f.write_text(yaml.safe_dump(paper))

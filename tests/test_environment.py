@@ -11,7 +11,9 @@ from conftest import ROOT
 
 def pins_from_pyproject():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    deps = meta["dependencies"] + [d for extra in meta["optional-dependencies"].values() for d in extra]
+    deps = meta["dependencies"] + [
+        d for extra in meta["optional-dependencies"].values() for d in extra
+    ]
     return {d.split("==")[0].split("[")[0]: d.split("==")[1] for d in deps}
 
 
@@ -28,7 +30,9 @@ def test_environment_yml_names_the_same_packages_at_the_same_versions():
 
 
 def test_every_pin_is_in_the_lock_file_at_the_same_version():
-    lock = dict(re.findall(r"^([A-Za-z0-9_.\-]+)==([^\s]+)", (ROOT / "requirements.lock").read_text(), re.M))
+    lock = dict(
+        re.findall(r"^([A-Za-z0-9_.\-]+)==([^\s]+)", (ROOT / "requirements.lock").read_text(), re.M)
+    )
     lock = {k.lower(): v for k, v in lock.items()}
     for name, version in pins_from_pyproject().items():
         assert lock.get(name.lower()) == version, name

@@ -23,10 +23,14 @@ def cells(rows):
 
 def test_firth_on_one_binary_covariate_adds_a_half_to_each_cell():
     # women 0 of 12 with a risk condition (an empty cell), men 3 of 10: one band
-    t = fit_grouped_logit(cells([(">=45", "F", 0, 12), (">=45", "M", 3, 7)]), ONE_BAND).set_index("term")
+    t = fit_grouped_logit(cells([(">=45", "F", 0, 12), (">=45", "M", 3, 7)]), ONE_BAND).set_index(
+        "term"
+    )
     a, b, c, d = 3, 7, 0, 12  # men with / without, women with / without
     assert t.loc["male vs female", "method"] == FIRTH_METHOD
-    assert t.loc["male vs female", "odds_ratio"] == pytest.approx((a + .5) * (d + .5) / ((b + .5) * (c + .5)), rel=1e-8)
+    assert t.loc["male vs female", "odds_ratio"] == pytest.approx(
+        (a + 0.5) * (d + 0.5) / ((b + 0.5) * (c + 0.5)), rel=1e-8
+    )
     assert math.isfinite(t.loc["male vs female", "ci_high"])
 
 
@@ -34,49 +38,82 @@ def _penalized(b, X, y, n):
     eta = X @ b
     p = 1 / (1 + np.exp(-eta))
     info = X.T @ (X * (n * p * (1 - p))[:, None])
-    return float(np.sum(y * np.log(p) + (n - y) * np.log(1 - p)) + 0.5 * np.log(np.linalg.det(info)))
+    return float(
+        np.sum(y * np.log(p) + (n - y) * np.log(1 - p)) + 0.5 * np.log(np.linalg.det(info))
+    )
 
 
 def test_profile_interval_ends_where_the_penalized_likelihood_ratio_reaches_chi_square():
-    rows = [("<45", "F", 0, 30), ("<45", "M", 0, 25), ("45-54", "F", 4, 20), ("45-54", "M", 6, 15),
-            (">=55", "F", 9, 10), (">=55", "M", 12, 8)]
+    rows = [
+        ("<45", "F", 0, 30),
+        ("<45", "M", 0, 25),
+        ("45-54", "F", 4, 20),
+        ("45-54", "M", 6, 15),
+        (">=55", "F", 9, 10),
+        (">=55", "M", 12, 8),
+    ]
     p = Params(age_band_edges=(45, 55))
     t = fit_grouped_logit(cells(rows), p).set_index("term")
     assert (t["method"] == FIRTH_METHOD).all()
-    X = np.array([[1, 0, 0, 0], [1, 0, 0, 1], [1, 1, 0, 0], [1, 1, 0, 1], [1, 0, 1, 0], [1, 0, 1, 1]], float)
+    X = np.array(
+        [[1, 0, 0, 0], [1, 0, 0, 1], [1, 1, 0, 0], [1, 1, 0, 1], [1, 0, 1, 0], [1, 0, 1, 1]], float
+    )
     y = np.array([r[2] for r in rows], float)
     n = np.array([r[2] + r[3] for r in rows], float)
-    best = minimize(lambda b: -_penalized(b, X, y, n), np.zeros(4), method="BFGS", options={"gtol": 1e-10})
+    best = minimize(
+        lambda b: -_penalized(b, X, y, n), np.zeros(4), method="BFGS", options={"gtol": 1e-10}
+    )
     assert np.exp(best.x[3]) == pytest.approx(t.loc["male vs female", "odds_ratio"], rel=1e-5)
     for end in ("ci_low", "ci_high"):
         c = math.log(t.loc["age 45-54 vs <45", end])
-        prof = minimize(lambda r, c=c: -_penalized(np.array([r[0], c, r[1], r[2]]), X, y, n),
-                        np.delete(best.x, 1), method="BFGS", options={"gtol": 1e-10})
+        prof = minimize(
+            lambda r, c=c: -_penalized(np.array([r[0], c, r[1], r[2]]), X, y, n),
+            np.delete(best.x, 1),
+            method="BFGS",
+            options={"gtol": 1e-10},
+        )
         assert 2 * (-best.fun + prof.fun) == pytest.approx(chi2.ppf(0.95, 1), abs=1e-4)
 
 
 def test_without_sparse_cells_the_fit_is_statsmodels_maximum_likelihood_on_patient_rows():
     import statsmodels.api as sm
 
-    rows = [("<45", "F", 5, 40), ("<45", "M", 7, 35), ("45-54", "F", 12, 30), ("45-54", "M", 15, 22),
-            (">=55", "F", 30, 20), (">=55", "M", 33, 12)]
+    rows = [
+        ("<45", "F", 5, 40),
+        ("<45", "M", 7, 35),
+        ("45-54", "F", 12, 30),
+        ("45-54", "M", 15, 22),
+        (">=55", "F", 30, 20),
+        (">=55", "M", 33, 12),
+    ]
     p = Params(age_band_edges=(45, 55))
     t = fit_grouped_logit(cells(rows), p).set_index("term")
     assert (t["method"] == ML_METHOD).all()
     # the same model on one row per patient
     recs = [(b, s, e) for b, s, ev, ne in rows for e in [1] * ev + [0] * ne]
     d = pd.DataFrame(recs, columns=["band", "sex", "y"])
-    X = sm.add_constant(pd.DataFrame({"b1": (d["band"] == "45-54") * 1.0, "b2": (d["band"] == ">=55") * 1.0,
-                                      "m": (d["sex"] == "M") * 1.0}))
+    X = sm.add_constant(
+        pd.DataFrame(
+            {
+                "b1": (d["band"] == "45-54") * 1.0,
+                "b2": (d["band"] == ">=55") * 1.0,
+                "m": (d["sex"] == "M") * 1.0,
+            }
+        )
+    )
     res = sm.Logit(d["y"], X).fit(disp=0)
     ci = res.conf_int()
-    assert t.loc["male vs female", "odds_ratio"] == pytest.approx(math.exp(res.params["m"]), rel=1e-6)
+    assert t.loc["male vs female", "odds_ratio"] == pytest.approx(
+        math.exp(res.params["m"]), rel=1e-6
+    )
     assert t.loc["age >=55 vs <45", "ci_low"] == pytest.approx(math.exp(ci.loc["b2", 0]), rel=1e-5)
     assert t.loc["age 45-54 vs <45", "p_value"] == pytest.approx(res.pvalues["b1"], rel=1e-4)
 
 
 def test_a_term_without_data_is_not_estimable_with_the_reason():
-    t = fit_grouped_logit(cells([("<45", "F", 3, 10), (">=75", "F", 5, 4)]), Params()).set_index("term")
+    t = fit_grouped_logit(cells([("<45", "F", 3, 10), (">=75", "F", 5, 4)]), Params()).set_index(
+        "term"
+    )
     assert t.loc["male vs female", "method"] == "not estimable: patients of one sex only"
     assert t.loc["age 45-54 vs <45", "method"] == "not estimable: no patients in this age band"
     assert np.isnan(t.loc["male vs female", "odds_ratio"])

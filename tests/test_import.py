@@ -20,7 +20,12 @@ tables:
   patients:
     files: [anagrafica.csv]
     csv: {delimiter: ";", encoding: latin-1}
-    columns: {patient_id: ID_PAZ, sex: SESSO, birth_date: DATA_NASCITA, registered_from: DATA_ISCR, registered_to: DATA_REVOCA}
+    columns:
+      patient_id: ID_PAZ
+      sex: SESSO
+      birth_date: DATA_NASCITA
+      registered_from: DATA_ISCR
+      registered_to: DATA_REVOCA
     constants: {practice_id: P07}
     date_format: "%d/%m/%Y"
   diagnoses:
@@ -40,21 +45,37 @@ tables:
 
 def make_extract(folder, **overrides):
     folder.mkdir(parents=True, exist_ok=True)
-    pats = overrides.get("patients", "ID_PAZ;SESSO;DATA_NASCITA;DATA_ISCR;DATA_REVOCA\n"
-                         "101;2;15/06/1938;01/01/1990;\n102;1;01/03/1950;01/01/1990;\n"
-                         "103;F;20/12/1980;05/05/2005;31/12/2014\n104;maschio;02/02/1939;01/01/1995;\n")
+    pats = overrides.get(
+        "patients",
+        "ID_PAZ;SESSO;DATA_NASCITA;DATA_ISCR;DATA_REVOCA\n"
+        "101;2;15/06/1938;01/01/1990;\n102;1;01/03/1950;01/01/1990;\n"
+        "103;F;20/12/1980;05/05/2005;31/12/2014\n104;maschio;02/02/1939;01/01/1995;\n",
+    )
     (folder / "anagrafica.csv").write_bytes(pats.encode("latin-1"))
-    dx = overrides.get("diagnoses", pd.DataFrame({"ID_PAZ": ["101", "102", "104", "104"],
-                                                   "DATA": ["2008-03-01", "2010-01-01", "2001-01-01", "2012-05-05"],
-                                                   "ICD10": ["I10", "E11.9", "I50.0", "Z99.9"]}))
+    dx = overrides.get(
+        "diagnoses",
+        pd.DataFrame(
+            {
+                "ID_PAZ": ["101", "102", "104", "104"],
+                "DATA": ["2008-03-01", "2010-01-01", "2001-01-01", "2012-05-05"],
+                "ICD10": ["I10", "E11.9", "I50.0", "Z99.9"],
+            }
+        ),
+    )
     dx.to_excel(folder / "diagnosi.xlsx", index=False)
-    (folder / "dolore_2010.csv").write_text(overrides.get(
-        "pain1", "PAZ,QUANDO,SEDE,NRS,CAUSA\n101,2010-04-01,ginocchio,6,osteoarticolare\n"
-                 "104,2010-05-01,schiena,7,osteoarticolare\n102,2010-06-01,spalla,8,traumatica\n"))
+    (folder / "dolore_2010.csv").write_text(
+        overrides.get(
+            "pain1",
+            "PAZ,QUANDO,SEDE,NRS,CAUSA\n101,2010-04-01,ginocchio,6,osteoarticolare\n"
+            "104,2010-05-01,schiena,7,osteoarticolare\n102,2010-06-01,spalla,8,traumatica\n",
+        )
+    )
     (folder / "dolore_2014.csv").write_text(
-        "PAZ,QUANDO,SEDE,NRS,CAUSA\n101,2014-04-01,anca,5,osteoarticolare\n104,2014-09-09,schiena,9,osteoarticolare\n")
+        "PAZ,QUANDO,SEDE,NRS,CAUSA\n101,2014-04-01,anca,5,osteoarticolare\n104,2014-09-09,schiena,9,osteoarticolare\n"
+    )
     pd.DataFrame({"paz_id": [104], "data_prescr": ["2013-01-01"], "atc": ["B01AC06"]}).to_parquet(
-        folder / "farmaci.parquet")
+        folder / "farmaci.parquet"
+    )
     (folder / "mapping.yaml").write_text(overrides.get("mapping", MAPPING))
     return folder / "mapping.yaml"
 
@@ -62,7 +83,12 @@ def make_extract(folder, **overrides):
 def test_a_messy_extract_becomes_the_contract(tmp_path):
     mapping = make_extract(tmp_path / "extract")
     report = import_extract(mapping, tmp_path / "db")
-    assert report["tables"] == {"patients": 4, "diagnoses": 3, "pain_episodes": 5, "prescriptions": 1}
+    assert report["tables"] == {
+        "patients": 4,
+        "diagnoses": 3,
+        "pain_episodes": 5,
+        "prescriptions": 1,
+    }
     assert report["repairs"]["sex_recoded"] == 3
     assert report["repairs"]["icd10_unmapped_records"] == 1
     unmapped = pd.read_csv(tmp_path / "db" / "unmapped_codes.csv")
@@ -83,8 +109,20 @@ def test_a_messy_extract_becomes_the_contract(tmp_path):
 
 def test_the_command_line(tmp_path):
     mapping = make_extract(tmp_path / "extract")
-    r = subprocess.run([sys.executable, "-m", "analysis", "import", "--mapping", str(mapping),
-                        "--into", str(tmp_path / "db")], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "analysis",
+            "import",
+            "--mapping",
+            str(mapping),
+            "--into",
+            str(tmp_path / "db"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert "patients 4 rows" in r.stdout and "unmapped_codes.csv" in r.stdout
 
@@ -100,34 +138,63 @@ def refused(tmp_path, *fragments, **overrides):
 
 
 def test_an_unknown_sex_code_names_file_column_row(tmp_path):
-    refused(tmp_path, "anagrafica.csv", "column SESSO", "row 2", "'X'",
-            patients="ID_PAZ;SESSO;DATA_NASCITA;DATA_ISCR;DATA_REVOCA\n101;2;15/06/1938;01/01/1990;\n102;X;01/03/1950;01/01/1990;\n")
+    refused(
+        tmp_path,
+        "anagrafica.csv",
+        "column SESSO",
+        "row 2",
+        "'X'",
+        patients="ID_PAZ;SESSO;DATA_NASCITA;DATA_ISCR;DATA_REVOCA\n101;2;15/06/1938;01/01/1990;\n102;X;01/03/1950;01/01/1990;\n",
+    )
 
 
 def test_a_date_in_another_format_names_file_column_row(tmp_path):
-    refused(tmp_path, "anagrafica.csv", "column DATA_NASCITA", "row 1", "1938-06-15",
-            patients="ID_PAZ;SESSO;DATA_NASCITA;DATA_ISCR;DATA_REVOCA\n101;2;1938-06-15;01/01/1990;\n")
+    refused(
+        tmp_path,
+        "anagrafica.csv",
+        "column DATA_NASCITA",
+        "row 1",
+        "1938-06-15",
+        patients="ID_PAZ;SESSO;DATA_NASCITA;DATA_ISCR;DATA_REVOCA\n101;2;1938-06-15;01/01/1990;\n",
+    )
 
 
 def test_a_missing_source_column_is_named_with_a_hint(tmp_path):
-    refused(tmp_path, "dolore_2010.csv", "'NRS'", "did you mean",
-            pain1="PAZ,QUANDO,SEDE,NRSS,CAUSA\n101,2010-04-01,ginocchio,6,osteoarticolare\n")
+    refused(
+        tmp_path,
+        "dolore_2010.csv",
+        "'NRS'",
+        "did you mean",
+        pain1="PAZ,QUANDO,SEDE,NRSS,CAUSA\n101,2010-04-01,ginocchio,6,osteoarticolare\n",
+    )
 
 
 def test_a_value_outside_the_vocabulary_names_file_column_row(tmp_path):
-    refused(tmp_path, "dolore_2010.csv", "column SEDE", "row 1", "'gomito'",
-            pain1="PAZ,QUANDO,SEDE,NRS,CAUSA\n101,2010-04-01,gomito,6,osteoarticolare\n")
+    refused(
+        tmp_path,
+        "dolore_2010.csv",
+        "column SEDE",
+        "row 1",
+        "'gomito'",
+        pain1="PAZ,QUANDO,SEDE,NRS,CAUSA\n101,2010-04-01,gomito,6,osteoarticolare\n",
+    )
 
 
 def test_duplicate_ids_are_refused(tmp_path):
-    refused(tmp_path, "unique",
-            patients="ID_PAZ;SESSO;DATA_NASCITA;DATA_ISCR;DATA_REVOCA\n101;2;15/06/1938;01/01/1990;\n101;1;01/03/1950;01/01/1990;\n")
+    refused(
+        tmp_path,
+        "unique",
+        patients="ID_PAZ;SESSO;DATA_NASCITA;DATA_ISCR;DATA_REVOCA\n101;2;15/06/1938;01/01/1990;\n101;1;01/03/1950;01/01/1990;\n",
+    )
 
 
 def test_a_wrong_encoding_is_explained(tmp_path):
     mapping = make_extract(tmp_path / "extract")
     (tmp_path / "extract" / "dolore_2010.csv").write_bytes(
-        "PAZ,QUANDO,SEDE,NRS,CAUSA\n101,2010-04-01,ginocchio,6,osteoarticolare\u00e0\n".encode("latin-1"))
+        "PAZ,QUANDO,SEDE,NRS,CAUSA\n101,2010-04-01,ginocchio,6,osteoarticolare\u00e0\n".encode(
+            "latin-1"
+        )
+    )
     with pytest.raises(AnalysisError, match="not UTF-8.*encoding"):
         import_extract(mapping, tmp_path / "db")
 
@@ -141,23 +208,36 @@ def test_an_empty_file(tmp_path):
 
 @pytest.mark.parametrize("nrs", ["11", "5.5", "severe"])
 def test_a_severity_outside_0_to_10(tmp_path, nrs):
-    refused(tmp_path, "dolore_2010.csv", "column NRS", "row 1", "integer 0-10",
-            pain1=f"PAZ,QUANDO,SEDE,NRS,CAUSA\n101,2010-04-01,anca,{nrs},osteoarticolare\n")
+    refused(
+        tmp_path,
+        "dolore_2010.csv",
+        "column NRS",
+        "row 1",
+        "integer 0-10",
+        pain1=f"PAZ,QUANDO,SEDE,NRS,CAUSA\n101,2010-04-01,anca,{nrs},osteoarticolare\n",
+    )
 
 
 def test_a_huge_field_does_not_crash(tmp_path):
-    refused(tmp_path, "column SEDE", "...'",
-            pain1="PAZ,QUANDO,SEDE,NRS,CAUSA\n101,2010-04-01," + "x" * 200_000 + ",6,osteoarticolare\n")
+    refused(
+        tmp_path,
+        "column SEDE",
+        "...'",
+        pain1="PAZ,QUANDO,SEDE,NRS,CAUSA\n101,2010-04-01," + "x" * 200_000 + ",6,osteoarticolare\n",
+    )
 
 
-@pytest.mark.parametrize("bad,fragment", [
-    (MAPPING.replace("pain_episodes:", "pain_episode:"), "did you mean 'pain_episodes'"),
-    (MAPPING.replace("code_system: icd10", "code_system: snomed"), "code_system"),
-    (MAPPING.replace("atc_code: atc", "atc: atc"), "'atc' is not a column"),
-    (MAPPING.replace("date_format:", "date_fromat:"), "did you mean 'date_format'"),
-    ("tables: [1, 2]", "'tables' must map"),
-    ("tables: {patients: {columns: {}}}", "needs 'files'"),
-])
+@pytest.mark.parametrize(
+    "bad,fragment",
+    [
+        (MAPPING.replace("pain_episodes:", "pain_episode:"), "did you mean 'pain_episodes'"),
+        (MAPPING.replace("code_system: icd10", "code_system: snomed"), "code_system"),
+        (MAPPING.replace("atc_code: atc", "atc: atc"), "'atc' is not a column"),
+        (MAPPING.replace("date_format:", "date_fromat:"), "did you mean 'date_format'"),
+        ("tables: [1, 2]", "'tables' must map"),
+        ("tables: {patients: {columns: {}}}", "needs 'files'"),
+    ],
+)
 def test_mapping_file_errors(tmp_path, bad, fragment):
     refused(tmp_path, fragment, mapping=bad)
 
@@ -166,15 +246,26 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(row=st.integers(0, 2), col=st.integers(0, 4),
-       value=st.one_of(st.text(max_size=12), st.sampled_from(["", ";", '"', "1e9", "-1", "31/02/2010", "\u00e8"])))
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    row=st.integers(0, 2),
+    col=st.integers(0, 4),
+    value=st.one_of(
+        st.text(max_size=12), st.sampled_from(["", ";", '"', "1e9", "-1", "31/02/2010", "\u00e8"])
+    ),
+)
 def test_any_corrupted_cell_gives_a_result_or_a_clear_error(tmp_path_factory, row, col, value):
     """Property: one corrupted cell of the pain extract either imports (a documented repair)
     or stops with an AnalysisError; never another exception, never a partial output."""
     tmp = tmp_path_factory.mktemp("prop")
-    lines = ["PAZ,QUANDO,SEDE,NRS,CAUSA", "101,2010-04-01,ginocchio,6,osteoarticolare",
-             "104,2010-05-01,schiena,7,osteoarticolare", "102,2010-06-01,spalla,8,traumatica"]
+    lines = [
+        "PAZ,QUANDO,SEDE,NRS,CAUSA",
+        "101,2010-04-01,ginocchio,6,osteoarticolare",
+        "104,2010-05-01,schiena,7,osteoarticolare",
+        "102,2010-06-01,spalla,8,traumatica",
+    ]
     cells = lines[row + 1].split(",")
     cells[col] = '"' + value.replace('"', '""') + '"'
     lines[row + 1] = ",".join(cells)

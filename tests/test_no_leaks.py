@@ -28,8 +28,10 @@ def _as_real(small_db, folder, extra_patient: bool):
     """The small cohort as CSV without the synthetic mark, with planted markers; with
     ``extra_patient`` one more patient: elderly, recurrent pain, a risk condition."""
     folder.mkdir(parents=True)
-    tables = {t: pd.read_parquet(small_db / f"{t}.parquet") for t in
-              ("patients", "diagnoses", "pain_episodes", "prescriptions")}
+    tables = {
+        t: pd.read_parquet(small_db / f"{t}.parquet")
+        for t in ("patients", "diagnoses", "pain_episodes", "prescriptions")
+    }
     pts = tables["patients"]
     old = pts.loc[0, "patient_id"]
     pts.loc[0, "patient_id"] = MARK_ID
@@ -39,19 +41,49 @@ def _as_real(small_db, folder, extra_patient: bool):
         df.loc[df["patient_id"] == old, "patient_id"] = MARK_ID
         df.loc[df["patient_id"] == MARK_ID, "date"] = pd.Timestamp(MARK_DATE).date()
     dx = tables["diagnoses"]
-    tables["diagnoses"] = pd.concat([dx, pd.DataFrame({"patient_id": [MARK_ID], "date": [pd.Timestamp(MARK_DATE).date()],
-                                                       "code": [MARK_CODE]})], ignore_index=True)
+    tables["diagnoses"] = pd.concat(
+        [
+            dx,
+            pd.DataFrame(
+                {
+                    "patient_id": [MARK_ID],
+                    "date": [pd.Timestamp(MARK_DATE).date()],
+                    "code": [MARK_CODE],
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
     if extra_patient:
         new = pts.iloc[[1]].copy()
-        new["patient_id"], new["birth_date"], new["sex"] = 864209753, pd.Timestamp("1930-02-02").date(), "F"
+        new["patient_id"], new["birth_date"], new["sex"] = (
+            864209753,
+            pd.Timestamp("1930-02-02").date(),
+            "F",
+        )
         tables["patients"] = pd.concat([pts, new], ignore_index=True)
         ep = tables["pain_episodes"].iloc[[0, 0]].copy()
-        ep["patient_id"], ep["site"], ep["severity"], ep["cause"] = 864209753, "knee", 7, "osteoarticular"
+        ep["patient_id"], ep["site"], ep["severity"], ep["cause"] = (
+            864209753,
+            "knee",
+            7,
+            "osteoarticular",
+        )
         ep["date"] = [pd.Timestamp("2010-01-05").date(), pd.Timestamp("2013-01-05").date()]
         tables["pain_episodes"] = pd.concat([tables["pain_episodes"], ep], ignore_index=True)
-        tables["diagnoses"] = pd.concat([tables["diagnoses"], pd.DataFrame(
-            {"patient_id": [864209753], "date": [pd.Timestamp("2008-01-01").date()], "code": ["428.0"]})],
-            ignore_index=True)
+        tables["diagnoses"] = pd.concat(
+            [
+                tables["diagnoses"],
+                pd.DataFrame(
+                    {
+                        "patient_id": [864209753],
+                        "date": [pd.Timestamp("2008-01-01").date()],
+                        "code": ["428.0"],
+                    }
+                ),
+            ],
+            ignore_index=True,
+        )
     for t, df in tables.items():
         df.to_csv(folder / f"{t}.csv", index=False)
     return folder
@@ -64,12 +96,23 @@ def released(small_db, tmp_path_factory):
     a = _as_real(small_db, base / "practice_a", extra_patient=False)
     b = _as_real(small_db, base / "practice_b", extra_patient=True)
     f = base / "release.yaml"
-    f.write_text(json.dumps({
-        "name": "release", "data_sources": {"a": str(a), "b": str(b)},
-        "scenarios": {"paper": {}, "elderly_76": {"elderly_age": 76}},
-        "runs": [{"notebooks": "all", "scenarios": ["paper"], "data_sources": "all"},
-                 {"notebooks": ["02_pain_and_risk", "03_eligibility"], "scenarios": ["elderly_76"],
-                  "data_sources": "all"}]}))
+    f.write_text(
+        json.dumps(
+            {
+                "name": "release",
+                "data_sources": {"a": str(a), "b": str(b)},
+                "scenarios": {"paper": {}, "elderly_76": {"elderly_age": 76}},
+                "runs": [
+                    {"notebooks": "all", "scenarios": ["paper"], "data_sources": "all"},
+                    {
+                        "notebooks": ["02_pain_and_risk", "03_eligibility"],
+                        "scenarios": ["elderly_76"],
+                        "data_sources": "all",
+                    },
+                ],
+            }
+        )
+    )
     import os
 
     os.environ["PGPASSWORD"] = MARK_SECRET
@@ -115,7 +158,12 @@ def test_every_count_is_released_rounded_or_withheld(released):
         for col in specs[name].counts:
             vals = df[col].dropna()
             assert (vals % 5 == 0).all(), (run, name, col, vals.tolist())
-            assert ((vals == 0) | (vals >= 10)).all() or col in ("records",), (run, name, col, vals.tolist())
+            assert ((vals == 0) | (vals >= 10)).all() or col in ("records",), (
+                run,
+                name,
+                col,
+                vals.tolist(),
+            )
 
 
 def test_no_share_or_interval_tells_more_than_the_released_counts(released):
@@ -131,17 +179,24 @@ def test_no_share_or_interval_tells_more_than_the_released_counts(released):
                     continue
                 if den in df.columns:
                     total = r[den]
-                else:  # a partition's total or the table's total: implied, and must be a released count
+                else:  # a partition's (or the table's) total: implied, must be a released count
                     total = 100 * r[num] / r[pct] if r[pct] else None
                     if total is None:
                         continue
-                    assert abs(total - round(total)) < 1e-6 and round(total) % 5 == 0, (run, name, total)
+                    assert abs(total - round(total)) < 1e-6 and round(total) % 5 == 0, (
+                        run,
+                        name,
+                        total,
+                    )
                 assert r[pct] == pytest.approx(100 * r[num] / total), (run, name, pct)
                 checked += 1
         for lo, hi, num, den in spec.ci:
             for _, r in df.dropna(subset=[lo]).iterrows():
                 ref = proportion_confint(int(r[num]), int(r[den]), alpha=0.05, method="wilson")
-                assert (r[lo], r[hi]) == pytest.approx((100 * ref[0], 100 * ref[1]), abs=1e-8), (run, name)
+                assert (r[lo], r[hi]) == pytest.approx((100 * ref[0], 100 * ref[1]), abs=1e-8), (
+                    run,
+                    name,
+                )
                 checked += 1
     assert checked > 100
 
@@ -152,7 +207,9 @@ def test_estimates_are_released_counts_times_the_assumption(released):
             r = df.iloc[0]
             assert r["target_n"] % 5 == 0 and r["population_n"] % 5 == 0
             assert r["candidates"] == pytest.approx(r["target_n"] * r["benefit_fraction"])
-            assert r["per_gp_list"] == pytest.approx(r["candidates"] / r["population_n"] * r["gp_list_size"])
+            assert r["per_gp_list"] == pytest.approx(
+                r["candidates"] / r["population_n"] * r["gp_list_size"]
+            )
         if name == "attrition":
             a = df.set_index("step")["n"]
             if a.notna()["candidates"]:
@@ -170,10 +227,20 @@ def test_runs_agree_and_one_patient_more_moves_counts_by_rounding_steps_only(rel
         if name == "sex":
             pop.setdefault(run.split("-")[0], set()).add(float(df["denominator"].iloc[0]))
         if name == "attrition":
-            pop.setdefault(run.split("-")[0], set()).add(float(df.set_index("step").at["all_patients", "n"]))
+            pop.setdefault(run.split("-")[0], set()).add(
+                float(df.set_index("step").at["all_patients", "n"])
+            )
     assert all(len(v) == 1 for v in pop.values()), pop  # one population count per source
-    a = {(run.split("-", 1)[1], name): df for run, name, df in _tables(released) if run.startswith("a-")}
-    b = {(run.split("-", 1)[1], name): df for run, name, df in _tables(released) if run.startswith("b-")}
+    a = {
+        (run.split("-", 1)[1], name): df
+        for run, name, df in _tables(released)
+        if run.startswith("a-")
+    }
+    b = {
+        (run.split("-", 1)[1], name): df
+        for run, name, df in _tables(released)
+        if run.startswith("b-")
+    }
     specs = declared()
     for key in a.keys() & b.keys():
         for col in specs[key[1]].counts:
@@ -186,20 +253,28 @@ def test_release_sheet_lists_files_and_the_pairs_to_compare(released):
     sheet = (released / "release.md").read_text()
     assert "opensafely rule" in sheet and "a-paper-03_eligibility/tables/attrition.csv" in sheet
     assert "**NO**" not in sheet  # every file is one the batch knows
-    assert "`a-elderly_76-03_eligibility` and `a-paper-03_eligibility`: differ in elderly_age only" in sheet
+    assert (
+        "`a-elderly_76-03_eligibility` and `a-paper-03_eligibility`: differ in elderly_age only"
+        in sheet
+    )
     assert "`a-paper-03_eligibility` and `b-paper-03_eligibility`: same parameters" in sheet
 
 
 def test_real_data_with_disclosure_off_is_stamped_not_for_release(small_db, tmp_path):
     real = _as_real(small_db, tmp_path / "real", extra_patient=False)
     f = tmp_path / "check.yaml"
-    f.write_text(f"name: check\ndata: {real}\nscenarios: {{paper: {{}}, unrounded: {{disclosure: off}}, "
-                 "weak: {disclosure_threshold: 1, disclosure_rounding: 1}}\n"
-                 "runs:\n  - notebooks: [03_eligibility]\n    scenarios: all\n")
+    f.write_text(
+        f"name: check\ndata: {real}\nscenarios: {{paper: {{}}, unrounded: {{disclosure: off}}, "
+        "weak: {disclosure_threshold: 1, disclosure_rounding: 1}}\n"
+        "runs:\n  - notebooks: [03_eligibility]\n    scenarios: all\n"
+    )
     b = load_batch(f, reports=tmp_path / "reports")
     names = [r.name for r in b.runs]
-    assert names == ["paper-03_eligibility", "unrounded-03_eligibility-NOT-FOR-RELEASE",
-                     "weak-03_eligibility-NOT-FOR-RELEASE"]
+    assert names == [
+        "paper-03_eligibility",
+        "unrounded-03_eligibility-NOT-FOR-RELEASE",
+        "weak-03_eligibility-NOT-FOR-RELEASE",
+    ]
     assert all(r["status"] == "ok" for r in run_batch(b, jobs=2, progress=False))
     for n in names[1:]:
         assert "NOT FOR RELEASE" in (b.out / n / "03_eligibility.html").read_text()
@@ -234,7 +309,9 @@ def test_a_batch_never_writes_into_a_folder_made_from_other_data(small_db, tmp_p
     f.write_text(f"name: paper\ndata: {real}\nruns:\n  - notebooks: [03_eligibility]\n")
     with pytest.raises(AnalysisError, match="holds runs made from other data.*own `name:`"):
         run_batch(load_batch(f, reports=tmp_path / "reports"), jobs=1, progress=False)
-    assert (first.out / "default-03_eligibility" / "tables" / "attrition.csv").read_bytes() == before
+    assert (
+        first.out / "default-03_eligibility" / "tables" / "attrition.csv"
+    ).read_bytes() == before
 
 
 def test_a_failed_run_on_real_data_keeps_only_how_to_see_why(tmp_path, capfd):
@@ -255,11 +332,12 @@ def test_a_failed_run_on_real_data_keeps_only_how_to_see_why(tmp_path, capfd):
     assert "2099-01-01" in capfd.readouterr().err  # the details: on the terminal
 
 
-
 def _descendants(pid: int) -> set[int]:
     import subprocess
 
-    rows = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True).stdout.split("\n")
+    rows = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True).stdout.split(
+        "\n"
+    )
     children: dict[int, list[int]] = {}
     for row in rows:
         if row.strip():
@@ -284,9 +362,25 @@ def test_killing_the_batch_stops_its_workers_and_kernels(small_db, tmp_path):
 
     real = _as_real(small_db, tmp_path / "real", extra_patient=False)
     f = tmp_path / "k.yaml"
-    f.write_text(f"name: k\ndata: {real}\nscenarios: {{a: {{}}, b: {{elderly_age: 80}}, c: {{elderly_age: 70}}}}\n")
-    proc = subprocess.Popen([sys.executable, "-m", "analysis", "batch", str(f), "--reports", str(tmp_path / "r"),
-                             "--jobs", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    f.write_text(
+        f"name: k\ndata: {real}\nscenarios: "
+        f"{{a: {{}}, b: {{elderly_age: 80}}, c: {{elderly_age: 70}}}}\n"
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "analysis",
+            "batch",
+            str(f),
+            "--reports",
+            str(tmp_path / "r"),
+            "--jobs",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     seen: set[int] = set()
     deadline = time.time() + 60
     while time.time() < deadline and len(seen) < 4:  # two workers and at least two kernels
@@ -298,8 +392,11 @@ def test_killing_the_batch_stops_its_workers_and_kernels(small_db, tmp_path):
     deadline = time.time() + 20
     alive = seen
     while time.time() < deadline:
-        alive = {p for p in seen if os.path.exists(f"/proc/{p}") and
-                 open(f"/proc/{p}/stat").read().split()[2] != "Z"}
+        alive = {
+            p
+            for p in seen
+            if os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z"
+        }
         if not alive:
             break
         time.sleep(0.5)

@@ -46,15 +46,25 @@ def test_parameter_defaults_are_the_shared_parameter_set(path):
 
 def execute(name, data, out, **params):
     out.mkdir(parents=True, exist_ok=True)
-    nb = pm.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(out / f"{name}.ipynb"),
-                             parameters={"data": str(data), "output_dir": str(out), **params},
-                             kernel_name="analysis", cwd=str(ROOT / "notebooks"), progress_bar=False)
+    nb = pm.execute_notebook(
+        str(ROOT / "notebooks" / f"{name}.ipynb"),
+        str(out / f"{name}.ipynb"),
+        parameters={"data": str(data), "output_dir": str(out), **params},
+        kernel_name="analysis",
+        cwd=str(ROOT / "notebooks"),
+        progress_bar=False,
+    )
     return nb
 
 
 def stderr_text(nb):
-    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
-                   for o in c.get("outputs", []) if o.get("name") == "stderr")
+    return "".join(
+        o.get("text", "")
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("name") == "stderr"
+    )
 
 
 @pytest.mark.slow
@@ -80,8 +90,12 @@ def test_tables_match_the_module_and_the_flow_matches_the_attrition(default_db, 
     expected = cohort.attrition_table(study.cube)
     pd.testing.assert_series_equal(table["n"].astype(float), expected["n"].astype(float))
     # every patient of the files, who the population leaves out and why, then the paper's counts
-    assert table["step"].tolist()[:4] == ["database", "excluded_born_after_index", "excluded_not_registered",
-                                          "all_patients"]
+    assert table["step"].tolist()[:4] == [
+        "database",
+        "excluded_born_after_index",
+        "excluded_not_registered",
+        "all_patients",
+    ]
     assert table["n"].tolist()[:7] == [2578, 10, 65, 2503, 827, 376, 121]
     est = pd.read_csv(tmp_path / "tables" / "eligibility_estimate.csv").iloc[0]
     assert est["candidates"] == pytest.approx(study.eligibility().candidates)
@@ -120,9 +134,23 @@ def test_parameters_from_a_yaml_file(small_db, tmp_path):
 
     f = tmp_path / "params.yaml"
     f.write_text(f"data: {small_db}\noutput_dir: {tmp_path / 'out'}\nelderly_age: 80\n")
-    subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "03_eligibility.ipynb"),
-                    str(tmp_path / "o.ipynb"), "-f", str(f), "-k", "analysis", "--cwd", str(ROOT / "notebooks")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(ROOT / "notebooks" / "03_eligibility.ipynb"),
+            str(tmp_path / "o.ipynb"),
+            "-f",
+            str(f),
+            "-k",
+            "analysis",
+            "--cwd",
+            str(ROOT / "notebooks"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     a = pd.read_csv(tmp_path / "out" / "tables" / "attrition.csv")
     assert "aged >= 80" in a.loc[a["step"] == "target", "definition"].iloc[0]
     assert Path(tmp_path / "out" / "figures" / "flow_diagram.svg").exists()
@@ -135,12 +163,17 @@ def test_notebook_02_runs_to_the_end_on_a_small_sparse_practice(tmp_path, synthe
     come from Firth's penalized likelihood and the forest plot is drawn."""
     from conftest import dx, pain, patient, write_db
 
-    pts = [patient(i, birth="1990-01-01" if i <= 10 else "1940-01-01", sex="F" if i % 2 else "M")
-           for i in range(1, 41)]
+    pts = [
+        patient(i, birth="1990-01-01" if i <= 10 else "1940-01-01", sex="F" if i % 2 else "M")
+        for i in range(1, 41)
+    ]
     eps = [pain(i) for i in range(1, 41)]
     dxs = [dx(i, "401.9") for i in range(11, 31)]
-    db = write_db(tmp_path / "sparse", {"patients": pts, "pain_episodes": eps, "diagnoses": dxs},
-                  synthetic=synthetic)
+    db = write_db(
+        tmp_path / "sparse",
+        {"patients": pts, "pain_episodes": eps, "diagnoses": dxs},
+        synthetic=synthetic,
+    )
     execute("02_pain_and_risk", db, tmp_path / "out", age_band_edges=[45])
     ors = pd.read_csv(tmp_path / "out" / "tables" / "risk_condition_odds_ratios.csv")
     if synthetic:

@@ -15,23 +15,31 @@ def test_defaults_are_the_papers_definitions():
     assert p.pain_causes == ("osteoarticular",)
     assert len(p.risk_conditions) == 7
     assert p.min_episodes == 2 and p.elderly_age == 75
-    assert (p.benefit_fraction, p.benefit_low, p.benefit_high, p.benefit_distribution) == (0.5, 0.5, 1.0, "fixed")
+    assert (p.benefit_fraction, p.benefit_low, p.benefit_high, p.benefit_distribution) == (
+        0.5,
+        0.5,
+        1.0,
+        "fixed",
+    )
     assert p.confidence_level == 0.95 and p.ci_method == "wilson"
     assert p.gp_list_size == 1500
 
 
-@pytest.mark.parametrize("name,value,fragment", [
-    ("elderly_age", -5, "elderly_age"),
-    ("benefit_fraction", 1.5, "benefit_fraction"),
-    ("benefit_low", -0.1, "benefit_low"),
-    ("pain_sites", [], "pain_sites"),
-    ("pain_sites", ["elbow"], "elbow"),
-    ("risk_conditions", ["risk_condition_gout"], "risk_condition_gout"),
-    ("ci_method", "wald", "ci_method"),
-    ("confidence_level", 1.2, "confidence_level"),
-    ("index_date", "31/12/2015", "index_date"),
-    ("min_severity", 11, "min_severity"),
-])
+@pytest.mark.parametrize(
+    "name,value,fragment",
+    [
+        ("elderly_age", -5, "elderly_age"),
+        ("benefit_fraction", 1.5, "benefit_fraction"),
+        ("benefit_low", -0.1, "benefit_low"),
+        ("pain_sites", [], "pain_sites"),
+        ("pain_sites", ["elbow"], "elbow"),
+        ("risk_conditions", ["risk_condition_gout"], "risk_condition_gout"),
+        ("ci_method", "wald", "ci_method"),
+        ("confidence_level", 1.2, "confidence_level"),
+        ("index_date", "31/12/2015", "index_date"),
+        ("min_severity", 11, "min_severity"),
+    ],
+)
 def test_invalid_values_are_refused_naming_the_parameter(name, value, fragment):
     with pytest.raises(AnalysisError) as e:
         Params.from_mapping({name: value})

@@ -19,14 +19,21 @@ def practice_of_60(tmp_path, name="p60"):
     """60 patients aged 65; the pain cohort is one patient, aged 104, with a risk drug."""
     pts = [patient(i, birth="1950-06-15", sex="F" if i % 3 else "M") for i in range(1, 60)]
     pts.append(patient(60, birth="1911-03-03", sex="F"))
-    return write_db(tmp_path / name, {
-        "patients": pts, "pain_episodes": [pain(60), pain(60, date="2012-03-03")],
-        "prescriptions": [rx(60, "B01AC06")],
-        "diagnoses": [dx(60, "V99.77", date=f"2009-0{m}-01") for m in range(1, 10)]})
+    return write_db(
+        tmp_path / name,
+        {
+            "patients": pts,
+            "pain_episodes": [pain(60), pain(60, date="2012-03-03")],
+            "prescriptions": [rx(60, "B01AC06")],
+            "diagnoses": [dx(60, "V99.77", date=f"2009-0{m}-01") for m in range(1, 10)],
+        },
+    )
 
 
 # ----------------------------------------------------------------------------- 1. paths
-@pytest.mark.parametrize("bad", ["../../src/escaped", "/abs/path", "a/b", "x'><img src=x onerror=alert(1)>", ""])
+@pytest.mark.parametrize(
+    "bad", ["../../src/escaped", "/abs/path", "a/b", "x'><img src=x onerror=alert(1)>", ""]
+)
 def test_scenario_and_source_names_that_are_not_safe_are_refused(tmp_path, small_db, bad):
     from analysis.batch import load_batch
 
@@ -62,10 +69,23 @@ def test_an_undeclared_table_is_refused_under_every_rule(tmp_path, rule):
 def test_a_declared_table_with_another_count_column_is_refused(tmp_path):
     from analysis.outputs import save_table
 
-    sex = pd.DataFrame({"sex": ["female"], "count": [828], "denominator": [828], "pct": [100.0],
-                        "ci_low": [99.0], "ci_high": [100.0], "method": ["wilson"], "level": [0.95]})
-    with pytest.raises(AnalysisError, match="does not match its declaration: missing declared column"
-                                            r"\(s\) numerator; undeclared column\(s\) count"):
+    sex = pd.DataFrame(
+        {
+            "sex": ["female"],
+            "count": [828],
+            "denominator": [828],
+            "pct": [100.0],
+            "ci_low": [99.0],
+            "ci_high": [100.0],
+            "method": ["wilson"],
+            "level": [0.95],
+        }
+    )
+    with pytest.raises(
+        AnalysisError,
+        match="does not match its declaration: missing declared column"
+        r"\(s\) numerator; undeclared column\(s\) count",
+    ):
         save_table(sex, "sex", tmp_path, OS, Params())
     assert not list(tmp_path.rglob("*.csv"))
 
@@ -73,12 +93,22 @@ def test_a_declared_table_with_another_count_column_is_refused(tmp_path):
 def test_a_researcher_declares_a_table_in_a_few_lines_and_it_is_protected(tmp_path):
     from analysis.outputs import declare_table, save_table
 
-    declare_table("visits_by_band_test", columns=["band", "patients", "pct"], keys=["band"],
-                  counts={"patients": "patients"}, pct={"pct": ("patients", "column_total")},
-                  partition=True, note="patients by band", replace=True)
-    df = pd.DataFrame({"band": ["a", "b", "c"], "patients": [1, 40, 61], "pct": [1 / 102, 40 / 102, 61 / 102]})
+    declare_table(
+        "visits_by_band_test",
+        columns=["band", "patients", "pct"],
+        keys=["band"],
+        counts={"patients": "patients"},
+        pct={"pct": ("patients", "column_total")},
+        partition=True,
+        note="patients by band",
+        replace=True,
+    )
+    df = pd.DataFrame(
+        {"band": ["a", "b", "c"], "patients": [1, 40, 61], "pct": [1 / 102, 40 / 102, 61 / 102]}
+    )
     out = save_table(df, "visits_by_band_test", tmp_path, OS).table
-    # 1 withheld, and 40 with it (else 102 - 40 - 61 = 1); 61 rounded to 60, shares of the released 100
+    # 1 withheld, and 40 with it (else 102 - 40 - 61 = 1); 61 rounded to 60, shares of the released
+    # 100
     assert out["patients"].isna().tolist() == [True, True, False] and out["patients"].iloc[2] == 60
     assert out["pct"].iloc[2] == pytest.approx(60.0)
     written = pd.read_csv(tmp_path / "tables" / "visits_by_band_test.csv")
@@ -91,7 +121,9 @@ def test_statistics_of_a_withheld_group_are_withheld(tmp_path):
     from analysis.study import run_study
 
     s = run_study(practice_of_60(tmp_path), drug_counts=True)
-    t = disclosure.protect(statistics.table_one(s.cube), "table_one", s.disclosure_rule, s.params).table
+    t = disclosure.protect(
+        statistics.table_one(s.cube), "table_one", s.disclosure_rule, s.params
+    ).table
     pain_cols = [c for c in t.columns if c.startswith("pain_")] + ["smd"]
     assert t[pain_cols].isna().all().all(), t[pain_cols]
     # the rest's count is the population minus the pain cohort: withheld with it
@@ -104,10 +136,14 @@ def test_extremes_do_not_reveal_that_a_row_exists(tmp_path):
     from analysis.study import run_study
 
     s = run_study(practice_of_60(tmp_path))
-    by_age = disclosure.protect(statistics.age_by_sex_counts(s.cube), "age_by_sex_counts", s.disclosure_rule)
+    by_age = disclosure.protect(
+        statistics.age_by_sex_counts(s.cube), "age_by_sex_counts", s.disclosure_rule
+    )
     ages = by_age.table["age"].astype(str).tolist()
     assert "104" not in ages and "90+" not in ages and by_age.dropped_rows >= 1
-    pyr = disclosure.protect(statistics.age_sex_counts(s.cube), "age_sex_pyramid", s.disclosure_rule).table
+    pyr = disclosure.protect(
+        statistics.age_sex_counts(s.cube), "age_sex_pyramid", s.disclosure_rule
+    ).table
     assert not any(str(g).startswith("10") for g in pyr["age_group"])
 
 
@@ -157,7 +193,9 @@ def test_odds_ratios_are_fitted_on_released_counts(tmp_path):
     raw = statistics.risk_condition_regression(s.cube, p)
     exact = (219 / 23) / (158 / 51)  # the cross-product ratio of the true counts
     assert raw.set_index("term").loc["male vs female", "odds_ratio"] == pytest.approx(exact)
-    t = disclosure.protect(raw, "risk_condition_odds_ratios", s.disclosure_rule, p).table.set_index("term")
+    t = disclosure.protect(raw, "risk_condition_odds_ratios", s.disclosure_rule, p).table.set_index(
+        "term"
+    )
     released = (220 / 25) / (160 / 50)  # the same ratio of the counts rounded to 5
     assert t.loc["male vs female", "odds_ratio"] == round(released, 2) != round(exact, 2)
 
@@ -167,21 +205,35 @@ def test_percentages_come_from_released_counts_over_released_totals(tmp_path):
     from analysis.study import run_study
 
     s = run_study(one_band_db(tmp_path), Params(age_band_edges=(45,)))
-    combos = disclosure.protect(statistics.condition_combinations(s.cube), "condition_combinations",
-                                s.disclosure_rule).table
+    combos = disclosure.protect(
+        statistics.condition_combinations(s.cube), "condition_combinations", s.disclosure_rule
+    ).table
     total = OS.round(451)
     for _, r in combos.iterrows():
         assert r["n"] % 5 == 0 and r["pct_of_pain"] == pytest.approx(100 * r["n"] / total)
-    t1 = disclosure.protect(statistics.table_one(s.cube), "table_one", s.disclosure_rule, s.params).table
+    t1 = disclosure.protect(
+        statistics.table_one(s.cube), "table_one", s.disclosure_rule, s.params
+    ).table
     fem = t1[t1["variable"] == "female"].iloc[0]
     assert fem["pain_n"] == 210 and fem["pain_pct"] == pytest.approx(100 * 210 / 450)
 
 
 def test_duplicates_and_their_shares_are_released_rounded():
-    dups = pd.DataFrame({"table": ["diagnoses"], "records": [8324], "exact_duplicates": [901],
-                         "patients": [300], "pct": [100 * 901 / 8324]})
+    dups = pd.DataFrame(
+        {
+            "table": ["diagnoses"],
+            "records": [8324],
+            "exact_duplicates": [901],
+            "patients": [300],
+            "pct": [100 * 901 / 8324],
+        }
+    )
     t = disclosure.protect(dups, "duplicates", OS).table.iloc[0]
-    assert t["records"] == 8325 and t["exact_duplicates"] == 900 and t["pct"] == pytest.approx(100 * 900 / 8325)
+    assert (
+        t["records"] == 8325
+        and t["exact_duplicates"] == 900
+        and t["pct"] == pytest.approx(100 * 900 / 8325)
+    )
 
 
 # ----------------------------------------------------------------------------- 7. failed runs
@@ -191,7 +243,9 @@ def test_a_validation_error_on_real_data_is_withheld_from_the_notebook(tmp_path,
     monkeypatch.setenv("ANALYSIS_LOG_DIR", str(tmp_path / "logs"))
     bad = write_db(tmp_path / "bad", {"patients": [patient(987654321, birth="2099-01-01")]})
     with pytest.raises(AnalysisError) as exc:
-        notebook.start({"data": str(bad), "output_dir": str(tmp_path / "out")}, notebook="01_cohort_profile")
+        notebook.start(
+            {"data": str(bad), "output_dir": str(tmp_path / "out")}, notebook="01_cohort_profile"
+        )
     text = str(exc.value)
     assert "987654321" not in text and "2099" not in text
     assert "python -m analysis figures --data" in text
@@ -206,13 +260,19 @@ def test_every_value_in_the_html_is_escaped(tmp_path):
     from analysis.notebook import display_table
     from analysis.report_index import render_index
 
-    codes = pd.DataFrame({"code": ["<img src=x onerror=alert(9)>"], "patients": [12], "records": [12]})
+    codes = pd.DataFrame(
+        {"code": ["<img src=x onerror=alert(9)>"], "patients": [12], "records": [12]}
+    )
     assert "<img src=x" not in display_table(codes).to_html()
     evil = "x'><img src=x onerror=alert(1)>"
     run = tmp_path / "b" / evil
     run.mkdir(parents=True)
-    (run / "manifest.json").write_text(json.dumps({"notebook": evil, "scenario": evil, "status": "ok"}))
-    page = render_index(SimpleNamespace(out=tmp_path / "b", runs=[], name="b", path=tmp_path / "b.yaml"))
+    (run / "manifest.json").write_text(
+        json.dumps({"notebook": evil, "scenario": evil, "status": "ok"})
+    )
+    page = render_index(
+        SimpleNamespace(out=tmp_path / "b", runs=[], name="b", path=tmp_path / "b.yaml")
+    )
     assert "<img src=x" not in page and "onerror=alert(1)>" not in page.replace("&gt;", "")
 
 
@@ -220,17 +280,26 @@ def test_every_value_in_the_html_is_escaped(tmp_path):
 SECRET = "Pa55-Secret-Value"
 
 
-@pytest.mark.parametrize("text", [f"postgresql://me:{SECRET}@h/db", f"POSTGRESQL://me:{SECRET}@h/db",
-                                  f"Postgres://me@h/db?password={SECRET}", f"postgresql://me@h/db?sslmode=require&PASSWORD={SECRET}",
-                                  f"host=h dbname=db password={SECRET}"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"postgresql://me:{SECRET}@h/db",
+        f"POSTGRESQL://me:{SECRET}@h/db",
+        f"Postgres://me@h/db?password={SECRET}",
+        f"postgresql://me@h/db?sslmode=require&PASSWORD={SECRET}",
+        f"host=h dbname=db password={SECRET}",
+    ],
+)
 def test_every_libpq_spelling_of_a_password_is_refused_without_echo(tmp_path, small_db, text):
     from analysis.batch import load_batch
     from analysis.credentials import holds_password
     from analysis.data import open_database
 
     assert holds_password(text)
-    for raw in ({"name": "b", "data": text},
-                {"name": "b", "data": str(small_db), "scenarios": {"s": {"grid": text}}}):
+    for raw in (
+        {"name": "b", "data": text},
+        {"name": "b", "data": str(small_db), "scenarios": {"s": {"grid": text}}},
+    ):
         f = tmp_path / "b.yaml"
         f.write_text(json.dumps(raw))
         with pytest.raises(AnalysisError, match="holds a database password") as exc:
@@ -245,7 +314,9 @@ def test_urls_without_a_password_are_not_refused():
     from analysis.credentials import holds_password
 
     assert not holds_password("postgresql://me@h:5432/db?schema=x&password_env=MYPW")
-    assert not holds_password("data/private/mine") and not holds_password("spark://local[2]?path=/x")
+    assert not holds_password("data/private/mine") and not holds_password(
+        "spark://local[2]?path=/x"
+    )
 
 
 # ----------------------------------------------------------------------------- 10 and 13
@@ -254,9 +325,14 @@ def test_weaker_settings_than_the_rule_are_stamped_not_for_release(tmp_path):
 
     weak = Params(disclosure_threshold=1, disclosure_rounding=1)
     assert disclosure.release_status(weak, is_synthetic=False) == "NOT FOR RELEASE"
-    assert disclosure.release_status(Params(disclosure_threshold=10, disclosure_rounding=10), False) \
+    assert (
+        disclosure.release_status(Params(disclosure_threshold=10, disclosure_rounding=10), False)
         == "aggregates under disclosure control"
-    assert disclosure.release_status(Params(disclosure="ohdsi", disclosure_threshold=4), False) == "NOT FOR RELEASE"
+    )
+    assert (
+        disclosure.release_status(Params(disclosure="ohdsi", disclosure_threshold=4), False)
+        == "NOT FOR RELEASE"
+    )
     figs = run_study(practice_of_60(tmp_path), weak).figures()
     assert all(f["release"] == "NOT FOR RELEASE" for f in figs)
 
@@ -284,12 +360,19 @@ def test_import_never_deletes_a_file_it_did_not_write(tmp_path):
     mapping = tmp_path / "m.yaml"
     from conftest import COLUMNS
 
-    mapping.write_text("tables:\n" + "".join(
-        f"  {t}: {{files: [{src / (t + '.csv')}], columns: {{{', '.join(f'{c}: {c}' for c in cols)}}}}}\n"
-        for t, cols in COLUMNS.items()))
+    mapping.write_text(
+        "tables:\n"
+        + "".join(
+            f"  {t}: {{files: [{src / (t + '.csv')}], "
+            f"columns: {{{', '.join(f'{c}: {c}' for c in cols)}}}}}\n"
+            for t, cols in COLUMNS.items()
+        )
+    )
     with pytest.raises(AnalysisError, match="did not write .*notes.txt.*nothing was deleted"):
         import_extract(mapping, into)
-    assert (into / "notes.txt").read_text() == "my notes" and (into / "original_extract.csv").exists()
+    assert (into / "notes.txt").read_text() == "my notes" and (
+        into / "original_extract.csv"
+    ).exists()
     # into a new folder it works, and a second import replaces its own files only
     import_extract(mapping, tmp_path / "fresh")
     import_extract(mapping, tmp_path / "fresh")
@@ -299,10 +382,15 @@ def test_import_never_deletes_a_file_it_did_not_write(tmp_path):
     assert (tmp_path / "fresh" / "mine.txt").exists()
 
 
-@pytest.mark.parametrize("argv", [["sensitivity", "--grid", f"postgresql://me:{SECRET}@h/db"],
-                                  ["figures", "--data", f"POSTGRESQL://me:{SECRET}@h/db"],
-                                  ["figures", "--set", f"data=postgres://me@h/db?password={SECRET}"],
-                                  ["load", "--data", "x", "--into", f"postgresql://me:{SECRET}@h/db"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sensitivity", "--grid", f"postgresql://me:{SECRET}@h/db"],
+        ["figures", "--data", f"POSTGRESQL://me:{SECRET}@h/db"],
+        ["figures", "--set", f"data=postgres://me@h/db?password={SECRET}"],
+        ["load", "--data", "x", "--into", f"postgresql://me:{SECRET}@h/db"],
+    ],
+)
 def test_the_command_line_refuses_a_password_without_echo(argv, capsys):
     from analysis.cli import main
 
@@ -320,19 +408,31 @@ def test_a_mean_that_rests_on_few_patients_is_withheld(tmp_path):
 
     pts = [patient(i) for i in range(1, 201)]
     eps = [pain(i) for i in range(1, 101)]
-    s = run_study(write_db(tmp_path / "d", {"patients": pts, "pain_episodes": eps,
-                                            "prescriptions": [rx(1, "N02BE01")]}), drug_counts=True)
+    s = run_study(
+        write_db(
+            tmp_path / "d",
+            {"patients": pts, "pain_episodes": eps, "prescriptions": [rx(1, "N02BE01")]},
+        ),
+        drug_counts=True,
+    )
     raw = statistics.table_one(s.cube).set_index("variable")
     assert raw.loc["number of drugs prescribed in the window", "pain_mean"] == pytest.approx(0.01)
-    t = disclosure.protect(statistics.table_one(s.cube), "table_one", s.disclosure_rule, s.params).table
+    t = disclosure.protect(
+        statistics.table_one(s.cube), "table_one", s.disclosure_rule, s.params
+    ).table
     row = t.set_index("variable").loc["number of drugs prescribed in the window"]
     assert row[["pain_mean", "pain_sd", "rest_mean", "rest_sd", "smd"]].isna().all()
     age = t.set_index("variable").loc["age, years"]
     assert age["pain_mean"] == 65.0 and age["rest_mean"] == 65.0  # ages rest on the whole group
 
 
-@pytest.mark.parametrize("argv", [["figures", "--set", f"index_date=postgresql://u:{SECRET}@h/db"],
-                                  ["figures", "--set", f"index_date=postgresql://u:{SECRET.replace('-', '%2D')}@h/db"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["figures", "--set", f"index_date=postgresql://u:{SECRET}@h/db"],
+        ["figures", "--set", f"index_date=postgresql://u:{SECRET.replace('-', '%2D')}@h/db"],
+    ],
+)
 def test_a_password_inside_another_value_is_refused(argv, capsys):
     from analysis.cli import main
 
@@ -361,8 +461,12 @@ def test_only_a_true_mark_makes_data_synthetic(tmp_path):
     from analysis.data import is_marked_synthetic, open_database
 
     db = practice_of_60(tmp_path)
-    for text, expected in (('{"synthetic": "false"}', False), ('{"synthetic": 1}', False),
-                           ('{"synthetic": "true"}', False), ('{"synthetic": true}', True)):
+    for text, expected in (
+        ('{"synthetic": "false"}', False),
+        ('{"synthetic": 1}', False),
+        ('{"synthetic": "true"}', False),
+        ('{"synthetic": true}', True),
+    ):
         (db / "dataset.json").write_text(text)
         assert is_marked_synthetic(db) is expected, text
         d = open_database(db)
@@ -378,8 +482,12 @@ def test_a_batch_never_deletes_a_file_it_did_not_write(tmp_path, small_db):
     f = tmp_path / "mine.yaml"
     f.write_text(f"name: mine\ndata: {small_db}\nruns:\n  - notebooks: [03_eligibility]\n")
     b = load_batch(f, reports=tmp_path / "u")
-    planted = [b.out / ".tmp-keep" / "notes.txt", b.out / "default-03_eligibility" / "thesis.txt",
-               b.out / "default-03_eligibility.failed" / "x.txt", b.out / "my_index_notes.md"]
+    planted = [
+        b.out / ".tmp-keep" / "notes.txt",
+        b.out / "default-03_eligibility" / "thesis.txt",
+        b.out / "default-03_eligibility.failed" / "x.txt",
+        b.out / "my_index_notes.md",
+    ]
     for p in planted:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text("mine")
@@ -395,13 +503,20 @@ def test_a_batch_never_deletes_a_file_it_did_not_write(tmp_path, small_db):
 def test_a_code_that_a_spreadsheet_would_run_is_defused(tmp_path):
     from analysis.outputs import write_csv
 
-    df = pd.DataFrame({"code": ['=HYPERLINK("http://evil/")', "401.9", "-1+1", "+0.00"], "patients": [10, 10, -5, 1]})
+    df = pd.DataFrame(
+        {
+            "code": ['=HYPERLINK("http://evil/")', "401.9", "-1+1", "+0.00"],
+            "patients": [10, 10, -5, 1],
+        }
+    )
     text = write_csv(df, tmp_path / "t.csv").read_text()
     assert "'=HYPERLINK" in text and "'-1+1" in text and "\n401.9," in text and ",-5\n" in text
     assert "\n+0.00,1\n" in text  # a signed number is a number
 
 
-@pytest.mark.parametrize("argv", [["sensitivity", "--disclosure", "off"], ["audit", "--set", "disclosure_threshold=1"]])
+@pytest.mark.parametrize(
+    "argv", [["sensitivity", "--disclosure", "off"], ["audit", "--set", "disclosure_threshold=1"]]
+)
 def test_every_command_stamps_unprotected_real_data(tmp_path, capsys, argv):
     from analysis.cli import main
 

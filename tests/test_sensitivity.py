@@ -31,20 +31,36 @@ def test_the_base_cell_is_the_papers_target(grid_and_table):
     assert base["target_n"] == 121 and base["candidates"] == pytest.approx(60.5)
 
 
-@pytest.mark.parametrize("changes,labels", [
-    ({"elderly_age": 65, "min_episodes": 3}, {"elderly_age": "65", "min_episodes": "3"}),
-    ({"min_severity": 7, "elderly_age": 85}, {"min_severity": "7", "elderly_age": "85"}),
-    ({"risk_conditions": ["risk_condition_cardiovascular_disease", "risk_condition_heart_failure",
-                          "risk_condition_renal_impairment", "risk_condition_gastrointestinal_disorders"]},
-     {"risk_conditions": "cardiovascular_renal_gi"}),
-])
+@pytest.mark.parametrize(
+    "changes,labels",
+    [
+        ({"elderly_age": 65, "min_episodes": 3}, {"elderly_age": "65", "min_episodes": "3"}),
+        ({"min_severity": 7, "elderly_age": 85}, {"min_severity": "7", "elderly_age": "85"}),
+        (
+            {
+                "risk_conditions": [
+                    "risk_condition_cardiovascular_disease",
+                    "risk_condition_heart_failure",
+                    "risk_condition_renal_impairment",
+                    "risk_condition_gastrointestinal_disorders",
+                ]
+            },
+            {"risk_conditions": "cardiovascular_renal_gi"},
+        ),
+    ],
+)
 def test_each_cell_equals_a_separate_analysis(default_db, grid_and_table, changes, labels):
     _, table = grid_and_table
     sub = table[(table["benefit_fraction"] == "0.5")]
     for k, v in labels.items():
         sub = sub[sub[k] == v]
     for k in {"elderly_age", "min_episodes", "min_severity", "risk_conditions"} - set(labels):
-        base = {"elderly_age": "75", "min_episodes": "2", "min_severity": "4", "risk_conditions": "all_seven"}[k]
+        base = {
+            "elderly_age": "75",
+            "min_episodes": "2",
+            "min_severity": "4",
+            "risk_conditions": "all_seven",
+        }[k]
         sub = sub[sub[k] == base]
     assert len(sub) == 1
     study = run_study(default_db, Params().replace(**changes))
@@ -93,9 +109,13 @@ def test_the_sensitivity_command_refuses_bad_data_with_the_validation_message(tm
 
     from conftest import pain, patient, write_db
 
-    folder = write_db(tmp_path / "db", {"patients": [patient(1, birth="1950-13-45")],
-                                        "pain_episodes": [pain(1)]})
-    r = subprocess.run([sys.executable, "-m", "analysis", "sensitivity", "--data", str(folder), "--json"],
-                       capture_output=True, text=True)
+    folder = write_db(
+        tmp_path / "db", {"patients": [patient(1, birth="1950-13-45")], "pain_episodes": [pain(1)]}
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "analysis", "sensitivity", "--data", str(folder), "--json"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode != 0 and r.stdout == ""
     assert "column birth_date, row 1" in r.stderr and "Traceback" not in r.stderr

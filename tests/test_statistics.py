@@ -56,7 +56,9 @@ def jeffreys_by_hand(x, n, level=0.95):
 
 @pytest.mark.parametrize("x,n", [(81, 263), (15, 148), (0, 20), (1, 29), (20, 20), (121, 827)])
 def test_agresti_coull_and_jeffreys_match_their_formulas(x, n):
-    assert proportion_ci(x, n, 0.95, "agresti_coull") == pytest.approx(agresti_coull_by_hand(x, n), abs=1e-9)
+    assert proportion_ci(x, n, 0.95, "agresti_coull") == pytest.approx(
+        agresti_coull_by_hand(x, n), abs=1e-9
+    )
     assert proportion_ci(x, n, 0.95, "jeffreys") == pytest.approx(jeffreys_by_hand(x, n), abs=1e-9)
 
 
@@ -102,17 +104,39 @@ def test_standardized_differences_by_hand():
 def cube_from(rows, params=None):
     """A profile cube built by hand: rows of (age, sex, qualifying episodes, cond_mask, n)."""
     p = params or Params()
-    cells = pd.DataFrame([{"age": a, "sex": s, "q4": q, "site_mask": 1 if q else 0, "cond_mask": c,
-                           "drug_mask": 0, "n": n, "drugs_sum": 0, "drugs_sq": 0}
-                          for a, s, q, c, n in rows])
-    return ProfileCube(columns=cells, params=p, severities=(4,), episode_cap=2,
-                       condition_lists=p.risk_conditions, drug_lists=p.risk_drugs, sites=p.pain_sites,
-                       drug_counts=True)
+    cells = pd.DataFrame(
+        [
+            {
+                "age": a,
+                "sex": s,
+                "q4": q,
+                "site_mask": 1 if q else 0,
+                "cond_mask": c,
+                "drug_mask": 0,
+                "n": n,
+                "drugs_sum": 0,
+                "drugs_sq": 0,
+            }
+            for a, s, q, c, n in rows
+        ]
+    )
+    return ProfileCube(
+        columns=cells,
+        params=p,
+        severities=(4,),
+        episode_cap=2,
+        condition_lists=p.risk_conditions,
+        drug_lists=p.risk_drugs,
+        sites=p.pain_sites,
+        drug_counts=True,
+    )
 
 
 def test_odds_ratio_equals_the_cross_product_ratio_with_woolf_interval():
     # pain cohort, women only: <45: 10 with a risk condition, 30 without; 45-54: 20 and 20.
-    cube = cube_from([(40, "F", 1, 4, 10), (40, "F", 1, 0, 30), (50, "F", 1, 4, 20), (50, "F", 1, 0, 20)])
+    cube = cube_from(
+        [(40, "F", 1, 4, 10), (40, "F", 1, 0, 30), (50, "F", 1, 4, 20), (50, "F", 1, 0, 20)]
+    )
     t = risk_condition_regression(cube).set_index("term")
     row = t.loc["age 45-54 vs <45"]
     assert row["odds_ratio"] == pytest.approx((20 * 30) / (20 * 10), rel=1e-6)
@@ -135,22 +159,33 @@ def test_table_one_counts_and_smd_by_hand():
 
 
 def test_combinations_count_each_exact_set_of_conditions():
-    cube = cube_from([(50, "F", 1, 4, 3), (50, "F", 1, 4 | 2, 2), (50, "F", 1, 0, 5), (50, "F", 0, 4, 9)])
+    cube = cube_from(
+        [(50, "F", 1, 4, 3), (50, "F", 1, 4 | 2, 2), (50, "F", 1, 0, 5), (50, "F", 0, 4, 9)]
+    )
     c = condition_combinations(cube)
     assert c["n"].tolist() == [5, 3, 2]
     assert c.loc[1, "hypertension"] and not c.loc[1, "heart failure"]
     assert c.loc[2, "hypertension"] and c.loc[2, "heart failure"] and c.loc[2, "n_conditions"] == 2
 
 
-@pytest.mark.parametrize("method,sm", [("wilson", "wilson"), ("clopper_pearson", "beta"),
-                                       ("agresti_coull", "agresti_coull"), ("jeffreys", "jeffreys")])
+@pytest.mark.parametrize(
+    "method,sm",
+    [
+        ("wilson", "wilson"),
+        ("clopper_pearson", "beta"),
+        ("agresti_coull", "agresti_coull"),
+        ("jeffreys", "jeffreys"),
+    ],
+)
 def test_intervals_agree_with_statsmodels(method, sm):
     from statsmodels.stats.proportion import proportion_confint
 
     for x, n in [(1, 7), (5, 40), (121, 827), (376, 827), (1452, 2503), (3, 10_000)]:
         for level in (0.9, 0.95, 0.99):
             lo, hi = proportion_confint(x, n, alpha=1 - level, method=sm)
-            assert proportion_ci(x, n, level, method) == pytest.approx((max(0, lo), min(1, hi)), abs=1e-10)
+            assert proportion_ci(x, n, level, method) == pytest.approx(
+                (max(0, lo), min(1, hi)), abs=1e-10
+            )
 
 
 @pytest.mark.parametrize("df", [1, 3, 10, 199, 200, 201, 500, 826, 2502, 10**6])

@@ -33,22 +33,36 @@ def paper_figures(folder):
     # the population: registered on or before the index date, not deregistered before the
     # window opened (1 January 2006), born on or before the index date
     reg_to = pd.to_datetime(pts["registered_to"])
-    pts = pts[(pd.to_datetime(pts["registered_from"]) <= idx) & (reg_to.isna() | (reg_to >= "2006-01-01"))
-              & (pd.to_datetime(pts["birth_date"]) <= idx)].copy()
+    pts = pts[
+        (pd.to_datetime(pts["registered_from"]) <= idx)
+        & (reg_to.isna() | (reg_to >= "2006-01-01"))
+        & (pd.to_datetime(pts["birth_date"]) <= idx)
+    ].copy()
     b = pd.to_datetime(pts["birth_date"])
     had_birthday = (b.dt.month < idx.month) | ((b.dt.month == idx.month) & (b.dt.day <= idx.day))
     pts["age"] = idx.year - b.dt.year - (~had_birthday).astype(int)
     pe = t["pain_episodes"]
     d = pd.to_datetime(pe["date"])
-    q = pe[pe["site"].isin(["hip", "neck", "back", "knee"]) & (pe["severity"] >= 4)
-           & (pe["cause"] == "osteoarticular") & (d >= "2006-01-01") & (d <= "2015-12-31")]
+    q = pe[
+        pe["site"].isin(["hip", "neck", "back", "knee"])
+        & (pe["severity"] >= 4)
+        & (pe["cause"] == "osteoarticular")
+        & (d >= "2006-01-01")
+        & (d <= "2015-12-31")
+    ]
     nq = q.groupby("patient_id").size()
     pts["n_q"] = pts["patient_id"].map(nq).fillna(0)
     dxx = t["diagnoses"]
     codes = dxx["code"].str.replace(".", "", regex=False)
-    risk_dx = dxx[codes.str.startswith(prefixes("risk_condition_*.csv")) & (pd.to_datetime(dxx["date"]) <= idx)]
+    risk_dx = dxx[
+        codes.str.startswith(prefixes("risk_condition_*.csv"))
+        & (pd.to_datetime(dxx["date"]) <= idx)
+    ]
     rxx = t["prescriptions"]
-    risk_rx = rxx[rxx["atc_code"].str.startswith(prefixes("risk_drug_*.csv")) & (pd.to_datetime(rxx["date"]) <= idx)]
+    risk_rx = rxx[
+        rxx["atc_code"].str.startswith(prefixes("risk_drug_*.csv"))
+        & (pd.to_datetime(rxx["date"]) <= idx)
+    ]
     pts["cond"] = pts["patient_id"].isin(risk_dx["patient_id"])
     pts["drug"] = pts["patient_id"].isin(risk_rx["patient_id"])
     pain = pts[pts["n_q"] >= 1]
@@ -56,7 +70,8 @@ def paper_figures(folder):
     n = len(pts)
     return {
         "P1": n,
-        "P2 mean": round(pts["age"].mean(), 2), "P2 sd": round(pts["age"].std(ddof=1), 2),
+        "P2 mean": round(pts["age"].mean(), 2),
+        "P2 sd": round(pts["age"].std(ddof=1), 2),
         "P3": (pts["age"].min(), pts["age"].max()),
         "P4": round(100 * (pts["sex"] == "F").mean(), 2),
         "P5": (len(pain), round(100 * len(pain) / n, 2)),
@@ -88,7 +103,9 @@ def test_the_default_holds_patients_the_population_leaves_out(default_db):
     reg_from, reg_to = pd.to_datetime(pts["registered_from"]), pd.to_datetime(pts["registered_to"])
     assert len(pts) == 2503 + 75
     assert (reg_to < "2006-01-01").sum() == 40
-    assert (reg_from > "2015-12-31").sum() - (pd.to_datetime(pts["birth_date"]) > "2015-12-31").sum() == 25
+    assert (reg_from > "2015-12-31").sum() - (
+        pd.to_datetime(pts["birth_date"]) > "2015-12-31"
+    ).sum() == 25
     assert (pd.to_datetime(pts["birth_date"]) > "2015-12-31").sum() == 10
     everyone = paper_figures_without_population(default_db)
     assert everyone["P5"][0] > 827 and everyone["P1"] == 2578
@@ -106,7 +123,9 @@ def paper_figures_without_population(folder):
     pts = pd.read_parquet(tmp / "patients.parquet")
     pts["registered_from"] = pd.Timestamp("1980-01-01").date()
     pts["registered_to"] = None
-    pts["birth_date"] = pd.to_datetime(pts["birth_date"]).clip(upper=pd.Timestamp("2015-12-31")).dt.date
+    pts["birth_date"] = (
+        pd.to_datetime(pts["birth_date"]).clip(upper=pd.Timestamp("2015-12-31")).dt.date
+    )
     pts.to_parquet(tmp / "patients.parquet", index=False)
     return paper_figures(tmp)
 
@@ -117,7 +136,9 @@ def test_naive_counts_give_different_answers(default_db):
     pe = pd.read_parquet(default_db / "pain_episodes.parquet")
     assert pe["patient_id"].nunique() > 827 + 200
     assert (pe["severity"] < 4).any() and (~pe["site"].isin(["hip", "neck", "back", "knee"])).any()
-    assert (pe["cause"] != "osteoarticular").any() and (pd.to_datetime(pe["date"]) < "2006-01-01").any()
+    assert (pe["cause"] != "osteoarticular").any() and (
+        pd.to_datetime(pe["date"]) < "2006-01-01"
+    ).any()
     dxx = pd.read_parquet(default_db / "diagnoses.parquet")
     assert (~dxx["code"].str.contains(r"\.")).any()  # codes without dots exist
 
@@ -131,7 +152,9 @@ def test_same_seed_gives_byte_identical_files(tmp_path):
 
 def test_another_seed_gives_other_rows_but_the_same_figures(tmp_path, default_db):
     other = synth.generate(tmp_path / "other", seed=99)
-    assert (other / "patients.parquet").read_bytes() != (default_db / "patients.parquet").read_bytes()
+    assert (other / "patients.parquet").read_bytes() != (
+        default_db / "patients.parquet"
+    ).read_bytes()
     assert paper_figures(other) == paper_figures(default_db)
 
 

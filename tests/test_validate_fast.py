@@ -18,20 +18,48 @@ from analysis.contract import SCHEMA, TABLES
 from analysis.errors import AnalysisError
 
 D = dt.date.fromisoformat
-TYPES = {"patient_id": pa.int64(), "practice_id": pa.string(), "sex": pa.string(),
-         "birth_date": pa.date32(), "registered_from": pa.date32(), "registered_to": pa.date32(),
-         "date": pa.date32(), "code": pa.string(), "site": pa.string(), "severity": pa.int32(),
-         "cause": pa.string(), "atc_code": pa.string()}
+TYPES = {
+    "patient_id": pa.int64(),
+    "practice_id": pa.string(),
+    "sex": pa.string(),
+    "birth_date": pa.date32(),
+    "registered_from": pa.date32(),
+    "registered_to": pa.date32(),
+    "date": pa.date32(),
+    "code": pa.string(),
+    "site": pa.string(),
+    "severity": pa.int32(),
+    "cause": pa.string(),
+    "atc_code": pa.string(),
+}
 
 
 def base_tables() -> dict[str, list[dict]]:
-    patients = [{"patient_id": i, "practice_id": "P01", "sex": "F" if i % 2 else "M",
-                 "birth_date": D("1940-01-01") + dt.timedelta(days=97 * i),
-                 "registered_from": D("1990-01-01"), "registered_to": None} for i in range(1, 31)]
+    patients = [
+        {
+            "patient_id": i,
+            "practice_id": "P01",
+            "sex": "F" if i % 2 else "M",
+            "birth_date": D("1940-01-01") + dt.timedelta(days=97 * i),
+            "registered_from": D("1990-01-01"),
+            "registered_to": None,
+        }
+        for i in range(1, 31)
+    ]
     dx = [{"patient_id": i, "date": D("2005-01-01"), "code": "401.9"} for i in range(1, 31, 2)]
-    pain = [{"patient_id": i, "date": D("2010-05-01"), "site": "knee", "severity": 6,
-             "cause": "osteoarticular"} for i in range(1, 31, 3)]
-    rx = [{"patient_id": i, "date": D("2012-03-01"), "atc_code": "B01AC06"} for i in range(2, 31, 4)]
+    pain = [
+        {
+            "patient_id": i,
+            "date": D("2010-05-01"),
+            "site": "knee",
+            "severity": 6,
+            "cause": "osteoarticular",
+        }
+        for i in range(1, 31, 3)
+    ]
+    rx = [
+        {"patient_id": i, "date": D("2012-03-01"), "atc_code": "B01AC06"} for i in range(2, 31, 4)
+    ]
     return {"patients": patients, "diagnoses": dx, "pain_episodes": pain, "prescriptions": rx}
 
 
@@ -41,8 +69,12 @@ def write_parquet(folder, tables, *, statistics=True, row_group_size=7, extract_
         cols = [c.name for c in SCHEMA[table]]
         rows = tables[table]
         arrays = {c: pa.array([r.get(c) for r in rows], type=TYPES[c]) for c in cols}
-        pq.write_table(pa.table(arrays), folder / f"{table}.parquet", write_statistics=statistics,
-                       row_group_size=row_group_size)
+        pq.write_table(
+            pa.table(arrays),
+            folder / f"{table}.parquet",
+            write_statistics=statistics,
+            row_group_size=row_group_size,
+        )
     meta = {"synthetic": True}
     if extract_date:
         meta["extract_date"] = extract_date
@@ -69,7 +101,10 @@ def lookup_taken(folder) -> bool:
     db = data.open_database(folder, validate=False)
     try:
         types = {t: data._column_types(db, t) for t in TABLES}
-        return validate_fast.event_checks(db.con, types, TABLES[1:], dt.date.today(), db.files) is not None
+        return (
+            validate_fast.event_checks(db.con, types, TABLES[1:], dt.date.today(), db.files)
+            is not None
+        )
     finally:
         db.close()
 
@@ -95,34 +130,52 @@ def test_statistics_settle_clean_columns_but_not_a_vocabulary_of_two_values(tmp_
     assert validate_fast.settled_by_stats(sev, "INTEGER", pain["severity"])
     assert validate_fast.settled_by_stats(sev, "INTEGER", validate_fast.ColumnStats(0, 0, 10))
     assert not validate_fast.settled_by_stats(sev, "INTEGER", validate_fast.ColumnStats(0, 0, 11))
-    assert not validate_fast.settled_by_stats(sev, "INTEGER", validate_fast.ColumnStats(None, 0, 10))
+    assert not validate_fast.settled_by_stats(
+        sev, "INTEGER", validate_fast.ColumnStats(None, 0, 10)
+    )
 
 
 def _edit(table, index, **changes):
     def apply(t):
         t[table][index].update(changes)
+
     return apply
 
 
 def _append(table, row):
     def apply(t):
         t[table].append(row)
+
     return apply
 
 
 CASES = {
     "duplicate patient id": (_edit("patients", 4, patient_id=4), "a unique patient_id"),
     "unknown patient inside the id range": (
-        lambda t: t["patients"].pop(9), "the patient_id of a patient in the patients table"),
+        lambda t: t["patients"].pop(9),
+        "the patient_id of a patient in the patients table",
+    ),
     "unknown patient above the range": (
         _append("diagnoses", {"patient_id": 999, "date": D("2001-01-01"), "code": "250"}),
-        "the patient_id of a patient"),
+        "the patient_id of a patient",
+    ),
     "unknown patient id 0 and negative": (
-        lambda t: t["prescriptions"].extend([{"patient_id": 0, "date": D("2001-01-01"), "atc_code": "N06AB03"},
-                                             {"patient_id": -3, "date": D("2001-01-01"), "atc_code": "N06AB03"}]),
-        "the patient_id of a patient"),
-    "event before birth": (_edit("pain_episodes", 2, date=D("1930-01-01")), "on or after the patient's birth"),
-    "event after the extract date": (_edit("diagnoses", 0, date=D("2016-07-01")), "not after 2016-06-30"),
+        lambda t: t["prescriptions"].extend(
+            [
+                {"patient_id": 0, "date": D("2001-01-01"), "atc_code": "N06AB03"},
+                {"patient_id": -3, "date": D("2001-01-01"), "atc_code": "N06AB03"},
+            ]
+        ),
+        "the patient_id of a patient",
+    ),
+    "event before birth": (
+        _edit("pain_episodes", 2, date=D("1930-01-01")),
+        "on or after the patient's birth",
+    ),
+    "event after the extract date": (
+        _edit("diagnoses", 0, date=D("2016-07-01")),
+        "not after 2016-06-30",
+    ),
     "null patient id of an event": (_edit("diagnoses", 3, patient_id=None), "patient_id"),
     "null event date": (_edit("prescriptions", 1, date=None), "column date"),
     "severity 11": (_edit("pain_episodes", 0, severity=11), "column severity"),
@@ -130,10 +183,22 @@ CASES = {
     "site null": (_edit("pain_episodes", 1, site=None), "column site"),
     "blank code": (_edit("diagnoses", 2, code="  "), "column code"),
     "empty ATC code": (_edit("prescriptions", 0, atc_code=""), "column atc_code"),
-    "code of a no-break space (DuckDB's trim strips it)": (_edit("diagnoses", 4, code="\u00a0"), "column code"),
-    "practice id of an ideographic space": (_edit("patients", 8, practice_id="\u3000"), "column practice_id"),
-    "registration ends before it starts": (_edit("patients", 3, registered_to=D("1989-01-01")), "registered_to"),
-    "birth after the extract date": (_edit("patients", 5, birth_date=D("2020-01-01")), "birth_date"),
+    "code of a no-break space (DuckDB's trim strips it)": (
+        _edit("diagnoses", 4, code="\u00a0"),
+        "column code",
+    ),
+    "practice id of an ideographic space": (
+        _edit("patients", 8, practice_id="\u3000"),
+        "column practice_id",
+    ),
+    "registration ends before it starts": (
+        _edit("patients", 3, registered_to=D("1989-01-01")),
+        "registered_to",
+    ),
+    "birth after the extract date": (
+        _edit("patients", 5, birth_date=D("2020-01-01")),
+        "birth_date",
+    ),
     "null birth date": (_edit("patients", 6, birth_date=None), "birth_date"),
 }
 
@@ -144,7 +209,9 @@ def test_each_problem_gets_the_same_message_from_both_routes(tmp_path, case, sta
     change, expected = CASES[case]
     tables = base_tables()
     change(tables)
-    folder = write_parquet(tmp_path / "db", tables, statistics=statistics, extract_date="2016-06-30")
+    folder = write_parquet(
+        tmp_path / "db", tables, statistics=statistics, extract_date="2016-06-30"
+    )
     fast, plain = messages(folder)
     assert plain is not None and expected in plain
     assert fast == plain
@@ -168,20 +235,32 @@ def test_text_ids_and_a_duckdb_file_give_the_same_answers(tmp_path):
     file = tmp_path / "db.duckdb"
     con = duckdb.connect(str(file))
     for t in TABLES:
-        con.execute(f"CREATE TABLE {t} AS SELECT * FROM read_parquet('{folder / (t + '.parquet')}')")
+        con.execute(
+            f"CREATE TABLE {t} AS SELECT * FROM read_parquet('{folder / (t + '.parquet')}')"
+        )
     con.close()
     fast, plain = messages(file)
     assert fast == plain and "birth date" in plain
     assert lookup_taken(file)  # typed DuckDB tables, streamed as Arrow
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(edits=st.lists(st.tuples(
-    st.sampled_from(["patients", "diagnoses", "pain_episodes", "prescriptions"]),
-    st.integers(0, 9),
-    st.sampled_from(["patient_id", "date", "birth_date", "severity", "sex"]),
-    st.sampled_from([None, 0, 7, 31, 500, -1, "1930-01-01", "2030-01-01", "2000-02-29", "X", 11])),
-    min_size=1, max_size=4))
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    edits=st.lists(
+        st.tuples(
+            st.sampled_from(["patients", "diagnoses", "pain_episodes", "prescriptions"]),
+            st.integers(0, 9),
+            st.sampled_from(["patient_id", "date", "birth_date", "severity", "sex"]),
+            st.sampled_from(
+                [None, 0, 7, 31, 500, -1, "1930-01-01", "2030-01-01", "2000-02-29", "X", 11]
+            ),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
 def test_any_corruption_gets_the_same_verdict_from_both_routes(tmp_path_factory, edits):
     tables = base_tables()
     for table, i, col, value in edits:
@@ -211,17 +290,23 @@ def _as_timestamps(column, unit):
     def change(t):
         i = t.schema.get_field_index(column)
         return t.set_column(i, column, t.column(column).cast(pa.timestamp(unit)))
+
     return change
 
 
-@pytest.mark.parametrize("table, column, unit", [
-    ("patients", "birth_date", "us"),  # what pandas' to_parquet writes for datetime64 columns
-    ("patients", "birth_date", "ns"),
-    ("patients", "registered_from", "us"),
-    ("diagnoses", "date", "ms"),
-])
+@pytest.mark.parametrize(
+    "table, column, unit",
+    [
+        ("patients", "birth_date", "us"),  # what pandas' to_parquet writes for datetime64 columns
+        ("patients", "birth_date", "ns"),
+        ("patients", "registered_from", "us"),
+        ("diagnoses", "date", "ms"),
+    ],
+)
 @pytest.mark.parametrize("broken", [False, True], ids=["clean", "event before birth"])
-def test_timestamps_where_dates_are_expected_get_the_same_verdict(tmp_path, table, column, unit, broken):
+def test_timestamps_where_dates_are_expected_get_the_same_verdict(
+    tmp_path, table, column, unit, broken
+):
     tables = base_tables()
     if broken:
         tables["pain_episodes"][0]["date"] = D("1901-01-01")
@@ -235,12 +320,24 @@ def test_timestamps_where_dates_are_expected_get_the_same_verdict(tmp_path, tabl
 def test_dates_beyond_python_s_range_get_the_same_verdict(tmp_path):
     year_12000 = pa.array([3_700_000], pa.int32()).cast(pa.date32())[0]
     extra = write_parquet(tmp_path / "extra", base_tables())  # a column the contract ignores
-    _rewrite(extra / "patients.parquet", lambda t: t.append_column(
-        "death_date", pa.array([year_12000.value] * t.num_rows, pa.int32()).cast(pa.date32())))
+    _rewrite(
+        extra / "patients.parquet",
+        lambda t: t.append_column(
+            "death_date", pa.array([year_12000.value] * t.num_rows, pa.int32()).cast(pa.date32())
+        ),
+    )
     assert messages(extra) == (None, None)
     event = write_parquet(tmp_path / "event", base_tables())
-    _rewrite(event / "diagnoses.parquet", lambda t: t.set_column(
-        1, "date", pa.array([year_12000.value] + [10_000] * (t.num_rows - 1), pa.int32()).cast(pa.date32())))
+    _rewrite(
+        event / "diagnoses.parquet",
+        lambda t: t.set_column(
+            1,
+            "date",
+            pa.array([year_12000.value] + [10_000] * (t.num_rows - 1), pa.int32()).cast(
+                pa.date32()
+            ),
+        ),
+    )
     fast, plain = messages(event)
     assert fast == plain and "column date" in plain
 
@@ -249,10 +346,14 @@ def test_a_repeated_column_name_gets_the_same_verdict(tmp_path):
     tables = base_tables()
     tables["diagnoses"][0]["date"] = D("1900-01-01")  # before birth
     folder = write_parquet(tmp_path / "db", tables)
-    _rewrite(folder / "diagnoses.parquet",
-             lambda t: t.append_column("patient_id", pa.array([0] * t.num_rows, pa.int64())))
+    _rewrite(
+        folder / "diagnoses.parquet",
+        lambda t: t.append_column("patient_id", pa.array([0] * t.num_rows, pa.int64())),
+    )
     fast, plain = messages(folder)
     assert fast == plain and "birth date" in plain
     twice = write_parquet(tmp_path / "twice", base_tables())
-    _rewrite(twice / "patients.parquet", lambda t: t.append_column("patient_id", t.column("patient_id")))
+    _rewrite(
+        twice / "patients.parquet", lambda t: t.append_column("patient_id", t.column("patient_id"))
+    )
     assert messages(twice) == (None, None)

@@ -36,8 +36,10 @@ from analysis import paths
 from analysis.errors import AnalysisError
 
 GRIM_REF = "Brown NJL, Heathers JAJ. The GRIM test. Soc Psychol Personal Sci 2017;8:363-369"
-SPRITE_REF = ("Heathers JAJ et al. Recovering data from summary statistics: SPRITE. "
-              "PeerJ Preprints 2018;6:e26968v1")
+SPRITE_REF = (
+    "Heathers JAJ et al. Recovering data from summary statistics: SPRITE. "
+    "PeerJ Preprints 2018;6:e26968v1"
+)
 
 
 # ----------------------------------------------------------------------------- published
@@ -67,8 +69,17 @@ def load_published(path: str | Path | None = None) -> list[Published]:
     path = Path(path or paths.REFERENCE / "published.csv")
     if not path.exists():
         raise AnalysisError(f"Published-figures file {path} does not exist.")
-    need = {"id", "figure", "description", "published", "decimals", "unit", "denominator_id",
-            "denominator_n", "quote"}
+    need = {
+        "id",
+        "figure",
+        "description",
+        "published",
+        "decimals",
+        "unit",
+        "denominator_id",
+        "denominator_n",
+        "quote",
+    }
     out = []
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
@@ -81,16 +92,35 @@ def load_published(path: str | Path | None = None) -> list[Published]:
                 dec = int(row["decimals"])
                 den = int(row["denominator_n"]) if row["denominator_n"].strip() else None
             except (ValueError, ZeroDivisionError):
-                raise AnalysisError(f"{path}, row {i}: 'published' must be a number as printed, "
-                                    "'decimals' and 'denominator_n' whole numbers.") from None
-            out.append(Published(row["id"], row["figure"], row["description"], row["published"].strip(),
-                                 dec, row["unit"], row["denominator_id"], den, row["quote"]))
+                raise AnalysisError(
+                    f"{path}, row {i}: 'published' must be a number as printed, "
+                    "'decimals' and 'denominator_n' whole numbers."
+                ) from None
+            out.append(
+                Published(
+                    row["id"],
+                    row["figure"],
+                    row["description"],
+                    row["published"].strip(),
+                    dec,
+                    row["unit"],
+                    row["denominator_id"],
+                    den,
+                    row["quote"],
+                )
+            )
     return out
 
 
 # ----------------------------------------------------------------------------- GRIM
-def grim_counts(printed: str | float, n: int, *, percent: bool = True, decimals: int | None = None,
-                items: int = 1) -> list[int]:
+def grim_counts(
+    printed: str | float,
+    n: int,
+    *,
+    percent: bool = True,
+    decimals: int | None = None,
+    items: int = 1,
+) -> list[int]:
     """Every integer total ``k`` (0..n x items) whose share ``k / (n x items)`` (x 100 for a
     percentage) prints as ``printed`` at its precision."""
     text = str(printed)
@@ -133,7 +163,9 @@ def _sd(sum_sq: float, total: int, n: int, ddof: int) -> float:
     return math.sqrt(max(ss, 0.0) / (n - ddof))
 
 
-def _min_sum_sq(lower: np.ndarray, upper: np.ndarray, total: int) -> tuple[float, np.ndarray] | None:
+def _min_sum_sq(
+    lower: np.ndarray, upper: np.ndarray, total: int
+) -> tuple[float, np.ndarray] | None:
     """Smallest sum of squares of integers x_i in [lower_i, upper_i] summing to ``total``
     (greedy water-filling: optimal for a separable convex objective)."""
     lower = lower.astype(np.int64)
@@ -165,7 +197,9 @@ def _max_sum_sq(groups, total: int):
     grids = np.meshgrid(*[np.arange(c + 1) for c, _, _ in groups], indexing="ij")
     ups = [g.ravel().astype(np.int64) for g in grids]
     s_bound = sum(c * lo + u * (hi - lo) for u, (c, lo, hi) in zip(ups, groups, strict=True))
-    ss_bound = sum(u * hi * hi + (c - u) * lo * lo for u, (c, lo, hi) in zip(ups, groups, strict=True))
+    ss_bound = sum(
+        u * hi * hi + (c - u) * lo * lo for u, (c, lo, hi) in zip(ups, groups, strict=True)
+    )
     rest = total - s_bound
     best_ss = np.where(rest == 0, ss_bound.astype(float), -np.inf)
     best_free = np.full(len(rest), -1)
@@ -183,8 +217,16 @@ def _max_sum_sq(groups, total: int):
     return float(best_ss[i]), tuple(int(u[i]) for u in ups), free
 
 
-def sd_bounds(n: int, mean: str, low: int, high: int, *, require_extremes: bool = True,
-              at_least: tuple[int, int] | None = None, ddof: int = 1) -> SDBounds:
+def sd_bounds(
+    n: int,
+    mean: str,
+    low: int,
+    high: int,
+    *,
+    require_extremes: bool = True,
+    at_least: tuple[int, int] | None = None,
+    ddof: int = 1,
+) -> SDBounds:
     """Smallest and largest SD of ``n`` integers in [low, high] whose mean prints as
     ``mean``; with ``require_extremes`` the reported range is attained (one value equals
     ``low`` and one ``high``); ``at_least=(k, t)``: at least k values are >= t.
@@ -226,7 +268,9 @@ def sd_bounds(n: int, mean: str, low: int, high: int, *, require_extremes: bool 
             if best_max is None or sd > best_max[0]:
                 ups, free = mx[1], mx[2]
                 ex: dict[int, int] = {}
-                for (c, lo, hi), u in zip([(n_free, low, high), (k_rest, t, high)], ups, strict=True):
+                for (c, lo, hi), u in zip(
+                    [(n_free, low, high), (k_rest, t, high)], ups, strict=True
+                ):
                     ex[hi] = ex.get(hi, 0) + u
                     ex[lo] = ex.get(lo, 0) + (c - u)
                 if free:
@@ -239,16 +283,21 @@ def sd_bounds(n: int, mean: str, low: int, high: int, *, require_extremes: bool 
                         ex[v_] = ex.get(v_, 0) + c_
                 best_max = (sd, total, {a: b for a, b in sorted(ex.items()) if b})
     if best_min is None or best_max is None:
-        raise AnalysisError(f"SD bounds: no {n} integers in [{low}, {high}] have a mean that "
-                            f"prints as {mean} under the constraints.")
+        raise AnalysisError(
+            f"SD bounds: no {n} integers in [{low}, {high}] have a mean that "
+            f"prints as {mean} under the constraints."
+        )
     return SDBounds(n, (s_lo, s_hi), best_min[0], best_max[0], best_min[2], best_max[2], ddof)
 
 
-def subgroup_sd_ceiling(n: int, mean: str, sd: str, n_sub: int, mean_sub: str, ddof: int = 1) -> float:
+def subgroup_sd_ceiling(
+    n: int, mean: str, sd: str, n_sub: int, mean_sub: str, ddof: int = 1
+) -> float:
     """Largest SD a subgroup of ``n_sub`` can have inside a population of ``n`` with the
     printed mean and SD: its sum of squares about its own mean cannot exceed the
     population's, less the part the two group means explain (rounding taken in the
     subgroup's favour)."""
+
     def widest(text):
         d = len(text.split(".")[1]) if "." in text else 0
         h = Fraction(1, 2 * 10**d)
@@ -285,59 +334,100 @@ def _consistency_audit(published: tuple[Published, ...]) -> pd.DataFrame:
     rows = []
 
     def add(check, figures, method, reference, result, verdict, arithmetic):
-        rows.append({"check": check, "figures": figures, "method": method, "reference": reference,
-                     "result": result, "verdict": verdict, "arithmetic": arithmetic})
+        rows.append(
+            {
+                "check": check,
+                "figures": figures,
+                "method": method,
+                "reference": reference,
+                "result": result,
+                "verdict": verdict,
+                "arithmetic": arithmetic,
+            }
+        )
 
     # GRIM on every percentage and mean
     for p in pub.values():
         if p.unit == "percent" and p.denominator_n:
             ks = grim_counts(p.published, p.denominator_n, decimals=p.decimals)
             shown = ", ".join(str(k) for k in ks[:6]) + (" ..." if len(ks) > 6 else "")
-            add(f"GRIM: {p.published}% of {p.denominator_n}", p.figure,
-                "an integer count k with 100 k / n printing as the value", GRIM_REF,
-                f"implied count(s): {shown or 'none'}", "consistent" if ks else "inconsistent",
+            add(
+                f"GRIM: {p.published}% of {p.denominator_n}",
+                p.figure,
+                "an integer count k with 100 k / n printing as the value",
+                GRIM_REF,
+                f"implied count(s): {shown or 'none'}",
+                "consistent" if ks else "inconsistent",
                 f"{p.published}% is [{float(p.interval()[0]):g}, {float(p.interval()[1]):g}]%; "
-                f"x {p.denominator_n} / 100 = [{float(p.interval()[0] * p.denominator_n / 100):.3f}, "
-                f"{float(p.interval()[1] * p.denominator_n / 100):.3f}]")
+                f"x {p.denominator_n} / 100 = "
+                f"[{float(p.interval()[0] * p.denominator_n / 100):.3f}, "
+                f"{float(p.interval()[1] * p.denominator_n / 100):.3f}]",
+            )
         if p.unit == "years" and p.id.endswith("age_mean") and p.denominator_n:
             ks = grim_counts(p.published, p.denominator_n, percent=False, decimals=p.decimals)
             informative = p.denominator_n < 10**p.decimals
-            add(f"GRIM: mean {p.published} of {p.denominator_n} integer ages", p.figure,
-                "an integer sum of ages S with S / n printing as the mean", GRIM_REF,
-                f"{len(ks)} possible sums" + ("" if informative else " (uninformative: n >= 10^decimals)"),
+            add(
+                f"GRIM: mean {p.published} of {p.denominator_n} integer ages",
+                p.figure,
+                "an integer sum of ages S with S / n printing as the mean",
+                GRIM_REF,
+                f"{len(ks)} possible sums"
+                + ("" if informative else " (uninformative: n >= 10^decimals)"),
                 "consistent" if ks else "inconsistent",
-                f"sums {ks[0] if ks else '-'}..{ks[-1] if ks else '-'} over {p.denominator_n}")
+                f"sums {ks[0] if ks else '-'}..{ks[-1] if ks else '-'} over {p.denominator_n}",
+            )
 
     # counts against their percentages
-    for count_id, pct_id in (("pain.n", "pain.pct_of_population"), ("pain_risk.n", "pain_risk.pct_of_pain")):
+    for count_id, pct_id in (
+        ("pain.n", "pain.pct_of_population"),
+        ("pain_risk.n", "pain_risk.pct_of_pain"),
+    ):
         if count_id in pub and pct_id in pub:
             c, q = pub[count_id], pub[pct_id]
             ks = grim_counts(q.published, q.denominator_n, decimals=q.decimals)
             ok = int(c.published) in ks
-            add(f"count {c.published} against {q.published}% of {q.denominator_n}", f"{c.figure}",
-                "the printed count must be one of the counts the percentage implies", GRIM_REF,
-                f"implied {ks}", "consistent" if ok else "inconsistent",
-                f"100 x {c.published} / {q.denominator_n} = {100 * int(c.published) / q.denominator_n:.4f}%")
+            add(
+                f"count {c.published} against {q.published}% of {q.denominator_n}",
+                f"{c.figure}",
+                "the printed count must be one of the counts the percentage implies",
+                GRIM_REF,
+                f"implied {ks}",
+                "consistent" if ok else "inconsistent",
+                f"100 x {c.published} / {q.denominator_n} = "
+                f"{100 * int(c.published) / q.denominator_n:.4f}%",
+            )
     # one subgroup, two denominators
     if "target.pct_of_pain" in pub and "target.pct_of_population" in pub:
         a, b = pub["target.pct_of_pain"], pub["target.pct_of_population"]
         ka = set(grim_counts(a.published, a.denominator_n, decimals=a.decimals))
         kb = set(grim_counts(b.published, b.denominator_n, decimals=b.decimals))
         both = sorted(ka & kb)
-        add(f"target subgroup: {a.published}% of {a.denominator_n} and {b.published}% of {b.denominator_n}",
-            "P9", "one count must fit both shares", GRIM_REF,
+        add(
+            f"target subgroup: {a.published}% of {a.denominator_n} and {b.published}% of "
+            f"{b.denominator_n}",
+            "P9",
+            "one count must fit both shares",
+            GRIM_REF,
             f"counts {sorted(ka)} and {sorted(kb)}; common {both}",
             "consistent" if both else "inconsistent",
             f"{both[0]} / {a.denominator_n} = {100 * both[0] / a.denominator_n:.3f}%, "
-            f"{both[0]} / {b.denominator_n} = {100 * both[0] / b.denominator_n:.3f}%" if both else "no common count")
+            f"{both[0]} / {b.denominator_n} = {100 * both[0] / b.denominator_n:.3f}%"
+            if both
+            else "no common count",
+        )
     if "pain.male_pct" in pub and "population.female_pct" in pub:
         males_pain = grim_counts(pub["pain.male_pct"].published, 827, decimals=1)
         female_all = grim_counts(pub["population.female_pct"].published, 2503, decimals=2)
         ok = bool(males_pain and female_all and min(males_pain) <= 2503 - max(female_all))
-        add("men in the pain cohort fit among the population's men", "P4, P7",
-            "implied men with pain <= implied men in the population", GRIM_REF,
+        add(
+            "men in the pain cohort fit among the population's men",
+            "P4, P7",
+            "implied men with pain <= implied men in the population",
+            GRIM_REF,
             f"{males_pain} men with pain; {[2503 - f for f in female_all]} men in all",
-            "consistent" if ok else "inconsistent", "")
+            "consistent" if ok else "inconsistent",
+            "",
+        )
 
     # SD bounds
     target_k = None
@@ -347,43 +437,86 @@ def _consistency_audit(published: tuple[Published, ...]) -> pd.DataFrame:
     if {"population.age_mean", "population.age_sd"} <= set(pub):
         m, s = pub["population.age_mean"], pub["population.age_sd"]
         lo, hi = int(pub["population.age_min"].published), int(pub["population.age_max"].published)
-        b = sd_bounds(m.denominator_n, m.published, lo, hi, require_extremes=True,
-                      at_least=(target_k, 75) if target_k else None)
-        add(f"SD {s.published} of the population's ages", "P2, P3, P9", _sd_method(target_k, True),
-            SPRITE_REF, f"possible SD: {b.min_sd:.3f} to {b.max_sd:.3f}",
+        b = sd_bounds(
+            m.denominator_n,
+            m.published,
+            lo,
+            hi,
+            require_extremes=True,
+            at_least=(target_k, 75) if target_k else None,
+        )
+        add(
+            f"SD {s.published} of the population's ages",
+            "P2, P3, P9",
+            _sd_method(target_k, True),
+            SPRITE_REF,
+            f"possible SD: {b.min_sd:.3f} to {b.max_sd:.3f}",
             "possible" if b.possible(s.published) else "impossible",
-            f"n {b.n}, mean {m.published} (sum of ages {b.sum_range[0]}-{b.sum_range[1]}), range {lo}-{hi}: "
-            f"smallest SD with ages {_ex(b.min_example)}; largest with {_ex(b.max_example)}")
+            f"n {b.n}, mean {m.published} (sum of ages {b.sum_range[0]}-{b.sum_range[1]}), range "
+            f"{lo}-{hi}: "
+            f"smallest SD with ages {_ex(b.min_example)}; largest with {_ex(b.max_example)}",
+        )
     if {"pain.age_mean", "pain.age_sd"} <= set(pub):
         m, s = pub["pain.age_mean"], pub["pain.age_sd"]
         lo, hi = int(pub["population.age_min"].published), int(pub["population.age_max"].published)
-        b = sd_bounds(m.denominator_n, m.published, lo, hi, require_extremes=False,
-                      at_least=(target_k, 75) if target_k else None)
-        ceiling = subgroup_sd_ceiling(2503, pub["population.age_mean"].published,
-                                      pub["population.age_sd"].published, 827, m.published)
+        b = sd_bounds(
+            m.denominator_n,
+            m.published,
+            lo,
+            hi,
+            require_extremes=False,
+            at_least=(target_k, 75) if target_k else None,
+        )
+        ceiling = subgroup_sd_ceiling(
+            2503,
+            pub["population.age_mean"].published,
+            pub["population.age_sd"].published,
+            827,
+            m.published,
+        )
         top = min(b.max_sd, ceiling)
-        verdict = "possible" if b.possible(s.published) and float(Fraction(s.published)) <= ceiling else "impossible"
-        add(f"SD {s.published} of the pain cohort's ages", "P6, P3, P9", _sd_method(target_k, False),
-            SPRITE_REF, f"possible SD: {b.min_sd:.3f} to {top:.3f}", verdict,
+        verdict = (
+            "possible"
+            if b.possible(s.published) and float(Fraction(s.published)) <= ceiling
+            else "impossible"
+        )
+        add(
+            f"SD {s.published} of the pain cohort's ages",
+            "P6, P3, P9",
+            _sd_method(target_k, False),
+            SPRITE_REF,
+            f"possible SD: {b.min_sd:.3f} to {top:.3f}",
+            verdict,
             f"n {b.n}, mean {m.published}, ages within the population's {lo}-{hi}, and at least "
-            f"{target_k} aged 75+ (the target subgroup): the smallest SD puts {_ex(b.min_example)}; "
-            f"the population's SD {pub['population.age_sd'].published} leaves the pain cohort an SD of "
-            f"at most {ceiling:.2f} (its sum of squares cannot exceed the population's)")
+            f"{target_k} aged 75+ (the target subgroup): the smallest SD puts "
+            f"{_ex(b.min_example)}; "
+            f"the population's SD {pub['population.age_sd'].published} leaves the pain cohort an "
+            f"SD of "
+            f"at most {ceiling:.2f} (its sum of squares cannot exceed the population's)",
+        )
         n = m.denominator_n
         v = float(Fraction(s.published))
         from analysis.estimates import normal_quantile
 
         z95, z99 = normal_quantile(0.975), normal_quantile(0.995)
-        for reading, divisor in (("a standard error of the mean", 1.0),
-                                 ("the half-width of a 95% CI of the mean", z95),
-                                 ("the half-width of a 99% CI of the mean", z99)):
+        for reading, divisor in (
+            ("a standard error of the mean", 1.0),
+            ("the half-width of a 95% CI of the mean", z95),
+            ("the half-width of a 99% CI of the mean", z99),
+        ):
             implied = v * math.sqrt(n) / divisor
             ok = b.min_sd <= implied <= top
-            add(f"reading ±{s.published} as {reading}", "P6", f"implied SD = {implied:.2f}",
-                SPRITE_REF, f"implied SD {implied:.2f} against possible {b.min_sd:.2f}-{top:.2f}",
+            add(
+                f"reading ±{s.published} as {reading}",
+                "P6",
+                f"implied SD = {implied:.2f}",
+                SPRITE_REF,
+                f"implied SD {implied:.2f} against possible {b.min_sd:.2f}-{top:.2f}",
                 "possible" if ok else "impossible",
-                f"SD = {s.published} x sqrt({n})" + (f" / {divisor:.4f}" if divisor != 1 else "")
-                + f" = {implied:.2f}")
+                f"SD = {s.published} x sqrt({n})"
+                + (f" / {divisor:.4f}" if divisor != 1 else "")
+                + f" = {implied:.2f}",
+            )
     return pd.DataFrame(rows)
 
 
@@ -400,7 +533,9 @@ def _ex(counts: dict) -> str:
     return ", ".join(items[:6]) + (" ..." if len(items) > 6 else "")
 
 
-def reproduction_table(figures: list[dict] | None, published: list[Published] | None = None) -> pd.DataFrame:
+def reproduction_table(
+    figures: list[dict] | None, published: list[Published] | None = None
+) -> pd.DataFrame:
     """Each published figure, the recomputed value at the published precision, the
     difference and a verdict (reproduced / differs / not computable)."""
     pub = published or load_published()
@@ -416,12 +551,24 @@ def reproduction_table(figures: list[dict] | None, published: list[Published] | 
     rows = []
     for p in pub:
         f = by_id.get(p.id)
-        row = {"id": p.id, "figure": p.figure, "description": p.description, "published": p.published,
-               "unit": p.unit}
+        row = {
+            "id": p.id,
+            "figure": p.figure,
+            "description": p.description,
+            "published": p.published,
+            "unit": p.unit,
+        }
         if f is None or f.get("value") is None:
-            row.update(recomputed="", difference="",
-                       verdict="not computable" + (" (an assumption, a parameter of the analysis)"
-                                                   if p.id == "benefit.fraction" else ""))
+            row.update(
+                recomputed="",
+                difference="",
+                verdict="not computable"
+                + (
+                    " (an assumption, a parameter of the analysis)"
+                    if p.id == "benefit.fraction"
+                    else ""
+                ),
+            )
         else:
             val = float(f["value"])
             rounded = round(val, p.decimals) if p.decimals else float(round(val))
@@ -430,7 +577,9 @@ def reproduction_table(figures: list[dict] | None, published: list[Published] | 
             verdict = "reproduced" if diff == 0 else "differs"
             if verdict == "differs" and p.id in audit:
                 verdict = f"differs (the published value is impossible; {audit[p.id]})"
-            row.update(recomputed=text, difference=f"{float(diff):+.{p.decimals}f}", verdict=verdict)
+            row.update(
+                recomputed=text, difference=f"{float(diff):+.{p.decimals}f}", verdict=verdict
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -442,8 +591,10 @@ def narrative(checks: pd.DataFrame, repro: pd.DataFrame) -> str:
     lines = [f"**{ok} of {n_pub} published figures reproduced** at the published precision."]
     for _, r in repro.iterrows():
         if r["verdict"] != "reproduced":
-            lines.append(f"- {r['figure']} `{r['id']}` (published {r['published']}): {r['verdict']}"
-                         + (f"; recomputed {r['recomputed']}." if r["recomputed"] else "."))
+            lines.append(
+                f"- {r['figure']} `{r['id']}` (published {r['published']}): {r['verdict']}"
+                + (f"; recomputed {r['recomputed']}." if r["recomputed"] else ".")
+            )
     bad = checks[checks["verdict"].isin(["impossible", "inconsistent"])]
     if len(bad):
         lines.append("")
@@ -452,21 +603,38 @@ def narrative(checks: pd.DataFrame, repro: pd.DataFrame) -> str:
             lines.append(f"- {r['check']} ({r['figures']}): {r['verdict']}. {r['arithmetic']}.")
         readings = checks[checks["check"].str.startswith("reading ±")]
         if len(readings):
-            possible = [c.split(" as ", 1)[1] for c in readings.loc[readings["verdict"] == "possible", "check"]]
+            possible = [
+                c.split(" as ", 1)[1]
+                for c in readings.loc[readings["verdict"] == "possible", "check"]
+            ]
             lines.append("")
             if possible:
-                impossible = [c.split(" as ", 1)[1] for c in readings.loc[readings["verdict"] != "possible", "check"]]
-                lines.append("The pain cohort's '± 1.52' is not an SD" + "".join(f", nor {r}" for r in impossible)
-                             + "; it is consistent only with " + " or ".join(possible) + " ("
-                             + "; ".join(readings.loc[readings["verdict"] == "possible", "method"]) + "). The "
-                             "synthetic cohort reproduces the mean age of 57 and has an SD inside the possible range.")
+                impossible = [
+                    c.split(" as ", 1)[1]
+                    for c in readings.loc[readings["verdict"] != "possible", "check"]
+                ]
+                lines.append(
+                    "The pain cohort's '± 1.52' is not an SD"
+                    + "".join(f", nor {r}" for r in impossible)
+                    + "; it is consistent only with "
+                    + " or ".join(possible)
+                    + " ("
+                    + "; ".join(readings.loc[readings["verdict"] == "possible", "method"])
+                    + "). The "
+                    "synthetic cohort reproduces the mean age of 57 and has an SD inside the "
+                    "possible range."
+                )
             else:
-                lines.append("No reading of the pain cohort's '± 1.52' tried here (SD, standard error, "
-                             "half-width of a 95% or 99% CI) is arithmetically possible; the synthetic "
-                             "cohort reproduces the mean age of 57 and has an SD inside the possible range.")
+                lines.append(
+                    "No reading of the pain cohort's '± 1.52' tried here (SD, standard error, "
+                    "half-width of a 95% or 99% CI) is arithmetically possible; the synthetic "
+                    "cohort reproduces the mean age of 57 and has an SD inside the possible range."
+                )
     good = checks[checks["verdict"].isin(["consistent", "possible"])]
     lines.append("")
-    lines.append(f"The other {len(good)} checks pass: every percentage implies a whole number of "
-                 "patients, the subgroup counts agree across denominators, and the population's "
-                 "SD is possible.")
+    lines.append(
+        f"The other {len(good)} checks pass: every percentage implies a whole number of "
+        "patients, the subgroup counts agree across denominators, and the population's "
+        "SD is possible."
+    )
     return "\n".join(lines)

@@ -64,8 +64,9 @@ class Batch:
 
 
 # ----------------------------------------------------------------------------- loading
-def load_batch(path: str | Path | None = None, reports: str | Path | None = None,
-               disclosure: str | None = None) -> Batch:
+def load_batch(
+    path: str | Path | None = None, reports: str | Path | None = None, disclosure: str | None = None
+) -> Batch:
     """Read a batch file and check every run's parameters before anything runs."""
     import yaml
 
@@ -82,22 +83,30 @@ def load_batch(path: str | Path | None = None, reports: str | Path | None = None
     allowed = {"name", "description", "data", "data_sources", "scenarios", "runs", "show_code"}
     extra = set(raw) - allowed
     if extra:
-        raise AnalysisError(f"Batch file {path}: unknown key(s) {', '.join(sorted(extra))}; "
-                            f"expected {', '.join(sorted(allowed))}.")
+        raise AnalysisError(
+            f"Batch file {path}: unknown key(s) {', '.join(sorted(extra))}; "
+            f"expected {', '.join(sorted(allowed))}."
+        )
     from analysis.credentials import refuse_passwords
     from analysis.outputs import safe_name
 
     sources = raw.get("data_sources") or {"default": raw.get("data") or "data/synthetic"}
     scenarios = raw.get("scenarios") or {"default": {}}
     if not isinstance(sources, dict) or not isinstance(scenarios, dict):
-        raise AnalysisError(f"Batch file {path}: data_sources and scenarios must be mappings of name: value.")
+        raise AnalysisError(
+            f"Batch file {path}: data_sources and scenarios must be mappings of name: value."
+        )
     # first the secrets (never echoed), then the names (they become folder names)
     refuse_passwords({f"data source {k}": v for k, v in sources.items()}, f"Batch file {path}")
     for scen, overrides in scenarios.items():
         if overrides is not None and not isinstance(overrides, dict):
-            raise AnalysisError(f"Batch file {path}: scenario {safe_name(scen, 'Scenario name')} must be a "
-                                "mapping of parameter: value.")
-        refuse_passwords(overrides or {}, f"Batch file {path}, scenario {safe_name(scen, 'Scenario name')}")
+            raise AnalysisError(
+                f"Batch file {path}: scenario {safe_name(scen, 'Scenario name')} must be a "
+                "mapping of parameter: value."
+            )
+        refuse_passwords(
+            overrides or {}, f"Batch file {path}, scenario {safe_name(scen, 'Scenario name')}"
+        )
     name = safe_name(raw.get("name") or path.stem, f"Batch file {path}: batch name")
     for src_name in sources:
         safe_name(src_name, f"Batch file {path}: data source name")
@@ -110,13 +119,19 @@ def load_batch(path: str | Path | None = None, reports: str | Path | None = None
     problems: list[str] = []
     for scen, overrides in scenarios.items():
         try:
-            check_notebook_parameters(list((overrides or {}).keys()), notebook=f"{path} scenario {scen}")
-            if (overrides or {}).get("grid"):  # a grid file is checked (names, secrets) before any run
+            check_notebook_parameters(
+                list((overrides or {}).keys()), notebook=f"{path} scenario {scen}"
+            )
+            if (overrides or {}).get(
+                "grid"
+            ):  # a grid file is checked (names, secrets) before any run
                 from analysis.sensitivity import load_grid
 
                 load_grid(resolve(overrides["grid"]))
-            Params.from_mapping({k: v for k, v in (overrides or {}).items() if k in Params.names()},
-                                source=f"{path} scenario {scen}")
+            Params.from_mapping(
+                {k: v for k, v in (overrides or {}).items() if k in Params.names()},
+                source=f"{path} scenario {scen}",
+            )
         except AnalysisError as exc:
             problems.append(str(exc))
     for g in groups:
@@ -125,7 +140,9 @@ def load_batch(path: str | Path | None = None, reports: str | Path | None = None
         srcs = list(sources) if g.get("data_sources", "all") == "all" else g["data_sources"]
         for nb in nbs:
             if nb not in available:
-                problems.append(f"{path}: unknown notebook {nb!r}; available: {', '.join(available)}")
+                problems.append(
+                    f"{path}: unknown notebook {nb!r}; available: {', '.join(available)}"
+                )
                 continue
             for sc in scs:
                 if sc not in scenarios:
@@ -136,24 +153,45 @@ def load_batch(path: str | Path | None = None, reports: str | Path | None = None
                         problems.append(f"{path}: a run names unknown data source {src!r}")
                         continue
                     parts = ([src] if len(sources) > 1 else []) + [sc, nb]
-                    runs.append(Run(name="-".join(parts), notebook=nb, scenario=sc, source=src,
-                                    data=str(sources[src]), overrides=dict(scenarios[sc] or {})))
+                    runs.append(
+                        Run(
+                            name="-".join(parts),
+                            notebook=nb,
+                            scenario=sc,
+                            source=src,
+                            data=str(sources[src]),
+                            overrides=dict(scenarios[sc] or {}),
+                        )
+                    )
     if problems:
         raise AnalysisError("The batch was not started:\n  " + "\n  ".join(dict.fromkeys(problems)))
     # data not marked synthetic with disclosure control off or weakened: stamped in the run's name
     stamped = []
     for r in runs:
         if _release(r) == "NOT FOR RELEASE":
-            stamped.append(Run(name=f"{r.name}-NOT-FOR-RELEASE", notebook=r.notebook, scenario=r.scenario,
-                               source=r.source, data=r.data, overrides=r.overrides))
+            stamped.append(
+                Run(
+                    name=f"{r.name}-NOT-FOR-RELEASE",
+                    notebook=r.notebook,
+                    scenario=r.scenario,
+                    source=r.source,
+                    data=r.data,
+                    overrides=r.overrides,
+                )
+            )
         else:
             stamped.append(r)
     runs = stamped
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise AnalysisError(f"Batch file {path}: two runs have the same name.")
-    return Batch(name=name, path=path, runs=runs, show_code=bool(raw.get("show_code", False)),
-                 reports=Path(reports) if reports else None)
+    return Batch(
+        name=name,
+        path=path,
+        runs=runs,
+        show_code=bool(raw.get("show_code", False)),
+        reports=Path(reports) if reports else None,
+    )
 
 
 def _normalized(overrides: dict) -> dict:
@@ -201,10 +239,23 @@ def code_fingerprint() -> dict:
         h.update(p.read_bytes())
     commit, dirty = None, None
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=paths.ROOT, capture_output=True,
-                                text=True, timeout=10).stdout.strip() or None
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                cwd=paths.ROOT, capture_output=True, text=True, timeout=10).stdout
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                cwd=paths.ROOT,
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+            or None
+        )
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=paths.ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
         dirty = bool(status.strip())
     except (OSError, subprocess.SubprocessError):
         pass
@@ -218,7 +269,9 @@ def data_fingerprint(data) -> dict:
         return {"database": redact(str(data))}
     data = Path(data)
     if data.is_dir():
-        files = sorted(p for p in data.iterdir() if p.is_file() and p.suffix in (".parquet", ".csv", ".json"))
+        files = sorted(
+            p for p in data.iterdir() if p.is_file() and p.suffix in (".parquet", ".csv", ".json")
+        )
     else:
         files = [data] if data.exists() else []
     return {p.name: sha256_file(p) for p in files}
@@ -228,8 +281,19 @@ def package_versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for name in ("analysis", "duckdb", "ipykernel", "matplotlib", "nbconvert", "numpy", "pandas",
-                 "papermill", "pyarrow", "scipy", "statsmodels"):
+    for name in (
+        "analysis",
+        "duckdb",
+        "ipykernel",
+        "matplotlib",
+        "nbconvert",
+        "numpy",
+        "pandas",
+        "papermill",
+        "pyarrow",
+        "scipy",
+        "statsmodels",
+    ):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -263,8 +327,9 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def execute_run(run: Run, batch_out: str, key: str, code: dict, data_fp: dict,
-                show_code: bool) -> dict:
+def execute_run(
+    run: Run, batch_out: str, key: str, code: dict, data_fp: dict, show_code: bool
+) -> dict:
     """Execute one run in a worker process; returns its summary. Never raises."""
     import logging
 
@@ -296,9 +361,16 @@ def execute_run(run: Run, batch_out: str, key: str, code: dict, data_fp: dict,
         import papermill as pm
 
         t = time.perf_counter()
-        pm.execute_notebook(str(run.notebook_path), str(tmp / f"{run.notebook}.ipynb"),
-                            parameters=inject, kernel_name=KERNEL, cwd=str(paths.NOTEBOOKS),
-                            progress_bar=False, log_output=True, request_save_on_cell_execute=False)
+        pm.execute_notebook(
+            str(run.notebook_path),
+            str(tmp / f"{run.notebook}.ipynb"),
+            parameters=inject,
+            kernel_name=KERNEL,
+            cwd=str(paths.NOTEBOOKS),
+            progress_bar=False,
+            log_output=True,
+            request_save_on_cell_execute=False,
+        )
         timings["execute_s"] = round(time.perf_counter() - t, 3)
     except Exception as exc:  # papermill raises PapermillExecutionError for a cell error
         status = "failed"
@@ -313,8 +385,12 @@ def execute_run(run: Run, batch_out: str, key: str, code: dict, data_fp: dict,
     if executed.exists():
         t = time.perf_counter()
         try:
-            _write_html(executed, tmp / f"{run.notebook}.html", show_code,
-                        stamp=run.name.endswith("-NOT-FOR-RELEASE"))
+            _write_html(
+                executed,
+                tmp / f"{run.notebook}.html",
+                show_code,
+                stamp=run.name.endswith("-NOT-FOR-RELEASE"),
+            )
         except Exception as exc:
             if status == "ok":
                 status, error = "failed", {"cell": None, "error": f"HTML conversion: {exc}"}
@@ -332,7 +408,8 @@ def execute_run(run: Run, batch_out: str, key: str, code: dict, data_fp: dict,
         "error": error,
         "parameters": params,
         "resolved_parameters": Params.from_mapping(
-            {k: v for k, v in run.overrides.items() if k in Params.names()}).to_dict(),
+            {k: v for k, v in run.overrides.items() if k in Params.names()}
+        ).to_dict(),
         "input_fingerprint": data_fp,
         "code_fingerprint": code,
         "lock_sha256": sha256_file(paths.LOCK_FILE) if paths.LOCK_FILE.exists() else None,
@@ -346,8 +423,10 @@ def execute_run(run: Run, batch_out: str, key: str, code: dict, data_fp: dict,
     if status != "ok" and not manifest["data_is_synthetic"]:
         # the error and the executed notebook may quote patient values: keep only how to see them
         detail = error
-        manifest["error"] = error = {"cell": error.get("cell") if error else None,
-                                     "error": "withheld: the data are not marked synthetic (see the terminal)"}
+        manifest["error"] = error = {
+            "cell": error.get("cell") if error else None,
+            "error": "withheld: the data are not marked synthetic (see the terminal)",
+        }
         for f in tmp.iterdir():
             shutil.rmtree(f) if f.is_dir() else f.unlink()
         (tmp / "README.txt").write_text(_how_to_see(run))
@@ -360,19 +439,29 @@ def execute_run(run: Run, batch_out: str, key: str, code: dict, data_fp: dict,
     else:
         shutil.rmtree(failed_dir, ignore_errors=True)
         tmp.rename(failed_dir)
-    return {"run": run.name, "notebook": run.notebook, "scenario": run.scenario, "status": status,
-            "seconds": round(time.perf_counter() - t0, 2), "error": error, "detail": detail}
+    return {
+        "run": run.name,
+        "notebook": run.notebook,
+        "scenario": run.scenario,
+        "status": status,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "error": error,
+        "detail": detail,
+    }
 
 
 def _how_to_see(run: Run) -> str:
     from analysis.engines import redact
 
     data = redact(str(resolve(run.data)))
-    return (f"This run ({run.name}) failed on data not marked synthetic. What went wrong may quote a "
-            "patient's values, so it is not kept here; it was printed to the terminal that ran the batch "
-            "and written to a log outside the report folder. To see it again:\n\n"
-            f"    python -m analysis figures --data {data}\n\n"
-            f"or run the notebook notebooks/{run.notebook}.ipynb on that data in JupyterLab.\n")
+    return (
+        f"This run ({run.name}) failed on data not marked synthetic. What went wrong may quote a "
+        "patient's values, so it is not kept here; it was printed to the terminal that ran the "
+        "batch "
+        "and written to a log outside the report folder. To see it again:\n\n"
+        f"    python -m analysis figures --data {data}\n\n"
+        f"or run the notebook notebooks/{run.notebook}.ipynb on that data in JupyterLab.\n"
+    )
 
 
 def _describe_error(exc) -> dict:
@@ -383,9 +472,11 @@ def _describe_error(exc) -> dict:
     return {"cell": cell, "error": f"{ename}: {first}"[:500]}
 
 
-NOT_FOR_RELEASE = ("<div style='background:#b00020;color:white;padding:10px 14px;font:bold 16px sans-serif'>"
-                   "NOT FOR RELEASE: data not marked synthetic, disclosure control off. Unrounded "
-                   "counts for checking inside the secure environment only.</div>")
+NOT_FOR_RELEASE = (
+    "<div style='background:#b00020;color:white;padding:10px 14px;font:bold 16px sans-serif'>"
+    "NOT FOR RELEASE: data not marked synthetic, disclosure control off. Unrounded "
+    "counts for checking inside the secure environment only.</div>"
+)
 
 
 def _write_html(nb_path: Path, html_path: Path, show_code: bool, stamp: bool = False) -> None:
@@ -393,8 +484,9 @@ def _write_html(nb_path: Path, html_path: Path, show_code: bool, stamp: bool = F
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(nb_path, as_version=4)
-    exporter = HTMLExporter(exclude_input=not show_code, exclude_input_prompt=True,
-                            exclude_output_prompt=True)
+    exporter = HTMLExporter(
+        exclude_input=not show_code, exclude_input_prompt=True, exclude_output_prompt=True
+    )
     body, _ = exporter.from_notebook_node(nb)
     if stamp:
         body = body.replace("<body", "<body data-release='not-for-release'", 1)
@@ -429,9 +521,11 @@ def plan(batch: Batch, *, only: str | None = None, force: bool = False):
             from analysis.engines import is_url
 
             if not is_url(data) and not Path(data).exists():
-                raise AnalysisError(f"Batch {batch.name}: data source {run.source!r} ({data}) "
-                                    "does not exist. Build the synthetic default with "
-                                    "`python -m analysis synth`.")
+                raise AnalysisError(
+                    f"Batch {batch.name}: data source {run.source!r} ({data}) "
+                    "does not exist. Build the synthetic default with "
+                    "`python -m analysis synth`."
+                )
             fps[run.data] = data_fingerprint(data)
         key = run_key(run, code, fps[run.data])
         manifest = batch.out / run.name / MANIFEST
@@ -448,16 +542,29 @@ def plan(batch: Batch, *, only: str | None = None, force: bool = False):
     return out
 
 
-def run_batch(batch: Batch, *, jobs: int | None = None, only: str | None = None,
-              force: bool = False, show_code: bool | None = None, progress: bool = True) -> list[dict]:
+def run_batch(
+    batch: Batch,
+    *,
+    jobs: int | None = None,
+    only: str | None = None,
+    force: bool = False,
+    show_code: bool | None = None,
+    progress: bool = True,
+) -> list[dict]:
     """Execute the batch; returns one summary row per selected run."""
     from tqdm import tqdm
 
     real = [r for r in batch.runs if not _synthetic(r.data)]
     out = batch.out.resolve()
-    if real and out.is_relative_to(paths.ROOT.resolve()) and not out.is_relative_to(paths.REPORTS.resolve()):
-        raise AnalysisError(f"Batch {batch.name} reads data not marked synthetic: its outputs must go under "
-                            f"{paths.REPORTS} (git-ignored), not {out}.")
+    if (
+        real
+        and out.is_relative_to(paths.ROOT.resolve())
+        and not out.is_relative_to(paths.REPORTS.resolve())
+    ):
+        raise AnalysisError(
+            f"Batch {batch.name} reads data not marked synthetic: its outputs must go under "
+            f"{paths.REPORTS} (git-ignored), not {out}."
+        )
     _refuse_other_data(batch)
     _refuse_foreign_files(batch)
     batch.out.mkdir(parents=True, exist_ok=True)
@@ -470,24 +577,43 @@ def run_batch(batch: Batch, *, jobs: int | None = None, only: str | None = None,
     for run, key, code, fp, fresh in planned:
         if fresh:
             m = json.loads((batch.out / run.name / MANIFEST).read_text())
-            results.append({"run": run.name, "notebook": run.notebook, "scenario": run.scenario,
-                            "status": "up to date", "seconds": 0.0, "error": None,
-                            "last_seconds": m.get("timings", {}).get("total_s")})
+            results.append(
+                {
+                    "run": run.name,
+                    "notebook": run.notebook,
+                    "scenario": run.scenario,
+                    "status": "up to date",
+                    "seconds": 0.0,
+                    "error": None,
+                    "last_seconds": m.get("timings", {}).get("total_s"),
+                }
+            )
         else:
             todo.append((run, key, code, fp))
     jobs = max(1, jobs or os.cpu_count() or 1)
     # a bar on a terminal; plain lines (one per finished run) in logs and pipes
     tty = sys.stderr.isatty()
-    bar = tqdm(total=len(todo), desc=f"batch {batch.name}", unit="run",
-               disable=not progress or not todo or not tty, file=sys.stderr)
+    bar = tqdm(
+        total=len(todo),
+        desc=f"batch {batch.name}",
+        unit="run",
+        disable=not progress or not todo or not tty,
+        file=sys.stderr,
+    )
     if todo:
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx,
-                                 initializer=_worker_init, initargs=(os.getpid(),)) as pool:
-            futures = {pool.submit(execute_run, run, str(batch.out), key, code, fp, show): run
-                       for run, key, code, fp in todo}
+        with ProcessPoolExecutor(
+            max_workers=min(jobs, len(todo)),
+            mp_context=ctx,
+            initializer=_worker_init,
+            initargs=(os.getpid(),),
+        ) as pool:
+            futures = {
+                pool.submit(execute_run, run, str(batch.out), key, code, fp, show): run
+                for run, key, code, fp in todo
+            }
             pending = set(futures)
             try:
                 while pending:
@@ -497,15 +623,25 @@ def run_batch(batch: Batch, *, jobs: int | None = None, only: str | None = None,
                         try:
                             results.append(fut.result())
                         except Exception as exc:  # a killed worker
-                            results.append({"run": run.name, "notebook": run.notebook,
-                                            "scenario": run.scenario, "status": "failed",
-                                            "seconds": 0.0,
-                                            "error": {"cell": None, "error": f"worker died: {exc}"}})
+                            results.append(
+                                {
+                                    "run": run.name,
+                                    "notebook": run.notebook,
+                                    "scenario": run.scenario,
+                                    "status": "failed",
+                                    "seconds": 0.0,
+                                    "error": {"cell": None, "error": f"worker died: {exc}"},
+                                }
+                            )
                         bar.update(1)
                         if progress and not tty:
                             r = results[-1]
-                            print(f"[{len(results)}/{len(planned)}] {r['run']}: {r['status']} "
-                                  f"({r['seconds']:.1f} s)", file=sys.stderr, flush=True)
+                            print(
+                                f"[{len(results)}/{len(planned)}] {r['run']}: {r['status']} "
+                                f"({r['seconds']:.1f} s)",
+                                file=sys.stderr,
+                                flush=True,
+                            )
             except KeyboardInterrupt:
                 for f in pending:
                     f.cancel()
@@ -591,9 +727,13 @@ def _written_by_a_run(folder: Path) -> list[str]:
             continue
         parts = rel.parts
         ok = (len(parts) == 1 and (f.name in RUN_FILES or f.suffix in (".ipynb", ".html"))) or (
-            len(parts) == 2 and ((parts[0] == "tables" and f.suffix == ".csv")
-                                 or (parts[0] == "figures" and f.suffix in (".png", ".svg"))
-                                 or f.name.startswith(".")))
+            len(parts) == 2
+            and (
+                (parts[0] == "tables" and f.suffix == ".csv")
+                or (parts[0] == "figures" and f.suffix in (".png", ".svg"))
+                or f.name.startswith(".")
+            )
+        )
         if not ok:
             other.append(rel.as_posix())
     return other
@@ -610,16 +750,21 @@ def _refuse_foreign_files(batch: Batch) -> None:
     for e in sorted(batch.out.iterdir()):
         if e.is_file() and e.name in BATCH_FILES:
             continue
-        if e.is_dir() and ((e / MANIFEST).exists() or e.name.removesuffix(".failed") in names
-                           or _is_run_temporary(e, names)):
+        if e.is_dir() and (
+            (e / MANIFEST).exists()
+            or e.name.removesuffix(".failed") in names
+            or _is_run_temporary(e, names)
+        ):
             other += [f"{e.name}/{x}" for x in _written_by_a_run(e)]
             continue
         other.append(e.name)
     if other:
         shown = ", ".join(other[:8]) + (f" and {len(other) - 8} more" if len(other) > 8 else "")
-        raise AnalysisError(f"Batch {batch.name}: {batch.out} holds files this tool did not write ({shown}); "
-                            "a batch never deletes or overwrites them. Move them, or give the batch another "
-                            "`name:` (or --reports DIR). Nothing was run.")
+        raise AnalysisError(
+            f"Batch {batch.name}: {batch.out} holds files this tool did not write ({shown}); "
+            "a batch never deletes or overwrites them. Move them, or give the batch another "
+            "`name:` (or --reports DIR). Nothing was run."
+        )
 
 
 def _is_run_temporary(folder: Path, names: set[str]) -> bool:
@@ -632,8 +777,11 @@ def _is_run_temporary(folder: Path, names: set[str]) -> bool:
 
 def _stale_temporaries(batch: Batch) -> list[Path]:
     names = {r.name for r in batch.runs}
-    return [d for d in batch.out.glob(".tmp-*") if d.is_dir() and _is_run_temporary(d, names)
-            and not _written_by_a_run(d)]
+    return [
+        d
+        for d in batch.out.glob(".tmp-*")
+        if d.is_dir() and _is_run_temporary(d, names) and not _written_by_a_run(d)
+    ]
 
 
 def _refuse_other_data(batch: Batch) -> None:
@@ -649,9 +797,12 @@ def _refuse_other_data(batch: Batch) -> None:
             continue
         if theirs is not None and theirs not in ours:
             raise AnalysisError(
-                f"Batch {batch.name}: {batch.out} holds runs made from other data (run {m.parent.name}). A batch "
-                "never writes into a folder made from other data: give this batch its own `name:` in "
-                f"{Path(batch.path).name} (or --reports DIR). Nothing was run.")
+                f"Batch {batch.name}: {batch.out} holds runs made from other data (run "
+                f"{m.parent.name}). A batch "
+                "never writes into a folder made from other data: give this batch its own `name:` "
+                "in "
+                f"{Path(batch.path).name} (or --reports DIR). Nothing was run."
+            )
 
 
 def summary_table(results: list[dict]) -> str:
@@ -662,7 +813,9 @@ def summary_table(results: list[dict]) -> str:
             err = f"{r['notebook']}, cell {r['error'].get('cell')}: {r['error'].get('error')}"
         rows.append((r["run"], r["status"], f"{r['seconds']:.1f}", err))
     w = [max(len(x[i]) for x in rows) for i in range(3)]
-    lines = [f"{a.ljust(w[0])}  {b.ljust(w[1])}  {c.rjust(w[2])}  {d}".rstrip() for a, b, c, d in rows]
+    lines = [
+        f"{a.ljust(w[0])}  {b.ljust(w[1])}  {c.rjust(w[2])}  {d}".rstrip() for a, b, c, d in rows
+    ]
     lines.insert(1, "-" * max(len(x) for x in lines))
     return "\n".join(lines)
 
@@ -699,20 +852,29 @@ def rerun_manifest(manifest_path: str | Path) -> int:
     run_dir = manifest_path.parent
     now_fp = data_fingerprint(Path(data))
     if now_fp != m.get("input_fingerprint"):
-        raise AnalysisError(f"The input data at {data} are not the files the run used (their "
-                            "sha256 differ from the manifest's input_fingerprint).")
+        raise AnalysisError(
+            f"The input data at {data} are not the files the run used (their "
+            "sha256 differ from the manifest's input_fingerprint)."
+        )
     lock = sha256_file(paths.LOCK_FILE) if paths.LOCK_FILE.exists() else None
     if m.get("lock_sha256") and lock != m["lock_sha256"]:
-        print(f"warning: requirements.lock differs from the run's ({m['lock_sha256'][:12]}...)",
-              file=sys.stderr)
+        print(
+            f"warning: requirements.lock differs from the run's ({m['lock_sha256'][:12]}...)",
+            file=sys.stderr,
+        )
     out = Path(tempfile.mkdtemp(prefix="rerun-"))
     params = {**resolved, "data": data, "output_dir": str(out)}
     for k in ("grid", "published"):
         if k in m["parameters"]:
             params[k] = m["parameters"][k]
-    pm.execute_notebook(str(paths.NOTEBOOKS / f"{notebook}.ipynb"), str(out / f"{notebook}.ipynb"),
-                        parameters=params, kernel_name=KERNEL, cwd=str(paths.NOTEBOOKS),
-                        progress_bar=False)
+    pm.execute_notebook(
+        str(paths.NOTEBOOKS / f"{notebook}.ipynb"),
+        str(out / f"{notebook}.ipynb"),
+        parameters=params,
+        kernel_name=KERNEL,
+        cwd=str(paths.NOTEBOOKS),
+        progress_bar=False,
+    )
     differ = []
     tables = sorted((run_dir / "tables").glob("*.csv"))
     for t in tables:
@@ -720,7 +882,10 @@ def rerun_manifest(manifest_path: str | Path) -> int:
         if not again.exists() or again.read_bytes() != t.read_bytes():
             differ.append(t.name)
     if differ:
-        print(f"{len(differ)} of {len(tables)} table(s) differ: {', '.join(differ)} (new run in {out})")
+        print(
+            f"{len(differ)} of {len(tables)} table(s) differ: {', '.join(differ)} (new run in "
+            f"{out})"
+        )
         return 1
     print(f"Re-ran {notebook} from {manifest_path}: all {len(tables)} tables byte-identical.")
     shutil.rmtree(out, ignore_errors=True)
@@ -740,14 +905,18 @@ def main_batch(path, jobs, only, force, show_code, reports=None, disclosure=None
     try:
         results = run_batch(batch, jobs=jobs, only=only, force=force, show_code=show_code)
     except KeyboardInterrupt:
-        print("\nInterrupted: completed runs are kept; run the same command again to resume.",
-              file=sys.stderr)
+        print(
+            "\nInterrupted: completed runs are kept; run the same command again to resume.",
+            file=sys.stderr,
+        )
         return 130
     print(summary_table(results))
     n_fail = sum(r["status"] == "failed" for r in results)
     n_run = sum(r["status"] in ("ok", "failed") for r in results)
-    print(f"\n{len(results)} run(s): {n_run} executed, {len(results) - n_run} up to date, "
-          f"{n_fail} failed, in {time.perf_counter() - t:.1f} s.")
+    print(
+        f"\n{len(results)} run(s): {n_run} executed, {len(results) - n_run} up to date, "
+        f"{n_fail} failed, in {time.perf_counter() - t:.1f} s."
+    )
     print(f"Report: {batch.out / 'index.html'}")
     return 1 if n_fail else 0
 

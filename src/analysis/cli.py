@@ -39,11 +39,18 @@ def _overrides(pairs) -> dict:
 def _add_params_args(sp):
     sp.add_argument("--data", help="a folder in the data contract (default: data/synthetic)")
     sp.add_argument("--params", metavar="FILE", help="YAML file of parameter overrides")
-    sp.add_argument("--set", metavar="NAME=VALUE", action="append",
-                    help="override one parameter (repeatable), e.g. --set elderly_age=80")
-    sp.add_argument("--disclosure", choices=["auto", "opensafely", "ohdsi", "datashield", "off"],
-                    help="disclosure rule for what is printed (the parameter 'disclosure'; "
-                         "default auto: off for synthetic data, opensafely otherwise)")
+    sp.add_argument(
+        "--set",
+        metavar="NAME=VALUE",
+        action="append",
+        help="override one parameter (repeatable), e.g. --set elderly_age=80",
+    )
+    sp.add_argument(
+        "--disclosure",
+        choices=["auto", "opensafely", "ohdsi", "datashield", "off"],
+        help="disclosure rule for what is printed (the parameter 'disclosure'; "
+        "default auto: off for synthetic data, opensafely otherwise)",
+    )
 
 
 def _params(args):
@@ -62,10 +69,17 @@ def cmd_synth(args) -> int:
         if args.patients >= 1_000_000:
             print(f"  {done:,}/{total:,} patients", file=sys.stderr)
 
-    out = synth.generate(args.out, patients=args.patients, practices=args.practices,
-                         seed=args.seed, progress=progress)
-    print(f"Wrote the synthetic database ({args.patients:,} patients, {args.practices} "
-          f"practice(s), seed {args.seed}) to {out}")
+    out = synth.generate(
+        args.out,
+        patients=args.patients,
+        practices=args.practices,
+        seed=args.seed,
+        progress=progress,
+    )
+    print(
+        f"Wrote the synthetic database ({args.patients:,} patients, {args.practices} "
+        f"practice(s), seed {args.seed}) to {out}"
+    )
     return 0
 
 
@@ -104,20 +118,29 @@ def _fmt(v) -> str:
 def _figures_table(figs) -> str:
     rows = [("id", "value", "interval", "n / N", "description")]
     for f in figs:
-        ci = (f"{_fmt(f['ci_low'])} to {_fmt(f['ci_high'])}"
-              if f.get("ci_low") is not None and f.get("ci_high") is not None else "")
+        ci = (
+            f"{_fmt(f['ci_low'])} to {_fmt(f['ci_high'])}"
+            if f.get("ci_low") is not None and f.get("ci_high") is not None
+            else ""
+        )
         nn = ""
         if "numerator" in f:
             nn = f"{_fmt(f['numerator'])} / {_fmt(f['denominator'])}"
         elif "denominator" in f:
-            nn = (f"list of {_fmt(f['denominator'])}" if f["id"].endswith(("per_gp_list", "gp_list"))
-                  else f"N = {_fmt(f['denominator'])}")
+            nn = (
+                f"list of {_fmt(f['denominator'])}"
+                if f["id"].endswith(("per_gp_list", "gp_list"))
+                else f"N = {_fmt(f['denominator'])}"
+            )
         rows.append((f["id"], _fmt(f["value"]), ci, nn, f["description"]))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = []
     for i, r in enumerate(rows):
-        lines.append("  ".join(r[j].ljust(widths[j]) if j == 0 else r[j].rjust(widths[j])
-                               for j in range(4)) + "  " + r[4])
+        lines.append(
+            "  ".join(r[j].ljust(widths[j]) if j == 0 else r[j].rjust(widths[j]) for j in range(4))
+            + "  "
+            + r[4]
+        )
         if i == 0:
             lines.append("-" * len(lines[0]))
     return "\n".join(lines)
@@ -139,8 +162,9 @@ def cmd_sensitivity(args) -> int:
         db.close()
     from analysis.outputs import disclosure
 
-    table = sensitivity_table(cube, grid, params,
-                              rule=disclosure.resolve(params, cube.is_synthetic))
+    table = sensitivity_table(
+        cube, grid, params, rule=disclosure.resolve(params, cube.is_synthetic)
+    )
     stamp = disclosure.release_status(params, cube.is_synthetic) == disclosure.NOT_FOR_RELEASE
     if args.json:
         if stamp:
@@ -164,8 +188,9 @@ _STAMP = "NOT FOR RELEASE: data not marked synthetic, disclosure control off or 
 def cmd_batch(args) -> int:
     from analysis.batch import main_batch
 
-    return main_batch(args.file, args.jobs, args.only, args.force, args.show_code, args.reports,
-                      args.disclosure)
+    return main_batch(
+        args.file, args.jobs, args.only, args.force, args.show_code, args.reports, args.disclosure
+    )
 
 
 def cmd_audit(args) -> int:
@@ -188,7 +213,10 @@ def cmd_audit(args) -> int:
     checks = consistency_audit(published)
     stamp = any(f.get("release") == "NOT FOR RELEASE" for f in figures or [])
     if args.json:
-        out = {"reproduction": repro.to_dict(orient="records"), "consistency": checks.to_dict(orient="records")}
+        out = {
+            "reproduction": repro.to_dict(orient="records"),
+            "consistency": checks.to_dict(orient="records"),
+        }
         if stamp:
             out["release"] = "NOT FOR RELEASE"
         print(json.dumps(out, indent=2))
@@ -197,9 +225,18 @@ def cmd_audit(args) -> int:
         print(_STAMP)
     import pandas as pd
 
-    with pd.option_context("display.max_rows", None, "display.width", 250, "display.max_colwidth", 90):
-        print("Reproduction of the published figures" + ("" if figures else " (no data: nothing recomputed)"))
-        print(repro[["id", "figure", "published", "recomputed", "difference", "verdict"]].to_string(index=False))
+    with pd.option_context(
+        "display.max_rows", None, "display.width", 250, "display.max_colwidth", 90
+    ):
+        print(
+            "Reproduction of the published figures"
+            + ("" if figures else " (no data: nothing recomputed)")
+        )
+        print(
+            repro[["id", "figure", "published", "recomputed", "difference", "verdict"]].to_string(
+                index=False
+            )
+        )
         print("\nConsistency of the published figures (no patient data needed)")
         print(checks[["check", "result", "verdict"]].to_string(index=False))
         print("\nArithmetic:")
@@ -207,8 +244,10 @@ def cmd_audit(args) -> int:
 
         for _, r in checks.iterrows():
             if r["verdict"] in ("impossible", "inconsistent") or r["check"].startswith("SD"):
-                text = (f"{r['check']}: {r['verdict']}. {r['arithmetic']}. Method: {r['method']}. "
-                        f"Reference: {r['reference']}.")
+                text = (
+                    f"{r['check']}: {r['verdict']}. {r['arithmetic']}. Method: {r['method']}. "
+                    f"Reference: {r['reference']}."
+                )
                 print(textwrap.fill(text, width=100, initial_indent="- ", subsequent_indent="  "))
     return 0
 
@@ -218,8 +257,10 @@ def cmd_load(args) -> int:
     from analysis.load import load_into
 
     counts = load_into(args.data, args.into)
-    print(f"Loaded {args.data} into {redact(args.into)}: "
-          + ", ".join(f"{t} {n:,} rows" for t, n in counts.items()))
+    print(
+        f"Loaded {args.data} into {redact(args.into)}: "
+        + ", ".join(f"{t} {n:,} rows" for t, n in counts.items())
+    )
     return 0
 
 
@@ -240,17 +281,27 @@ def cmd_import(args) -> int:
         from analysis.importer import import_extract
 
         report = import_extract(args.mapping, args.into)
-    print(f"Imported into {args.into}: " + ", ".join(f"{t} {n:,} rows" for t, n in report["tables"].items()))
+    print(
+        f"Imported into {args.into}: "
+        + ", ".join(f"{t} {n:,} rows" for t, n in report["tables"].items())
+    )
     for k, v in report["repairs"].items():
         print(f"  {k.replace('_', ' ')}: {v:,}")
     if report["repairs"].get("icd10_unmapped_records"):
         print(f"  codes without an ICD-9-CM mapping are listed in {args.into}/unmapped_codes.csv")
     if report.get("diagnoses_by_vocabulary"):
-        print("  diagnoses by vocabulary: " + ", ".join(f"{k} {v:,}" for k, v in report["diagnoses_by_vocabulary"].items()))
+        print(
+            "  diagnoses by vocabulary: "
+            + ", ".join(f"{k} {v:,}" for k, v in report["diagnoses_by_vocabulary"].items())
+        )
     if report.get("unmapped_diagnoses"):
         un = ", ".join(f"{v:,} {k}" for k, v in report["unmapped_diagnoses"].items())
-        print(f"WARNING: {un} diagnosis record(s) could not be mapped to ICD-9-CM and were left out: the "
-              "risk definitions see none of those diagnoses.", file=sys.stderr)
+        print(
+            f"WARNING: {un} diagnosis record(s) could not be mapped to ICD-9-CM and were left "
+            f"out: the "
+            "risk definitions see none of those diagnoses.",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -275,38 +326,62 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--grid", metavar="FILE", help="grid YAML (default: the package's grid)")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_sensitivity)
-    sp = sub.add_parser("audit", help="published against recomputed, and the arithmetic of the published figures")
+    sp = sub.add_parser(
+        "audit", help="published against recomputed, and the arithmetic of the published figures"
+    )
     _add_params_args(sp)
-    sp.add_argument("--published", metavar="FILE", help="published figures CSV (default: data/reference/published.csv)")
+    sp.add_argument(
+        "--published",
+        metavar="FILE",
+        help="published figures CSV (default: data/reference/published.csv)",
+    )
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_audit)
 
     sp = sub.add_parser("batch", help="run a batch of notebooks with papermill")
     sp.add_argument("file", nargs="?", help="batch YAML (default: batches/paper.yaml)")
-    sp.add_argument("--jobs", type=_positive_int, metavar="N",
-                    help="parallel worker processes (default: the number of cores)")
+    sp.add_argument(
+        "--jobs",
+        type=_positive_int,
+        metavar="N",
+        help="parallel worker processes (default: the number of cores)",
+    )
     sp.add_argument("--only", metavar="PATTERN", help="run only runs whose name matches")
     sp.add_argument("--force", action="store_true", help="execute even up-to-date runs")
     sp.add_argument("--reports", metavar="DIR", help="where batch folders go (default: reports/)")
-    sp.add_argument("--disclosure", choices=["auto", "opensafely", "ohdsi", "datashield", "off"],
-                    help="disclosure rule for every run (overrides the scenarios)")
-    sp.add_argument("--show-code", action="store_true", default=None,
-                    help="show code cells in the HTML reports")
+    sp.add_argument(
+        "--disclosure",
+        choices=["auto", "opensafely", "ohdsi", "datashield", "off"],
+        help="disclosure rule for every run (overrides the scenarios)",
+    )
+    sp.add_argument(
+        "--show-code", action="store_true", default=None, help="show code cells in the HTML reports"
+    )
     sp.set_defaults(func=cmd_batch)
 
-    sp = sub.add_parser("import", help="turn a real extract into the data contract, as a mapping file says")
+    sp = sub.add_parser(
+        "import", help="turn a real extract into the data contract, as a mapping file says"
+    )
     sp.add_argument("--mapping", metavar="FILE.yaml", help="mapping of a CSV/Parquet/Excel extract")
     sp.add_argument("--omop", metavar="FOLDER", help="an OMOP CDM extract (CSV or Parquet tables)")
-    sp.add_argument("--code-system", choices=["icd9cm", "icd10", "icd10cm", "snomed"], default=None,
-                    help="vocabulary of OMOP condition_source_value when the extract has no CONCEPT "
-                         "table (with one, each row's vocabulary is read from it)")
+    sp.add_argument(
+        "--code-system",
+        choices=["icd9cm", "icd10", "icd10cm", "snomed"],
+        default=None,
+        help="vocabulary of OMOP condition_source_value when the extract has no CONCEPT "
+        "table (with one, each row's vocabulary is read from it)",
+    )
     sp.add_argument("--into", required=True, metavar="FOLDER")
     sp.set_defaults(func=cmd_import)
 
     sp = sub.add_parser("load", help="copy a contract folder into a PostgreSQL database")
     sp.add_argument("--data", required=True, metavar="FOLDER")
-    sp.add_argument("--into", required=True, metavar="URL",
-                    help="postgresql://user@host:port/db[?schema=NAME] (password from PGPASSWORD)")
+    sp.add_argument(
+        "--into",
+        required=True,
+        metavar="URL",
+        help="postgresql://user@host:port/db[?schema=NAME] (password from PGPASSWORD)",
+    )
     sp.set_defaults(func=cmd_load)
 
     sp = sub.add_parser("rerun", help="repeat a batch run from its manifest and check its tables")
@@ -321,8 +396,10 @@ def main(argv=None) -> int:
     try:
         from analysis.credentials import refuse_passwords
 
-        refuse_passwords({f"--{k}": v for k, v in vars(args).items() if isinstance(v, str | list)},
-                         "The command line")
+        refuse_passwords(
+            {f"--{k}": v for k, v in vars(args).items() if isinstance(v, str | list)},
+            "The command line",
+        )
         return args.func(args)
     except AnalysisError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -68,17 +68,23 @@ def _read(path: Path) -> CodeList:
                 code = normalise_code(row["code"] or "")
                 vocab = (row["vocabulary"] or "").strip().upper()
                 if not code:
-                    problems.append(f"{path}, column code, row {i}: expected a code, found an empty value")
+                    problems.append(
+                        f"{path}, column code, row {i}: expected a code, found an empty value"
+                    )
                     continue
                 if vocab not in VOCABULARIES:
-                    problems.append(f"{path}, column vocabulary, row {i}: expected one of "
-                                    f"{', '.join(VOCABULARIES)}, found {row['vocabulary']!r}")
+                    problems.append(
+                        f"{path}, column vocabulary, row {i}: expected one of "
+                        f"{', '.join(VOCABULARIES)}, found {row['vocabulary']!r}"
+                    )
                 vocabularies.add(vocab)
                 codes.append(code)
                 descriptions.append((row["description"] or "").strip())
             if len(vocabularies) > 1:
-                problems.append(f"{path}, column vocabulary: one vocabulary per list, found "
-                                f"{', '.join(sorted(vocabularies))}")
+                problems.append(
+                    f"{path}, column vocabulary: one vocabulary per list, found "
+                    f"{', '.join(sorted(vocabularies))}"
+                )
     except UnicodeDecodeError as exc:
         raise AnalysisError(f"Code list {path} is not UTF-8 text: {exc}") from None
     if problems:

@@ -106,17 +106,24 @@ class ProfileCube:
     def flag_arrays(self, params: Params | None = None) -> dict[str, np.ndarray]:
         """Boolean flags for every cell, under ``params`` (default: the cube's)."""
         p = params or self.params
-        if not self.detail and (tuple(p.risk_conditions) != tuple(self.params.risk_conditions)
-                                or tuple(p.risk_drugs) != tuple(self.params.risk_drugs)):
+        if not self.detail and (
+            tuple(p.risk_conditions) != tuple(self.params.risk_conditions)
+            or tuple(p.risk_drugs) != tuple(self.params.risk_drugs)
+        ):
             raise ValueError("a cube built with detail=False answers only its own code lists")
         c = self.columns
         q = c[f"q{p.min_severity}"]
-        f = {"pain": q >= 1, "recurrent": q >= p.min_episodes,
-             "risk_condition": (c["cond_mask"] & self.condition_bits(p.risk_conditions)) != 0,
-             "risk_drug": (c["drug_mask"] & self.drug_bits(p.risk_drugs)) != 0,
-             "elderly": c["age"] >= p.elderly_age}
+        f = {
+            "pain": q >= 1,
+            "recurrent": q >= p.min_episodes,
+            "risk_condition": (c["cond_mask"] & self.condition_bits(p.risk_conditions)) != 0,
+            "risk_drug": (c["drug_mask"] & self.drug_bits(p.risk_drugs)) != 0,
+            "elderly": c["age"] >= p.elderly_age,
+        }
         f["pain_risk"] = f["pain"] & f["risk_condition"]
-        f["target"] = f["pain"] & f["recurrent"] & f["elderly"] & (f["risk_condition"] | f["risk_drug"])
+        f["target"] = (
+            f["pain"] & f["recurrent"] & f["elderly"] & (f["risk_condition"] | f["risk_drug"])
+        )
         return f
 
     def flags(self, params: Params | None = None):
@@ -133,7 +140,9 @@ def _sql_list(values) -> str:
     return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
 
 
-def _code_map_sql(db: Database, table: str, column: str, lists, name: str, vocabulary: str) -> list[str]:
+def _code_map_sql(
+    db: Database, table: str, column: str, lists, name: str, vocabulary: str
+) -> list[str]:
     """A small table code -> bit mask for every distinct code of ``table`` that matches a
     list (prefix match, dots ignored), so that the big table joins on equality. A list of
     another vocabulary than the table's codes matches nothing; their names are returned."""
@@ -147,17 +156,28 @@ def _code_map_sql(db: Database, table: str, column: str, lists, name: str, vocab
     from analysis.engines import create_temp_table
 
     if rows:
-        values = ", ".join(f"({bit}, '{prefix.replace(chr(39), chr(39) * 2)}')" for bit, prefix in rows)
-        create_temp_table(db.con, f"{name}_prefix", f"SELECT * FROM (VALUES {values}) AS t(bit, prefix)")
+        values = ", ".join(
+            f"({bit}, '{prefix.replace(chr(39), chr(39) * 2)}')" for bit, prefix in rows
+        )
+        create_temp_table(
+            db.con, f"{name}_prefix", f"SELECT * FROM (VALUES {values}) AS t(bit, prefix)"
+        )
     else:
-        create_temp_table(db.con, f"{name}_prefix",
-                          "SELECT CAST(NULL AS INTEGER) AS bit, CAST(NULL AS VARCHAR) AS prefix WHERE 1 = 0")
-    create_temp_table(db.con, name, f"""
+        create_temp_table(
+            db.con,
+            f"{name}_prefix",
+            "SELECT CAST(NULL AS INTEGER) AS bit, CAST(NULL AS VARCHAR) AS prefix WHERE 1 = 0",
+        )
+    create_temp_table(
+        db.con,
+        name,
+        f"""
         WITH codes AS (SELECT DISTINCT {column} AS code FROM {table})
         SELECT code, CAST(bit_or(CAST(1 AS BIGINT) << p.bit) AS BIGINT) AS mask
         FROM codes JOIN {name}_prefix p
           ON starts_with(upper(replace(trim(code), '.', '')), p.prefix)
-        GROUP BY code""")
+        GROUP BY code""",
+    )
     return other
 
 
@@ -166,11 +186,15 @@ def population_condition(params: Params, alias: str = "p") -> str:
     idx, ws = params.index.isoformat(), params.window_start.isoformat()
     cond = [f"{alias}.birth_date <= DATE '{idx}'"]
     if params.population == "registered_in_window":
-        cond += [f"{alias}.registered_from <= DATE '{idx}'",
-                 f"({alias}.registered_to IS NULL OR {alias}.registered_to >= DATE '{ws}')"]
+        cond += [
+            f"{alias}.registered_from <= DATE '{idx}'",
+            f"({alias}.registered_to IS NULL OR {alias}.registered_to >= DATE '{ws}')",
+        ]
     elif params.population == "registered_on_index_date":
-        cond += [f"{alias}.registered_from <= DATE '{idx}'",
-                 f"({alias}.registered_to IS NULL OR {alias}.registered_to >= DATE '{idx}')"]
+        cond += [
+            f"{alias}.registered_from <= DATE '{idx}'",
+            f"({alias}.registered_to IS NULL OR {alias}.registered_to >= DATE '{idx}')",
+        ]
     return " AND ".join(cond)
 
 
@@ -186,14 +210,28 @@ def population_counts(db: Database, params: Params) -> dict:
     idx = params.index.isoformat()
     total, born_after, unregistered = db.con.execute(
         f"SELECT count(*), count(*) FILTER (WHERE p.birth_date > DATE '{idx}'), "
-        f"count(*) FILTER (WHERE p.birth_date <= DATE '{idx}' AND NOT ({registration_condition(params)})) "
-        "FROM patients p").fetchone()
-    return {"database": int(total), "born_after_index": int(born_after), "not_registered": int(unregistered)}
+        f"count(*) FILTER (WHERE p.birth_date <= DATE '{idx}' AND NOT "
+        f"({registration_condition(params)})) "
+        "FROM patients p"
+    ).fetchone()
+    return {
+        "database": int(total),
+        "born_after_index": int(born_after),
+        "not_registered": int(unregistered),
+    }
 
 
-def profile_cube(db: Database, params: Params, *, severities=(), episode_cap: int | None = None,
-                 condition_lists=None, drug_lists=None, drug_counts: bool = False,
-                 detail: bool = True) -> ProfileCube:
+def profile_cube(
+    db: Database,
+    params: Params,
+    *,
+    severities=(),
+    episode_cap: int | None = None,
+    condition_lists=None,
+    drug_lists=None,
+    drug_counts: bool = False,
+    detail: bool = True,
+) -> ProfileCube:
     """Reduce the database to the profile cube, in one pass over each table.
 
     ``severities`` adds severity thresholds (beyond ``params.min_severity``) and
@@ -218,22 +256,30 @@ def profile_cube(db: Database, params: Params, *, severities=(), episode_cap: in
     notes = []
     other = _code_map_sql(db, "diagnoses", "code", cond_lists, "cond_map", vocab)
     if other:
-        notes.append(f"the diagnoses are coded in {vocab}: the code list(s) {', '.join(other)} of another "
-                     "vocabulary match none of them, so the risk definitions see none of those conditions")
+        notes.append(
+            f"the diagnoses are coded in {vocab}: the code list(s) {', '.join(other)} of another "
+            "vocabulary match none of them, so the risk definitions see none of those conditions"
+        )
     other = _code_map_sql(db, "prescriptions", "atc_code", drug_lists, "drug_map", "ATC")
     if other:
-        notes.append(f"prescriptions are ATC-coded: the list(s) {', '.join(other)} match none of them")
+        notes.append(
+            f"prescriptions are ATC-coded: the list(s) {', '.join(other)} match none of them"
+        )
     notes += db.import_notes
     site_case = " ".join(f"WHEN '{s}' THEN {1 << i}" for i, s in enumerate(sites))
     q_cols = ", ".join(
-        f"least(count(*) FILTER (WHERE severity >= {s}), {cap}) AS q{s}" for s in sev)
+        f"least(count(*) FILTER (WHERE severity >= {s}), {cap}) AS q{s}" for s in sev
+    )
     q_sel = ", ".join(f"coalesce(q.q{s}, 0) AS q{s}" for s in sev)
     q_grp = ", ".join(f"q{s}" for s in sev)
     base = params.min_severity
     if drug_counts:
-        n_drugs_sql = (f"SELECT patient_id, count(*) AS n_drugs FROM (SELECT DISTINCT patient_id, atc_code "
-                       f"FROM prescriptions WHERE date BETWEEN DATE '{ws}' AND DATE '{idx}') AS distinct_drugs "
-                       "GROUP BY patient_id")
+        n_drugs_sql = (
+            f"SELECT patient_id, count(*) AS n_drugs FROM (SELECT DISTINCT patient_id, atc_code "
+            f"FROM prescriptions WHERE date BETWEEN DATE '{ws}' AND DATE '{idx}') AS "
+            f"distinct_drugs "
+            "GROUP BY patient_id"
+        )
         n_drugs_col = "coalesce(nd.n_drugs, 0)"
         n_drugs_join = "LEFT JOIN nd ON nd.patient_id = p.patient_id"
     else:
@@ -241,7 +287,11 @@ def profile_cube(db: Database, params: Params, *, severities=(), episode_cap: in
         n_drugs_col = "0"
         n_drugs_join = ""
     if detail:
-        site_col, cond_col, drug_col = "coalesce(q.site_mask, 0)", "coalesce(c.cond_mask, 0)", "coalesce(r.drug_mask, 0)"
+        site_col, cond_col, drug_col = (
+            "coalesce(q.site_mask, 0)",
+            "coalesce(c.cond_mask, 0)",
+            "coalesce(r.drug_mask, 0)",
+        )
     else:
         cb = sum(1 << cond_lists.index(x) for x in params.risk_conditions)
         db_ = sum(1 << drug_lists.index(x) for x in params.risk_drugs)
@@ -295,12 +345,25 @@ def profile_cube(db: Database, params: Params, *, severities=(), episode_cap: in
     """
     raw = db.con.execute(query).fetchnumpy()
     excluded = population_counts(db, params)
-    cells = {k: (np.asarray(v, dtype=object) if k == "sex" else np.asarray(v, dtype=np.int64))
-             for k, v in raw.items()}
-    return ProfileCube(columns=cells, params=params, severities=sev, episode_cap=cap,
-                       condition_lists=cond_lists, drug_lists=drug_lists, sites=sites,
-                       data_label=db.label, is_synthetic=db.is_synthetic, drug_counts=drug_counts,
-                       detail=detail, population=excluded, notes=tuple(notes))
+    cells = {
+        k: (np.asarray(v, dtype=object) if k == "sex" else np.asarray(v, dtype=np.int64))
+        for k, v in raw.items()
+    }
+    return ProfileCube(
+        columns=cells,
+        params=params,
+        severities=sev,
+        episode_cap=cap,
+        condition_lists=cond_lists,
+        drug_lists=drug_lists,
+        sites=sites,
+        data_label=db.label,
+        is_synthetic=db.is_synthetic,
+        drug_counts=drug_counts,
+        detail=detail,
+        population=excluded,
+        notes=tuple(notes),
+    )
 
 
 # ----------------------------------------------------------------------------- words
@@ -328,11 +391,15 @@ def population_words(p: Params) -> str:
 
 def pain_words(p: Params) -> str:
     """The qualifying pain episode in words, from the parameters (not the paper's defaults)."""
-    sev = {4: "moderate or severe", 7: "severe"}.get(p.min_severity, f"severity {p.min_severity} or more")
+    sev = {4: "moderate or severe", 7: "severe"}.get(
+        p.min_severity, f"severity {p.min_severity} or more"
+    )
     if p.min_severity < 4:
         sev = f"severity {p.min_severity} or more (mild included)"
     causes = " or ".join(c.replace("osteoarticular", "osteo-articular") for c in p.pain_causes)
-    sites = ", ".join(p.pain_sites[:-1]) + (" or " if len(p.pain_sites) > 1 else "") + p.pain_sites[-1]
+    sites = (
+        ", ".join(p.pain_sites[:-1]) + (" or " if len(p.pain_sites) > 1 else "") + p.pain_sites[-1]
+    )
     return f"{sev} ({p.min_severity}+/10) {causes} pain of the {sites}"
 
 
@@ -362,33 +429,59 @@ def attrition_table(cube: ProfileCube, params: Params | None = None):
     if pop is not None:
         rows += [
             ("database", "every patient in the database", pop["database"], ""),
-            ("excluded_born_after_index", f"left out: born after the index date ({p.index_date})",
-             pop["born_after_index"], "database"),
-            ("excluded_not_registered", f"left out: not {registration_words(p)}", pop["not_registered"],
-             "database"),
+            (
+                "excluded_born_after_index",
+                f"left out: born after the index date ({p.index_date})",
+                pop["born_after_index"],
+                "database",
+            ),
+            (
+                "excluded_not_registered",
+                f"left out: not {registration_words(p)}",
+                pop["not_registered"],
+                "database",
+            ),
         ]
     rows += [
         ("all_patients", population_words(p), n_all, "database" if pop is not None else ""),
-        ("pain", f"one or more qualifying episodes of {pain_words(p)} in the window", n_pain, "all_patients"),
+        (
+            "pain",
+            f"one or more qualifying episodes of {pain_words(p)} in the window",
+            n_pain,
+            "all_patients",
+        ),
         ("pain_risk_condition", "pain cohort with a history of a risk condition", n_pr, "pain"),
-        ("target", f"pain cohort, recurrent (>= {p.min_episodes} episodes), aged >= "
-                   f"{p.elderly_age}, with a risk condition or a risk drug", n_t, "pain"),
-        ("candidates", f"target subgroup x benefit fraction {fraction:g} "
-                       f"({'fixed' if p.benefit_distribution == 'fixed' else 'expected'}; expected count)",
-         cand, "target"),
+        (
+            "target",
+            f"pain cohort, recurrent (>= {p.min_episodes} episodes), aged >= "
+            f"{p.elderly_age}, with a risk condition or a risk drug",
+            n_t,
+            "pain",
+        ),
+        (
+            "candidates",
+            f"target subgroup x benefit fraction {fraction:g} "
+            f"({'fixed' if p.benefit_distribution == 'fixed' else 'expected'}; expected count)",
+            cand,
+            "target",
+        ),
     ]
     n_of = {r[0]: r[2] for r in rows}
     out = []
     for step, definition, n, prev in rows:
         outside = step == "database" or step.startswith("excluded_")
-        out.append({
-            "step": step,
-            "definition": definition,
-            "n": n,
-            "previous_step": prev,
-            "pct_of_previous": (100.0 * n / n_of[prev] if n_of[prev] else math.nan) if prev else 100.0,
-            "pct_of_all": math.nan if outside else (100.0 * n / n_all if n_all else math.nan),
-        })
+        out.append(
+            {
+                "step": step,
+                "definition": definition,
+                "n": n,
+                "previous_step": prev,
+                "pct_of_previous": (100.0 * n / n_of[prev] if n_of[prev] else math.nan)
+                if prev
+                else 100.0,
+                "pct_of_all": math.nan if outside else (100.0 * n / n_all if n_all else math.nan),
+            }
+        )
     import pandas as pd
 
     return pd.DataFrame(out)

@@ -31,7 +31,9 @@ SCHEMA: dict[str, tuple[Column, ...]] = {
         Column("sex", "vocab", "F or M", vocabulary=("F", "M")),
         Column("birth_date", "date", "an ISO date (YYYY-MM-DD) not after today"),
         Column("registered_from", "date", "an ISO date (YYYY-MM-DD)"),
-        Column("registered_to", "optional_date", "an ISO date on or after registered_from, or empty"),
+        Column(
+            "registered_to", "optional_date", "an ISO date on or after registered_from, or empty"
+        ),
     ),
     "diagnoses": (
         Column("patient_id", "id", "the patient_id of a patient in the patients table"),

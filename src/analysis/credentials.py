@@ -47,6 +47,7 @@ def holds_password(value) -> bool:
 
 def refuse_passwords_in(obj, source: str) -> None:
     """Refuse a password anywhere in a nested structure (keys and values of a YAML file)."""
+
     def walk(x):
         if isinstance(x, dict):
             for k, v in x.items():
@@ -59,8 +60,10 @@ def refuse_passwords_in(obj, source: str) -> None:
             yield x
 
     if any(holds_password(v) for v in walk(obj)):
-        raise AnalysisError(f"{source} holds a database password (not shown). Remove it and set PGPASSWORD "
-                            "(or name another variable with ?password_env=VAR). Nothing was run.")
+        raise AnalysisError(
+            f"{source} holds a database password (not shown). Remove it and set PGPASSWORD "
+            "(or name another variable with ?password_env=VAR). Nothing was run."
+        )
 
 
 def refuse_passwords(values: dict, source: str) -> None:
@@ -73,15 +76,19 @@ def refuse_passwords(values: dict, source: str) -> None:
             bad.append(name)
     if bad:
         raise AnalysisError(
-            f"{source}: {', '.join(repr(b) for b in bad)} holds a database password (not shown). Remove it "
+            f"{source}: {', '.join(repr(b) for b in bad)} holds a database password (not shown). "
+            f"Remove it "
             "and set PGPASSWORD (or name another variable with ?password_env=VAR); a password in a "
-            "parameter would be written to every executed notebook, manifest and report. Nothing was run.")
+            "parameter would be written to every executed notebook, manifest and report. Nothing "
+            "was run."
+        )
 
 
 def log_dir() -> Path:
     """Where problems with real data are logged: outside every report folder."""
     base = os.environ.get("ANALYSIS_LOG_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "analysis", "logs")
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "analysis", "logs"
+    )
     return Path(base)
 
 
@@ -104,9 +111,14 @@ def withheld_error(exc: BaseException, data, *, notebook: str = "") -> AnalysisE
 
     where = redact(str(data))
     path = write_problem_log(f"{type(exc).__name__}: {exc}", "problems")
-    print(f"Problems with {where} (not written to any report):\n{exc}\n(also in {path})", file=sys.stderr)
+    print(
+        f"Problems with {where} (not written to any report):\n{exc}\n(also in {path})",
+        file=sys.stderr,
+    )
     return AnalysisError(
-        f"The data at {where} could not be analysed{' by ' + notebook if notebook else ''}. The details "
+        f"The data at {where} could not be analysed{' by ' + notebook if notebook else ''}. The "
+        f"details "
         "are withheld from this output because the data are not marked synthetic (they may quote a "
         f"patient's values). See them with:\n    python -m analysis figures --data {where}\n"
-        f"(they were also written to {path}, outside the report folder).")
+        f"(they were also written to {path}, outside the report folder)."
+    )

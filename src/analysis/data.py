@@ -48,7 +48,9 @@ class Database:
         ICD9CM, the paper's and the contract's default, when not said)."""
         from analysis.codelists import DEFAULT_DIAGNOSIS_VOCABULARY
 
-        return str(self.metadata.get("diagnosis_vocabulary") or DEFAULT_DIAGNOSIS_VOCABULARY).upper()
+        return str(
+            self.metadata.get("diagnosis_vocabulary") or DEFAULT_DIAGNOSIS_VOCABULARY
+        ).upper()
 
     @property
     def import_notes(self) -> list[str]:
@@ -58,8 +60,11 @@ class Database:
         if not un:
             return []
         parts = ", ".join(f"{v:,} {k}" for k, v in sorted(un.items()))
-        return [f"the import could not map {parts} diagnosis record(s) to ICD-9-CM: the risk definitions "
-                "see none of those diagnoses"]
+        return [
+            f"the import could not map {parts} diagnosis record(s) to ICD-9-CM: the risk "
+            f"definitions "
+            "see none of those diagnoses"
+        ]
 
     @property
     def label(self) -> str:
@@ -103,8 +108,9 @@ class Database:
         self.con.close()
 
 
-def open_database(location: str | Path | None = None, *, validate: bool | str = True,
-                  threads: int | None = None) -> Database:
+def open_database(
+    location: str | Path | None = None, *, validate: bool | str = True, threads: int | None = None
+) -> Database:
     """Open the database at ``location`` (a contract folder or a ``.duckdb`` file).
 
     Every table is checked against the contract (see :mod:`analysis.contract`); bad input
@@ -234,8 +240,9 @@ def _validation_marker(db: Database, *, memo_only: bool = False) -> Path | None:
     return folder / "validated" / f"{h.hexdigest()}.ok"
 
 
-def sha256_files(paths, threads: int = 2, memo: Path | None = None,
-                 memo_only: bool = False) -> dict[Path, str] | None:
+def sha256_files(
+    paths, threads: int = 2, memo: Path | None = None, memo_only: bool = False
+) -> dict[Path, str] | None:
     """sha256 (hex) of each file's content, ``threads`` files at a time (hashlib releases
     the GIL while it hashes), by path, in the order given.
 
@@ -277,9 +284,13 @@ def sha256_files(paths, threads: int = 2, memo: Path | None = None,
     sigs = {p: signature(p) for p in paths}
 
     def trusted(entry, sig):
-        return (isinstance(entry, dict) and entry.get("signature") == sig
-                and isinstance(entry.get("sha256"), str) and isinstance(entry.get("recorded_ns"), int)
-                and sig[3] < entry["recorded_ns"] - 1_000_000_000)
+        return (
+            isinstance(entry, dict)
+            and entry.get("signature") == sig
+            and isinstance(entry.get("sha256"), str)
+            and isinstance(entry.get("recorded_ns"), int)
+            and sig[3] < entry["recorded_ns"] - 1_000_000_000
+        )
 
     out = {p: known[keys[p]]["sha256"] for p in paths if trusted(known.get(keys[p]), sigs[p])}
     todo = [p for p in paths if p not in out]
@@ -290,8 +301,12 @@ def sha256_files(paths, threads: int = 2, memo: Path | None = None,
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
             out.update(zip(todo, pool.map(one, todo), strict=True))
         if memo is not None:
-            known.update({keys[p]: {"signature": sigs[p], "sha256": out[p], "recorded_ns": now}
-                          for p in todo})
+            known.update(
+                {
+                    keys[p]: {"signature": sigs[p], "sha256": out[p], "recorded_ns": now}
+                    for p in todo
+                }
+            )
             known = _pruned(known)
             _write_atomic(memo, json.dumps(known, indent=0, sort_keys=True))
     return {p: out[p] for p in paths}
@@ -301,8 +316,12 @@ def _pruned(memo: dict, keep: int = 1000) -> dict:
     """The memo without files that no longer exist, and at most the ``keep`` most recently
     recorded entries (it is read and rewritten whole)."""
     alive = [(k, v) for k, v in memo.items() if isinstance(v, dict) and Path(k).exists()]
-    alive.sort(key=lambda kv: kv[1].get("recorded_ns", 0) if isinstance(kv[1].get("recorded_ns"), int) else 0,
-               reverse=True)
+    alive.sort(
+        key=lambda kv: kv[1].get("recorded_ns", 0)
+        if isinstance(kv[1].get("recorded_ns"), int)
+        else 0,
+        reverse=True,
+    )
     return dict(alive[:keep])
 
 
@@ -347,20 +366,27 @@ def _attach_folder(db: Database) -> None:
             continue
         if len(found) > 1:
             raise AnalysisError(
-                f"{folder}: both {found[0].name} and {found[1].name} exist; keep one file per table."
+                f"{folder}: both {found[0].name} and {found[1].name} exist; keep one file per "
+                f"table."
             )
         path = found[0]
         db.files[table] = path
         if path.stat().st_size == 0:
-            raise AnalysisError(f"{path}: the file is empty; expected a header row with the "
-                                f"columns {', '.join(c.name for c in SCHEMA[table])}.")
+            raise AnalysisError(
+                f"{path}: the file is empty; expected a header row with the "
+                f"columns {', '.join(c.name for c in SCHEMA[table])}."
+            )
         if path.suffix == ".parquet":
             src = f"read_parquet({_sql_str(path)}, file_row_number=true)"
             row = "file_row_number + 1"
-            db.con.execute(f"CREATE VIEW src_{table} AS SELECT * FROM read_parquet({_sql_str(path)})")
+            db.con.execute(
+                f"CREATE VIEW src_{table} AS SELECT * FROM read_parquet({_sql_str(path)})"
+            )
         else:
-            src = (f"read_csv({_sql_str(path)}, header=true, all_varchar=true, "
-                   "auto_detect=true, strict_mode=true)")
+            src = (
+                f"read_csv({_sql_str(path)}, header=true, all_varchar=true, "
+                "auto_detect=true, strict_mode=true)"
+            )
             row = "row_number() OVER ()"
             db.con.execute(f"CREATE VIEW src_{table} AS SELECT * FROM {src}")
         try:
@@ -394,8 +420,12 @@ def _parquet_metadata(db: Database) -> dict:
 
 def _attach_duckdb_file(db: Database) -> None:
     db.con.execute(f"ATTACH {_sql_str(db.location)} AS src (READ_ONLY)")
-    tables = {r[0] for r in db.con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_catalog='src'").fetchall()}
+    tables = {
+        r[0]
+        for r in db.con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog='src'"
+        ).fetchall()
+    }
     missing = [t for t in TABLES if t not in tables]
     if missing:
         raise AnalysisError(f"{db.location}: missing table(s) {', '.join(missing)}.")
@@ -404,13 +434,16 @@ def _attach_duckdb_file(db: Database) -> None:
         rows = db.con.execute("SELECT key, value FROM src.dataset_metadata").fetchall()
         db.metadata = {k: json.loads(v) for k, v in rows}
     for table in TABLES:
-        db.con.execute(f"CREATE VIEW raw_{table} AS SELECT *, row_number() OVER () AS __row "
-                       f"FROM src.{table}")
+        db.con.execute(
+            f"CREATE VIEW raw_{table} AS SELECT *, row_number() OVER () AS __row FROM src.{table}"
+        )
         db.con.execute(f"CREATE VIEW src_{table} AS SELECT * FROM src.{table}")
         cols = [r[0] for r in db.con.execute(f"DESCRIBE raw_{table}").fetchall()]
         absent = [c.name for c in SCHEMA[table] if c.name not in cols]
         if absent:
-            raise AnalysisError(f"{db.location}: table {table} misses column(s) {', '.join(absent)}.")
+            raise AnalysisError(
+                f"{db.location}: table {table} misses column(s) {', '.join(absent)}."
+            )
 
 
 def _first_line(exc: Exception) -> str:
@@ -419,9 +452,25 @@ def _first_line(exc: Exception) -> str:
 
 # --------------------------------------------------------------------------- validation
 _TEXT_TYPES = ("VARCHAR",)
-_DATE_TYPES = ("DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S")
-_INT_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
-              "UINTEGER", "UBIGINT")
+_DATE_TYPES = (
+    "DATE",
+    "TIMESTAMP",
+    "TIMESTAMP WITH TIME ZONE",
+    "TIMESTAMP_NS",
+    "TIMESTAMP_MS",
+    "TIMESTAMP_S",
+)
+_INT_TYPES = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+)
 
 
 def _column_check(col: Column, col_type: str) -> str:
@@ -442,8 +491,10 @@ def _column_check(col: Column, col_type: str) -> str:
         if col_type in _INT_TYPES:
             return f"({c} IS NULL OR {c} < {col.low} OR {c} > {col.high})"
         num = f"TRY_CAST({txt} AS DOUBLE)"
-        return (f"({empty} OR {num} IS NULL OR {num} <> floor({num}) "
-                f"OR {num} < {col.low} OR {num} > {col.high})")
+        return (
+            f"({empty} OR {num} IS NULL OR {num} <> floor({num}) "
+            f"OR {num} < {col.low} OR {num} > {col.high})"
+        )
     if col.kind == "date":
         if col_type in _DATE_TYPES:
             return f"({c} IS NULL)"
@@ -461,15 +512,33 @@ def _column_types(db: Database, table: str) -> dict[str, str]:
     return {r[0]: r[1] for r in db.con.execute(f"DESCRIBE raw_{table}").fetchall()}
 
 
-_PG_TYPES = {"date": "DATE", "integer": "INTEGER", "bigint": "BIGINT", "smallint": "SMALLINT",
-             "text": "VARCHAR", "character varying": "VARCHAR", "character": "VARCHAR",
-             "timestamp without time zone": "TIMESTAMP", "timestamp with time zone": "TIMESTAMP WITH TIME ZONE",
-             "double precision": "DOUBLE", "numeric": "DOUBLE", "real": "DOUBLE"}
+_PG_TYPES = {
+    "date": "DATE",
+    "integer": "INTEGER",
+    "bigint": "BIGINT",
+    "smallint": "SMALLINT",
+    "text": "VARCHAR",
+    "character varying": "VARCHAR",
+    "character": "VARCHAR",
+    "timestamp without time zone": "TIMESTAMP",
+    "timestamp with time zone": "TIMESTAMP WITH TIME ZONE",
+    "double precision": "DOUBLE",
+    "numeric": "DOUBLE",
+    "real": "DOUBLE",
+}
 
 
-_SPARK_TYPES = {"bigint": "BIGINT", "int": "INTEGER", "smallint": "SMALLINT", "tinyint": "TINYINT",
-                "string": "VARCHAR", "date": "DATE", "double": "DOUBLE", "timestamp": "TIMESTAMP",
-                "timestamp_ntz": "TIMESTAMP"}
+_SPARK_TYPES = {
+    "bigint": "BIGINT",
+    "int": "INTEGER",
+    "smallint": "SMALLINT",
+    "tinyint": "TINYINT",
+    "string": "VARCHAR",
+    "date": "DATE",
+    "double": "DOUBLE",
+    "timestamp": "TIMESTAMP",
+    "timestamp_ntz": "TIMESTAMP",
+}
 
 
 def _open_spark(url: str, *, validate: bool) -> Database:
@@ -487,9 +556,13 @@ def _open_spark(url: str, *, validate: bool) -> Database:
     for t in TABLES:
         path = f"{folder.rstrip('/')}/{t}.parquet"
         if "://" not in path and not Path(path).exists():
-            raise AnalysisError(f"{url}: no {t}.parquet in {folder} (Spark reads Parquet contract files).")
+            raise AnalysisError(
+                f"{url}: no {t}.parquet in {folder} (Spark reads Parquet contract files)."
+            )
         con.spark.read.parquet(path).createOrReplaceTempView(f"src_{t}")
-        con.execute(f"CREATE TEMP VIEW raw_{t} AS SELECT *, row_number() OVER () AS __row FROM src_{t}")
+        con.execute(
+            f"CREATE TEMP VIEW raw_{t} AS SELECT *, row_number() OVER () AS __row FROM src_{t}"
+        )
         cols = con.spark.table(f"src_{t}").dtypes
         db.column_types[t] = {c: _SPARK_TYPES.get(d, d.upper()) for c, d in cols}
         absent = [c.name for c in SCHEMA[t] if c.name not in db.column_types[t]]
@@ -506,29 +579,43 @@ def _open_postgres(url: str, *, validate: bool) -> Database:
     from analysis.engines import PostgresConnection, redact
 
     con = PostgresConnection(url)
-    db = Database(location=Path(redact(url).split("?")[0].replace("postgresql://", "postgresql/")), con=con)
+    db = Database(
+        location=Path(redact(url).split("?")[0].replace("postgresql://", "postgresql/")), con=con
+    )
     db.url = redact(url)
     try:
         schema = con.schema
-        tables = {r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)).fetchall()}
+        tables = {
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                (schema,),
+            ).fetchall()
+        }
         missing = [t for t in TABLES if t not in tables]
         if missing:
-            raise AnalysisError(f"{db.url}: schema {schema} has no table(s) {', '.join(missing)}. "
-                                "Load a contract folder with: python -m analysis load --data FOLDER --into URL")
+            raise AnalysisError(
+                f"{db.url}: schema {schema} has no table(s) {', '.join(missing)}. "
+                "Load a contract folder with: python -m analysis load --data FOLDER --into URL"
+            )
         if "dataset_metadata" in tables:
             rows = con.execute(f'SELECT key, value FROM "{schema}".dataset_metadata').fetchall()
             db.metadata = {k: json.loads(v) for k, v in rows}
         db.files = {"database": db.url}
         for t in TABLES:
-            cols = con.execute("SELECT column_name, data_type FROM information_schema.columns "
-                               "WHERE table_schema = %s AND table_name = %s", (schema, t)).fetchall()
+            cols = con.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = %s AND table_name = %s",
+                (schema, t),
+            ).fetchall()
             db.column_types[t] = {c: _PG_TYPES.get(d, d.upper()) for c, d in cols}
             absent = [c.name for c in SCHEMA[t] if c.name not in db.column_types[t]]
             if absent:
                 raise AnalysisError(f"{db.url}: table {t} misses column(s) {', '.join(absent)}.")
             con.execute(f'CREATE TEMP VIEW src_{t} AS SELECT * FROM "{schema}"."{t}"')
-            con.execute(f"CREATE TEMP VIEW raw_{t} AS SELECT *, row_number() OVER () AS __row FROM src_{t}")
+            con.execute(
+                f"CREATE TEMP VIEW raw_{t} AS SELECT *, row_number() OVER () AS __row FROM src_{t}"
+            )
         if validate:
             validate_database(db)
         _create_typed_views(db)
@@ -570,8 +657,10 @@ def validate_database(db: Database, *, today: dt.date | None = None, fast: bool 
         checks = []
         for col in SCHEMA[table]:
             col_type = types.get(col.name, "VARCHAR")
-            if fast and (validate_fast.settled_by_stats(col, col_type, stats[table].get(col.name))
-                         or _vocabulary_settled(db, table, col)):
+            if fast and (
+                validate_fast.settled_by_stats(col, col_type, stats[table].get(col.name))
+                or _vocabulary_settled(db, table, col)
+            ):
                 continue
             checks.append((col, _column_check(col, col_type)))
         checks = [(col, pred) for col, pred in checks if pred != "FALSE"]
@@ -584,58 +673,108 @@ def validate_database(db: Database, *, today: dt.date | None = None, fast: bool 
                 continue
             counts += n
             rows = db.con.execute(
-                f"SELECT __row, CAST(\"{col.name}\" AS VARCHAR) FROM raw_{table} WHERE {pred} "
-                f"ORDER BY __row LIMIT {MAX_LISTED_PROBLEMS}").fetchall()
+                f'SELECT __row, CAST("{col.name}" AS VARCHAR) FROM raw_{table} WHERE {pred} '
+                f"ORDER BY __row LIMIT {MAX_LISTED_PROBLEMS}"
+            ).fetchall()
             problems.extend(_problem(where, table, col.name, r, v, col.expected) for r, v in rows)
     # relational checks run as well (on values that parse), so one run lists every problem
 
     all_types = {t: _column_types(db, t) for t in TABLES}
     lookup = None
     if fast and _is_duckdb(db.con):
-        lookup = validate_fast.event_checks(db.con, all_types, TABLES[1:], ceiling, db.files,
-                                            patient_stats=stats["patients"])
+        lookup = validate_fast.event_checks(
+            db.con, all_types, TABLES[1:], ceiling, db.files, patient_stats=stats["patients"]
+        )
 
     pfile = db.files.get("patients", db.location)
     pt = all_types["patients"]
     birth = "birth_date" if pt.get("birth_date") in _DATE_TYPES else "TRY_CAST(birth_date AS DATE)"
-    reg_from = "registered_from" if pt.get("registered_from") in _DATE_TYPES else "TRY_CAST(registered_from AS DATE)"
-    reg_to = ("registered_to" if pt.get("registered_to") in _DATE_TYPES
-              else "TRY_CAST(CAST(registered_to AS VARCHAR) AS DATE)")
+    reg_from = (
+        "registered_from"
+        if pt.get("registered_from") in _DATE_TYPES
+        else "TRY_CAST(registered_from AS DATE)"
+    )
+    reg_to = (
+        "registered_to"
+        if pt.get("registered_to") in _DATE_TYPES
+        else "TRY_CAST(CAST(registered_to AS VARCHAR) AS DATE)"
+    )
     ps = stats["patients"]
-    latest_birth = validate_fast.latest(ps.get("birth_date")) if pt.get("birth_date") == "DATE" else None
-    reg_settled = (pt.get("registered_from") == "DATE" and pt.get("registered_to") == "DATE"
-                   and _registration_settled(ps.get("registered_from"), ps.get("registered_to")))
+    latest_birth = (
+        validate_fast.latest(ps.get("birth_date")) if pt.get("birth_date") == "DATE" else None
+    )
+    reg_settled = (
+        pt.get("registered_from") == "DATE"
+        and pt.get("registered_to") == "DATE"
+        and _registration_settled(ps.get("registered_from"), ps.get("registered_to"))
+    )
     wanted = {
-        "dup": None if lookup else ("count(*) - (SELECT count(*) FROM (SELECT patient_id FROM src_patients "
-                                    "WHERE patient_id IS NOT NULL GROUP BY patient_id) AS ids)"),
-        "birth": None if latest_birth and latest_birth <= ceiling
+        "dup": None
+        if lookup
+        else (
+            "count(*) - (SELECT count(*) FROM (SELECT patient_id FROM src_patients "
+            "WHERE patient_id IS NOT NULL GROUP BY patient_id) AS ids)"
+        ),
+        "birth": None
+        if latest_birth and latest_birth <= ceiling
         else f"count(*) FILTER (WHERE {birth} > DATE '{ceiling}')",
         "reg": None if reg_settled else f"count(*) FILTER (WHERE {reg_to} < {reg_from})",
     }
     asked = {k: v for k, v in wanted.items() if v}
-    got = dict(zip(asked, db.con.execute(f"SELECT {', '.join(asked.values())} FROM src_patients").fetchone(),
-                   strict=True)) if asked else {}
+    got = (
+        dict(
+            zip(
+                asked,
+                db.con.execute(f"SELECT {', '.join(asked.values())} FROM src_patients").fetchone(),
+                strict=True,
+            )
+        )
+        if asked
+        else {}
+    )
     n_dup = lookup.duplicates if lookup else got.get("dup", 0)
     n_birth, n_reg = got.get("birth", 0), got.get("reg", 0)
     if n_dup:
-        q = ("SELECT __row, CAST(patient_id AS VARCHAR) FROM raw_patients WHERE patient_id IN "
-             "(SELECT patient_id FROM raw_patients GROUP BY patient_id HAVING count(*) > 1) "
-             f"ORDER BY __row LIMIT {MAX_LISTED_PROBLEMS}")
+        q = (
+            "SELECT __row, CAST(patient_id AS VARCHAR) FROM raw_patients WHERE patient_id IN "
+            "(SELECT patient_id FROM raw_patients GROUP BY patient_id HAVING count(*) > 1) "
+            f"ORDER BY __row LIMIT {MAX_LISTED_PROBLEMS}"
+        )
         dup_rows = db.con.execute(q).fetchall()
         counts += len(dup_rows) if n_dup < len(dup_rows) else n_dup
-        problems.extend(_problem(pfile, "patients", "patient_id", r, v,
-                                 "a unique patient_id (this one repeats)") for r, v in dup_rows)
+        problems.extend(
+            _problem(
+                pfile, "patients", "patient_id", r, v, "a unique patient_id (this one repeats)"
+            )
+            for r, v in dup_rows
+        )
     if n_birth:
         counts += n_birth
-        for r, v in db.con.execute(f"SELECT __row, CAST(birth_date AS VARCHAR) FROM raw_patients "
-                                   f"WHERE {birth} > DATE '{ceiling}' ORDER BY 1 LIMIT {MAX_LISTED_PROBLEMS}").fetchall():
-            problems.append(_problem(pfile, "patients", "birth_date", r, v,
-                                     f"a birth date not after {ceiling} (extract date or today)"))
+        for r, v in db.con.execute(
+            f"SELECT __row, CAST(birth_date AS VARCHAR) FROM raw_patients "
+            f"WHERE {birth} > DATE '{ceiling}' ORDER BY 1 LIMIT {MAX_LISTED_PROBLEMS}"
+        ).fetchall():
+            problems.append(
+                _problem(
+                    pfile,
+                    "patients",
+                    "birth_date",
+                    r,
+                    v,
+                    f"a birth date not after {ceiling} (extract date or today)",
+                )
+            )
     if n_reg:
         counts += n_reg
-        for r, v in db.con.execute(f"SELECT __row, CAST(registered_to AS VARCHAR) FROM raw_patients "
-                                   f"WHERE {reg_to} < {reg_from} ORDER BY 1 LIMIT {MAX_LISTED_PROBLEMS}").fetchall():
-            problems.append(_problem(pfile, "patients", "registered_to", r, v, "a date on or after registered_from"))
+        for r, v in db.con.execute(
+            f"SELECT __row, CAST(registered_to AS VARCHAR) FROM raw_patients "
+            f"WHERE {reg_to} < {reg_from} ORDER BY 1 LIMIT {MAX_LISTED_PROBLEMS}"
+        ).fetchall():
+            problems.append(
+                _problem(
+                    pfile, "patients", "registered_to", r, v, "a date on or after registered_from"
+                )
+            )
 
     # events: known patient, not before birth, not after the ceiling. One join of the
     # three event tables together against the patients (one hash table, not three), or
@@ -652,34 +791,58 @@ def validate_database(db: Database, *, today: dt.date | None = None, fast: bool 
     else:
         union = " UNION ALL ".join(
             f"SELECT {i} AS t, {pid} AS pid, {edates[table]} AS d FROM src_{table}"
-            for i, table in enumerate(TABLES[1:]))
+            for i, table in enumerate(TABLES[1:])
+        )
         per_table = db.con.execute(
             f"SELECT e.t, count(*) FILTER (WHERE p.pid IS NULL AND e.pid IS NOT NULL), "
-            f"count(*) FILTER (WHERE e.d < p.birth), count(*) FILTER (WHERE e.d > DATE '{ceiling}') "
-            f"FROM ({union}) e LEFT JOIN (SELECT {pid} AS pid, {birth} AS birth FROM src_patients) p "
-            f"ON e.pid = p.pid GROUP BY e.t").fetchall()
+            f"count(*) FILTER (WHERE e.d < p.birth), count(*) FILTER (WHERE e.d > DATE "
+            f"'{ceiling}') "
+            f"FROM ({union}) e LEFT JOIN (SELECT {pid} AS pid, {birth} AS birth FROM "
+            f"src_patients) p "
+            f"ON e.pid = p.pid GROUP BY e.t"
+        ).fetchall()
         found = {TABLES[1:][t]: (a, b, c) for t, a, b, c in per_table}
     for table in TABLES[1:]:
         n_unknown, n_before, n_after = found.get(table, (0, 0, 0))
         if not (n_unknown or n_before or n_after):
             continue
         edate = "e." + edates[table] if edates[table] == "date" else "TRY_CAST(e.date AS DATE)"
-        joined = (f"FROM raw_{table} e LEFT JOIN (SELECT {pid} AS pid, {birth} AS birth FROM raw_patients) p "
-                  f"ON {pid.replace('patient_id', 'e.patient_id')} = p.pid")
+        joined = (
+            f"FROM raw_{table} e LEFT JOIN (SELECT {pid} AS pid, {birth} AS birth FROM "
+            f"raw_patients) p "
+            f"ON {pid.replace('patient_id', 'e.patient_id')} = p.pid"
+        )
         efile = db.files.get(table, db.location)
         for n, pred, col, value, expected in (
-            (n_unknown, "p.pid IS NULL AND e.patient_id IS NOT NULL", "patient_id", "CAST(e.patient_id AS VARCHAR)",
-             "'the patient_id of a patient in the patients table'"),
-            (n_before, f"{edate} < p.birth", "date", "CAST(e.date AS VARCHAR)",
-             "'a date on or after the patient''s birth date ' || CAST(p.birth AS VARCHAR)"),
-            (n_after, f"{edate} > DATE '{ceiling}'", "date", "CAST(e.date AS VARCHAR)",
-             f"'a date not after {ceiling} (extract date or today)'"),
+            (
+                n_unknown,
+                "p.pid IS NULL AND e.patient_id IS NOT NULL",
+                "patient_id",
+                "CAST(e.patient_id AS VARCHAR)",
+                "'the patient_id of a patient in the patients table'",
+            ),
+            (
+                n_before,
+                f"{edate} < p.birth",
+                "date",
+                "CAST(e.date AS VARCHAR)",
+                "'a date on or after the patient''s birth date ' || CAST(p.birth AS VARCHAR)",
+            ),
+            (
+                n_after,
+                f"{edate} > DATE '{ceiling}'",
+                "date",
+                "CAST(e.date AS VARCHAR)",
+                f"'a date not after {ceiling} (extract date or today)'",
+            ),
         ):
             if not n:
                 continue
             counts += n
-            for r, v, exp in db.con.execute(f"SELECT e.__row, {value}, {expected} {joined} WHERE {pred} "
-                                            f"ORDER BY 1 LIMIT {MAX_LISTED_PROBLEMS}").fetchall():
+            for r, v, exp in db.con.execute(
+                f"SELECT e.__row, {value}, {expected} {joined} WHERE {pred} "
+                f"ORDER BY 1 LIMIT {MAX_LISTED_PROBLEMS}"
+            ).fetchall():
                 problems.append(_problem(efile, table, col, r, v, exp))
     if counts:
         _raise(problems, counts)
@@ -690,8 +853,9 @@ def _vocabulary_settled(db: Database, table: str, col: Column, most: int = 50) -
     values (a dictionary-encoded column groups 10x faster than a filter scans it)."""
     if col.kind != "vocab":
         return False
-    values = db.con.execute(f'SELECT "{col.name}" FROM src_{table} GROUP BY "{col.name}" '
-                            f"LIMIT {most + 1}").fetchall()
+    values = db.con.execute(
+        f'SELECT "{col.name}" FROM src_{table} GROUP BY "{col.name}" LIMIT {most + 1}'
+    ).fetchall()
     return len(values) <= most and all(v[0] in col.vocabulary for v in values)
 
 
@@ -709,7 +873,11 @@ def _registration_settled(reg_from, reg_to) -> bool:
     if reg_to.high is None and reg_to.low is None:  # no end date in any row
         return True
     earliest_end, latest_start = reg_to.low, validate_fast.latest(reg_from)
-    return validate_fast.is_date(earliest_end) and latest_start is not None and earliest_end >= latest_start
+    return (
+        validate_fast.is_date(earliest_end)
+        and latest_start is not None
+        and earliest_end >= latest_start
+    )
 
 
 def _problem(where, table, column, row, value, expected) -> str:
@@ -734,7 +902,11 @@ def _create_typed_views(db: Database) -> None:
     types = {t: _column_types(db, t) for t in TABLES}
     id_types = {types[t].get("patient_id") for t in TABLES}
     integer_ids = id_types <= set(_INT_TYPES)
-    pid = "patient_id" if integer_ids or len(id_types) == 1 else "CAST(patient_id AS VARCHAR) AS patient_id"
+    pid = (
+        "patient_id"
+        if integer_ids or len(id_types) == 1
+        else "CAST(patient_id AS VARCHAR) AS patient_id"
+    )
 
     def col(table, name, target):
         t = types[table].get(name)
@@ -749,10 +921,20 @@ def _create_typed_views(db: Database) -> None:
         return f"CAST({name} AS {target}) AS {name}"
 
     spec = {
-        "patients": [("practice_id", "VARCHAR"), ("sex", "VARCHAR"), ("birth_date", "DATE"),
-                     ("registered_from", "DATE"), ("registered_to", "OPTDATE")],
+        "patients": [
+            ("practice_id", "VARCHAR"),
+            ("sex", "VARCHAR"),
+            ("birth_date", "DATE"),
+            ("registered_from", "DATE"),
+            ("registered_to", "OPTDATE"),
+        ],
         "diagnoses": [("date", "DATE"), ("code", "VARCHAR")],
-        "pain_episodes": [("date", "DATE"), ("site", "VARCHAR"), ("severity", "INTEGER"), ("cause", "VARCHAR")],
+        "pain_episodes": [
+            ("date", "DATE"),
+            ("site", "VARCHAR"),
+            ("severity", "INTEGER"),
+            ("cause", "VARCHAR"),
+        ],
         "prescriptions": [("date", "DATE"), ("atc_code", "VARCHAR")],
     }
     for table, cols in spec.items():

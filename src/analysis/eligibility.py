@@ -84,7 +84,9 @@ def confidence_cdf(p, x: int, n: int, method: str, level: float):
     if method == "wilson":
         with np.errstate(divide="ignore", invalid="ignore"):
             z = (p - x / n) * math.sqrt(n) / np.sqrt(p * (1 - p))
-        z = np.where(p <= 0, -np.inf if x > 0 else 0.0, np.where(p >= 1, np.inf if x < n else 0.0, z))
+        z = np.where(
+            p <= 0, -np.inf if x > 0 else 0.0, np.where(p >= 1, np.inf if x < n else 0.0, z)
+        )
         out = ndtr(z)
         return np.where(p >= 1, 1.0, out)
     if method == "agresti_coull":
@@ -135,8 +137,9 @@ def share_cdf(q: float, x: int, n: int, params: Params) -> float:
         return val / (hi - lo)
     a, b = params.benefit_beta_a, params.benefit_beta_b
     dens = beta_dist(a, b)
-    val, _ = integrate.quad(lambda u: g(lo + (hi - lo) * u) * dens.pdf(u), 0, 1, limit=200,
-                            epsabs=1e-12, epsrel=1e-10)
+    val, _ = integrate.quad(
+        lambda u: g(lo + (hi - lo) * u) * dens.pdf(u), 0, 1, limit=200, epsabs=1e-12, epsrel=1e-10
+    )
     return val
 
 
@@ -154,21 +157,34 @@ def share_quantile(prob: float, x: int, n: int, params: Params) -> float:
 
 # ----------------------------------------------------------------------------- the estimate
 def model_text(params: Params) -> str:
-    m = {"wilson": "Wilson", "clopper_pearson": "Clopper-Pearson", "agresti_coull": "Agresti-Coull",
-         "jeffreys": "Jeffreys"}[params.ci_method]
+    m = {
+        "wilson": "Wilson",
+        "clopper_pearson": "Clopper-Pearson",
+        "agresti_coull": "Agresti-Coull",
+        "jeffreys": "Jeffreys",
+    }[params.ci_method]
     if params.benefit_distribution == "fixed":
-        return (f"target proportion x a fixed benefit fraction {params.benefit_fraction:g} (the paper's "
-                f"'at least', a lower bound); interval: the {m} interval of the target proportion x "
-                f"{params.benefit_fraction:g}")
+        return (
+            f"target proportion x a fixed benefit fraction {params.benefit_fraction:g} (the "
+            f"paper's "
+            f"'at least', a lower bound); interval: the {m} interval of the target proportion x "
+            f"{params.benefit_fraction:g}"
+        )
     lo, hi = benefit_support(params)
-    dist = (f"uniform on {lo:g}-{hi:g}" if params.benefit_distribution == "uniform" else
-            f"Beta({params.benefit_beta_a:g}, {params.benefit_beta_b:g}) scaled to {lo:g}-{hi:g}")
-    return (f"target proportion ({m} confidence distribution) x benefit fraction ({dist}); point: the "
-            "expectation; interval: exact quantiles of the product")
+    dist = (
+        f"uniform on {lo:g}-{hi:g}"
+        if params.benefit_distribution == "uniform"
+        else f"Beta({params.benefit_beta_a:g}, {params.benefit_beta_b:g}) scaled to {lo:g}-{hi:g}"
+    )
+    return (
+        f"target proportion ({m} confidence distribution) x benefit fraction ({dist}); point: the "
+        "expectation; interval: exact quantiles of the product"
+    )
 
 
-def eligibility_estimate(target_n: int, population_n: int, params: Params | None = None, *,
-                         prediction: bool = True) -> EligibilityEstimate:
+def eligibility_estimate(
+    target_n: int, population_n: int, params: Params | None = None, *, prediction: bool = True
+) -> EligibilityEstimate:
     """Expected candidates for a local treatment with its interval (module docstring);
     ``prediction=False`` leaves out the prediction interval for one list (None)."""
     from analysis.estimates import proportion_ci
@@ -189,14 +205,29 @@ def eligibility_estimate(target_n: int, population_n: int, params: Params | None
     k_lo, k_hi = one_list_prediction(x, n, p) if n and prediction else (None, None)
     L = p.gp_list_size
     return EligibilityEstimate(
-        target_n=x, population_n=n, benefit_fraction=benefit_mean(p),
-        candidates=point * n, candidates_low=lo * n, candidates_high=hi * n,
-        pct_of_population=100 * point, pct_low=100 * lo, pct_high=100 * hi,
-        per_1000=1000 * point, per_1000_low=1000 * lo, per_1000_high=1000 * hi,
-        per_gp_list=L * point, per_gp_list_low=L * lo, per_gp_list_high=L * hi,
-        in_one_list_low=k_lo, in_one_list_high=k_hi, gp_list_size=L,
-        level=p.confidence_level, benefit_distribution=p.benefit_distribution, ci_method=p.ci_method,
-        model=model_text(p))
+        target_n=x,
+        population_n=n,
+        benefit_fraction=benefit_mean(p),
+        candidates=point * n,
+        candidates_low=lo * n,
+        candidates_high=hi * n,
+        pct_of_population=100 * point,
+        pct_low=100 * lo,
+        pct_high=100 * hi,
+        per_1000=1000 * point,
+        per_1000_low=1000 * lo,
+        per_1000_high=1000 * hi,
+        per_gp_list=L * point,
+        per_gp_list_low=L * lo,
+        per_gp_list_high=L * hi,
+        in_one_list_low=k_lo,
+        in_one_list_high=k_hi,
+        gp_list_size=L,
+        level=p.confidence_level,
+        benefit_distribution=p.benefit_distribution,
+        ci_method=p.ci_method,
+        model=model_text(p),
+    )
 
 
 def _confidence_mean(x: int, n: int, params: Params) -> float:
@@ -257,7 +288,9 @@ def one_list_prediction(x: int, n: int, params: Params) -> tuple[int, int]:
     return low, high
 
 
-def eligibility_distribution(est: EligibilityEstimate, params: Params | None = None, bins: int = 60):
+def eligibility_distribution(
+    est: EligibilityEstimate, params: Params | None = None, bins: int = 60
+):
     """The distribution of the expected candidates per GP list under the model, as the
     probability of each of ``bins`` equal-width bins (exact: from the distribution of Q)."""
     import pandas as pd
@@ -268,4 +301,6 @@ def eligibility_distribution(est: EligibilityEstimate, params: Params | None = N
     edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
     counts, _ = np.histogram(q, bins=edges)
     prob = counts / counts.sum()
-    return pd.DataFrame({"per_gp_list_from": edges[:-1], "per_gp_list_to": edges[1:], "probability": prob})
+    return pd.DataFrame(
+        {"per_gp_list_from": edges[:-1], "per_gp_list_to": edges[1:], "probability": prob}
+    )

@@ -57,7 +57,10 @@ class Result:
         names = [d.name for d in self.cur.description]
         rows = self.cur.fetchall()
         cols = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
-        return {n: np.array(c, dtype=object if c and isinstance(c[0], str) else None) for n, c in zip(names, cols, strict=True)}
+        return {
+            n: np.array(c, dtype=object if c and isinstance(c[0], str) else None)
+            for n, c in zip(names, cols, strict=True)
+        }
 
     def df(self):
         import pandas as pd
@@ -76,22 +79,32 @@ class PostgresConnection:
 
         u = urlparse(url)
         if u.password:
-            raise AnalysisError("The database URL must not hold the password (it would be written to "
-                                "notebooks and logs): remove it and set PGPASSWORD, or name another "
-                                "variable with ?password_env=VAR.")
+            raise AnalysisError(
+                "The database URL must not hold the password (it would be written to "
+                "notebooks and logs): remove it and set PGPASSWORD, or name another "
+                "variable with ?password_env=VAR."
+            )
         q = parse_qs(u.query)
         env = q.get("password_env", ["PGPASSWORD"])[0]
         self.schema = q.get("schema", ["public"])[0]
-        kwargs = {"host": u.hostname or "localhost", "port": u.port or 5432,
-                  "dbname": (u.path or "/").lstrip("/") or None, "user": u.username}
+        kwargs = {
+            "host": u.hostname or "localhost",
+            "port": u.port or 5432,
+            "dbname": (u.path or "/").lstrip("/") or None,
+            "user": u.username,
+        }
         password = os.environ.get(env)
         if password:
             kwargs["password"] = password
         try:
-            self.conn = psycopg.connect(**{k: v for k, v in kwargs.items() if v is not None}, autocommit=True)
+            self.conn = psycopg.connect(
+                **{k: v for k, v in kwargs.items() if v is not None}, autocommit=True
+            )
         except psycopg.Error as exc:
             msg = str(exc).replace(password, "***") if password else str(exc)
-            raise AnalysisError(f"Could not connect to {redact(url)}: {msg.strip().splitlines()[0]}") from None
+            raise AnalysisError(
+                f"Could not connect to {redact(url)}: {msg.strip().splitlines()[0]}"
+            ) from None
 
     def execute(self, sql: str, params=None) -> Result:
         cur = self.conn.cursor()
@@ -114,31 +127,44 @@ class SparkConnection:
     def __init__(self, url: str):
         import re
 
-        rest = url[len("spark://"):]
+        rest = url[len("spark://") :]
         master, _, query = rest.partition("?")
         q = parse_qs(query)
         if "path" not in q:
-            raise AnalysisError("A Spark data source names its contract folder: spark://local[2]?path=/abs/folder")
+            raise AnalysisError(
+                "A Spark data source names its contract folder: spark://local[2]?path=/abs/folder"
+            )
         self.path = q["path"][0]
         try:
             from pyspark.sql import SparkSession
         except ImportError:
-            raise AnalysisError("Spark data sources need pyspark (installed by `make env`).") from None
+            raise AnalysisError(
+                "Spark data sources need pyspark (installed by `make env`)."
+            ) from None
         spark_master = master if master.startswith("local") else f"spark://{master}"
         try:
-            self.spark = (SparkSession.builder.master(spark_master).appName("analysis")
-                          .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "8")
-                          .config("spark.ui.showConsoleProgress", "false")
-                          .config("spark.sql.session.timeZone", "UTC").getOrCreate())
+            self.spark = (
+                SparkSession.builder.master(spark_master)
+                .appName("analysis")
+                .config("spark.ui.enabled", "false")
+                .config("spark.sql.shuffle.partitions", "8")
+                .config("spark.ui.showConsoleProgress", "false")
+                .config("spark.sql.session.timeZone", "UTC")
+                .getOrCreate()
+            )
         except Exception as exc:
-            raise AnalysisError(f"Could not start Spark ({spark_master}): {str(exc).splitlines()[0]}") from None
+            raise AnalysisError(
+                f"Could not start Spark ({spark_master}): {str(exc).splitlines()[0]}"
+            ) from None
         self.spark.sparkContext.setLogLevel("ERROR")
         self._re = re
 
     def translate(self, sql: str) -> str:
         re = self._re
         sql = sql.replace("starts_with(", "startswith(").replace(" AS VARCHAR)", " AS STRING)")
-        sql = sql.replace("row_number() OVER ()", "row_number() OVER (ORDER BY monotonically_increasing_id())")
+        sql = sql.replace(
+            "row_number() OVER ()", "row_number() OVER (ORDER BY monotonically_increasing_id())"
+        )
         sql = re.sub(r"CREATE (OR REPLACE )?TEMP (VIEW|TABLE)", "CREATE OR REPLACE TEMP VIEW", sql)
         sql = re.sub(r'"([A-Za-z_][A-Za-z0-9_]*)"', r"`\1`", sql)  # identifiers: backticks
         return sql
@@ -167,7 +193,9 @@ class SparkResult:
             try:
                 self._rows = [tuple(r) for r in self.sdf.collect()] if self.sdf.columns else []
             except Exception as exc:
-                raise AnalysisError(f"Spark could not run a query: {str(exc).splitlines()[0][:300]}") from None
+                raise AnalysisError(
+                    f"Spark could not run a query: {str(exc).splitlines()[0][:300]}"
+                ) from None
         return self._rows
 
     def fetchall(self):
@@ -181,8 +209,10 @@ class SparkResult:
         rows = self._collect()
         names = self.sdf.columns
         cols = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
-        return {n: np.array(c, dtype=object if c and isinstance(c[0], str) else None)
-                for n, c in zip(names, cols, strict=True)}
+        return {
+            n: np.array(c, dtype=object if c and isinstance(c[0], str) else None)
+            for n, c in zip(names, cols, strict=True)
+        }
 
     def df(self):
         import pandas as pd

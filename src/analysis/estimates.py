@@ -43,7 +43,8 @@ class Proportion:
         return asdict(self)
 
     def __str__(self) -> str:
-        return f"{self.numerator}/{self.denominator} = {self.pct:.2f}% ({self.ci_low:.2f}-{self.ci_high:.2f})"
+        ci = f"{self.ci_low:.2f}-{self.ci_high:.2f}"
+        return f"{self.numerator}/{self.denominator} = {self.pct:.2f}% ({ci})"
 
 
 def normal_quantile(p: float) -> float:
@@ -73,7 +74,9 @@ def t_quantile(p: float, df: int) -> float:
     return z + g1 / df + g2 / df**2 + g3 / df**3 + g4 / df**4
 
 
-def proportion_ci(x: int, n: int, level: float = 0.95, method: str = "wilson") -> tuple[float, float]:
+def proportion_ci(
+    x: int, n: int, level: float = 0.95, method: str = "wilson"
+) -> tuple[float, float]:
     """Two-sided interval for a binomial proportion ``x/n`` (as fractions 0-1).
 
     Methods: ``wilson`` (score; Wilson 1927, Newcombe 1998 method 3), ``clopper_pearson``
@@ -91,7 +94,9 @@ def proportion_ci(x: int, n: int, level: float = 0.95, method: str = "wilson") -
     1.2 s) for four formulas.
     """
     if method not in _SM_METHOD:
-        raise ValueError(f"unknown interval method {method!r}; expected one of {', '.join(_SM_METHOD)}")
+        raise ValueError(
+            f"unknown interval method {method!r}; expected one of {', '.join(_SM_METHOD)}"
+        )
     for name, v in (("numerator", x), ("denominator", n)):
         if isinstance(v, bool) or not float(v).is_integer() or v < 0:
             raise ValueError(f"{name} {v!r} must be a whole number of patients (0 or more)")
@@ -190,16 +195,22 @@ def age_summary_from_counts(ages, counts, level: float = 0.95) -> AgeSummary:
     else:
         half = math.nan
     return AgeSummary(
-        n=n, mean=mean, sd=sd, min=float(ages[0]), max=float(ages[-1]),
+        n=n,
+        mean=mean,
+        sd=sd,
+        min=float(ages[0]),
+        max=float(ages[-1]),
         median=_quantile_from_counts(ages, counts, 0.5),
         q1=_quantile_from_counts(ages, counts, 0.25),
         q3=_quantile_from_counts(ages, counts, 0.75),
-        mean_ci_low=mean - half, mean_ci_high=mean + half,
+        mean_ci_low=mean - half,
+        mean_ci_high=mean + half,
     )
 
 
-
-def age_summary_masked(ages: np.ndarray, counts: np.ndarray, mask=None, level: float = 0.95) -> AgeSummary:
+def age_summary_masked(
+    ages: np.ndarray, counts: np.ndarray, mask=None, level: float = 0.95
+) -> AgeSummary:
     """Age summary of the cells in ``mask`` (ages: one integer age per cell, counts: patients)."""
     ages = np.asarray(ages, dtype=np.int64)
     counts = np.asarray(counts, dtype=np.int64)

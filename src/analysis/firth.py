@@ -92,6 +92,7 @@ def firth_logit(X, events, trials, level: float = 0.95) -> FirthFit:
     k = X.shape[1]
     lows, highs, pvals = np.full(k, np.nan), np.full(k, np.nan), np.full(k, np.nan)
     for j in range(1, k):
+
         def dev(c, j=j):
             _, llc = _fit(X, events, trials, fixed={j: c}, start=b)
             return 2 * (ll - llc) - crit
@@ -100,7 +101,9 @@ def firth_logit(X, events, trials, level: float = 0.95) -> FirthFit:
             step, c = 1.0, b[j]
             while dev(c + side * step) < 0 and step < 64:
                 step *= 2
-            out[j] = brentq(dev, b[j], b[j] + side * step, xtol=1e-10) if step < 64 else side * math.inf
+            out[j] = (
+                brentq(dev, b[j], b[j] + side * step, xtol=1e-10) if step < 64 else side * math.inf
+            )
         _, ll0 = _fit(X, events, trials, fixed={j: 0.0}, start=b)
         pvals[j] = float(chi2.sf(max(2 * (ll - ll0), 0.0), 1))
     return FirthFit(params=b, ci_low=lows, ci_high=highs, p_values=pvals, loglik=ll)

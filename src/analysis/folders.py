@@ -30,7 +30,9 @@ def _sha256(p: Path) -> str:
 
 def record_written(folder: Path, by: str) -> None:
     """Record every file of ``folder`` as written by the tool (``by``: the command)."""
-    files = {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != RECORD}
+    files = {
+        p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != RECORD
+    }
     (folder / RECORD).write_text(json.dumps({"written_by": by, "files": files}, indent=1) + "\n")
 
 
@@ -61,10 +63,14 @@ def publish_folder(tmp: Path, into: Path, by: str) -> None:
             raise AnalysisError(f"{into} exists and is not a folder; choose another destination.")
         other = not_ours(into)
         if other:
-            shown = ", ".join(other[:10]) + (f" and {len(other) - 10} more" if len(other) > 10 else "")
-            raise AnalysisError(f"{into} holds files this tool did not write ({shown}); nothing was "
-                                "deleted or replaced. Choose another destination folder (a folder written "
-                                "by an earlier version, without .written-by-analysis, you may delete yourself).")
+            shown = ", ".join(other[:10]) + (
+                f" and {len(other) - 10} more" if len(other) > 10 else ""
+            )
+            raise AnalysisError(
+                f"{into} holds files this tool did not write ({shown}); nothing was "
+                "deleted or replaced. Choose another destination folder (a folder written "
+                "by an earlier version, without .written-by-analysis, you may delete yourself)."
+            )
         old = into.with_name(f".{into.name}.old-{os.getpid()}")
         into.rename(old)
         tmp.rename(into)

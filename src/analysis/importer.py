@@ -41,8 +41,19 @@ from analysis.contract import SCHEMA, TABLES
 from analysis.errors import AnalysisError, nearest_name
 
 SEX_CODES = {
-    "F": "F", "FEMALE": "F", "FEMMINA": "F", "W": "F", "WOMAN": "F", "2": "F", "FEM": "F",
-    "M": "M", "MALE": "M", "MASCHIO": "M", "MAN": "M", "1": "M", "MAS": "M",
+    "F": "F",
+    "FEMALE": "F",
+    "FEMMINA": "F",
+    "W": "F",
+    "WOMAN": "F",
+    "2": "F",
+    "FEM": "F",
+    "M": "M",
+    "MALE": "M",
+    "MASCHIO": "M",
+    "MAN": "M",
+    "1": "M",
+    "MAS": "M",
 }
 DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y%m%d", "%Y/%m/%d", "%m/%d/%Y")
 MAX_LISTED = 20
@@ -52,7 +63,8 @@ TABLE_KEYS = {"files", "columns", "constants", "values", "date_format", "csv", "
 def publish(tmp: Path, into: Path, *, source_hint: str = "") -> None:
     """Validate a finished import by the contract, then move it into place; an existing
     folder is replaced only when every file in it is one this tool wrote, unchanged
-    (:mod:`analysis.folders`); nothing of the user's is ever deleted. A validation error names the imported tables (not the temporary folder) and
+    (:mod:`analysis.folders`); nothing of the user's is ever deleted. A validation error names the
+    imported tables (not the temporary folder) and
     ends with ``source_hint``, which tells how to find the row in the sources."""
     from analysis.data import open_database
 
@@ -66,7 +78,9 @@ def publish(tmp: Path, into: Path, *, source_hint: str = "") -> None:
     publish_folder(tmp, into, "python -m analysis import")
 
 
-def map_icd10(con, diagnoses_sql: str, out_dir: Path, report: dict, map_path: Path | None = None) -> str:
+def map_icd10(
+    con, diagnoses_sql: str, out_dir: Path, report: dict, map_path: Path | None = None
+) -> str:
     """Map the ICD-10 codes of ``diagnoses_sql`` (patient_id, date, code) to ICD-9-CM by
     the longest prefix in the mapping table; write the codes without a mapping, with their
     record counts, to ``unmapped_codes.csv`` and count them in ``report``; return the SQL
@@ -74,24 +88,35 @@ def map_icd10(con, diagnoses_sql: str, out_dir: Path, report: dict, map_path: Pa
     map_path = Path(map_path or paths.DATA / "mappings" / "icd10_to_icd9cm.csv")
     with open(map_path, newline="", encoding="utf-8") as fh:
         rows = [(r["icd10"].replace(".", "").upper(), r["icd9cm"]) for r in csv.DictReader(fh)]
-    con.execute("CREATE OR REPLACE TEMP TABLE icd_map AS SELECT * FROM (VALUES "
-                + ", ".join(f"({_lit(a)}, {_lit(b)})" for a, b in rows) + ") t(icd10, icd9)")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE icd_map AS SELECT * FROM (VALUES "
+        + ", ".join(f"({_lit(a)}, {_lit(b)})" for a, b in rows)
+        + ") t(icd10, icd9)"
+    )
     con.execute(f"CREATE OR REPLACE TEMP TABLE dx_source AS {diagnoses_sql}")
     # the longest ICD-10 prefix of each distinct code, then a join on equality
-    con.execute("CREATE OR REPLACE TEMP TABLE code_map AS SELECT code, arg_max(m.icd9, length(m.icd10)) AS icd9 "
-                "FROM (SELECT DISTINCT code FROM dx_source) c JOIN icd_map m "
-                "ON starts_with(upper(replace(trim(code), '.', '')), m.icd10) GROUP BY code")
-    unmapped = con.execute("SELECT d.code, count(*) FROM dx_source d LEFT JOIN code_map c USING (code) "
-                           "WHERE c.icd9 IS NULL GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE code_map AS SELECT code, arg_max(m.icd9, length(m.icd10)) "
+        "AS icd9 "
+        "FROM (SELECT DISTINCT code FROM dx_source) c JOIN icd_map m "
+        "ON starts_with(upper(replace(trim(code), '.', '')), m.icd10) GROUP BY code"
+    )
+    unmapped = con.execute(
+        "SELECT d.code, count(*) FROM dx_source d LEFT JOIN code_map c USING (code) "
+        "WHERE c.icd9 IS NULL GROUP BY 1 ORDER BY 2 DESC, 1"
+    ).fetchall()
     with open(out_dir / "unmapped_codes.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["icd10_code", "records"])
         w.writerows(unmapped)
     report["repairs"]["icd10_mapped"] = con.execute(
-        "SELECT count(*) FROM dx_source d JOIN code_map c USING (code)").fetchone()[0]
+        "SELECT count(*) FROM dx_source d JOIN code_map c USING (code)"
+    ).fetchone()[0]
     report["repairs"]["icd10_unmapped_records"] = int(sum(n for _, n in unmapped))
     report["repairs"]["icd10_unmapped_codes"] = len(unmapped)
-    return "SELECT d.patient_id, d.date, c.icd9 AS code FROM dx_source d JOIN code_map c USING (code)"
+    return (
+        "SELECT d.patient_id, d.date, c.icd9 AS code FROM dx_source d JOIN code_map c USING (code)"
+    )
 
 
 def _load_mapping(path: Path) -> dict:
@@ -108,9 +133,13 @@ def _load_mapping(path: Path) -> dict:
     for k in m:
         if k not in allowed:
             hint = nearest_name(k, sorted(allowed))
-            problems.append(f"{path}: unknown key {k!r}" + (f" (did you mean {hint!r}?)" if hint else ""))
+            problems.append(
+                f"{path}: unknown key {k!r}" + (f" (did you mean {hint!r}?)" if hint else "")
+            )
     if m.get("code_system", "icd9cm") not in ("icd9cm", "icd10"):
-        problems.append(f"{path}: code_system must be icd9cm or icd10, got {m.get('code_system')!r}")
+        problems.append(
+            f"{path}: code_system must be icd9cm or icd10, got {m.get('code_system')!r}"
+        )
     tables = m.get("tables") or {}
     if not isinstance(tables, dict):
         problems.append(f"{path}: 'tables' must map contract tables to their sources")
@@ -118,7 +147,9 @@ def _load_mapping(path: Path) -> dict:
     for t, spec in tables.items():
         if t not in SCHEMA:
             hint = nearest_name(t, TABLES)
-            problems.append(f"{path}: unknown table {t!r}" + (f" (did you mean {hint!r}?)" if hint else ""))
+            problems.append(
+                f"{path}: unknown table {t!r}" + (f" (did you mean {hint!r}?)" if hint else "")
+            )
             continue
         if not isinstance(spec, dict) or not spec.get("files"):
             problems.append(f"{path}: tables.{t} needs 'files' (one or more source files)")
@@ -126,13 +157,18 @@ def _load_mapping(path: Path) -> dict:
         for k in spec:
             if k not in TABLE_KEYS:
                 hint = nearest_name(k, sorted(TABLE_KEYS))
-                problems.append(f"{path}: tables.{t}: unknown key {k!r}" + (f" (did you mean {hint!r}?)" if hint else ""))
+                problems.append(
+                    f"{path}: tables.{t}: unknown key {k!r}"
+                    + (f" (did you mean {hint!r}?)" if hint else "")
+                )
         names = {c.name for c in SCHEMA[t]}
         given = set(spec.get("columns") or {}) | set(spec.get("constants") or {})
         for c in given - names:
             hint = nearest_name(c, sorted(names))
-            problems.append(f"{path}: tables.{t}: {c!r} is not a column of the contract's {t}"
-                            + (f" (did you mean {hint!r}?)" if hint else ""))
+            problems.append(
+                f"{path}: tables.{t}: {c!r} is not a column of the contract's {t}"
+                + (f" (did you mean {hint!r}?)" if hint else "")
+            )
         required = names - {"registered_to"}
         for c in sorted(required - given):
             problems.append(f"{path}: tables.{t}: no source column or constant for {c!r}")
@@ -172,14 +208,22 @@ def _read_source(con, path: Path, spec: dict, view: str) -> None:
                 except UnicodeDecodeError as exc:
                     raise AnalysisError(
                         f"Source file {path} is not UTF-8 (byte {exc.start}); set "
-                        f"csv: {{encoding: latin-1}} (or its encoding) in the mapping.") from None
+                        f"csv: {{encoding: latin-1}} (or its encoding) in the mapping."
+                    ) from None
             delim = opts.get("delimiter", "\t" if suffix == ".tsv" else ",")
-            rel = (f"read_csv('{src}', header=true, all_varchar=true, delim='{delim}', "
-                   "quote='\"', strict_mode=true, max_line_size=10000000)")
-            con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT *, row_number() OVER () AS __row FROM {rel}")
+            rel = (
+                f"read_csv('{src}', header=true, all_varchar=true, delim='{delim}', "
+                "quote='\"', strict_mode=true, max_line_size=10000000)"
+            )
+            con.execute(
+                f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT *, row_number() OVER () AS __row "
+                f"FROM {rel}"
+            )
         elif suffix == ".parquet":
-            con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * EXCLUDE (file_row_number), "
-                        f"file_row_number + 1 AS __row FROM read_parquet('{path}', file_row_number=true)")
+            con.execute(
+                f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * EXCLUDE (file_row_number), "
+                f"file_row_number + 1 AS __row FROM read_parquet('{path}', file_row_number=true)"
+            )
         elif suffix in (".xlsx", ".xlsm"):
             import pandas as pd
 
@@ -188,7 +232,9 @@ def _read_source(con, path: Path, spec: dict, view: str) -> None:
             con.register(f"{view}_df", df)
             con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {view}_df")
         else:
-            raise AnalysisError(f"Source file {path}: unsupported format {suffix!r} (CSV, Parquet or Excel).")
+            raise AnalysisError(
+                f"Source file {path}: unsupported format {suffix!r} (CSV, Parquet or Excel)."
+            )
         con.execute(f"SELECT count(*) FROM {view}").fetchone()
     except AnalysisError:
         raise
@@ -248,9 +294,13 @@ def import_extract(mapping: str | Path, into: str | Path) -> dict:
                 if missing:
                     hint = {v: nearest_name(v, have) for v in missing}
                     raise AnalysisError(
-                        f"Source file {fpath}: no column(s) " + ", ".join(
-                            f"{v!r}" + (f" (did you mean {hint[v]!r}?)" if hint[v] else "") for v in missing)
-                        + f"; the file has {', '.join(have[:-1])}.")
+                        f"Source file {fpath}: no column(s) "
+                        + ", ".join(
+                            f"{v!r}" + (f" (did you mean {hint[v]!r}?)" if hint[v] else "")
+                            for v in missing
+                        )
+                        + f"; the file has {', '.join(have[:-1])}."
+                    )
                 parts = [f"{_lit(fpath.name)} AS __file", "__row"]
                 for col in SCHEMA[table]:
                     if col.name in cols:
@@ -260,32 +310,64 @@ def import_extract(mapping: str | Path, into: str | Path) -> dict:
                     else:
                         parts.append(f"NULL::VARCHAR AS {col.name}")
                 selects.append(f"SELECT {', '.join(parts)} FROM {view}")
-            con.execute(f"CREATE OR REPLACE TEMP VIEW raw_{table} AS " + " UNION ALL ".join(selects))
+            con.execute(
+                f"CREATE OR REPLACE TEMP VIEW raw_{table} AS " + " UNION ALL ".join(selects)
+            )
             out_cols, checks = [], []
             for col in SCHEMA[table]:
                 c = col.name
                 expr = f"nullif({c}, '')"
                 if c in vmaps:
-                    cases = " ".join(f"WHEN {expr} = {_lit(k)} THEN {_lit(v)}" for k, v in vmaps[c].items())
+                    cases = " ".join(
+                        f"WHEN {expr} = {_lit(k)} THEN {_lit(v)}" for k, v in vmaps[c].items()
+                    )
                     expr = f"(CASE {cases} ELSE {expr} END)"
                 if c == "sex":
-                    cases = " ".join(f"WHEN upper({expr}) = {_lit(k)} THEN {_lit(v)}" for k, v in SEX_CODES.items())
+                    cases = " ".join(
+                        f"WHEN upper({expr}) = {_lit(k)} THEN {_lit(v)}"
+                        for k, v in SEX_CODES.items()
+                    )
                     expr = f"(CASE {cases} ELSE {expr} END)"
-                    checks.append((c, f"{expr} NOT IN ('F', 'M')", "a sex coded F/M, 1/2, male/female"))
+                    checks.append(
+                        (c, f"{expr} NOT IN ('F', 'M')", "a sex coded F/M, 1/2, male/female")
+                    )
                 if col.kind in ("date", "optional_date"):
                     formats = [fmt] if fmt else list(DATE_FORMATS)
-                    parsed = "coalesce(" + ", ".join(f"try_strptime({expr}, {_lit(f)})" for f in formats) + ")"
-                    checks.append((c, f"{expr} IS NOT NULL AND {parsed} IS NULL",
-                                   f"a date in the format {fmt}" if fmt else "a date (ISO, DD/MM/YYYY, YYYYMMDD...)"))
+                    parsed = (
+                        "coalesce("
+                        + ", ".join(f"try_strptime({expr}, {_lit(f)})" for f in formats)
+                        + ")"
+                    )
+                    checks.append(
+                        (
+                            c,
+                            f"{expr} IS NOT NULL AND {parsed} IS NULL",
+                            f"a date in the format {fmt}"
+                            if fmt
+                            else "a date (ISO, DD/MM/YYYY, YYYYMMDD...)",
+                        )
+                    )
                     expr = f"CAST({parsed} AS DATE)"
                 if col.kind == "vocab" and c != "sex":
                     vocab = ", ".join(_lit(v) for v in col.vocabulary)
-                    checks.append((c, f"{expr} IS NOT NULL AND {expr} NOT IN ({vocab})",
-                                   col.expected + (" (after the mapping's value map)" if c in vmaps else "")))
+                    checks.append(
+                        (
+                            c,
+                            f"{expr} IS NOT NULL AND {expr} NOT IN ({vocab})",
+                            col.expected
+                            + (" (after the mapping's value map)" if c in vmaps else ""),
+                        )
+                    )
                 if col.kind == "integer":
                     num = f"TRY_CAST({expr} AS DOUBLE)"
-                    checks.append((c, f"{expr} IS NOT NULL AND ({num} IS NULL OR {num} <> floor({num}) "
-                                      f"OR {num} < {col.low} OR {num} > {col.high})", col.expected))
+                    checks.append(
+                        (
+                            c,
+                            f"{expr} IS NOT NULL AND ({num} IS NULL OR {num} <> floor({num}) "
+                            f"OR {num} < {col.low} OR {num} > {col.high})",
+                            col.expected,
+                        )
+                    )
                     expr = f"CAST({num} AS INTEGER)"
                 if col.kind in ("id", "text", "vocab", "integer", "date"):
                     checks.append((c, f"{_q(c)} IS NULL OR {_q(c)} = ''", "a value (it is empty)"))
@@ -294,16 +376,27 @@ def import_extract(mapping: str | Path, into: str | Path) -> dict:
                 n = con.execute(f"SELECT count(*) FROM raw_{table} WHERE {pred}").fetchone()[0]
                 if n:
                     n_problems += n
-                    for f, r, v in con.execute(f"SELECT __file, __row, {_q(c)} FROM raw_{table} WHERE {pred} "
-                                               f"ORDER BY __file, __row LIMIT {MAX_LISTED}").fetchall():
+                    for f, r, v in con.execute(
+                        f"SELECT __file, __row, {_q(c)} FROM raw_{table} WHERE {pred} "
+                        f"ORDER BY __file, __row LIMIT {MAX_LISTED}"
+                    ).fetchall():
                         src_col = cols.get(c, f"constant {consts.get(c)!r}")
-                        shown = repr(v[:60] + ("..." if len(v) > 60 else "")) if v not in (None, "") else "an empty value"
-                        problems.append(f"{f}, column {src_col} (-> {table}.{c}), row {r}: expected {expected}, "
-                                        f"found {shown}")
+                        shown = (
+                            repr(v[:60] + ("..." if len(v) > 60 else ""))
+                            if v not in (None, "")
+                            else "an empty value"
+                        )
+                        problems.append(
+                            f"{f}, column {src_col} (-> {table}.{c}), row {r}: expected "
+                            f"{expected}, "
+                            f"found {shown}"
+                        )
             select = ", ".join(out_cols)
             query = f"SELECT {select} FROM raw_{table}"
             if table == "patients":
-                recoded = con.execute("SELECT count(*) FROM raw_patients WHERE sex NOT IN ('F', 'M')").fetchone()[0]
+                recoded = con.execute(
+                    "SELECT count(*) FROM raw_patients WHERE sex NOT IN ('F', 'M')"
+                ).fetchone()[0]
                 report["repairs"]["sex_recoded"] = int(recoded)
             if table == "diagnoses" and icd10 and not problems:
                 query = map_icd10(con, query, tmp, report, map_path)
@@ -313,19 +406,26 @@ def import_extract(mapping: str | Path, into: str | Path) -> dict:
                 report["tables"][table] = con.execute(f"SELECT count(*) FROM '{out}'").fetchone()[0]
         if problems:
             more = n_problems - len(problems[:MAX_LISTED])
-            raise AnalysisError(f"The extract cannot be imported ({n_problems} problem(s)):\n  "
-                                + "\n  ".join(problems[:MAX_LISTED])
-                                + (f"\n  ... and {more} more." if more > 0 else "")
-                                + f"\nFix the source or the mapping ({mapping}).")
+            raise AnalysisError(
+                f"The extract cannot be imported ({n_problems} problem(s)):\n  "
+                + "\n  ".join(problems[:MAX_LISTED])
+                + (f"\n  ... and {more} more." if more > 0 else "")
+                + f"\nFix the source or the mapping ({mapping})."
+            )
         meta = {"synthetic": False, "imported_from": mapping.name, "diagnosis_vocabulary": "ICD9CM"}
         if m.get("extract_date"):
             meta["extract_date"] = str(m["extract_date"])
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
         (tmp / "import_report.json").write_text(json.dumps(report, indent=2, default=int) + "\n")
-        publish(tmp, into, source_hint=(
-            "These checks run on the imported tables: a row number counts the imported "
-            "rows of that table, in source order, after codes without a mapping were left out; "
-            f"look the value up in the source files named in {mapping.name}."))
+        publish(
+            tmp,
+            into,
+            source_hint=(
+                "These checks run on the imported tables: a row number counts the imported "
+                "rows of that table, in source order, after codes without a mapping were left out; "
+                f"look the value up in the source files named in {mapping.name}."
+            ),
+        )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

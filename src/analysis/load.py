@@ -15,11 +15,22 @@ from analysis.engines import PostgresConnection, redact
 from analysis.errors import AnalysisError
 
 COLUMNS = {
-    "patients": [("patient_id", "{id}"), ("practice_id", "TEXT"), ("sex", "TEXT"), ("birth_date", "DATE"),
-                 ("registered_from", "DATE"), ("registered_to", "DATE")],
+    "patients": [
+        ("patient_id", "{id}"),
+        ("practice_id", "TEXT"),
+        ("sex", "TEXT"),
+        ("birth_date", "DATE"),
+        ("registered_from", "DATE"),
+        ("registered_to", "DATE"),
+    ],
     "diagnoses": [("patient_id", "{id}"), ("date", "DATE"), ("code", "TEXT")],
-    "pain_episodes": [("patient_id", "{id}"), ("date", "DATE"), ("site", "TEXT"), ("severity", "INTEGER"),
-                      ("cause", "TEXT")],
+    "pain_episodes": [
+        ("patient_id", "{id}"),
+        ("date", "DATE"),
+        ("site", "TEXT"),
+        ("severity", "INTEGER"),
+        ("cause", "TEXT"),
+    ],
     "prescriptions": [("patient_id", "{id}"), ("date", "DATE"), ("atc_code", "TEXT")],
 }
 
@@ -31,9 +42,14 @@ def load_into(folder: str | Path, url: str) -> dict:
     src = open_database(folder)
     pg = PostgresConnection(url)
     schema = pg.schema
-    id_type = "BIGINT" if src.con.execute(
-        "SELECT column_type FROM (DESCRIBE patients) WHERE column_name = 'patient_id'").fetchone()[0] \
-        in ("BIGINT", "INTEGER", "SMALLINT") else "TEXT"
+    id_type = (
+        "BIGINT"
+        if src.con.execute(
+            "SELECT column_type FROM (DESCRIBE patients) WHERE column_name = 'patient_id'"
+        ).fetchone()[0]
+        in ("BIGINT", "INTEGER", "SMALLINT")
+        else "TEXT"
+    )
     counts = {}
     try:
         with pg.conn.transaction(), tempfile.TemporaryDirectory() as tmp:
@@ -42,19 +58,31 @@ def load_into(folder: str | Path, url: str) -> dict:
             for t in TABLES:
                 cols = [(c, typ.format(id=id_type)) for c, typ in COLUMNS[t]]
                 cur.execute(f'DROP TABLE IF EXISTS "{schema}"."{t}"')
-                cur.execute(f'CREATE TABLE "{schema}"."{t}" (' + ", ".join(f'"{c}" {typ}' for c, typ in cols) + ")")
+                cur.execute(
+                    f'CREATE TABLE "{schema}"."{t}" ('
+                    + ", ".join(f'"{c}" {typ}' for c, typ in cols)
+                    + ")"
+                )
                 csv_path = Path(tmp) / f"{t}.csv"
                 names = ", ".join(c for c, _ in cols)
-                src.con.execute(f"COPY (SELECT {names} FROM {t}) TO '{csv_path}' (HEADER false, DELIMITER ',')")
-                with cur.copy(f'COPY "{schema}"."{t}" ({names}) FROM STDIN WITH (FORMAT csv)') as cp, \
-                        open(csv_path, "rb") as fh:
+                src.con.execute(
+                    f"COPY (SELECT {names} FROM {t}) TO '{csv_path}' (HEADER false, DELIMITER ',')"
+                )
+                with (
+                    cur.copy(f'COPY "{schema}"."{t}" ({names}) FROM STDIN WITH (FORMAT csv)') as cp,
+                    open(csv_path, "rb") as fh,
+                ):
                     for block in iter(lambda: fh.read(1 << 20), b""):
                         cp.write(block)
                 counts[t] = cur.execute(f'SELECT count(*) FROM "{schema}"."{t}"').fetchone()[0]
             cur.execute(f'DROP TABLE IF EXISTS "{schema}".dataset_metadata')
-            cur.execute(f'CREATE TABLE "{schema}".dataset_metadata (key TEXT PRIMARY KEY, value TEXT)')
+            cur.execute(
+                f'CREATE TABLE "{schema}".dataset_metadata (key TEXT PRIMARY KEY, value TEXT)'
+            )
             for k, v in src.metadata.items():
-                cur.execute(f'INSERT INTO "{schema}".dataset_metadata VALUES (%s, %s)', (k, json.dumps(v)))
+                cur.execute(
+                    f'INSERT INTO "{schema}".dataset_metadata VALUES (%s, %s)', (k, json.dumps(v))
+                )
             for t in TABLES[1:]:
                 cur.execute(f'CREATE INDEX ON "{schema}"."{t}" (patient_id)')
             cur.execute(f'ANALYZE "{schema}".patients')

@@ -57,7 +57,9 @@ def injected_parameters(namespace: dict) -> dict:
 def check_notebook_parameters(names, *, notebook: str) -> None:
     """Refuse names that are neither parameters nor run parameters (data, output_dir...)."""
     try:
-        check_names(dict.fromkeys(names), source=f"notebook {notebook}", allowed_extra=RUN_PARAMETERS)
+        check_names(
+            dict.fromkeys(names), source=f"notebook {notebook}", allowed_extra=RUN_PARAMETERS
+        )
     except AnalysisError as exc:
         raise AnalysisError(f"{exc}\nNothing was computed.") from None
 
@@ -84,19 +86,29 @@ class NotebookRun:
         from analysis.engines import redact
 
         s = self.study
-        kind = "**synthetic default data** (not real patients)" if s.is_synthetic else "**user data**"
+        kind = (
+            "**synthetic default data** (not real patients)" if s.is_synthetic else "**user data**"
+        )
         rule = s.disclosure_rule
-        note = (f"\n\n**Disclosure control**: {rule.describe()}; statistics of withheld groups are "
-                "withheld with them, and percentages are computed from the released counts."
-                if rule else "")
+        note = (
+            f"\n\n**Disclosure control**: {rule.describe()}; statistics of withheld groups are "
+            "withheld with them, and percentages are computed from the released counts."
+            if rule
+            else ""
+        )
         for n in s.cube.notes:
             note += f"\n\n**Note**: {n}."
         if self.release == "NOT FOR RELEASE":
-            note += "\n\n**NOT FOR RELEASE**: data not marked synthetic, disclosure control off or weakened."
+            note += (
+                "\n\n**NOT FOR RELEASE**: data not marked synthetic, disclosure control "
+                "off or weakened."
+            )
         where = self.data.name if isinstance(self.data, Path) else redact(str(self.data))
-        return Markdown(f"## {escape(title)}\n\nData: {kind}, `{escape(where)}`, n = {s.n_released:,} "
-                        f"patients. Index date {self.params.index_date}; look-back window "
-                        f"{self.params.window_start} to {self.params.index_date}.{escape(note, quote=False)}")
+        return Markdown(
+            f"## {escape(title)}\n\nData: {kind}, `{escape(where)}`, n = {s.n_released:,} "
+            f"patients. Index date {self.params.index_date}; look-back window "
+            f"{self.params.window_start} to {self.params.index_date}.{escape(note, quote=False)}"
+        )
 
     def show(self, df: pd.DataFrame, index: str | None = None, digits: int = 2):
         """A table for display: whole numbers without decimals, other numbers with
@@ -147,8 +159,11 @@ class NotebookRun:
             # tables protected upstream (attrition, grid): count their withheld count cells
             n = int(sum(int(t[c].isna().sum()) for c in spec_for(name).counts if c in t.columns))
         self.suppressed[name] = n
-        self.tables[name] = {"note": spec_for(name).note, "cells_withheld": n,
-                             "rows_left_out": released.dropped_rows}
+        self.tables[name] = {
+            "note": spec_for(name).note,
+            "cells_withheld": n,
+            "rows_left_out": released.dropped_rows,
+        }
         self._write_disclosure()
         return t
 
@@ -156,16 +171,22 @@ class NotebookRun:
         import json
 
         rule = self.rule
-        record = {"rule": rule.name if rule else "off",
-                  "description": rule.describe() if rule else "no disclosure control",
-                  "release": self.release,
-                  "data_is_synthetic": bool(self.is_synthetic),
-                  "suppressed_cells": self.suppressed,
-                  "derived_statistics": ("shares, proportion intervals, SMDs and odds ratios computed from "
-                                         "the released counts; means and SDs rounded to 1 decimal; "
-                                         "extremes, quantiles and intervals of means withheld") if rule else "",
-                  "tables": self.tables,
-                  "figures": self.figures}
+        record = {
+            "rule": rule.name if rule else "off",
+            "description": rule.describe() if rule else "no disclosure control",
+            "release": self.release,
+            "data_is_synthetic": bool(self.is_synthetic),
+            "suppressed_cells": self.suppressed,
+            "derived_statistics": (
+                "shares, proportion intervals, SMDs and odds ratios computed from "
+                "the released counts; means and SDs rounded to 1 decimal; "
+                "extremes, quantiles and intervals of means withheld"
+            )
+            if rule
+            else "",
+            "tables": self.tables,
+            "figures": self.figures,
+        }
         target = self.out / "disclosure.json"
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(".disclosure.json.tmp")
@@ -179,17 +200,29 @@ class NotebookRun:
         rule = self.rule
         self._write_disclosure()
         if rule is None:
-            why = "synthetic data" if self.is_synthetic else "the parameter disclosure = off: NOT FOR RELEASE"
+            why = (
+                "synthetic data"
+                if self.is_synthetic
+                else "the parameter disclosure = off: NOT FOR RELEASE"
+            )
             return Markdown(f"*Disclosure control: none ({why}).*")
-        rows = "\n".join(f"| {name} | {v['cells_withheld']} | {v['rows_left_out']} |"
-                         for name, v in sorted(self.tables.items()))
-        stamp = "" if rule.for_release else "\n\n**NOT FOR RELEASE**: the settings are weaker than the rule's own."
-        return Markdown(f"### Disclosure control\n\n{escape(rule.describe())}; statistics of a withheld "
-                        "group are withheld with it; shares and intervals are computed from released counts; "
-                        "where one withheld cell of a partition could be recovered by subtraction from a "
-                        "published total, the next smallest cell is withheld too; rows that exist only where "
-                        f"patients are (ages, codes, combinations) are left out when withheld.{stamp}\n\n"
-                        f"| table | cells withheld | rows left out |\n|---|---|---|\n{rows}")
+        rows = "\n".join(
+            f"| {name} | {v['cells_withheld']} | {v['rows_left_out']} |"
+            for name, v in sorted(self.tables.items())
+        )
+        stamp = (
+            ""
+            if rule.for_release
+            else "\n\n**NOT FOR RELEASE**: the settings are weaker than the rule's own."
+        )
+        return Markdown(
+            f"### Disclosure control\n\n{escape(rule.describe())}; statistics of a withheld "
+            "group are withheld with it; shares and intervals are computed from released counts; "
+            "where one withheld cell of a partition could be recovered by subtraction from a "
+            "published total, the next smallest cell is withheld too; rows that exist only where "
+            f"patients are (ages, codes, combinations) are left out when withheld.{stamp}\n\n"
+            f"| table | cells withheld | rows left out |\n|---|---|---|\n{rows}"
+        )
 
     def guard(self):
         """A context in which an error about data not marked synthetic is replaced by
@@ -244,21 +277,39 @@ def display_table(df: pd.DataFrame, index: str | None = None, digits: int = 2):
         finite = v.dropna()
         if "p_value" in str(col):
             fmt[col] = "{:.2g}"
-        elif len(finite) and (finite == finite.round()).all() and not str(col).startswith(("pct", "ci_", "mean", "sd")):
+        elif (
+            len(finite)
+            and (finite == finite.round()).all()
+            and not str(col).startswith(("pct", "ci_", "mean", "sd"))
+        ):
             fmt[col] = "{:,.0f}"
         else:
             fmt[col] = "{:,.%sf}".replace("%s", str(digits))
-    styler = d.style.format(fmt, na_rep="withheld" if "disclosure" in d.columns else "", escape="html")
+    styler = d.style.format(
+        fmt, na_rep="withheld" if "disclosure" in d.columns else "", escape="html"
+    )
     styler = styler.format_index(escape="html", axis=0).format_index(escape="html", axis=1)
-    styler = styler.set_table_styles([{"selector": "td, th", "props": "text-align: right; padding: 2px 8px;"},
-                                      {"selector": "td.col0, th.col_heading.col0", "props": "text-align: left;"}])
+    styler = styler.set_table_styles(
+        [
+            {"selector": "td, th", "props": "text-align: right; padding: 2px 8px;"},
+            {"selector": "td.col0, th.col_heading.col0", "props": "text-align: left;"},
+        ]
+    )
     if not index:
         styler = styler.hide(axis="index")
     return styler
 
 
-def start(namespace: dict, *, notebook: str, study: bool = True, severities=(),
-          episode_cap=None, condition_lists=None, drug_counts: bool = False) -> NotebookRun:
+def start(
+    namespace: dict,
+    *,
+    notebook: str,
+    study: bool = True,
+    severities=(),
+    episode_cap=None,
+    condition_lists=None,
+    drug_counts: bool = False,
+) -> NotebookRun:
     """Check the notebook's parameters, build the parameter set, open the study."""
     from analysis.credentials import refuse_passwords
 
@@ -275,8 +326,14 @@ def start(namespace: dict, *, notebook: str, study: bool = True, severities=(),
         from analysis.study import run_study
 
         with run.guard():
-            run.study = run_study(data, params, severities=severities, episode_cap=episode_cap,
-                                  condition_lists=condition_lists, drug_counts=drug_counts)
+            run.study = run_study(
+                data,
+                params,
+                severities=severities,
+                episode_cap=episode_cap,
+                condition_lists=condition_lists,
+                drug_counts=drug_counts,
+            )
     return run
 
 

@@ -10,11 +10,16 @@ as tables (any schema). The mapping (documented in data/README.md):
 | patients.patient_id | person.person_id |
 | patients.practice_id | person.care_site_id (``unknown`` when empty) |
 | patients.sex | person.gender_concept_id: 8532 -> F, 8507 -> M |
-| patients.birth_date | person.birth_datetime, else year/month/day_of_birth (month and day default to 1 and 1, reported) |
-| patients.registered_from / _to | the person's earliest observation_period_start_date / latest observation_period_end_date |
-| diagnoses | condition_occurrence: person_id, condition_start_date, and an ICD-9-CM code by the row's vocabulary (below) |
+| patients.birth_date | person.birth_datetime, else year/month/day_of_birth (month and day default
+to 1 and 1, reported) |
+| patients.registered_from / _to | the person's earliest observation_period_start_date / latest
+observation_period_end_date |
+| diagnoses | condition_occurrence: person_id, condition_start_date, and an ICD-9-CM code by the
+row's vocabulary (below) |
 | prescriptions | drug_exposure: person_id, drug_exposure_start_date, drug_source_value (ATC) |
-| pain_episodes | observation rows whose observation_source_value is a pain-score code (default LOINC 72514-3, 0-10 numeric rating): observation_date, value_as_number = severity, qualifier_source_value = site, value_as_string = cause |
+| pain_episodes | observation rows whose observation_source_value is a pain-score code (default
+LOINC 72514-3, 0-10 numeric rating): observation_date, value_as_number = severity,
+qualifier_source_value = site, value_as_string = cause |
 
 Every condition keeps its vocabulary: read from the CONCEPT table (the vocabulary of
 ``condition_source_concept_id``, else of ``condition_concept_id``) when the extract ships
@@ -42,7 +47,13 @@ from pathlib import Path
 from analysis.errors import AnalysisError
 
 PAIN_SCORE_CODES = ("72514-3",)
-OMOP_TABLES = ("person", "observation_period", "condition_occurrence", "drug_exposure", "observation")
+OMOP_TABLES = (
+    "person",
+    "observation_period",
+    "condition_occurrence",
+    "drug_exposure",
+    "observation",
+)
 
 
 VOCAB_TABLES = ("concept", "concept_relationship", "concept_ancestor")
@@ -65,25 +76,37 @@ def _attach(con, source: Path) -> dict[str, str]:
     found = {}
     if source.is_file() and source.suffix.lower() in (".duckdb", ".db"):
         con.execute(f"ATTACH '{source}' AS omop_src (READ_ONLY)")
-        rows = con.execute("SELECT table_schema, table_name FROM information_schema.tables "
-                           "WHERE table_catalog = 'omop_src'").fetchall()
+        rows = con.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_catalog = 'omop_src'"
+        ).fetchall()
         for schema, name in rows:
             key = name.lower()
             if key in OMOP_TABLES + VOCAB_TABLES and key not in found:
                 found[key] = f'omop_src."{schema}"."{name}"'
-                con.execute(f'CREATE TEMP VIEW omop_{key} AS SELECT *, row_number() OVER () AS __row '
-                            f"FROM {found[key]}")
+                con.execute(
+                    f"CREATE TEMP VIEW omop_{key} AS SELECT *, row_number() OVER () AS __row "
+                    f"FROM {found[key]}"
+                )
         return found
     for key, p in _files_by_name(source).items():
         if key not in OMOP_TABLES + VOCAB_TABLES:
             continue
-        reader = (f"read_parquet('{p}')" if p.suffix.lower() == ".parquet"
-                  else f"read_csv('{p}', header=true, all_varchar=true)")
+        reader = (
+            f"read_parquet('{p}')"
+            if p.suffix.lower() == ".parquet"
+            else f"read_csv('{p}', header=true, all_varchar=true)"
+        )
         try:
-            con.execute(f"CREATE TEMP VIEW omop_{key} AS SELECT *, row_number() OVER () AS __row FROM {reader}")
+            con.execute(
+                f"CREATE TEMP VIEW omop_{key} AS SELECT *, row_number() OVER () AS __row FROM "
+                f"{reader}"
+            )
             con.execute(f"SELECT count(*) FROM omop_{key}").fetchone()
         except Exception as exc:
-            raise AnalysisError(f"OMOP table {p} could not be read: {str(exc).splitlines()[0]}") from None
+            raise AnalysisError(
+                f"OMOP table {p} could not be read: {str(exc).splitlines()[0]}"
+            ) from None
         found[key] = str(p)
     return found
 
@@ -92,42 +115,58 @@ def _columns(con, view: str) -> set[str]:
     return {r[0].lower() for r in con.execute(f"DESCRIBE SELECT * FROM {view}").fetchall()}
 
 
-def import_omop(folder: str | Path, into: str | Path, *, code_system: str | None = None,
-                pain_codes=PAIN_SCORE_CODES) -> dict:
+def import_omop(
+    folder: str | Path,
+    into: str | Path,
+    *,
+    code_system: str | None = None,
+    pain_codes=PAIN_SCORE_CODES,
+) -> dict:
     import duckdb
 
     folder, into = Path(folder), Path(into)
     if not folder.exists():
-        raise AnalysisError(f"OMOP extract {folder} does not exist (a folder of CDM tables or a .duckdb file).")
+        raise AnalysisError(
+            f"OMOP extract {folder} does not exist (a folder of CDM tables or a .duckdb file)."
+        )
     con = duckdb.connect()
     found = _attach(con, folder)
     missing = [t for t in OMOP_TABLES if t not in found]
     if missing:
-        raise AnalysisError(f"{folder}: no OMOP table {', '.join(missing)} (looked for <table>.csv or "
-                            ".parquet in any letter case, or a table of that name in a DuckDB file).")
+        raise AnalysisError(
+            f"{folder}: no OMOP table {', '.join(missing)} (looked for <table>.csv or "
+            ".parquet in any letter case, or a table of that name in a DuckDB file)."
+        )
     has_vocab = "concept" in found
     if not has_vocab and code_system is None:
         raise AnalysisError(
-            f"{folder}: the extract has no CONCEPT table, so the vocabulary of condition_source_value is "
+            f"{folder}: the extract has no CONCEPT table, so the vocabulary of "
+            f"condition_source_value is "
             "unknown (OMOP exports often hold SNOMED CT codes there). Give it with --code-system "
-            "icd9cm|icd10|icd10cm|snomed; nothing was imported.")
+            "icd9cm|icd10|icd10cm|snomed; nothing was imported."
+        )
     codes = ", ".join(f"'{c}'" for c in pain_codes)
     queries = {
         "patients": """
             SELECT CAST(p.person_id AS BIGINT) AS patient_id,
                    coalesce(CAST(p.care_site_id AS VARCHAR), 'unknown') AS practice_id,
-                   CASE CAST(p.gender_concept_id AS VARCHAR) WHEN '8532' THEN 'F' WHEN '8507' THEN 'M' END AS sex,
+                   CASE CAST(p.gender_concept_id AS VARCHAR) WHEN '8532' THEN 'F' WHEN '8507' THEN
+                   'M' END AS sex,
                    coalesce(TRY_CAST(p.birth_datetime AS DATE),
-                            make_date(CAST(p.year_of_birth AS INTEGER), coalesce(TRY_CAST(p.month_of_birth AS INTEGER), 1),
-                                      coalesce(TRY_CAST(p.day_of_birth AS INTEGER), 1))) AS birth_date,
+                            make_date(CAST(p.year_of_birth AS INTEGER),
+                            coalesce(TRY_CAST(p.month_of_birth AS INTEGER), 1),
+                                      coalesce(TRY_CAST(p.day_of_birth AS INTEGER), 1))) AS
+                                      birth_date,
                    op.start_date AS registered_from, op.end_date AS registered_to
             FROM omop_person p LEFT JOIN (
                 SELECT person_id, min(CAST(observation_period_start_date AS DATE)) AS start_date,
                        max(CAST(observation_period_end_date AS DATE)) AS end_date
-                FROM omop_observation_period GROUP BY person_id) op ON op.person_id = p.person_id""",
+                FROM omop_observation_period GROUP BY person_id) op ON op.person_id =
+                p.person_id""",
         "diagnoses": None,  # by vocabulary, below
         "prescriptions": """
-            SELECT CAST(person_id AS BIGINT) AS patient_id, CAST(drug_exposure_start_date AS DATE) AS date,
+            SELECT CAST(person_id AS BIGINT) AS patient_id, CAST(drug_exposure_start_date AS DATE)
+            AS date,
                    trim(CAST(drug_source_value AS VARCHAR)) AS atc_code
             FROM omop_drug_exposure""",
         "pain_episodes": f"""
@@ -139,21 +178,40 @@ def import_omop(folder: str | Path, into: str | Path, *, code_system: str | None
     }
     # rows that cannot be mapped, named by OMOP table, column and row
     checks = [
-        ("person", "gender_concept_id", "CAST(gender_concept_id AS VARCHAR) NOT IN ('8532', '8507')",
-         "8532 (female) or 8507 (male)"),
-        ("person", "year_of_birth", "birth_datetime IS NULL AND TRY_CAST(year_of_birth AS INTEGER) IS NULL",
-         "a year of birth (or birth_datetime)"),
-        ("condition_occurrence", "condition_source_value",
-         "condition_source_value IS NULL OR trim(CAST(condition_source_value AS VARCHAR)) = ''",
-         "the source code (ICD) of the condition"),
-        ("drug_exposure", "drug_source_value",
-         "drug_source_value IS NULL OR trim(CAST(drug_source_value AS VARCHAR)) = ''", "the ATC code"),
+        (
+            "person",
+            "gender_concept_id",
+            "CAST(gender_concept_id AS VARCHAR) NOT IN ('8532', '8507')",
+            "8532 (female) or 8507 (male)",
+        ),
+        (
+            "person",
+            "year_of_birth",
+            "birth_datetime IS NULL AND TRY_CAST(year_of_birth AS INTEGER) IS NULL",
+            "a year of birth (or birth_datetime)",
+        ),
+        (
+            "condition_occurrence",
+            "condition_source_value",
+            "condition_source_value IS NULL OR trim(CAST(condition_source_value AS VARCHAR)) = ''",
+            "the source code (ICD) of the condition",
+        ),
+        (
+            "drug_exposure",
+            "drug_source_value",
+            "drug_source_value IS NULL OR trim(CAST(drug_source_value AS VARCHAR)) = ''",
+            "the ATC code",
+        ),
     ]
     problems = []
     for table, col, pred, expected in checks:
-        for r, v in con.execute(f"SELECT __row, CAST({col} AS VARCHAR) FROM omop_{table} WHERE {pred} "
-                                "ORDER BY __row LIMIT 20").fetchall():
-            problems.append(f"OMOP {table}, column {col}, row {r}: expected {expected}, found {v!r}")
+        for r, v in con.execute(
+            f"SELECT __row, CAST({col} AS VARCHAR) FROM omop_{table} WHERE {pred} "
+            "ORDER BY __row LIMIT 20"
+        ).fetchall():
+            problems.append(
+                f"OMOP {table}, column {col}, row {r}: expected {expected}, found {v!r}"
+            )
     if problems:
         raise AnalysisError("The OMOP extract cannot be imported:\n  " + "\n  ".join(problems))
     into.parent.mkdir(parents=True, exist_ok=True)
@@ -161,12 +219,18 @@ def import_omop(folder: str | Path, into: str | Path, *, code_system: str | None
     report = {"source": "OMOP CDM", "tables": {}, "repairs": {}}
     try:
         report["repairs"]["birth_date_from_year_only"] = con.execute(
-            "SELECT count(*) FROM omop_person WHERE birth_datetime IS NULL AND month_of_birth IS NULL").fetchone()[0]
+            "SELECT count(*) FROM omop_person WHERE birth_datetime IS NULL AND month_of_birth IS "
+            "NULL"
+        ).fetchone()[0]
         for table, q in queries.items():
             if table == "diagnoses":
                 q = _diagnoses_sql(con, found, code_system, tmp, report)
-            con.execute(f"COPY ({q}) TO '{tmp / (table + '.parquet')}' (FORMAT parquet, COMPRESSION zstd)")
-            report["tables"][table] = con.execute(f"SELECT count(*) FROM '{tmp / (table + '.parquet')}'").fetchone()[0]
+            con.execute(
+                f"COPY ({q}) TO '{tmp / (table + '.parquet')}' (FORMAT parquet, COMPRESSION zstd)"
+            )
+            report["tables"][table] = con.execute(
+                f"SELECT count(*) FROM '{tmp / (table + '.parquet')}'"
+            ).fetchone()[0]
         meta = {"synthetic": False, "imported_from": "OMOP CDM", "diagnosis_vocabulary": "ICD9CM"}
         if report["unmapped_diagnoses"]:
             meta["unmapped_diagnoses"] = report["unmapped_diagnoses"]
@@ -174,8 +238,12 @@ def import_omop(folder: str | Path, into: str | Path, *, code_system: str | None
         (tmp / "import_report.json").write_text(json.dumps(report, indent=2, default=int) + "\n")
         from analysis.importer import publish
 
-        publish(tmp, into, source_hint="These checks run on the imported tables: a row number "
-                "counts the imported rows of that table, in the order of the OMOP source table.")
+        publish(
+            tmp,
+            into,
+            source_hint="These checks run on the imported tables: a row number "
+            "counts the imported rows of that table, in the order of the OMOP source table.",
+        )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -193,40 +261,69 @@ def _diagnoses_sql(con, found: dict, code_system: str | None, tmp: Path, report:
     cols = _columns(con, "omop_condition_occurrence")
     default = CODE_SYSTEMS.get((code_system or "").lower(), "UNKNOWN")
     if "concept" in found:
-        src = "TRY_CAST(co.condition_source_concept_id AS BIGINT)" if "condition_source_concept_id" in cols else "NULL"
-        std = "TRY_CAST(co.condition_concept_id AS BIGINT)" if "condition_concept_id" in cols else "NULL"
-        vocab = (f"coalesce(cs.vocabulary_id, cc.vocabulary_id, '{default}')")
-        joins = (f"LEFT JOIN omop_concept cs ON TRY_CAST(cs.concept_id AS BIGINT) = {src} AND {src} <> 0 "
-                 f"LEFT JOIN omop_concept cc ON TRY_CAST(cc.concept_id AS BIGINT) = {std} AND {std} <> 0")
+        src = (
+            "TRY_CAST(co.condition_source_concept_id AS BIGINT)"
+            if "condition_source_concept_id" in cols
+            else "NULL"
+        )
+        std = (
+            "TRY_CAST(co.condition_concept_id AS BIGINT)"
+            if "condition_concept_id" in cols
+            else "NULL"
+        )
+        vocab = f"coalesce(cs.vocabulary_id, cc.vocabulary_id, '{default}')"
+        joins = (
+            f"LEFT JOIN omop_concept cs ON TRY_CAST(cs.concept_id AS BIGINT) = {src} AND {src} <> "
+            f"0 "
+            f"LEFT JOIN omop_concept cc ON TRY_CAST(cc.concept_id AS BIGINT) = {std} AND {std} <> 0"
+        )
         concept = f"CASE WHEN cs.vocabulary_id IS NOT NULL THEN {src} ELSE {std} END"
     else:
         vocab, joins, concept = f"'{default}'", "", "NULL"
     con.execute(f"""CREATE OR REPLACE TEMP TABLE dx_all AS
-        SELECT CAST(co.person_id AS BIGINT) AS patient_id, CAST(co.condition_start_date AS DATE) AS date,
+        SELECT CAST(co.person_id AS BIGINT) AS patient_id, CAST(co.condition_start_date AS DATE) AS
+        date,
                trim(CAST(co.condition_source_value AS VARCHAR)) AS code,
-               upper(replace(CAST({vocab} AS VARCHAR), '-', '')) AS vocabulary, {concept} AS concept_id
+               upper(replace(CAST({vocab} AS VARCHAR), '-', '')) AS vocabulary, {concept} AS
+               concept_id
         FROM omop_condition_occurrence co {joins}""")
     parts = ["SELECT patient_id, date, code FROM dx_all WHERE vocabulary = 'ICD9CM'"]
-    icd10 = con.execute("SELECT count(*) FROM dx_all WHERE vocabulary IN ('ICD10', 'ICD10CM')").fetchone()[0]
+    icd10 = con.execute(
+        "SELECT count(*) FROM dx_all WHERE vocabulary IN ('ICD10', 'ICD10CM')"
+    ).fetchone()[0]
     if icd10:
         from analysis.importer import map_icd10
 
-        parts.append(map_icd10(con, "SELECT patient_id, date, code FROM dx_all WHERE vocabulary IN ('ICD10', 'ICD10CM')",
-                               tmp, report))
+        parts.append(
+            map_icd10(
+                con,
+                "SELECT patient_id, date, code FROM dx_all "
+                "WHERE vocabulary IN ('ICD10', 'ICD10CM')",
+                tmp,
+                report,
+            )
+        )
     snomed_mapped = _snomed_to_icd9(con, found)
     if snomed_mapped:
         parts.append(snomed_mapped)
     # what is left out, by vocabulary (ICD-10 codes without a mapping are listed by map_icd10)
-    mapped_snomed = "concept_id IN (SELECT concept_id FROM snomed_icd9)" if snomed_mapped else "FALSE"
+    mapped_snomed = (
+        "concept_id IN (SELECT concept_id FROM snomed_icd9)" if snomed_mapped else "FALSE"
+    )
     rows = con.execute(f"""SELECT vocabulary, count(*) FROM dx_all
-        WHERE vocabulary NOT IN ('ICD9CM', 'ICD10', 'ICD10CM') AND NOT (vocabulary = 'SNOMED' AND {mapped_snomed})
+        WHERE vocabulary NOT IN ('ICD9CM', 'ICD10', 'ICD10CM') AND NOT (vocabulary = 'SNOMED' AND
+        {mapped_snomed})
         GROUP BY vocabulary ORDER BY vocabulary""").fetchall()
     unmapped = {v: int(n) for v, n in rows}
     if report["repairs"].get("icd10_unmapped_records"):
         unmapped["ICD10"] = report["repairs"]["icd10_unmapped_records"]
     report["unmapped_diagnoses"] = unmapped
-    report["diagnoses_by_vocabulary"] = {v: int(n) for v, n in con.execute(
-        "SELECT vocabulary, count(*) FROM dx_all GROUP BY 1 ORDER BY 1").fetchall()}
+    report["diagnoses_by_vocabulary"] = {
+        v: int(n)
+        for v, n in con.execute(
+            "SELECT vocabulary, count(*) FROM dx_all GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    }
     return " UNION ALL ".join(f"({q})" for q in parts)
 
 
@@ -237,21 +334,34 @@ def _snomed_to_icd9(con, found: dict) -> str | None:
     if "concept_relationship" not in found or "concept" not in found:
         return None
     if "concept_ancestor" in found:
-        reach = ("SELECT TRY_CAST(ancestor_concept_id AS BIGINT) AS target, TRY_CAST(descendant_concept_id AS BIGINT) "
-                 "AS concept_id, TRY_CAST(min_levels_of_separation AS INTEGER) AS levels FROM omop_concept_ancestor "
-                 "UNION ALL SELECT DISTINCT concept_id, concept_id, 0 FROM dx_all WHERE vocabulary = 'SNOMED'")
+        reach = (
+            "SELECT TRY_CAST(ancestor_concept_id AS BIGINT) AS target, "
+            "TRY_CAST(descendant_concept_id AS BIGINT) "
+            "AS concept_id, TRY_CAST(min_levels_of_separation AS INTEGER) AS levels FROM "
+            "omop_concept_ancestor "
+            "UNION ALL SELECT DISTINCT concept_id, concept_id, 0 FROM dx_all WHERE vocabulary = "
+            "'SNOMED'"
+        )
     else:
-        reach = "SELECT DISTINCT concept_id AS target, concept_id, 0 AS levels FROM dx_all WHERE vocabulary = 'SNOMED'"
+        reach = (
+            "SELECT DISTINCT concept_id AS target, concept_id, 0 AS levels FROM dx_all "
+            "WHERE vocabulary = 'SNOMED'"
+        )
     con.execute(f"""CREATE OR REPLACE TEMP TABLE snomed_icd9 AS
         WITH maps AS (
             SELECT TRY_CAST(cr.concept_id_2 AS BIGINT) AS target, c9.concept_code AS icd9
             FROM omop_concept_relationship cr
-            JOIN omop_concept c9 ON TRY_CAST(c9.concept_id AS BIGINT) = TRY_CAST(cr.concept_id_1 AS BIGINT)
-            WHERE cr.relationship_id = 'Maps to' AND upper(replace(c9.vocabulary_id, '-', '')) = 'ICD9CM'),
+            JOIN omop_concept c9 ON TRY_CAST(c9.concept_id AS BIGINT) = TRY_CAST(cr.concept_id_1 AS
+            BIGINT)
+            WHERE cr.relationship_id = 'Maps to' AND upper(replace(c9.vocabulary_id, '-', '')) =
+            'ICD9CM'),
         reach AS ({reach}),
-        cand AS (SELECT r.concept_id, r.levels, m.icd9 FROM reach r JOIN maps m ON m.target = r.target
+        cand AS (SELECT r.concept_id, r.levels, m.icd9 FROM reach r JOIN maps m ON m.target =
+        r.target
                  WHERE r.concept_id IN (SELECT concept_id FROM dx_all WHERE vocabulary = 'SNOMED'))
         SELECT DISTINCT concept_id, icd9 FROM cand c
         WHERE levels = (SELECT min(levels) FROM cand c2 WHERE c2.concept_id = c.concept_id)""")
-    return ("SELECT d.patient_id, d.date, s.icd9 AS code FROM dx_all d JOIN snomed_icd9 s "
-            "ON s.concept_id = d.concept_id WHERE d.vocabulary = 'SNOMED'")
+    return (
+        "SELECT d.patient_id, d.date, s.icd9 AS code FROM dx_all d JOIN snomed_icd9 s "
+        "ON s.concept_id = d.concept_id WHERE d.vocabulary = 'SNOMED'"
+    )

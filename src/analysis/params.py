@@ -169,14 +169,21 @@ class Params:
             bad("pain_sites", "must name at least one site")
         for s in self.pain_sites:
             if s not in PAIN_SITES:
-                bad("pain_sites", f"has unknown site {s!r}; expected one of {', '.join(PAIN_SITES)}")
+                bad(
+                    "pain_sites", f"has unknown site {s!r}; expected one of {', '.join(PAIN_SITES)}"
+                )
         if not self.pain_causes:
             bad("pain_causes", "must name at least one cause")
         for c in self.pain_causes:
             if c not in PAIN_CAUSES:
-                bad("pain_causes", f"has unknown cause {c!r}; expected one of {', '.join(PAIN_CAUSES)}")
+                bad(
+                    "pain_causes",
+                    f"has unknown cause {c!r}; expected one of {', '.join(PAIN_CAUSES)}",
+                )
         if not 0 <= self.min_severity <= 10:
-            bad("min_severity", f"must be 0-10 on the numeric rating scale, got {self.min_severity}")
+            bad(
+                "min_severity", f"must be 0-10 on the numeric rating scale, got {self.min_severity}"
+            )
         if self.min_episodes < 1:
             bad("min_episodes", f"must be at least 1, got {self.min_episodes}")
         if not 0 <= self.elderly_age <= 120:
@@ -186,8 +193,14 @@ class Params:
             if not 0.0 <= v <= 1.0:
                 bad(name, f"is a fraction and must be between 0 and 1, got {v}")
         if self.benefit_low > self.benefit_high:
-            bad("benefit_low", f"must not exceed benefit_high ({self.benefit_low} > {self.benefit_high})")
-        elif self.benefit_distribution == "fixed" and not self.benefit_low <= self.benefit_fraction <= self.benefit_high:
+            bad(
+                "benefit_low",
+                f"must not exceed benefit_high ({self.benefit_low} > {self.benefit_high})",
+            )
+        elif (
+            self.benefit_distribution == "fixed"
+            and not self.benefit_low <= self.benefit_fraction <= self.benefit_high
+        ):
             bad(
                 "benefit_fraction",
                 f"must lie in its range benefit_low..benefit_high "
@@ -203,9 +216,15 @@ class Params:
         if self.ci_method not in CI_METHODS:
             bad("ci_method", f"must be one of {', '.join(CI_METHODS)}, got {self.ci_method!r}")
         if self.disclosure not in DISCLOSURE_RULES:
-            bad("disclosure", f"must be one of {', '.join(DISCLOSURE_RULES)}, got {self.disclosure!r}")
+            bad(
+                "disclosure",
+                f"must be one of {', '.join(DISCLOSURE_RULES)}, got {self.disclosure!r}",
+            )
         if self.disclosure_threshold < 0 or self.disclosure_rounding < 0:
-            bad("disclosure_threshold", "and disclosure_rounding must be 0 (the rule's own) or positive")
+            bad(
+                "disclosure_threshold",
+                "and disclosure_rounding must be 0 (the rule's own) or positive",
+            )
         if self.gp_list_size < 1:
             bad("gp_list_size", f"must be a positive number of patients, got {self.gp_list_size}")
         edges = list(self.age_band_edges)
@@ -221,9 +240,12 @@ class Params:
             for cl in lists:
                 if cl not in known:
                     hint = nearest_name(cl, known)
-                    bad(name, f"names unknown code list {cl!r}"
+                    bad(
+                        name,
+                        f"names unknown code list {cl!r}"
                         + (f" (did you mean {hint!r}?)" if hint else "")
-                        + "; code lists live in data/codelists/")
+                        + "; code lists live in data/codelists/",
+                    )
         if not self.risk_conditions and not self.risk_drugs:
             bad("risk_conditions", "and risk_drugs are both empty; name at least one code list")
         if problems:
@@ -238,8 +260,10 @@ def check_names(mapping: dict, *, source: str = "parameters", allowed_extra=()) 
         lines = []
         for k in unknown:
             hint = nearest_name(k, sorted(valid))
-            lines.append(f"{source}: unknown parameter {k!r}"
-                         + (f" (did you mean {hint!r}?)" if hint else ""))
+            lines.append(
+                f"{source}: unknown parameter {k!r}"
+                + (f" (did you mean {hint!r}?)" if hint else "")
+            )
         raise AnalysisError("\n".join(lines))
 
 

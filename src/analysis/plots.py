@@ -31,13 +31,25 @@ def age_sex_pyramid(counts: pd.DataFrame, data_label: str, title="Age-sex pyrami
     ax.barh(y, -male.fillna(0), color=style.MALE, label="male", height=0.85)
     ax.barh(y, female.fillna(0), color=style.FEMALE, label="female", height=0.85)
     ax.set_yticks(y, counts["age_group"])
-    m = max(np.nanmax(male.to_numpy()) if male.notna().any() else 1,
-            np.nanmax(female.to_numpy()) if female.notna().any() else 1) * 1.1
+    m = (
+        max(
+            np.nanmax(male.to_numpy()) if male.notna().any() else 1,
+            np.nanmax(female.to_numpy()) if female.notna().any() else 1,
+        )
+        * 1.1
+    )
     for yi, (mv, fv) in enumerate(zip(male, female, strict=True)):
         for v, side in ((mv, -1), (fv, 1)):
             if v != v:
-                ax.text(side * m * 0.02, yi, "withheld", ha="right" if side < 0 else "left", va="center",
-                        fontsize=6, color="#777777")
+                ax.text(
+                    side * m * 0.02,
+                    yi,
+                    "withheld",
+                    ha="right" if side < 0 else "left",
+                    va="center",
+                    fontsize=6,
+                    color="#777777",
+                )
     ax.set_xlim(-m, m)
     ticks = ax.get_xticks()
     ax.set_xticks(ticks, [f"{abs(int(t))}" for t in ticks])
@@ -47,8 +59,12 @@ def age_sex_pyramid(counts: pd.DataFrame, data_label: str, title="Age-sex pyrami
     ax.set_ylabel("age at the index date (completed years)")
     ax.set_title(title)
     ax.legend(loc="lower right")
-    style.add_caption(fig, style.caption(
-        "Patients by 5-year age group and sex; men to the left, women to the right.", data_label))
+    style.add_caption(
+        fig,
+        style.caption(
+            "Patients by 5-year age group and sex; men to the left, women to the right.", data_label
+        ),
+    )
     return fig
 
 
@@ -57,80 +73,157 @@ def age_distribution_by_sex(counts_by_age: pd.DataFrame, age_by_sex: pd.DataFram
     require_released(counts_by_age, "the age distribution")
     require_released(age_by_sex, "the age distribution")
     fig, ax = _figure()
-    top = float(np.nanmax(counts_by_age["n"].astype(float))) * 1.12 if counts_by_age["n"].notna().any() else 1.0
+    top = (
+        float(np.nanmax(counts_by_age["n"].astype(float))) * 1.12
+        if counts_by_age["n"].notna().any()
+        else 1.0
+    )
     lines = []
-    for k, (sex, colour, label) in enumerate((("F", style.FEMALE, "female"), ("M", style.MALE, "male"))):
+    for k, (sex, colour, label) in enumerate(
+        (("F", style.FEMALE, "female"), ("M", style.MALE, "male"))
+    ):
         c = counts_by_age[counts_by_age["sex"] == sex]
         ages = pd.to_numeric(c["age"], errors="coerce")
-        ax.step(ages[ages.notna()], c["n"][ages.notna()], where="mid", color=colour, label=label, lw=1.2)
+        ax.step(
+            ages[ages.notna()], c["n"][ages.notna()], where="mid", color=colour, label=label, lw=1.2
+        )
         for _, r in c[ages.isna()].iterrows():  # an open-ended band such as "90+"
             lo = float(str(r["age"]).rstrip("+"))
             ax.plot([lo, lo + 5], [r["n"], r["n"]], color=colour, lw=1.2, ls=":")
-            ax.annotate(f"{r['age']} (all ages)", (lo + 2.5, r["n"]), ha="center", va="bottom", fontsize=6,
-                        color=colour)
+            ax.annotate(
+                f"{r['age']} (all ages)",
+                (lo + 2.5, r["n"]),
+                ha="center",
+                va="bottom",
+                fontsize=6,
+                color=colour,
+            )
         row = age_by_sex[age_by_sex["group"] == f"sex={sex}"].iloc[0]
         y = top * (1.0 - 0.05 * k)
         if row["mean"] != row["mean"]:
             lines.append(f"{label}: mean withheld")
             continue
         if row["mean_ci_low"] == row["mean_ci_low"]:
-            ax.errorbar([row["mean"]], [y], xerr=[[row["mean"] - row["mean_ci_low"]],
-                                                 [row["mean_ci_high"] - row["mean"]]],
-                        fmt="v", color=colour, capsize=3, ms=5)
-            lines.append(f"{label}: mean {row['mean']:.1f} (95% CI {row['mean_ci_low']:.1f}-{row['mean_ci_high']:.1f})")
+            ax.errorbar(
+                [row["mean"]],
+                [y],
+                xerr=[[row["mean"] - row["mean_ci_low"]], [row["mean_ci_high"] - row["mean"]]],
+                fmt="v",
+                color=colour,
+                capsize=3,
+                ms=5,
+            )
+            lines.append(
+                f"{label}: mean {row['mean']:.1f} (95% CI "
+                f"{row['mean_ci_low']:.1f}-{row['mean_ci_high']:.1f})"
+            )
         else:
             ax.plot([row["mean"]], [y], "v", color=colour, ms=5)
             lines.append(f"{label}: mean {row['mean']:.1f} (interval withheld)")
     ax.set_ylim(0, top * 1.08)
     if counts_by_age["n"].notna().sum() == 0:  # every single-year count withheld
         ax.set_xlim(0, 100)
-        ax.text(0.5, 0.5, "every single-year count is below the disclosure threshold: withheld\n"
-                "(the age-sex pyramid shows 5-year groups)", transform=ax.transAxes, ha="center",
-                va="center", fontsize=8, color="#777777")
-    ax.text(0.99, 0.80, "\n".join(lines), transform=ax.transAxes, ha="right", va="top", fontsize=7.5,
-            bbox={"fc": "white", "ec": "#cccccc", "lw": 0.5})
+        ax.text(
+            0.5,
+            0.5,
+            "every single-year count is below the disclosure threshold: withheld\n"
+            "(the age-sex pyramid shows 5-year groups)",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="#777777",
+        )
+    ax.text(
+        0.99,
+        0.80,
+        "\n".join(lines),
+        transform=ax.transAxes,
+        ha="right",
+        va="top",
+        fontsize=7.5,
+        bbox={"fc": "white", "ec": "#cccccc", "lw": 0.5},
+    )
     ax.set_xlabel("age at the index date (completed years)")
     ax.set_ylabel("patients (n)")
     ax.set_title("Age distribution by sex")
     ax.legend(loc="upper left")
-    style.add_caption(fig, style.caption(
-        "Patients by single year of age; triangles mark each sex's mean age with its 95% "
-        "t-interval.", data_label))
+    style.add_caption(
+        fig,
+        style.caption(
+            "Patients by single year of age; triangles mark each sex's mean age with its 95% "
+            "t-interval.",
+            data_label,
+        ),
+    )
     return fig
 
 
 # ----------------------------------------------------------------------------- proportions
-def proportion_forest(table: pd.DataFrame, label_col: str, title: str, xlabel: str,
-                      data_label: str, note: str = "", colour=style.OKABE_ITO["blue"]):
+def proportion_forest(
+    table: pd.DataFrame,
+    label_col: str,
+    title: str,
+    xlabel: str,
+    data_label: str,
+    note: str = "",
+    colour=style.OKABE_ITO["blue"],
+):
     """Point estimates (percent) with interval bars, one row per line of ``table``."""
     require_released(table, "proportion forest")
     t = table.reset_index(drop=True)
     fig, ax = _figure((style.FULL[0], 0.9 + 0.32 * len(t)))
     y = np.arange(len(t))[::-1]
     has_ci = t["ci_low"].notna() & t["pct"].notna()
-    ax.errorbar(t["pct"][has_ci], y[has_ci.to_numpy()],
-                xerr=[(t["pct"] - t["ci_low"])[has_ci], (t["ci_high"] - t["pct"])[has_ci]],
-                fmt="o", color=colour, ecolor=colour, capsize=3, ms=5, lw=1.2)
+    ax.errorbar(
+        t["pct"][has_ci],
+        y[has_ci.to_numpy()],
+        xerr=[(t["pct"] - t["ci_low"])[has_ci], (t["ci_high"] - t["pct"])[has_ci]],
+        fmt="o",
+        color=colour,
+        ecolor=colour,
+        capsize=3,
+        ms=5,
+        lw=1.2,
+    )
     no_ci = t["ci_low"].isna() & t["pct"].notna()
     ax.plot(t["pct"][no_ci], y[no_ci.to_numpy()], "o", color=colour, ms=5)
     ax.set_yticks(y, t[label_col])
     for yi, (_, r) in zip(y, t.iterrows(), strict=True):
         if r["pct"] != r["pct"]:
-            ax.annotate("withheld (disclosure control)", (0, yi), xytext=(4, 0), textcoords="offset points",
-                        va="center", fontsize=7.5, color="#777777")
+            ax.annotate(
+                "withheld (disclosure control)",
+                (0, yi),
+                xytext=(4, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=7.5,
+                color="#777777",
+            )
             continue
         n_txt = f"{int(r['numerator'])}/{int(r['denominator'])}"
         x = r["ci_high"] if r["ci_high"] == r["ci_high"] else r["pct"]
-        ax.annotate(f"{r['pct']:.1f}% ({n_txt})", (x, yi), xytext=(6, 0), textcoords="offset points",
-                    va="center", fontsize=7.5)
+        ax.annotate(
+            f"{r['pct']:.1f}% ({n_txt})",
+            (x, yi),
+            xytext=(6, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=7.5,
+        )
     hi = t["ci_high"].where(t["ci_high"].notna(), t["pct"])
     ax.set_xlim(0, min(100, max((hi.max() if hi.notna().any() else 0) * 1.35, 5)))
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     method = t["method"].iloc[0] if "method" in t else "wilson"
     level = t["level"].iloc[0] if "level" in t else 0.95
-    style.add_caption(fig, style.caption(
-        f"{note} Bars: {level:.0%} {method.replace('_', '-').title()} intervals.".strip(), data_label))
+    style.add_caption(
+        fig,
+        style.caption(
+            f"{note} Bars: {level:.0%} {method.replace('_', '-').title()} intervals.".strip(),
+            data_label,
+        ),
+    )
     return fig
 
 
@@ -142,17 +235,31 @@ def upset(combos: pd.DataFrame, condition_cols: list[str], data_label: str, top:
 
     style.apply()
     t = combos.head(top).reset_index(drop=True)
-    fig, (ax, axm) = plt.subplots(2, 1, figsize=(style.FULL[0], 4.8), sharex=True,
-                                  gridspec_kw={"height_ratios": [2.2, 1.6], "hspace": 0.05})
+    fig, (ax, axm) = plt.subplots(
+        2,
+        1,
+        figsize=(style.FULL[0], 4.8),
+        sharex=True,
+        gridspec_kw={"height_ratios": [2.2, 1.6], "hspace": 0.05},
+    )
     x = np.arange(len(t))
     if len(t) == 0:
-        ax.text(0.5, 0.5, "every combination is below the disclosure threshold: withheld",
-                transform=ax.transAxes, ha="center", va="center", color="#777777")
+        ax.text(
+            0.5,
+            0.5,
+            "every combination is below the disclosure threshold: withheld",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            color="#777777",
+        )
         ax.set_ylim(0, 1)
         ax.set_yticks([])
     ax.bar(x, t["n"], color=style.OKABE_ITO["blue"])
     for xi, n in zip(x, t["n"], strict=True):
-        ax.annotate(f"{n}", (xi, n), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=7)
+        ax.annotate(
+            f"{n}", (xi, n), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=7
+        )
     ax.set_ylabel("patients (n)")
     ax.set_title("Co-occurrence of risk conditions in the pain cohort")
     for yi, col in enumerate(condition_cols):
@@ -167,10 +274,15 @@ def upset(combos: pd.DataFrame, condition_cols: list[str], data_label: str, top:
     axm.set_xticks([])
     axm.spines[["bottom", "left"]].set_visible(False)
     axm.tick_params(left=False)
-    style.add_caption(fig, style.caption(
-        f"The {len(t)} most frequent exact combinations of risk-condition groups among "
-        "patients of the pain cohort (an empty column: no risk condition); combinations below "
-        "the disclosure threshold, if any, are left out.", data_label))
+    style.add_caption(
+        fig,
+        style.caption(
+            f"The {len(t)} most frequent exact combinations of risk-condition groups among "
+            "patients of the pain cohort (an empty column: no risk condition); combinations below "
+            "the disclosure threshold, if any, are left out.",
+            data_label,
+        ),
+    )
     return fig
 
 
@@ -180,10 +292,22 @@ def odds_ratio_forest(table: pd.DataFrame, data_label: str, title: str):
     t = table.reset_index(drop=True)
     fig, ax = _figure((style.FULL[0], 0.9 + 0.4 * len(t)))
     y = np.arange(len(t))[::-1]
-    ok = (np.isfinite(t["odds_ratio"]) & np.isfinite(t["ci_low"]) & np.isfinite(t["ci_high"])
-          & (t["ci_low"] > 0)).to_numpy()
-    ax.errorbar(t["odds_ratio"][ok], y[ok], xerr=[(t["odds_ratio"] - t["ci_low"])[ok], (t["ci_high"] - t["odds_ratio"])[ok]],
-                fmt="s", color=style.OKABE_ITO["vermillion"], capsize=3, ms=5, lw=1.2)
+    ok = (
+        np.isfinite(t["odds_ratio"])
+        & np.isfinite(t["ci_low"])
+        & np.isfinite(t["ci_high"])
+        & (t["ci_low"] > 0)
+    ).to_numpy()
+    ax.errorbar(
+        t["odds_ratio"][ok],
+        y[ok],
+        xerr=[(t["odds_ratio"] - t["ci_low"])[ok], (t["ci_high"] - t["odds_ratio"])[ok]],
+        fmt="s",
+        color=style.OKABE_ITO["vermillion"],
+        capsize=3,
+        ms=5,
+        lw=1.2,
+    )
     ax.axvline(1, color="black", lw=0.7, ls="--")
     ax.set_xscale("log")
     ax.set_yticks(y, t["term"])
@@ -191,14 +315,30 @@ def odds_ratio_forest(table: pd.DataFrame, data_label: str, title: str):
     firth = methods.str.startswith("Firth")
     for yi, (_, r), is_firth in zip(y, t.iterrows(), firth, strict=True):
         if r["odds_ratio"] != r["odds_ratio"]:
-            why = str(r.get("method", "")) if str(r.get("method", "")).startswith("not estimable") else \
-                "withheld (small group)"
-            ax.annotate(why, (1, yi), xytext=(6, 0), textcoords="offset points",
-                        va="center", fontsize=7.5, color="#777777")
+            why = (
+                str(r.get("method", ""))
+                if str(r.get("method", "")).startswith("not estimable")
+                else "withheld (small group)"
+            )
+            ax.annotate(
+                why,
+                (1, yi),
+                xytext=(6, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=7.5,
+                color="#777777",
+            )
             continue
         mark = " \u2020" if is_firth else ""
-        ax.annotate(f"{r['odds_ratio']:.2f} ({r['ci_low']:.2f}-{r['ci_high']:.2f}){mark}",
-                    (r["ci_high"], yi), xytext=(6, 0), textcoords="offset points", va="center", fontsize=7.5)
+        ax.annotate(
+            f"{r['odds_ratio']:.2f} ({r['ci_low']:.2f}-{r['ci_high']:.2f}){mark}",
+            (r["ci_high"], yi),
+            xytext=(6, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=7.5,
+        )
     finite_lo = t["ci_low"][np.isfinite(t["ci_low"]) & (t["ci_low"] > 0)]
     finite_hi = t["ci_high"][np.isfinite(t["ci_high"])]
     lo = finite_lo.min() if len(finite_lo) else 0.5
@@ -207,13 +347,27 @@ def odds_ratio_forest(table: pd.DataFrame, data_label: str, title: str):
     ax.set_ylim(-0.7, len(t) - 0.3)
     ax.set_xlabel("odds ratio (log scale)")
     ax.set_title(title)
-    how = ("bars: 95% Wald intervals (maximum likelihood)" if not firth.any() else
-           "\u2020 Firth's penalized likelihood with profile-likelihood intervals (sparse data: an empty "
-           "cell or separation)" + ("; other rows: maximum likelihood, Wald intervals" if (~firth).any()
-                                    and methods[~firth].str.startswith("maximum").any() else ""))
-    style.add_caption(fig, style.caption(
-        f"Logistic regression on grouped binomial data; {how}; reference categories: youngest age "
-        "band, female.", data_label))
+    how = (
+        "bars: 95% Wald intervals (maximum likelihood)"
+        if not firth.any()
+        else "\u2020 Firth's penalized likelihood with profile-likelihood intervals (sparse data: "
+        "an empty "
+        "cell or separation)"
+        + (
+            "; other rows: maximum likelihood, Wald intervals"
+            if (~firth).any() and methods[~firth].str.startswith("maximum").any()
+            else ""
+        )
+    )
+    style.add_caption(
+        fig,
+        style.caption(
+            f"Logistic regression on grouped binomial data; {how}; reference categories: youngest "
+            f"age "
+            "band, female.",
+            data_label,
+        ),
+    )
     return fig
 
 
@@ -235,7 +389,9 @@ def flow_diagram(attrition: pd.DataFrame, data_label: str):
         "candidates": "Expected candidates (local treatment)",
     }
     left_out = [r for _, r in attrition.iterrows() if str(r["step"]).startswith("excluded_")]
-    rows = {r["step"]: r for _, r in attrition.iterrows() if not str(r["step"]).startswith("excluded_")}
+    rows = {
+        r["step"]: r for _, r in attrition.iterrows() if not str(r["step"]).startswith("excluded_")
+    }
     depth, children = {}, {}
     for step, r in rows.items():
         prev = r["previous_step"]
@@ -246,7 +402,9 @@ def flow_diagram(attrition: pd.DataFrame, data_label: str):
     span = {}
     for step in rows:
         prev = rows[step]["previous_step"]
-        if not prev or prev == "database":  # the population spans the width (left-out box beside it)
+        if (
+            not prev or prev == "database"
+        ):  # the population spans the width (left-out box beside it)
             span[step] = (0.02, 0.98)
             continue
         lo, hi = span[prev]
@@ -265,18 +423,37 @@ def flow_diagram(attrition: pd.DataFrame, data_label: str):
     if left_out and "all_patients" in rows:
         box["all_patients"] = (0.02, 0.64)
         y = levels - 1 - depth["all_patients"]
-        ax.add_patch(mpatches.FancyBboxPatch(
-            (0.67, y - 0.42), 0.30, 0.84, boxstyle="round,pad=0.01,rounding_size=0.02",
-            fc="#f7f7f7", ec="#888888", lw=1.0))
+        ax.add_patch(
+            mpatches.FancyBboxPatch(
+                (0.67, y - 0.42),
+                0.30,
+                0.84,
+                boxstyle="round,pad=0.01,rounding_size=0.02",
+                fc="#f7f7f7",
+                ec="#888888",
+                lw=1.0,
+            )
+        )
         ax.text(0.82, y + 0.28, "Left out", ha="center", va="center", fontsize=8, weight="bold")
         for k, r in enumerate(left_out):
             n = r["n"]
             what = str(r["definition"]).removeprefix("left out: ")
             val = "withheld" if n != n else f"{int(n):,}"
-            ax.text(0.82, y + 0.08 - 0.2 * k, "\n".join(textwrap.wrap(f"{what}: {val}", 44)), ha="center",
-                    va="center", fontsize=6.4, color="#444444")
-        ax.annotate("", xy=(0.82, y + 0.43), xytext=(0.5, y + 0.57),
-                    arrowprops={"arrowstyle": "-|>", "color": "#888888", "lw": 0.9})
+            ax.text(
+                0.82,
+                y + 0.08 - 0.2 * k,
+                "\n".join(textwrap.wrap(f"{what}: {val}", 44)),
+                ha="center",
+                va="center",
+                fontsize=6.4,
+                color="#444444",
+            )
+        ax.annotate(
+            "",
+            xy=(0.82, y + 0.43),
+            xytext=(0.5, y + 0.57),
+            arrowprops={"arrowstyle": "-|>", "color": "#888888", "lw": 0.9},
+        )
     for step, r in rows.items():
         y = levels - 1 - depth[step]
         lo, hi = box[step]
@@ -284,44 +461,82 @@ def flow_diagram(attrition: pd.DataFrame, data_label: str):
         xc = (x0 + x1) / 2
         narrow = (x1 - x0) < 0.6
         is_last = step == "candidates"
-        ax.add_patch(mpatches.FancyBboxPatch(
-            (x0, y - 0.42), x1 - x0, 0.84, boxstyle="round,pad=0.01,rounding_size=0.02",
-            fc="#e6f5ef" if is_last else "#e8f1fa", ec=style.ACCENT if is_last else style.OKABE_ITO["blue"], lw=1.2))
+        ax.add_patch(
+            mpatches.FancyBboxPatch(
+                (x0, y - 0.42),
+                x1 - x0,
+                0.84,
+                boxstyle="round,pad=0.01,rounding_size=0.02",
+                fc="#e6f5ef" if is_last else "#e8f1fa",
+                ec=style.ACCENT if is_last else style.OKABE_ITO["blue"],
+                lw=1.2,
+            )
+        )
         n = r["n"]
         if n != n:  # NaN: withheld by the disclosure rule
-            line2, line3 = "n withheld", f"small count ({r.get('disclosure', 'disclosure control')})"
+            line2, line3 = (
+                "n withheld",
+                f"small count ({r.get('disclosure', 'disclosure control')})",
+            )
         else:
             nval = f"n = {n:,.1f}" if is_last else f"n = {int(n):,}"
             if step == "database":
                 line2, line3 = nval, "before the population definition"
             elif step == "all_patients":
                 line2 = nval
-                line3 = (f"{r['pct_of_previous']:.2f}% of the database" if r["previous_step"] else "the population")
+                line3 = (
+                    f"{r['pct_of_previous']:.2f}% of the database"
+                    if r["previous_step"]
+                    else "the population"
+                )
             elif r["previous_step"] == "all_patients":
                 line2, line3 = nval, f"{r['pct_of_all']:.2f}% of all patients"
             else:
                 prev_title = titles.get(r["previous_step"], r["previous_step"]).lower()
                 line2 = f"{nval}: {r['pct_of_previous']:.2f}% of {prev_title}"
                 line3 = f"{r['pct_of_all']:.2f}% of all patients"
-        ax.text(xc, y + 0.28, titles.get(step, step), ha="center", va="center",
-                fontsize=8.5 if not narrow else 8, weight="bold")
+        ax.text(
+            xc,
+            y + 0.28,
+            titles.get(step, step),
+            ha="center",
+            va="center",
+            fontsize=8.5 if not narrow else 8,
+            weight="bold",
+        )
         ax.text(xc, y + 0.1, line2, ha="center", va="center", fontsize=7.8)
         ax.text(xc, y - 0.07, line3, ha="center", va="center", fontsize=7.8)
         width_chars = int((x1 - x0) * 105)
-        ax.text(xc, y - 0.28, "\n".join(textwrap.wrap(str(r["definition"]), width_chars)),
-                ha="center", va="center", fontsize=6.6, color="#444444")
+        ax.text(
+            xc,
+            y - 0.28,
+            "\n".join(textwrap.wrap(str(r["definition"]), width_chars)),
+            ha="center",
+            va="center",
+            fontsize=6.6,
+            color="#444444",
+        )
         prev = r["previous_step"]
         if prev:
             plo, phi = box[prev]
             px = (plo + phi) / 2
-            ax.annotate("", xy=(xc, y + 0.43), xytext=(px, y + 0.57),
-                        arrowprops={"arrowstyle": "-|>", "color": "black", "lw": 0.9})
+            ax.annotate(
+                "",
+                xy=(xc, y + 0.43),
+                xytext=(px, y + 0.57),
+                arrowprops={"arrowstyle": "-|>", "color": "black", "lw": 0.9},
+            )
     ax.set_title("From all patients to candidates for a local treatment")
-    style.add_caption(fig, style.caption(
-        "Each box: patients meeting the definition, with its share of the box it is drawn from "
-        "and of all patients. Both boxes below the pain cohort are drawn from it: the target "
-        "subgroup needs a risk condition or a risk drug, so it is not a part of the box beside "
-        "it. The last box is an expectation (target x benefit fraction).", data_label))
+    style.add_caption(
+        fig,
+        style.caption(
+            "Each box: patients meeting the definition, with its share of the box it is drawn from "
+            "and of all patients. Both boxes below the pain cohort are drawn from it: the target "
+            "subgroup needs a risk condition or a risk drug, so it is not a part of the box beside "
+            "it. The last box is an expectation (target x benefit fraction).",
+            data_label,
+        ),
+    )
     return fig
 
 
@@ -331,21 +546,47 @@ def eligibility_histogram(dist: pd.DataFrame, estimate, data_label: str):
     require_released(dist, "eligibility histogram")
     fig, ax = _figure()
     width = dist["per_gp_list_to"] - dist["per_gp_list_from"]
-    ax.bar(dist["per_gp_list_from"], dist["probability"], width=width, align="edge",
-           color=style.OKABE_ITO["sky_blue"], edgecolor="white", lw=0.3)
-    for v, ls in ((estimate.per_gp_list_low, ":"), (estimate.per_gp_list, "-"), (estimate.per_gp_list_high, ":")):
+    ax.bar(
+        dist["per_gp_list_from"],
+        dist["probability"],
+        width=width,
+        align="edge",
+        color=style.OKABE_ITO["sky_blue"],
+        edgecolor="white",
+        lw=0.3,
+    )
+    for v, ls in (
+        (estimate.per_gp_list_low, ":"),
+        (estimate.per_gp_list, "-"),
+        (estimate.per_gp_list_high, ":"),
+    ):
         ax.axvline(v, color="black", ls=ls, lw=1)
-    ax.text(0.99, 0.97, f"{estimate.bound}{estimate.per_gp_list:.1f} per list of {estimate.gp_list_size}\n"
-            f"{estimate.level:.0%} interval {estimate.per_gp_list_low:.1f}-{estimate.per_gp_list_high:.1f}\n"
-            f"one list: {estimate.in_one_list_low}-{estimate.in_one_list_high} ({estimate.level:.0%} prediction)",
-            transform=ax.transAxes, ha="right", va="top", fontsize=8,
-            bbox={"fc": "white", "ec": "#cccccc", "lw": 0.5})
+    ax.text(
+        0.99,
+        0.97,
+        f"{estimate.bound}{estimate.per_gp_list:.1f} per list of {estimate.gp_list_size}\n"
+        f"{estimate.level:.0%} interval "
+        f"{estimate.per_gp_list_low:.1f}-{estimate.per_gp_list_high:.1f}\n"
+        f"one list: {estimate.in_one_list_low}-{estimate.in_one_list_high} ({estimate.level:.0%} "
+        f"prediction)",
+        transform=ax.transAxes,
+        ha="right",
+        va="top",
+        fontsize=8,
+        bbox={"fc": "white", "ec": "#cccccc", "lw": 0.5},
+    )
     ax.set_xlabel(f"expected candidates per GP list of {estimate.gp_list_size} patients")
     ax.set_ylabel("probability")
     ax.set_title("Uncertainty of the eligibility estimate")
-    style.add_caption(fig, style.caption(
-        f"Model: {estimate.model}. Solid line: point estimate; dotted: its interval. The count in one "
-        "actual list varies more (prediction interval in the box).", data_label))
+    style.add_caption(
+        fig,
+        style.caption(
+            f"Model: {estimate.model}. Solid line: point estimate; dotted: its interval. The "
+            f"count in one "
+            "actual list varies more (prediction interval in the box).",
+            data_label,
+        ),
+    )
     return fig
 
 
@@ -356,34 +597,74 @@ def tornado(table: pd.DataFrame, data_label: str):
     fig, ax = _figure((style.FULL[0], 0.9 + 0.5 * len(t)))
     base = float(t["base_estimate"].iloc[0])
     y = np.arange(len(t))
-    ax.barh(y, t["low_estimate"] - base, left=base, color=style.OKABE_ITO["blue"], height=0.6,
-            label="value giving the lowest estimate")
-    ax.barh(y, t["high_estimate"] - base, left=base, color=style.OKABE_ITO["orange"], height=0.6,
-            label="value giving the highest estimate")
+    ax.barh(
+        y,
+        t["low_estimate"] - base,
+        left=base,
+        color=style.OKABE_ITO["blue"],
+        height=0.6,
+        label="value giving the lowest estimate",
+    )
+    ax.barh(
+        y,
+        t["high_estimate"] - base,
+        left=base,
+        color=style.OKABE_ITO["orange"],
+        height=0.6,
+        label="value giving the highest estimate",
+    )
     if base == base:
         ax.axvline(base, color="black", lw=0.8)
     ax.set_yticks(y, [p.replace("_", " ") for p in t["parameter"]])
     for yi, (_, r) in zip(y, t.iterrows(), strict=True):
         if r["low_estimate"] != r["low_estimate"]:
-            ax.annotate("withheld", (base if base == base else 0, yi), xytext=(4, 0), textcoords="offset points",
-                        va="center", fontsize=7, color="#777777")
+            ax.annotate(
+                "withheld",
+                (base if base == base else 0, yi),
+                xytext=(4, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=7,
+                color="#777777",
+            )
             continue
-        ax.annotate(f"{str(r['low_value']).replace('_', ' ')}: {r['low_estimate']:.1f}", (min(r["low_estimate"], base), yi),
-                    xytext=(-4, 0), textcoords="offset points", ha="right", va="center", fontsize=7)
-        ax.annotate(f"{str(r['high_value']).replace('_', ' ')}: {r['high_estimate']:.1f}", (max(r["high_estimate"], base), yi),
-                    xytext=(4, 0), textcoords="offset points", ha="left", va="center", fontsize=7)
+        ax.annotate(
+            f"{str(r['low_value']).replace('_', ' ')}: {r['low_estimate']:.1f}",
+            (min(r["low_estimate"], base), yi),
+            xytext=(-4, 0),
+            textcoords="offset points",
+            ha="right",
+            va="center",
+            fontsize=7,
+        )
+        ax.annotate(
+            f"{str(r['high_value']).replace('_', ' ')}: {r['high_estimate']:.1f}",
+            (max(r["high_estimate"], base), yi),
+            xytext=(4, 0),
+            textcoords="offset points",
+            ha="left",
+            va="center",
+            fontsize=7,
+        )
     lo = np.nanmin([t["low_estimate"].min(), base, 0]) if t["low_estimate"].notna().any() else 0.0
     hi = np.nanmax([t["high_estimate"].max(), base, 1]) if t["high_estimate"].notna().any() else 1.0
     pad = (hi - lo) * 0.35 + 1
     ax.set_xlim(max(0.0, lo - pad), hi + pad)
     ax.set_ylim(-1.4, len(t) - 0.5)
     ax.set_xlabel("expected candidates per GP list")
-    ax.set_title("Which assumption moves the estimate most"
-                 + (f" (base {base:.1f} per list)" if base == base else " (base withheld)"))
+    ax.set_title(
+        "Which assumption moves the estimate most"
+        + (f" (base {base:.1f} per list)" if base == base else " (base withheld)")
+    )
     ax.legend(loc="lower right", ncol=2)
-    style.add_caption(fig, style.caption(
-        "Each bar: the estimate when one parameter takes the values of its grid range, every "
-        "other at the paper's definition.", data_label))
+    style.add_caption(
+        fig,
+        style.caption(
+            "Each bar: the estimate when one parameter takes the values of its grid range, every "
+            "other at the paper's definition.",
+            data_label,
+        ),
+    )
     return fig
 
 
@@ -399,14 +680,26 @@ def heatmap(pivot: pd.DataFrame, data_label: str, xlabel: str, ylabel: str, titl
     for i in range(pivot.shape[0]):
         for j in range(pivot.shape[1]):
             v = pivot.iat[i, j]
-            ax.text(j, i, "withheld" if v != v else f"{v:.1f}", ha="center", va="center", fontsize=8,
-                    color="white" if v == v and v < 0.6 * vmax else "black")
+            ax.text(
+                j,
+                i,
+                "withheld" if v != v else f"{v:.1f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if v == v and v < 0.6 * vmax else "black",
+            )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     cb = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
     cb.set_label("candidates per GP list")
-    style.add_caption(fig, style.caption(
-        "Expected candidates per GP list for each combination, the other definitions at the "
-        "paper's values.", data_label))
+    style.add_caption(
+        fig,
+        style.caption(
+            "Expected candidates per GP list for each combination, the other definitions at the "
+            "paper's values.",
+            data_label,
+        ),
+    )
     return fig

@@ -26,8 +26,15 @@ def completeness(db: Database) -> pd.DataFrame:
         counts = db.con.execute(f"SELECT count(*), {sel} FROM {table}").fetchone()
         total = counts[0]
         for c, n in zip(cols, counts[1:], strict=True):
-            rows.append({"table": table, "column": c, "records": total, "with_value": n,
-                         "pct_complete": 100.0 * n / total if total else float("nan")})
+            rows.append(
+                {
+                    "table": table,
+                    "column": c,
+                    "records": total,
+                    "with_value": n,
+                    "pct_complete": 100.0 * n / total if total else float("nan"),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -44,32 +51,57 @@ def plausibility(db: Database, params: Params) -> pd.DataFrame:
     """Counts of values that are allowed but implausible or ignored by the definitions."""
     idx = params.index.isoformat()
     checks = [
-        ("patients", "aged over 105 at the index date",
-         f"FROM patients WHERE birth_date <= DATE '{_years_before(params.index, 106)}'"),
-        ("patients", "born after the index date",
-         f"FROM patients WHERE birth_date > DATE '{idx}'"),
-        ("patients", "registered before birth",
-         "FROM patients WHERE registered_from < birth_date"),
-        ("patients", "registration ended before the window started",
-         f"FROM patients WHERE registered_to < DATE '{params.window_start}'"),
+        (
+            "patients",
+            "aged over 105 at the index date",
+            f"FROM patients WHERE birth_date <= DATE '{_years_before(params.index, 106)}'",
+        ),
+        ("patients", "born after the index date", f"FROM patients WHERE birth_date > DATE '{idx}'"),
+        ("patients", "registered before birth", "FROM patients WHERE registered_from < birth_date"),
+        (
+            "patients",
+            "registration ended before the window started",
+            f"FROM patients WHERE registered_to < DATE '{params.window_start}'",
+        ),
     ]
     for t in TABLES[1:]:
         checks += [
-            (t, "after the index date (ignored by the definitions)",
-             f"FROM {t} WHERE date > DATE '{idx}'"),
-            (t, "before the patient's registration",
-             f"FROM {t} e JOIN patients p USING (patient_id) WHERE e.date < p.registered_from"),
-            (t, "after the patient's registration ended",
-             f"FROM {t} e JOIN patients p USING (patient_id) WHERE e.date > p.registered_to"),
+            (
+                t,
+                "after the index date (ignored by the definitions)",
+                f"FROM {t} WHERE date > DATE '{idx}'",
+            ),
+            (
+                t,
+                "before the patient's registration",
+                f"FROM {t} e JOIN patients p USING (patient_id) WHERE e.date < p.registered_from",
+            ),
+            (
+                t,
+                "after the patient's registration ended",
+                f"FROM {t} e JOIN patients p USING (patient_id) WHERE e.date > p.registered_to",
+            ),
         ]
-    checks.append(("pain_episodes", "severity 0 (no pain recorded as an episode)",
-                   "FROM pain_episodes WHERE severity = 0"))
+    checks.append(
+        (
+            "pain_episodes",
+            "severity 0 (no pain recorded as an episode)",
+            "FROM pain_episodes WHERE severity = 0",
+        )
+    )
     rows = []
     for table, what, q in checks:
         n, patients = db.con.execute(f"SELECT count(*), count(DISTINCT patient_id) {q}").fetchone()
         total = db.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-        rows.append({"table": table, "check": what, "records": n, "patients": patients,
-                     "pct": 100.0 * n / total if total else float("nan")})
+        rows.append(
+            {
+                "table": table,
+                "check": what,
+                "records": n,
+                "patients": patients,
+                "pct": 100.0 * n / total if total else float("nan"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -81,10 +113,19 @@ def duplicates(db: Database) -> pd.DataFrame:
         cols = ", ".join(c.name for c in SCHEMA[t])
         total = db.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
         extra, patients = db.con.execute(
-            f"SELECT coalesce(sum(k - 1), 0), count(DISTINCT patient_id) FROM (SELECT {cols}, count(*) AS k "
-            f"FROM {t} GROUP BY {cols} HAVING count(*) > 1) AS repeated").fetchone()
-        rows.append({"table": t, "records": total, "exact_duplicates": int(extra), "patients": patients,
-                     "pct": 100.0 * int(extra) / total if total else float("nan")})
+            f"SELECT coalesce(sum(k - 1), 0), count(DISTINCT patient_id) FROM (SELECT {cols}, "
+            f"count(*) AS k "
+            f"FROM {t} GROUP BY {cols} HAVING count(*) > 1) AS repeated"
+        ).fetchone()
+        rows.append(
+            {
+                "table": t,
+                "records": total,
+                "exact_duplicates": int(extra),
+                "patients": patients,
+                "pct": 100.0 * int(extra) / total if total else float("nan"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -93,19 +134,32 @@ def code_coverage(db: Database, params: Params) -> pd.DataFrame:
     the lists the analysis uses."""
     all_lists = available_codelists()
     out = []
-    for table, column, used in (("diagnoses", "code", params.risk_conditions),
-                                ("prescriptions", "atc_code", params.risk_drugs)):
+    for table, column, used in (
+        ("diagnoses", "code", params.risk_conditions),
+        ("prescriptions", "atc_code", params.risk_drugs),
+    ):
         kinds = {"any code list": all_lists, "the lists the analysis uses": list(used)}
         total = db.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
         for label, lists in kinds.items():
             prefixes = sorted({p for name in lists for p in load_codelist(name).codes})
             if not prefixes:
                 continue
-            cond = " OR ".join(f"starts_with(upper(replace(trim({column}), '.', '')), '{p}')" for p in prefixes)
-            n = db.con.execute(f"SELECT count(*) FROM (SELECT DISTINCT {column} AS c FROM {table}) d "
-                               f"JOIN {table} t ON t.{column} = d.c WHERE {cond.replace(column, 'd.c')}").fetchone()[0]
-            out.append({"table": table, "covered_by": label, "records": total, "matched": n,
-                        "pct": 100.0 * n / total if total else float("nan")})
+            cond = " OR ".join(
+                f"starts_with(upper(replace(trim({column}), '.', '')), '{p}')" for p in prefixes
+            )
+            n = db.con.execute(
+                f"SELECT count(*) FROM (SELECT DISTINCT {column} AS c FROM {table}) d "
+                f"JOIN {table} t ON t.{column} = d.c WHERE {cond.replace(column, 'd.c')}"
+            ).fetchone()[0]
+            out.append(
+                {
+                    "table": table,
+                    "covered_by": label,
+                    "records": total,
+                    "matched": n,
+                    "pct": 100.0 * n / total if total else float("nan"),
+                }
+            )
     return pd.DataFrame(out)
 
 
@@ -115,5 +169,7 @@ def unmatched_codes(db: Database, top: int = 15) -> pd.DataFrame:
     prefixes = sorted({p for name in available_codelists() for p in load_codelist(name).codes})
     cond = " OR ".join(f"starts_with(upper(replace(trim(code), '.', '')), '{p}')" for p in prefixes)
     return db.con.execute(
-        f"SELECT code, count(DISTINCT patient_id) AS patients, count(*) AS records FROM diagnoses WHERE NOT ({cond}) "
-        f"GROUP BY code ORDER BY records DESC, code LIMIT {int(top)}").df()
+        f"SELECT code, count(DISTINCT patient_id) AS patients, count(*) AS records FROM diagnoses "
+        f"WHERE NOT ({cond}) "
+        f"GROUP BY code ORDER BY records DESC, code LIMIT {int(top)}"
+    ).df()

@@ -13,14 +13,18 @@ import json
 from pathlib import Path
 
 CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1180px;color:#222;padding:0 1rem}
-h1{font-size:1.5rem;margin-bottom:.2rem} h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;
+max-width:1180px;color:#222;padding:0 1rem}
+h1{font-size:1.5rem;margin-bottom:.2rem}
+h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
 .sub{color:#555;margin-top:0} table{border-collapse:collapse;width:100%;font-size:.88rem}
 th,td{border-bottom:1px solid #e3e3e3;padding:.35rem .5rem;text-align:left;vertical-align:top}
 th{background:#f4f6f8} td.num{text-align:right;font-variant-numeric:tabular-nums}
-.ok{color:#007a4d;font-weight:600} .failed{color:#b00020;font-weight:600} .stale{color:#8a6d00;font-weight:600}
+.ok{color:#007a4d;font-weight:600} .failed{color:#b00020;font-weight:600}
+.stale{color:#8a6d00;font-weight:600}
 .banner{padding:.6rem .8rem;border-radius:4px;margin:1rem 0}
-.synthetic{background:#eef6ff;border:1px solid #9cc3ea} .real{background:#fff4e5;border:1px solid #f0b860}
+.synthetic{background:#eef6ff;border:1px solid #9cc3ea}
+.real{background:#fff4e5;border:1px solid #f0b860}
 .thumbs img{height:90px;border:1px solid #ddd;margin:2px;background:#fff}
 .verdict-reproduced{color:#007a4d;font-weight:600}.verdict-differs{color:#b00020;font-weight:600}
 .verdict-not{color:#8a6d00;font-weight:600} small{color:#666}
@@ -92,22 +96,32 @@ def render_index(batch) -> str:
     estimate_rows = []
     for name in order:
         if name not in runs:
-            rows.append(f"<tr><td>{_esc(name)}</td><td class='stale'>not run</td><td></td><td></td><td></td><td></td></tr>")
+            rows.append(
+                f"<tr><td>{_esc(name)}</td><td class='stale'>not "
+                f"run</td><td></td><td></td><td></td><td></td></tr>"
+            )
             continue
         d, m = runs[name]
         rel = d.name
         status = m.get("status", "?")
         cls = "ok" if status == "ok" else "failed"
         nb = str(m.get("notebook"))
-        links = [f"<a href='{_href(rel, nb + '.html')}'>report (HTML)</a>",
-                 f"<a href='{_href(rel, nb + '.ipynb')}'>notebook</a>",
-                 f"<a href='{_href(rel, 'manifest.json')}'>manifest</a>",
-                 f"<a href='{_href(rel, 'run.log')}'>log</a>"]
+        links = [
+            f"<a href='{_href(rel, nb + '.html')}'>report (HTML)</a>",
+            f"<a href='{_href(rel, nb + '.ipynb')}'>notebook</a>",
+            f"<a href='{_href(rel, 'manifest.json')}'>manifest</a>",
+            f"<a href='{_href(rel, 'run.log')}'>log</a>",
+        ]
         tables = sorted((d / "tables").glob("*.csv")) if (d / "tables").exists() else []
         figures = sorted((d / "figures").glob("*.png")) if (d / "figures").exists() else []
-        tlinks = " ".join(f"<a href='{_href(rel, 'tables', t.name)}'>{_esc(t.stem)}</a>" for t in tables)
-        thumbs = "".join(f"<a href='{_href(rel, 'figures', f.name)}'><img alt='{_esc(f.stem)}' "
-                         f"src='{_href(rel, 'figures', f.name)}'></a>" for f in figures[:4])
+        tlinks = " ".join(
+            f"<a href='{_href(rel, 'tables', t.name)}'>{_esc(t.stem)}</a>" for t in tables
+        )
+        thumbs = "".join(
+            f"<a href='{_href(rel, 'figures', f.name)}'><img alt='{_esc(f.stem)}' "
+            f"src='{_href(rel, 'figures', f.name)}'></a>"
+            for f in figures[:4]
+        )
         key = ""
         est = _read_csv(d / "tables" / "eligibility_estimate.csv")
         if est:
@@ -116,23 +130,26 @@ def render_index(batch) -> str:
             key = _esc(spec_for("eligibility_estimate").key_figure(est))
             estimate_rows.append((name, m.get("scenario"), est[0]))
         elif status == "ok" and m.get("notebook") == "03_eligibility":
-            key = "eligibility estimate withheld (the target subgroup is below the disclosure threshold)"
+            key = "eligibility estimate withheld (the target subgroup is below the threshold)"
             estimate_rows.append((name, m.get("scenario"), None))
         if not key:
             key = _key_figures(d)
         if m.get("error"):
             err = m["error"]
-            key = f"<span class='failed'>cell {_esc(err.get('cell'))}: {_esc(err.get('error'))}</span>"
+            what = f"cell {_esc(err.get('cell'))}: {_esc(err.get('error'))}"
+            key = f"<span class='failed'>{what}</span>"
         ds = m.get("data_is_synthetic")
         if ds is not None:
             synthetic = ds if synthetic is None else (synthetic and ds)
         rows.append(
-            f"<tr><td>{_esc(name)}<br><small>{_esc(m.get('notebook'))} &middot; scenario {_esc(m.get('scenario'))}"
+            f"<tr><td>{_esc(name)}<br><small>{_esc(m.get('notebook'))} &middot; scenario "
+            f"{_esc(m.get('scenario'))}"
             f" &middot; data {_esc(m.get('data_source'))}</small></td>"
             f"<td class='{cls}'>{_esc(status)}</td><td>{key}</td>"
             f"<td>{' &middot; '.join(links)}<br><small>tables: {tlinks}</small></td>"
             f"<td class='thumbs'>{thumbs}</td>"
-            f"<td class='num'>{_fmt(m.get('timings', {}).get('total_s'))} s</td></tr>")
+            f"<td class='num'>{_fmt(m.get('timings', {}).get('total_s'))} s</td></tr>"
+        )
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>Batch {_esc(batch.name)}</title><style>{CSS}</style></head><body>",
@@ -141,35 +158,53 @@ def render_index(batch) -> str:
         f"<code>{_esc(Path(batch.path).name)}</code>; {len(order)} run(s).</p>",
     ]
     if synthetic:
-        parts.append("<div class='banner synthetic'><b>Synthetic data.</b> These reports were made "
-                     "from the synthetic default cohort, not from real patients.</div>")
+        parts.append(
+            "<div class='banner synthetic'><b>Synthetic data.</b> These reports were made "
+            "from the synthetic default cohort, not from real patients.</div>"
+        )
     elif synthetic is False:
-        parts.append("<div class='banner real'><b>User data.</b> Aggregate outputs only; check the "
-                     "release sheet before sharing.</div>")
+        parts.append(
+            "<div class='banner real'><b>User data.</b> Aggregate outputs only; check the "
+            "release sheet before sharing.</div>"
+        )
     if estimate_rows:
-        parts.append("<h2>Eligibility estimate by scenario</h2><table><tr><th>run</th><th>scenario</th>"
-                     "<th>target n</th><th>candidates (interval)</th><th>per GP list (interval)</th>"
-                     "<th>% of all patients (interval)</th></tr>")
+        parts.append(
+            "<h2>Eligibility estimate by scenario</h2><table><tr><th>run</th><th>scenario</th>"
+            "<th>target n</th><th>candidates (interval)</th><th>per GP list (interval)</th>"
+            "<th>% of all patients (interval)</th></tr>"
+        )
         for name, scen, e in estimate_rows:
             if e is None:
-                parts.append(f"<tr><td>{_esc(name)}</td><td>{_esc(scen)}</td><td class='num'>withheld</td>"
-                             "<td colspan='3'>withheld: the target subgroup is below the disclosure threshold</td></tr>")
+                parts.append(
+                    f"<tr><td>{_esc(name)}</td><td>{_esc(scen)}</td><td class='num'>withheld</td>"
+                    "<td colspan='3'>withheld: the target subgroup is below the disclosure "
+                    "threshold</td></tr>"
+                )
                 continue
             parts.append(
-                f"<tr><td>{_esc(name)}</td><td>{_esc(scen)}</td><td class='num'>{_esc(e['target_n'])}</td>"
-                f"<td class='num'>{_fmt(e['candidates'])} ({_fmt(e['candidates_low'])}-{_fmt(e['candidates_high'])})</td>"
-                f"<td class='num'>{_fmt(e['per_gp_list'])} ({_fmt(e['per_gp_list_low'])}-{_fmt(e['per_gp_list_high'])})</td>"
-                f"<td class='num'>{_fmt(e['pct_of_population'], 2)} ({_fmt(e['pct_low'], 2)}-{_fmt(e['pct_high'], 2)})</td></tr>")
+                f"<tr><td>{_esc(name)}</td><td>{_esc(scen)}</td><td "
+                f"class='num'>{_esc(e['target_n'])}</td>"
+                f"<td class='num'>{_fmt(e['candidates'])} "
+                f"({_fmt(e['candidates_low'])}-{_fmt(e['candidates_high'])})</td>"
+                f"<td class='num'>{_fmt(e['per_gp_list'])} "
+                f"({_fmt(e['per_gp_list_low'])}-{_fmt(e['per_gp_list_high'])})</td>"
+                f"<td class='num'>{_fmt(e['pct_of_population'], 2)} "
+                f"({_fmt(e['pct_low'], 2)}-{_fmt(e['pct_high'], 2)})</td></tr>"
+            )
         parts.append("</table>")
     repro = _reproduction_rows(out, runs)
     if repro:
         parts.append(repro)
-    parts.append("<h2>Runs</h2><table><tr><th>run</th><th>status</th><th>key figures</th>"
-                 "<th>outputs</th><th>figures</th><th>time</th></tr>")
+    parts.append(
+        "<h2>Runs</h2><table><tr><th>run</th><th>status</th><th>key figures</th>"
+        "<th>outputs</th><th>figures</th><th>time</th></tr>"
+    )
     parts.extend(rows)
-    parts.append("</table><p><small>Each run folder holds the executed notebook, its HTML, figures "
-                 "(PNG and SVG), tables (CSV), a log and a manifest (parameters, input and code "
-                 "fingerprints, package versions, times).</small></p></body></html>")
+    parts.append(
+        "</table><p><small>Each run folder holds the executed notebook, its HTML, figures "
+        "(PNG and SVG), tables (CSV), a log and a manifest (parameters, input and code "
+        "fingerprints, package versions, times).</small></p></body></html>"
+    )
     return "\n".join(parts)
 
 
@@ -179,16 +214,23 @@ def _reproduction_rows(out: Path, runs: dict) -> str:
             rows = _read_csv(d / "tables" / "reproduction.csv")
             if not rows:
                 continue
-            s = ["<h2>Reproduction of the published figures</h2>",
-                 f"<p class='sub'>From run <a href='{_href(d.name, '05_reproduction.html')}'>{_esc(d.name)}</a>.</p>",
-                 "<table><tr><th>id</th><th>figure</th><th>published</th><th>recomputed</th>"
-                 "<th>difference</th><th>verdict</th></tr>"]
+            s = [
+                "<h2>Reproduction of the published figures</h2>",
+                f"<p class='sub'>From run <a "
+                f"href='{_href(d.name, '05_reproduction.html')}'>{_esc(d.name)}</a>.</p>",
+                "<table><tr><th>id</th><th>figure</th><th>published</th><th>recomputed</th>"
+                "<th>difference</th><th>verdict</th></tr>",
+            ]
             for r in rows:
                 v = r.get("verdict", "")
                 cls = "verdict-" + v.split()[0] if v else ""
-                s.append(f"<tr><td>{_esc(r.get('id'))}</td><td>{_esc(r.get('description'))}</td>"
-                         f"<td class='num'>{_esc(r.get('published'))}</td><td class='num'>{_esc(r.get('recomputed'))}</td>"
-                         f"<td class='num'>{_esc(r.get('difference'))}</td><td class='{cls}'>{_esc(v)}</td></tr>")
+                s.append(
+                    f"<tr><td>{_esc(r.get('id'))}</td><td>{_esc(r.get('description'))}</td>"
+                    f"<td class='num'>{_esc(r.get('published'))}</td><td "
+                    f"class='num'>{_esc(r.get('recomputed'))}</td>"
+                    f"<td class='num'>{_esc(r.get('difference'))}</td><td "
+                    f"class='{cls}'>{_esc(v)}</td></tr>"
+                )
             s.append("</table>")
             return "\n".join(s)
     return ""

@@ -65,8 +65,10 @@ def load_grid(path: str | Path | None = None) -> Grid:
         elif isinstance(values, list) and values:
             items = [(str(v), v) for v in values]
         else:
-            raise AnalysisError(f"Grid file {path}: 'vary.{name}' must be a non-empty list "
-                                "or a mapping of named values.")
+            raise AnalysisError(
+                f"Grid file {path}: 'vary.{name}' must be a non-empty list "
+                "or a mapping of named values."
+            )
         vary[name] = items
     grid = Grid(base=base, vary=vary, source=str(path))
     # every cell must be a valid parameter set
@@ -114,22 +116,26 @@ def grid_cube(db: Database, base: Params, grid: Grid) -> ProfileCube:
     drugs = list(base.risk_drugs)
     for _, v in grid.vary.get("risk_drugs", []):
         drugs += [x for x in v if x not in drugs]
-    return profile_cube(db, base, severities=sev, episode_cap=cap,
-                        condition_lists=conds, drug_lists=drugs)
+    return profile_cube(
+        db, base, severities=sev, episode_cap=cap, condition_lists=conds, drug_lists=drugs
+    )
 
 
 UNSUPPORTED = {"index_date", "lookback_years", "pain_sites", "pain_causes"}
 
 
-def sensitivity_table(cube: ProfileCube, grid: Grid, base: Params | None = None,
-                      rule=None) -> pd.DataFrame:
+def sensitivity_table(
+    cube: ProfileCube, grid: Grid, base: Params | None = None, rule=None
+) -> pd.DataFrame:
     """One tidy row per cell: the varied values, the target n, and the eligibility
     estimate per GP list and as % of all patients with its interval."""
     base = base or cube.params
     bad = UNSUPPORTED & set(grid.vary)
     if bad:
-        raise AnalysisError(f"{grid.source}: the grid cannot vary {', '.join(sorted(bad))} "
-                            "(they change which episodes are read; run separate analyses).")
+        raise AnalysisError(
+            f"{grid.source}: the grid cannot vary {', '.join(sorted(bad))} "
+            "(they change which episodes are read; run separate analyses)."
+        )
     base = _cell_params(base, grid.base, source=f"{grid.source} (base)")
     grid = with_base(grid, base)
     names = list(grid.vary)
@@ -141,20 +147,37 @@ def sensitivity_table(cube: ProfileCube, grid: Grid, base: Params | None = None,
         f = cube.flag_arrays(p)
         n_t, n_pain, n_pop = cube.count(f["target"]), cube.count(f["pain"]), n_all
         if rule is not None:  # estimates from released counts only
-            n_t, n_pain, n_pop = (np.nan if v is None else v
-                                  for v in (rule.release(n_t), rule.release(n_pain), rule.release(n_pop)))
-        est = eligibility_estimate(int(n_t), int(n_pop), p, prediction=False) if n_t == n_t and n_pop == n_pop else None
+            n_t, n_pain, n_pop = (
+                np.nan if v is None else v
+                for v in (rule.release(n_t), rule.release(n_pain), rule.release(n_pop))
+            )
+        est = (
+            eligibility_estimate(int(n_t), int(n_pop), p, prediction=False)
+            if n_t == n_t and n_pop == n_pop
+            else None
+        )
         row = {n: label for n, (label, _) in zip(names, combo, strict=True)}
-        row.update({
-            "is_base": all(_same(changes[n], getattr(base, n)) for n in names),
-            "population_n": n_pop,
-            "pain_n": n_pain,
-            "target_n": n_t,
-            "benefit_used": p.benefit_fraction,
-            "interval": "sampling of the target proportion only (benefit fixed in the cell)",
-        })
-        for k in ("candidates", "candidates_low", "candidates_high", "pct_of_population", "pct_low",
-                  "pct_high", "per_gp_list", "per_gp_list_low", "per_gp_list_high"):
+        row.update(
+            {
+                "is_base": all(_same(changes[n], getattr(base, n)) for n in names),
+                "population_n": n_pop,
+                "pain_n": n_pain,
+                "target_n": n_t,
+                "benefit_used": p.benefit_fraction,
+                "interval": "sampling of the target proportion only (benefit fixed in the cell)",
+            }
+        )
+        for k in (
+            "candidates",
+            "candidates_low",
+            "candidates_high",
+            "pct_of_population",
+            "pct_low",
+            "pct_high",
+            "per_gp_list",
+            "per_gp_list_low",
+            "per_gp_list_high",
+        ):
             row[k] = getattr(est, k) if est else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
@@ -182,8 +205,10 @@ def tornado_table(table: pd.DataFrame, grid: Grid, base: Params) -> pd.DataFrame
                 base_labels[n] = label
     missing = [n for n in names if n not in base_labels]
     if missing:
-        raise AnalysisError(f"{grid.source}: the base value of {', '.join(missing)} is not "
-                            "among the grid's values, so a one-at-a-time range is undefined.")
+        raise AnalysisError(
+            f"{grid.source}: the base value of {', '.join(missing)} is not "
+            "among the grid's values, so a one-at-a-time range is undefined."
+        )
     base_row = table
     for n in names:
         base_row = base_row[base_row[n] == base_labels[n]]
@@ -195,21 +220,39 @@ def tornado_table(table: pd.DataFrame, grid: Grid, base: Params) -> pd.DataFrame
             if m != n:
                 sub = sub[sub[m] == base_labels[m]]
         if sub["per_gp_list"].isna().all():  # every cell withheld by disclosure control
-            rows.append({"parameter": n, "base_value": base_labels[n], "base_estimate": base_value,
-                         "low_value": "", "low_estimate": np.nan, "high_value": "",
-                         "high_estimate": np.nan, "swing": np.nan})
+            rows.append(
+                {
+                    "parameter": n,
+                    "base_value": base_labels[n],
+                    "base_estimate": base_value,
+                    "low_value": "",
+                    "low_estimate": np.nan,
+                    "high_value": "",
+                    "high_estimate": np.nan,
+                    "swing": np.nan,
+                }
+            )
             continue
         lo = sub.loc[sub["per_gp_list"].idxmin()]
         hi = sub.loc[sub["per_gp_list"].idxmax()]
-        rows.append({"parameter": n, "base_value": base_labels[n], "base_estimate": base_value,
-                     "low_value": lo[n], "low_estimate": float(lo["per_gp_list"]),
-                     "high_value": hi[n], "high_estimate": float(hi["per_gp_list"]),
-                     "swing": float(hi["per_gp_list"] - lo["per_gp_list"])})
+        rows.append(
+            {
+                "parameter": n,
+                "base_value": base_labels[n],
+                "base_estimate": base_value,
+                "low_value": lo[n],
+                "low_estimate": float(lo["per_gp_list"]),
+                "high_value": hi[n],
+                "high_estimate": float(hi["per_gp_list"]),
+                "swing": float(hi["per_gp_list"] - lo["per_gp_list"]),
+            }
+        )
     return pd.DataFrame(rows).sort_values("swing", ascending=False).reset_index(drop=True)
 
 
-def heatmap_table(table: pd.DataFrame, grid: Grid, base: Params, rows: str, cols: str,
-                  value: str = "per_gp_list") -> pd.DataFrame:
+def heatmap_table(
+    table: pd.DataFrame, grid: Grid, base: Params, rows: str, cols: str, value: str = "per_gp_list"
+) -> pd.DataFrame:
     """``value`` for every combination of two varied parameters, the others at base."""
     grid = with_base(grid, base)
     sub = table
@@ -218,7 +261,9 @@ def heatmap_table(table: pd.DataFrame, grid: Grid, base: Params, rows: str, cols
             continue
         label = next((lab for lab, v in grid.vary[n] if _same(v, getattr(base, n))), None)
         if label is None:
-            raise AnalysisError(f"{grid.source}: the base value of {n} is not among its grid values.")
+            raise AnalysisError(
+                f"{grid.source}: the base value of {n} is not among its grid values."
+            )
         sub = sub[sub[n] == label]
     order_r = [lab for lab, _ in grid.vary[rows]]
     order_c = [lab for lab, _ in grid.vary[cols]]

@@ -28,8 +28,9 @@ from analysis.params import Params
 def age_summary(cube: ProfileCube, mask=None, level: float | None = None) -> AgeSummary:
     c = cube.cells if mask is None else cube.cells.loc[mask]
     by_age = c.groupby("age")["n"].sum()
-    return age_summary_from_counts(by_age.index.values, by_age.values,
-                                   level or cube.params.confidence_level)
+    return age_summary_from_counts(
+        by_age.index.values, by_age.values, level or cube.params.confidence_level
+    )
 
 
 def age_bands(params: Params) -> list[tuple[str, int, int | None]]:
@@ -53,10 +54,14 @@ def age_table(cube: ProfileCube, mask=None) -> pd.DataFrame:
     c = cube.cells if mask is None else cube.cells.loc[mask]
     rows = [{"group": "all", **age_summary(cube, c.index).as_dict()}]
     for sex in ("F", "M"):
-        rows.append({"group": f"sex={sex}", **age_summary(cube, c.index[c["sex"] == sex]).as_dict()})
+        rows.append(
+            {"group": f"sex={sex}", **age_summary(cube, c.index[c["sex"] == sex]).as_dict()}
+        )
     bands = band_of(c["age"], cube.params)
     for label, *_ in age_bands(cube.params):
-        rows.append({"group": f"age {label}", **age_summary(cube, c.index[bands == label]).as_dict()})
+        rows.append(
+            {"group": f"age {label}", **age_summary(cube, c.index[bands == label]).as_dict()}
+        )
     return pd.DataFrame(rows)
 
 
@@ -75,8 +80,9 @@ def age_sex_counts(cube: ProfileCube, mask=None, width: int = 5) -> pd.DataFrame
     """Patients by age group of ``width`` years and sex (for the age-sex pyramid)."""
     c = cube.cells if mask is None else cube.cells.loc[mask]
     lo = (c["age"] // width) * width
-    t = c.assign(group_lo=lo).pivot_table(index="group_lo", columns="sex", values="n",
-                                          aggfunc="sum", fill_value=0)
+    t = c.assign(group_lo=lo).pivot_table(
+        index="group_lo", columns="sex", values="n", aggfunc="sum", fill_value=0
+    )
     for s in ("F", "M"):
         if s not in t.columns:
             t[s] = 0
@@ -136,8 +142,12 @@ def table_one(cube: ProfileCube, params: Params | None = None) -> pd.DataFrame:
         if kind == "binary":
             row["smd"] = smd_binary(stats["pain"]["pct"] / 100, stats["rest"]["pct"] / 100)
         elif kind == "continuous":
-            row["smd"] = smd_continuous(stats["pain"]["mean"], stats["pain"]["sd"],
-                                        stats["rest"]["mean"], stats["rest"]["sd"])
+            row["smd"] = smd_continuous(
+                stats["pain"]["mean"],
+                stats["pain"]["sd"],
+                stats["rest"]["mean"],
+                stats["rest"]["sd"],
+            )
         else:
             row["smd"] = math.nan
         rows.append(row)
@@ -171,13 +181,17 @@ def table_one(cube: ProfileCube, params: Params | None = None) -> pd.DataFrame:
     if cube.drug_counts:
         st = {}
         for g, m in groups.items():
-            mean, sd = _mean_sd(ns[g], float(c.loc[m, "drugs_sum"].sum()), float(c.loc[m, "drugs_sq"].sum()))
+            mean, sd = _mean_sd(
+                ns[g], float(c.loc[m, "drugs_sum"].sum()), float(c.loc[m, "drugs_sq"].sum())
+            )
             st[g] = {"mean": mean, "sd": sd}
         label = "number of drugs prescribed in the window"
         add(label, "continuous", st)
         if "with_drugs" in c.columns:
-            support[label] = {g: (int(c.loc[m, "with_drugs"].sum()), ns[g] - int(c.loc[m, "with_drugs"].sum()))
-                              for g, m in groups.items()}
+            support[label] = {
+                g: (int(c.loc[m, "with_drugs"].sum()), ns[g] - int(c.loc[m, "with_drugs"].sum()))
+                for g, m in groups.items()
+            }
     out = pd.DataFrame(rows)
     out.attrs["support"] = support
     return out
@@ -192,7 +206,7 @@ def condition_label(codelist_name: str) -> str:
     """'risk_condition_heart_failure' -> 'heart failure'."""
     for prefix in ("risk_condition_", "risk_drug_"):
         if codelist_name.startswith(prefix):
-            codelist_name = codelist_name[len(prefix):]
+            codelist_name = codelist_name[len(prefix) :]
     return codelist_name.replace("_", " ").replace("copd asthma", "COPD/asthma")
 
 
@@ -212,7 +226,9 @@ def site_prevalence(cube: ProfileCube, params: Params | None = None) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def condition_prevalence(cube: ProfileCube, params: Params | None = None, among: str = "pain") -> pd.DataFrame:
+def condition_prevalence(
+    cube: ProfileCube, params: Params | None = None, among: str = "pain"
+) -> pd.DataFrame:
     """Share of the pain cohort (or ``among='all'``) with each risk-condition group, any
     risk condition, and any risk drug, with intervals."""
     _need_detail(cube)
@@ -225,14 +241,26 @@ def condition_prevalence(cube: ProfileCube, params: Params | None = None, among:
     for name in p.risk_conditions:
         bit = cube.condition_bits([name])
         x = int(c.loc[(c["cond_mask"] & bit) != 0, "n"].sum())
-        rows.append({"condition": condition_label(name), "codelist": name, **proportion(x, n, p).as_dict()})
-    rows.append({"condition": "any risk condition", "codelist": "",
-                 **proportion(int(c.loc[f.loc[c.index, "risk_condition"], "n"].sum()), n, p).as_dict()})
+        rows.append(
+            {"condition": condition_label(name), "codelist": name, **proportion(x, n, p).as_dict()}
+        )
+    rows.append(
+        {
+            "condition": "any risk condition",
+            "codelist": "",
+            **proportion(int(c.loc[f.loc[c.index, "risk_condition"], "n"].sum()), n, p).as_dict(),
+        }
+    )
     for name in p.risk_drugs:
         bit = cube.drug_bits([name])
         x = int(c.loc[(c["drug_mask"] & bit) != 0, "n"].sum())
-        rows.append({"condition": f"drug: {condition_label(name)}", "codelist": name,
-                     **proportion(x, n, p).as_dict()})
+        rows.append(
+            {
+                "condition": f"drug: {condition_label(name)}",
+                "codelist": name,
+                **proportion(x, n, p).as_dict(),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -311,13 +339,23 @@ def fit_grouped_logit(cells: pd.DataFrame, p: Params) -> pd.DataFrame:
     events = g["events"].to_numpy(dtype=float)
     trials = (g["events"] + g["non_events"]).to_numpy(dtype=float)
     if g.empty:  # nobody in the pain cohort: nothing to estimate
-        missing = {t: "not estimable: no patients in the pain cohort" for t in [*X.columns[1:], *missing]}
+        missing = {
+            t: "not estimable: no patients in the pain cohort" for t in [*X.columns[1:], *missing]
+        }
         X = X[["const"]]
     sparse = bool(((g["events"] == 0) | (g["non_events"] == 0)).any()) or len(X.columns) == 1
     out = None
     if len(X.columns) == 1:  # no term left to estimate
-        out = pd.DataFrame({"term": ["const"], "odds_ratio": [np.nan], "ci_low": [np.nan], "ci_high": [np.nan],
-                            "p_value": [np.nan], "method": [""]})
+        out = pd.DataFrame(
+            {
+                "term": ["const"],
+                "odds_ratio": [np.nan],
+                "ci_low": [np.nan],
+                "ci_high": [np.nan],
+                "p_value": [np.nan],
+                "method": [""],
+            }
+        )
     elif not sparse:
         out = _ml_fit(X, g, p)
     if out is None:  # sparse, or maximum likelihood did not converge
@@ -325,14 +363,34 @@ def fit_grouped_logit(cells: pd.DataFrame, p: Params) -> pd.DataFrame:
 
         fit = firth_logit(X.to_numpy(), events, trials, p.confidence_level)
         with np.errstate(over="ignore"):
-            out = pd.DataFrame({"term": X.columns, "odds_ratio": np.exp(fit.params),
-                                "ci_low": np.exp(fit.ci_low), "ci_high": np.exp(fit.ci_high),
-                                "p_value": fit.p_values, "method": FIRTH_METHOD})
+            out = pd.DataFrame(
+                {
+                    "term": X.columns,
+                    "odds_ratio": np.exp(fit.params),
+                    "ci_low": np.exp(fit.ci_low),
+                    "ci_high": np.exp(fit.ci_high),
+                    "p_value": fit.p_values,
+                    "method": FIRTH_METHOD,
+                }
+            )
     out = out[out["term"] != "const"]
     if missing:
-        out = pd.concat([out, pd.DataFrame({"term": list(missing), "odds_ratio": np.nan, "ci_low": np.nan,
-                                            "ci_high": np.nan, "p_value": np.nan,
-                                            "method": list(missing.values())})], ignore_index=True)
+        out = pd.concat(
+            [
+                out,
+                pd.DataFrame(
+                    {
+                        "term": list(missing),
+                        "odds_ratio": np.nan,
+                        "ci_low": np.nan,
+                        "ci_high": np.nan,
+                        "p_value": np.nan,
+                        "method": list(missing.values()),
+                    }
+                ),
+            ],
+            ignore_index=True,
+        )
         order = [f"age {b} vs {ref}" for b in labels if b != ref] + ["male vs female"]
         out = out.set_index("term").loc[[t for t in order if t in set(out["term"])]].reset_index()
     return out.reset_index(drop=True)
@@ -350,7 +408,9 @@ def _ml_fit(X: pd.DataFrame, g: pd.DataFrame, p: Params) -> pd.DataFrame | None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         res = GLM(y, X, family=families.Binomial()).fit()
-    bad = [w for w in caught if issubclass(w.category, ConvergenceWarning | PerfectSeparationWarning)]
+    bad = [
+        w for w in caught if issubclass(w.category, ConvergenceWarning | PerfectSeparationWarning)
+    ]
     # a saturated model (as many cells as terms) fits the observed shares exactly, which
     # statsmodels reports as "perfect separation"; that is spurious there
     if bad and res.df_resid > 0:
@@ -358,14 +418,22 @@ def _ml_fit(X: pd.DataFrame, g: pd.DataFrame, p: Params) -> pd.DataFrame | None:
     if not np.all(np.isfinite(res.bse)) or (res.bse > 20).any():
         return None
     ci = res.conf_int(alpha=1 - p.confidence_level)
-    return pd.DataFrame({"term": X.columns, "odds_ratio": np.exp(res.params.values),
-                         "ci_low": np.exp(ci.iloc[:, 0].values), "ci_high": np.exp(ci.iloc[:, 1].values),
-                         "p_value": res.pvalues.values, "method": ML_METHOD})
+    return pd.DataFrame(
+        {
+            "term": X.columns,
+            "odds_ratio": np.exp(res.params.values),
+            "ci_low": np.exp(ci.iloc[:, 0].values),
+            "ci_high": np.exp(ci.iloc[:, 1].values),
+            "p_value": res.pvalues.values,
+            "method": ML_METHOD,
+        }
+    )
 
 
 def table_one_formatted(t1: pd.DataFrame) -> pd.DataFrame:
     """Table 1 as a paper prints it: 'n (%)' for counts, 'mean (SD)' for continuous
     variables, one column per group and the SMD."""
+
     def ok(v):
         return v is not None and v == v
 
@@ -385,10 +453,14 @@ def table_one_formatted(t1: pd.DataFrame) -> pd.DataFrame:
     n_rest = t1.iloc[0]["rest_n"]
     n_pain = f"{int(n_pain):,}" if ok(n_pain) else "withheld"
     n_rest = f"{int(n_rest):,}" if ok(n_rest) else "withheld"
-    return pd.DataFrame({
-        "variable": t1["variable"],
-        f"pain cohort (n = {n_pain})": [cell(r, "pain") for _, r in t1.iterrows()],
-        f"rest of the population (n = {n_rest})": [cell(r, "rest") for _, r in t1.iterrows()],
-        "SMD": [("" if r["kind"] == "count" or not ok(r["smd"]) else f"{r['smd']:.2f}")
-                for _, r in t1.iterrows()],
-    })
+    return pd.DataFrame(
+        {
+            "variable": t1["variable"],
+            f"pain cohort (n = {n_pain})": [cell(r, "pain") for _, r in t1.iterrows()],
+            f"rest of the population (n = {n_rest})": [cell(r, "rest") for _, r in t1.iterrows()],
+            "SMD": [
+                ("" if r["kind"] == "count" or not ok(r["smd"]) else f"{r['smd']:.2f}")
+                for _, r in t1.iterrows()
+            ],
+        }
+    )

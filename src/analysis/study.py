@@ -54,8 +54,12 @@ class Study:
         """The attrition table, under the disclosure rule in force."""
         from analysis.outputs import protect
 
-        return protect(cohort.attrition_table(self.cube, self.params), "attrition",
-                       self.disclosure_rule, self.params).table
+        return protect(
+            cohort.attrition_table(self.cube, self.params),
+            "attrition",
+            self.disclosure_rule,
+            self.params,
+        ).table
 
     def eligibility(self) -> EligibilityEstimate | None:
         """The estimate, from counts under the disclosure rule in force (rounded counts
@@ -116,35 +120,87 @@ class Study:
         def add_prop(id_, description, x, n):
             x, n = rel(x), rel(n)
             if x is None or n is None:
-                add(id_, description, None, numerator=None, denominator=n, ci_low=None, ci_high=None)
+                add(
+                    id_, description, None, numerator=None, denominator=n, ci_low=None, ci_high=None
+                )
                 return
             pr = estimates.proportion(x, n, p)
-            add(id_, description, pr.pct, numerator=pr.numerator, denominator=pr.denominator,
-                ci_low=pr.ci_low, ci_high=pr.ci_high)
+            add(
+                id_,
+                description,
+                pr.pct,
+                numerator=pr.numerator,
+                denominator=pr.denominator,
+                ci_low=pr.ci_low,
+                ci_high=pr.ci_high,
+            )
 
         def add_age(prefix, label, mask):
             n_group = int(c["n"][mask].sum())
             if rule is not None:
                 n_rel = rel(n_group)
-                a = estimates.age_summary_masked(c["age"], c["n"], mask, p.confidence_level) if n_rel else None
+                a = (
+                    estimates.age_summary_masked(c["age"], c["n"], mask, p.confidence_level)
+                    if n_rel
+                    else None
+                )
 
                 def r1(v):
                     return None if a is None else round(v, 1)
-                add(f"{prefix}.age_mean", f"mean age of {label}, completed years at the index date",
-                    r1(a.mean if a else 0), denominator=n_rel)
-                add(f"{prefix}.age_sd", f"SD of age of {label} (n - 1 denominator), years",
-                    r1(a.sd if a else 0), denominator=n_rel)
-                add(f"{prefix}.age_min", f"youngest age of {label}, years (withheld: an extreme)", None)
-                add(f"{prefix}.age_max", f"oldest age of {label}, years (withheld: an extreme)", None)
-                add(f"{prefix}.age_median", f"median age of {label}, years (withheld: a patient's own age)", None)
-                add(f"{prefix}.age_q1", f"lower quartile of age of {label}, years (withheld: a patient's own age)", None)
-                add(f"{prefix}.age_q3", f"upper quartile of age of {label}, years (withheld: a patient's own age)", None)
+
+                add(
+                    f"{prefix}.age_mean",
+                    f"mean age of {label}, completed years at the index date",
+                    r1(a.mean if a else 0),
+                    denominator=n_rel,
+                )
+                add(
+                    f"{prefix}.age_sd",
+                    f"SD of age of {label} (n - 1 denominator), years",
+                    r1(a.sd if a else 0),
+                    denominator=n_rel,
+                )
+                add(
+                    f"{prefix}.age_min",
+                    f"youngest age of {label}, years (withheld: an extreme)",
+                    None,
+                )
+                add(
+                    f"{prefix}.age_max",
+                    f"oldest age of {label}, years (withheld: an extreme)",
+                    None,
+                )
+                add(
+                    f"{prefix}.age_median",
+                    f"median age of {label}, years (withheld: a patient's own age)",
+                    None,
+                )
+                add(
+                    f"{prefix}.age_q1",
+                    f"lower quartile of age of {label}, years (withheld: a patient's own age)",
+                    None,
+                )
+                add(
+                    f"{prefix}.age_q3",
+                    f"upper quartile of age of {label}, years (withheld: a patient's own age)",
+                    None,
+                )
                 return
             a = estimates.age_summary_masked(c["age"], c["n"], mask, p.confidence_level)
-            add(f"{prefix}.age_mean", f"mean age of {label}, completed years at the index date",
-                a.mean, denominator=a.n, ci_low=a.mean_ci_low, ci_high=a.mean_ci_high)
-            add(f"{prefix}.age_sd", f"SD of age of {label} (n - 1 denominator), years", a.sd,
-                denominator=a.n)
+            add(
+                f"{prefix}.age_mean",
+                f"mean age of {label}, completed years at the index date",
+                a.mean,
+                denominator=a.n,
+                ci_low=a.mean_ci_low,
+                ci_high=a.mean_ci_high,
+            )
+            add(
+                f"{prefix}.age_sd",
+                f"SD of age of {label} (n - 1 denominator), years",
+                a.sd,
+                denominator=a.n,
+            )
             add(f"{prefix}.age_min", f"youngest age of {label}, years", a.min)
             add(f"{prefix}.age_max", f"oldest age of {label}, years", a.max)
             add(f"{prefix}.age_median", f"median age of {label}, years", a.median)
@@ -156,40 +212,79 @@ class Study:
         everyone = np.ones(len(c["n"]), dtype=bool)
         if cube.population is not None:
             pop = cube.population
-            add_count("database.n", "every patient in the database (before the population definition)",
-                      pop["database"])
-            add_count("excluded.born_after_index", f"left out of the population: born after {p.index_date}",
-                      pop["born_after_index"])
-            add_count("excluded.not_registered", f"left out of the population: not {registration_words(p)}",
-                      pop["not_registered"])
+            add_count(
+                "database.n",
+                "every patient in the database (before the population definition)",
+                pop["database"],
+            )
+            add_count(
+                "excluded.born_after_index",
+                f"left out of the population: born after {p.index_date}",
+                pop["born_after_index"],
+            )
+            add_count(
+                "excluded.not_registered",
+                f"left out of the population: not {registration_words(p)}",
+                pop["not_registered"],
+            )
         add_count("population.n", f"patients in the population ({population_words(p)})", n_all)
         add_age("population", "all patients", everyone)
-        add_prop("population.female_pct", "female, % of all patients",
-                 cube.count(c["sex"] == "F"), n_all)
-        add_prop("population.elderly_pct", f"aged >= {p.elderly_age}, % of all patients",
-                 cube.count(f["elderly"]), n_all)
+        add_prop(
+            "population.female_pct", "female, % of all patients", cube.count(c["sex"] == "F"), n_all
+        )
+        add_prop(
+            "population.elderly_pct",
+            f"aged >= {p.elderly_age}, % of all patients",
+            cube.count(f["elderly"]),
+            n_all,
+        )
 
         n_pain = cube.count(f["pain"])
-        add_count("pain.n", f"patients with one or more qualifying episodes of {pain_words(p)} in the "
-                            "window (pain cohort)", n_pain)
+        add_count(
+            "pain.n",
+            f"patients with one or more qualifying episodes of {pain_words(p)} in the "
+            "window (pain cohort)",
+            n_pain,
+        )
         add_prop("pain.pct_of_population", "pain cohort, % of all patients", n_pain, n_all)
         add_age("pain", "the pain cohort", f["pain"])
-        add_prop("pain.male_pct", "male, % of the pain cohort",
-                 cube.count(f["pain"] & (c["sex"] == "M")), n_pain)
-        add_prop("pain.recurrent_pct", f"recurrent (>= {p.min_episodes} episodes), % of the pain cohort",
-                 cube.count(f["pain"] & f["recurrent"]), n_pain)
-        add_prop("pain.elderly_pct", f"aged >= {p.elderly_age}, % of the pain cohort",
-                 cube.count(f["pain"] & f["elderly"]), n_pain)
+        add_prop(
+            "pain.male_pct",
+            "male, % of the pain cohort",
+            cube.count(f["pain"] & (c["sex"] == "M")),
+            n_pain,
+        )
+        add_prop(
+            "pain.recurrent_pct",
+            f"recurrent (>= {p.min_episodes} episodes), % of the pain cohort",
+            cube.count(f["pain"] & f["recurrent"]),
+            n_pain,
+        )
+        add_prop(
+            "pain.elderly_pct",
+            f"aged >= {p.elderly_age}, % of the pain cohort",
+            cube.count(f["pain"] & f["elderly"]),
+            n_pain,
+        )
 
         n_pr = cube.count(f["pain_risk"])
         add_count("pain_risk.n", "pain cohort with a history of a risk condition", n_pr)
-        add_prop("pain_risk.pct_of_pain", "with a risk condition, % of the pain cohort", n_pr, n_pain)
-        add_prop("pain_risk_drug.pct_of_pain", "with a risk drug, % of the pain cohort",
-                 cube.count(f["pain"] & f["risk_drug"]), n_pain)
+        add_prop(
+            "pain_risk.pct_of_pain", "with a risk condition, % of the pain cohort", n_pr, n_pain
+        )
+        add_prop(
+            "pain_risk_drug.pct_of_pain",
+            "with a risk drug, % of the pain cohort",
+            cube.count(f["pain"] & f["risk_drug"]),
+            n_pain,
+        )
 
         n_t = cube.count(f["target"])
-        add_count("target.n", "target subgroup: pain cohort, recurrent, elderly, with a risk "
-                              "condition or risk drug", n_t)
+        add_count(
+            "target.n",
+            "target subgroup: pain cohort, recurrent, elderly, with a risk condition or risk drug",
+            n_t,
+        )
         add_prop("target.pct_of_pain", "target subgroup, % of the pain cohort", n_t, n_pain)
         add_prop("target.pct_of_population", "target subgroup, % of all patients", n_t, n_all)
 
@@ -198,23 +293,53 @@ class Study:
         g = (lambda name: getattr(e, name)) if e else (lambda name: None)
         from analysis.eligibility import model_text
 
-        bound = " (a lower bound: the paper's 'at least')" if p.benefit_distribution == "fixed" else ""
-        add("candidates.n", f"expected candidates for a local treatment{bound}: {model_text(p)}",
-            g("candidates"), numerator=t_rel, denominator=n_rel, ci_low=g("candidates_low"),
-            ci_high=g("candidates_high"))
-        add("candidates.pct_of_population", f"expected candidates{bound}, % of all patients",
-            g("pct_of_population"), denominator=n_rel, ci_low=g("pct_low"), ci_high=g("pct_high"))
-        add("candidates.per_1000", f"expected candidates{bound} per 1000 patients", g("per_1000"),
-            ci_low=g("per_1000_low"), ci_high=g("per_1000_high"))
-        add("candidates.per_gp_list", f"expected candidates{bound} per GP list of {p.gp_list_size} patients "
-                                      "(the expected number per list; interval: uncertainty of the rate)",
-            g("per_gp_list"), denominator=p.gp_list_size, ci_low=g("per_gp_list_low"),
-            ci_high=g("per_gp_list_high"))
-        add("candidates.in_one_gp_list", f"candidates in one actual list of {p.gp_list_size} patients: the "
-                                         "expected number with the prediction interval for one list (the "
-                                         "rate's uncertainty and list-to-list variation)",
-            g("per_gp_list"), denominator=p.gp_list_size, ci_low=g("in_one_list_low"),
-            ci_high=g("in_one_list_high"), interval="prediction")
+        bound = (
+            " (a lower bound: the paper's 'at least')" if p.benefit_distribution == "fixed" else ""
+        )
+        add(
+            "candidates.n",
+            f"expected candidates for a local treatment{bound}: {model_text(p)}",
+            g("candidates"),
+            numerator=t_rel,
+            denominator=n_rel,
+            ci_low=g("candidates_low"),
+            ci_high=g("candidates_high"),
+        )
+        add(
+            "candidates.pct_of_population",
+            f"expected candidates{bound}, % of all patients",
+            g("pct_of_population"),
+            denominator=n_rel,
+            ci_low=g("pct_low"),
+            ci_high=g("pct_high"),
+        )
+        add(
+            "candidates.per_1000",
+            f"expected candidates{bound} per 1000 patients",
+            g("per_1000"),
+            ci_low=g("per_1000_low"),
+            ci_high=g("per_1000_high"),
+        )
+        add(
+            "candidates.per_gp_list",
+            f"expected candidates{bound} per GP list of {p.gp_list_size} patients "
+            "(the expected number per list; interval: uncertainty of the rate)",
+            g("per_gp_list"),
+            denominator=p.gp_list_size,
+            ci_low=g("per_gp_list_low"),
+            ci_high=g("per_gp_list_high"),
+        )
+        add(
+            "candidates.in_one_gp_list",
+            f"candidates in one actual list of {p.gp_list_size} patients: the "
+            "expected number with the prediction interval for one list (the "
+            "rate's uncertainty and list-to-list variation)",
+            g("per_gp_list"),
+            denominator=p.gp_list_size,
+            ci_low=g("in_one_list_low"),
+            ci_high=g("in_one_list_high"),
+            interval="prediction",
+        )
         return out
 
 
@@ -234,9 +359,17 @@ def _num(v):
     return v
 
 
-def run_study(data: str | Path | None = None, params: Params | None = None, *,
-              severities=(), episode_cap=None, condition_lists=None, drug_lists=None,
-              drug_counts: bool = False, detail: bool = True) -> Study:
+def run_study(
+    data: str | Path | None = None,
+    params: Params | None = None,
+    *,
+    severities=(),
+    episode_cap=None,
+    condition_lists=None,
+    drug_lists=None,
+    drug_counts: bool = False,
+    detail: bool = True,
+) -> Study:
     """Open and validate ``data`` (a contract folder, ``data/synthetic`` by default), build
     the profile cube under ``params`` and return the :class:`Study`."""
     from analysis.data import open_database
@@ -246,9 +379,16 @@ def run_study(data: str | Path | None = None, params: Params | None = None, *,
     db = open_database(data, validate="alongside")  # the cube is built while it validates
     try:
         try:
-            cube = cohort.profile_cube(db, p, severities=severities, episode_cap=episode_cap,
-                                       condition_lists=condition_lists, drug_lists=drug_lists,
-                                       drug_counts=drug_counts, detail=detail)
+            cube = cohort.profile_cube(
+                db,
+                p,
+                severities=severities,
+                episode_cap=episode_cap,
+                condition_lists=condition_lists,
+                drug_lists=drug_lists,
+                drug_counts=drug_counts,
+                detail=detail,
+            )
         finally:
             db.check_valid()  # nothing is returned, and no engine error shown, for bad data
     finally:
@@ -257,5 +397,4 @@ def run_study(data: str | Path | None = None, params: Params | None = None, *,
         # under disclosure control ages of 90 and over count as 90 in every table and
         # statistic (an extreme age identifies a patient), or the oldest threshold in use
         cube = cube.top_coded(max([TOP_AGE_FLOOR, p.elderly_age, *p.age_band_edges]))
-    return Study(params=p, cube=cube, data_location=str(db.location),
-                 is_synthetic=db.is_synthetic)
+    return Study(params=p, cube=cube, data_location=str(db.location), is_synthetic=db.is_synthetic)

@@ -29,7 +29,10 @@ FEMALE = OKABE_ITO["vermillion"]
 MALE = OKABE_ITO["blue"]
 ACCENT = OKABE_ITO["green"]
 NEUTRAL = OKABE_ITO["grey"]
-SEQUENCE = [OKABE_ITO[k] for k in ("blue", "orange", "green", "vermillion", "purple", "sky_blue", "yellow", "black")]
+SEQUENCE = [
+    OKABE_ITO[k]
+    for k in ("blue", "orange", "green", "vermillion", "purple", "sky_blue", "yellow", "black")
+]
 
 FULL = (7.0, 4.2)
 HALF = (3.5, 3.0)
@@ -81,8 +84,16 @@ def add_caption(fig, text: str) -> None:
     renderer = fig.canvas.get_renderer()
     bottom = fig.get_tightbbox(renderer).y0  # inches from the figure's bottom edge
     y = (bottom - 0.08) / fig.get_figheight()
-    fig.text(0.0, y, wrapped, ha="left", va="top", fontsize=7.5, color="#333333",
-             transform=fig.transFigure)
+    fig.text(
+        0.0,
+        y,
+        wrapped,
+        ha="left",
+        va="top",
+        fontsize=7.5,
+        color="#333333",
+        transform=fig.transFigure,
+    )
 
 
 def save_figure(fig, out_dir: str | Path, name: str) -> dict[str, Path]:

@@ -44,8 +44,24 @@ RISK_CONDITION_CODES = {
 }
 # diagnoses outside every risk list, some close to them ("near misses")
 OTHER_DIAGNOSIS_CODES = [
-    "715.16", "715.36", "721.3", "724.2", "719.46", "272.4", "278.00", "244.9", "300.00",
-    "311", "477.9", "530.81", "429.2", "786.05", "790.29", "593.9", "427.31", "V58.61",
+    "715.16",
+    "715.36",
+    "721.3",
+    "724.2",
+    "719.46",
+    "272.4",
+    "278.00",
+    "244.9",
+    "300.00",
+    "311",
+    "477.9",
+    "530.81",
+    "429.2",
+    "786.05",
+    "790.29",
+    "593.9",
+    "427.31",
+    "V58.61",
 ]
 RISK_DRUG_CODES = {
     "antithrombotics": ["B01AC06", "B01AA03", "B01AF01", "B01AB05", "B01AC04"],
@@ -53,8 +69,20 @@ RISK_DRUG_CODES = {
     "ssri": ["N06AB04", "N06AB06", "N06AB10"],
 }
 OTHER_DRUG_CODES = [
-    "A02BC01", "A02BC02", "C10AA05", "C09AA05", "C07AB07", "A10BA02", "M01AB05", "M01AE01",
-    "M01AH01", "N02BE01", "D07AC01", "R03AK06", "C03CA01", "N02AX02",
+    "A02BC01",
+    "A02BC02",
+    "C10AA05",
+    "C09AA05",
+    "C07AB07",
+    "A10BA02",
+    "M01AB05",
+    "M01AE01",
+    "M01AH01",
+    "N02BE01",
+    "D07AC01",
+    "R03AK06",
+    "C03CA01",
+    "N02AX02",
 ]
 OTHER_SITES = ["shoulder", "other"]
 OTHER_CAUSES = ["traumatic", "neuropathic", "other"]
@@ -170,8 +198,9 @@ def _truncated_normal_ints(rng, n, mean, sd, lo, hi):
 
 
 # ----------------------------------------------------------------------------- a block
-def _block(n, rng, cal: Calibration, shift: float, sd_within: float, id_start: int,
-           practice_id: str):
+def _block(
+    n, rng, cal: Calibration, shift: float, sd_within: float, id_start: int, practice_id: str
+):
     """Generate one calibrated block of ``n`` patients and their events."""
     pub, asm = cal.pub, cal.assume
     P = pub["population"]
@@ -193,7 +222,7 @@ def _block(n, rng, cal: Calibration, shift: float, sd_within: float, id_start: i
     T, E2S, E2R, NPAIN, NONPAIN = 0, 1, 2, 3, 4
     bounds = np.cumsum([0, n_t, n_e2_single, n_e2_rec, n_n, n_np])
     for r in range(5):
-        role[bounds[r]:bounds[r + 1]] = r
+        role[bounds[r] : bounds[r + 1]] = r
     pain = role <= NPAIN
 
     # ---- ages
@@ -218,12 +247,17 @@ def _block(n, rng, cal: Calibration, shift: float, sd_within: float, id_start: i
     m_np = S_np / n_np
     v_np = Q_np / n_np - m_np**2
     if v_np <= 1.0:
-        raise AnalysisError("Calibration infeasible: the age targets leave no spread for "
-                            "patients outside the pain cohort.")
+        raise AnalysisError(
+            "Calibration infeasible: the age targets leave no spread for "
+            "patients outside the pain cohort."
+        )
     z = rng.standard_normal(n_np)
     z = (z - z.mean()) / z.std()
-    ages[idx_np] = np.clip(np.rint(m_np + math.sqrt(max(v_np - 1 / 12, 0.5)) * z),
-                           pub["age_min"] + 2, pub["age_max"] - 2).astype(np.int64)
+    ages[idx_np] = np.clip(
+        np.rint(m_np + math.sqrt(max(v_np - 1 / 12, 0.5)) * z),
+        pub["age_min"] + 2,
+        pub["age_max"] - 2,
+    ).astype(np.int64)
     order = np.argsort(ages[idx_np], kind="stable")
     ages[idx_np[order[0]]] = pub["age_min"]
     ages[idx_np[order[-1]]] = pub["age_max"]
@@ -253,7 +287,9 @@ def _block(n, rng, cal: Calibration, shift: float, sd_within: float, id_start: i
         raise AnalysisError("Calibration infeasible: pain cohort risk-condition count.")
     w = np.exp((ages[idx_n] - 50) / 15.0)
     has_cond[rng.choice(idx_n, size=rest, replace=False, p=w / w.sum())] = True
-    p_np = 1 / (1 + np.exp(-(ages[idx_np] - asm["risk_condition_age50"]) / asm["risk_condition_age_scale"]))
+    p_np = 1 / (
+        1 + np.exp(-(ages[idx_np] - asm["risk_condition_age50"]) / asm["risk_condition_age_scale"])
+    )
     has_cond[idx_np] = rng.random(n_np) < p_np
 
     groups = list(asm["risk_condition_weights"])
@@ -300,7 +336,9 @@ def _block(n, rng, cal: Calibration, shift: float, sd_within: float, id_start: i
     single = rng.random(n_n) < asm["pain_single_episode_share"]
     q[idx_n] = np.where(single, 1, 2 + rng.binomial(2, 0.3, size=n_n))
     ep_pat = np.repeat(np.arange(n), q)
-    ep_site = np.array(site_names, dtype=object)[rng.choice(len(site_names), size=len(ep_pat), p=sw / sw.sum())]
+    ep_site = np.array(site_names, dtype=object)[
+        rng.choice(len(site_names), size=len(ep_pat), p=sw / sw.sum())
+    ]
     ep_sev = 4 + rng.choice(7, size=len(ep_pat), p=sev_w / sev_w.sum())
     ep_cause = np.full(len(ep_pat), "osteoarticular", dtype=object)
     ep_start = np.maximum(wstart, birth[ep_pat])
@@ -310,10 +348,14 @@ def _block(n, rng, cal: Calibration, shift: float, sd_within: float, id_start: i
     nz_pat = np.repeat(np.arange(n), n_noise)
     mix = asm["noise_episode_mix"]
     kinds = np.array(list(mix))
-    kind = kinds[rng.choice(len(kinds), size=len(nz_pat), p=np.array(list(mix.values())) / sum(mix.values()))]
+    kind = kinds[
+        rng.choice(len(kinds), size=len(nz_pat), p=np.array(list(mix.values())) / sum(mix.values()))
+    ]
     too_young = birth[nz_pat] > (wstart - np.timedelta64(3 * 366, "D"))
     kind[(kind == "before_window") & too_young] = "mild"
-    nz_site = np.array(site_names, dtype=object)[rng.choice(len(site_names), size=len(nz_pat), p=sw / sw.sum())]
+    nz_site = np.array(site_names, dtype=object)[
+        rng.choice(len(site_names), size=len(nz_pat), p=sw / sw.sum())
+    ]
     nz_sev = 4 + rng.choice(7, size=len(nz_pat), p=sev_w / sev_w.sum())
     nz_cause = np.full(len(nz_pat), "osteoarticular", dtype=object)
     m = kind == "mild"
@@ -347,8 +389,9 @@ def _block(n, rng, cal: Calibration, shift: float, sd_within: float, id_start: i
         m = dx_grp_r == gi
         pool = np.array(RISK_CONDITION_CODES[g], dtype=object)
         dx_code_r[m] = pool[rng.integers(0, len(pool), size=int(m.sum()))]
-    hist_start = np.maximum(birth[dx_pat_r] + np.timedelta64(18 * 365, "D"),
-                            np.datetime64("1995-01-01"))
+    hist_start = np.maximum(
+        birth[dx_pat_r] + np.timedelta64(18 * 365, "D"), np.datetime64("1995-01-01")
+    )
     hist_start = np.minimum(hist_start, index)
     hist_start = np.maximum(hist_start, birth[dx_pat_r])
     dx_date_r = dates_between(hist_start, np.full(len(dx_pat_r), index))
@@ -387,14 +430,20 @@ def _block(n, rng, cal: Calibration, shift: float, sd_within: float, id_start: i
     perm = rng.permutation(n)
     pid_of = np.empty(n, dtype=np.int64)
     pid_of[perm] = id_start + np.arange(n, dtype=np.int64)
-    reg_from = dates_between(np.full(n, np.datetime64("1985-01-01")), np.full(n, np.datetime64("2005-12-31")))
+    reg_from = dates_between(
+        np.full(n, np.datetime64("1985-01-01")), np.full(n, np.datetime64("2005-12-31"))
+    )
     late = rng.random(n) < 0.12
-    reg_from[late] = dates_between(np.full(int(late.sum()), wstart), np.full(int(late.sum()), index - np.timedelta64(365, "D")))
+    reg_from[late] = dates_between(
+        np.full(int(late.sum()), wstart), np.full(int(late.sum()), index - np.timedelta64(365, "D"))
+    )
     reg_from = np.maximum(reg_from, birth)
     left = rng.random(n) < 0.03
     reg_to = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
-    reg_to[left] = dates_between(np.full(int(left.sum()), index + np.timedelta64(1, "D")),
-                                 np.full(int(left.sum()), index + np.timedelta64(180, "D")))
+    reg_to[left] = dates_between(
+        np.full(int(left.sum()), index + np.timedelta64(1, "D")),
+        np.full(int(left.sum()), index + np.timedelta64(180, "D")),
+    )
     patients = {
         "patient_id": pid_of[perm],
         "practice_id": np.full(n, practice_id, dtype=object),
@@ -403,8 +452,12 @@ def _block(n, rng, cal: Calibration, shift: float, sd_within: float, id_start: i
         "registered_from": reg_from[perm],
         "registered_to": reg_to[perm],
     }
-    return patients, _events(pe, pid_of, ["site", "severity", "cause"]), \
-        _events(dx, pid_of, ["code"]), _events(rx, pid_of, ["atc_code"])
+    return (
+        patients,
+        _events(pe, pid_of, ["site", "severity", "cause"]),
+        _events(dx, pid_of, ["code"]),
+        _events(rx, pid_of, ["atc_code"]),
+    )
 
 
 def _excluded_block(counts: dict, rng, cal: Calibration, id_start: int, practice_id: str):
@@ -415,8 +468,10 @@ def _excluded_block(counts: dict, rng, cal: Calibration, id_start: int, practice
     would change the pain cohort, the risk counts and the target subgroup."""
     index = np.datetime64(cal.raw["index_date"])
     wstart = np.datetime64(cal.raw["window_start"])
-    kinds = np.repeat([0, 1, 2], [counts["left_before_window"], counts["joined_after_index"],
-                                  counts["born_after_index"]])
+    kinds = np.repeat(
+        [0, 1, 2],
+        [counts["left_before_window"], counts["joined_after_index"], counts["born_after_index"]],
+    )
     n = len(kinds)
     day = np.timedelta64(1, "D")
 
@@ -425,11 +480,15 @@ def _excluded_block(counts: dict, rng, cal: Calibration, id_start: int, practice
 
     adult = kinds < 2
     birth = np.empty(n, dtype="datetime64[D]")
-    birth[adult] = _birth_dates(rng, 60 + rng.integers(0, 35, size=int(adult.sum())), cal.index_date)
+    birth[adult] = _birth_dates(
+        rng, 60 + rng.integers(0, 35, size=int(adult.sum())), cal.index_date
+    )
     birth[~adult] = between(index + day, index + 900 * day, int((~adult).sum()))
     reg_from = birth.copy()
     left, joined = kinds == 0, kinds == 1
-    reg_from[left] = between(np.datetime64("1985-01-01"), np.datetime64("1999-12-31"), int(left.sum()))
+    reg_from[left] = between(
+        np.datetime64("1985-01-01"), np.datetime64("1999-12-31"), int(left.sum())
+    )
     reg_from[joined] = between(index + day, index + 180 * day, int(joined.sum()))
     reg_from = np.maximum(reg_from, birth)
     reg_to = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
@@ -439,13 +498,25 @@ def _excluded_block(counts: dict, rng, cal: Calibration, id_start: int, practice
     pat = np.repeat(np.arange(n), 2)
     lo = np.where(adult[pat], wstart + 365 * day, birth[pat] + day)
     hi = np.where(adult[pat], index - 365 * day, birth[pat] + 1500 * day)
-    pe = {"pat": pat, "date": between(lo, hi, len(pat)),
-          "site": np.array(["knee", "back"] * n, dtype=object), "severity": np.full(len(pat), 6, dtype=np.int8),
-          "cause": np.full(len(pat), "osteoarticular", dtype=object)}
+    pe = {
+        "pat": pat,
+        "date": between(lo, hi, len(pat)),
+        "site": np.array(["knee", "back"] * n, dtype=object),
+        "severity": np.full(len(pat), 6, dtype=np.int8),
+        "cause": np.full(len(pat), "osteoarticular", dtype=object),
+    }
     one = np.arange(n)
     when = np.where(adult, wstart, birth + 30 * day)
-    dx = {"pat": one, "date": between(when, when + 300 * day, n), "code": np.full(n, "401.9", dtype=object)}
-    rx = {"pat": one, "date": between(when, when + 300 * day, n), "atc_code": np.full(n, "B01AC06", dtype=object)}
+    dx = {
+        "pat": one,
+        "date": between(when, when + 300 * day, n),
+        "code": np.full(n, "401.9", dtype=object),
+    }
+    rx = {
+        "pat": one,
+        "date": between(when, when + 300 * day, n),
+        "atc_code": np.full(n, "B01AC06", dtype=object),
+    }
     pid_of = id_start + np.arange(n, dtype=np.int64)
     patients = {
         "patient_id": pid_of,
@@ -455,16 +526,22 @@ def _excluded_block(counts: dict, rng, cal: Calibration, id_start: int, practice
         "registered_from": reg_from,
         "registered_to": reg_to,
     }
-    return patients, _events(pe, pid_of, ["site", "severity", "cause"]), \
-        _events(dx, pid_of, ["code"]), _events(rx, pid_of, ["atc_code"])
+    return (
+        patients,
+        _events(pe, pid_of, ["site", "severity", "cause"]),
+        _events(dx, pid_of, ["code"]),
+        _events(rx, pid_of, ["atc_code"]),
+    )
 
 
 def exclusion_counts(cal: Calibration, population: int) -> dict:
     """The calibration's exclusions for a practice of ``population`` patients."""
     ex = cal.raw.get("population_exclusions", {})
     P = cal.pub["population"]
-    return {k: _round(population * ex.get(k, 0) / P)
-            for k in ("left_before_window", "joined_after_index", "born_after_index")}
+    return {
+        k: _round(population * ex.get(k, 0) / P)
+        for k in ("left_before_window", "joined_after_index", "born_after_index")
+    }
 
 
 def _events(ev, pid_of, cols):
@@ -506,17 +583,34 @@ def _schemas(meta: dict):
 
     md = {k.encode(): str(v).encode() for k, v in meta.items()}
     return {
-        "patients": pa.schema([("patient_id", pa.int64()), ("practice_id", pa.string()),
-                               ("sex", pa.string()), ("birth_date", pa.date32()),
-                               ("registered_from", pa.date32()), ("registered_to", pa.date32())],
-                              metadata=md),
-        "diagnoses": pa.schema([("patient_id", pa.int64()), ("date", pa.date32()),
-                                ("code", pa.string())], metadata=md),
-        "pain_episodes": pa.schema([("patient_id", pa.int64()), ("date", pa.date32()),
-                                    ("site", pa.string()), ("severity", pa.int8()),
-                                    ("cause", pa.string())], metadata=md),
-        "prescriptions": pa.schema([("patient_id", pa.int64()), ("date", pa.date32()),
-                                    ("atc_code", pa.string())], metadata=md),
+        "patients": pa.schema(
+            [
+                ("patient_id", pa.int64()),
+                ("practice_id", pa.string()),
+                ("sex", pa.string()),
+                ("birth_date", pa.date32()),
+                ("registered_from", pa.date32()),
+                ("registered_to", pa.date32()),
+            ],
+            metadata=md,
+        ),
+        "diagnoses": pa.schema(
+            [("patient_id", pa.int64()), ("date", pa.date32()), ("code", pa.string())], metadata=md
+        ),
+        "pain_episodes": pa.schema(
+            [
+                ("patient_id", pa.int64()),
+                ("date", pa.date32()),
+                ("site", pa.string()),
+                ("severity", pa.int8()),
+                ("cause", pa.string()),
+            ],
+            metadata=md,
+        ),
+        "prescriptions": pa.schema(
+            [("patient_id", pa.int64()), ("date", pa.date32()), ("atc_code", pa.string())],
+            metadata=md,
+        ),
     }
 
 
@@ -559,9 +653,16 @@ def practice_plan(patients: int, practices: int, cal: Calibration):
     return [int(s) for s in sizes], [float(s) for s in shifts], sd_within
 
 
-def generate(out: str | Path | None = None, *, patients: int = 2503, practices: int = 1,
-             seed: int = DEFAULT_SEED, chunk_size: int = DEFAULT_CHUNK,
-             calibration: Path | None = None, progress=None) -> Path:
+def generate(
+    out: str | Path | None = None,
+    *,
+    patients: int = 2503,
+    practices: int = 1,
+    seed: int = DEFAULT_SEED,
+    chunk_size: int = DEFAULT_CHUNK,
+    calibration: Path | None = None,
+    progress=None,
+) -> Path:
     """Write the synthetic database to ``out`` (``data/synthetic`` by default).
 
     The folder is written beside its destination and moved into place only when
@@ -571,11 +672,15 @@ def generate(out: str | Path | None = None, *, patients: int = 2503, practices: 
 
     cal = load_calibration(calibration)
     if patients < MIN_BLOCK:
-        raise AnalysisError(f"--patients must be at least {MIN_BLOCK} (got {patients}): smaller "
-                            "cohorts cannot hold the calibrated proportions.")
+        raise AnalysisError(
+            f"--patients must be at least {MIN_BLOCK} (got {patients}): smaller "
+            "cohorts cannot hold the calibrated proportions."
+        )
     if practices < 1 or patients // practices < MIN_BLOCK:
-        raise AnalysisError(f"--practices must be at least 1 and leave at least {MIN_BLOCK} "
-                            f"patients per practice (got {practices} for {patients} patients).")
+        raise AnalysisError(
+            f"--practices must be at least 1 and leave at least {MIN_BLOCK} "
+            f"patients per practice (got {practices} for {patients} patients)."
+        )
     if chunk_size < MIN_BLOCK * 5:
         raise AnalysisError(f"chunk size must be at least {MIN_BLOCK * 5}.")
     out = Path(out or paths.SYNTHETIC)
@@ -593,8 +698,10 @@ def generate(out: str | Path | None = None, *, patients: int = 2503, practices: 
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         schemas = _schemas(meta)
-        writers = {t: pq.ParquetWriter(tmp / f"{t}.parquet", s, compression="zstd")
-                   for t, s in schemas.items()}
+        writers = {
+            t: pq.ParquetWriter(tmp / f"{t}.parquet", s, compression="zstd")
+            for t, s in schemas.items()
+        }
         next_id = 1
         blocks = [(k, int(s)) for k, size in enumerate(sizes) for s in _split(size, chunk_size)]
         last_of = {k: b for b, (k, _) in enumerate(blocks)}
@@ -604,7 +711,9 @@ def generate(out: str | Path | None = None, *, patients: int = 2503, practices: 
             for b, (k, n) in enumerate(blocks):
                 rng = np.random.default_rng(np.random.SeedSequence([seed, b]))
                 parts = _block(n, rng, cal, shifts[k], sd_within, next_id, f"P{k + 1:02d}")
-                background.put({t: _table(schemas[t], cols) for t, cols in zip(names, parts, strict=True)})
+                background.put(
+                    {t: _table(schemas[t], cols) for t, cols in zip(names, parts, strict=True)}
+                )
                 next_id += n
                 if progress:
                     progress(next_id - 1 - excluded, patients)
@@ -613,26 +722,39 @@ def generate(out: str | Path | None = None, *, patients: int = 2503, practices: 
                     if sum(counts.values()):
                         rng = np.random.default_rng(np.random.SeedSequence([seed, 1_000_000 + k]))
                         parts = _excluded_block(counts, rng, cal, next_id, f"P{k + 1:02d}")
-                        background.put({t: _table(schemas[t], cols) for t, cols in zip(names, parts, strict=True)})
+                        background.put(
+                            {
+                                t: _table(schemas[t], cols)
+                                for t, cols in zip(names, parts, strict=True)
+                            }
+                        )
                         next_id += sum(counts.values())
                         excluded += sum(counts.values())
-        (tmp / "dataset.json").write_text(json.dumps({
-            "synthetic": True,
-            "warning": "SYNTHETIC DATA generated by python -m analysis synth; no row describes a real patient.",
-            "generator": "analysis.synth",
-            "seed": seed,
-            "patients": patients,
-            "patients_outside_the_population": excluded,
-            "practices": practices,
-            "index_date": cal.raw["index_date"],
-            "window_start": cal.raw["window_start"],
-            "calibration_sha256": cal.sha256,
-        }, indent=2) + "\n")
+        (tmp / "dataset.json").write_text(
+            json.dumps(
+                {
+                    "synthetic": True,
+                    "warning": "SYNTHETIC DATA generated by python -m analysis synth; no row "
+                    "describes a real patient.",
+                    "generator": "analysis.synth",
+                    "seed": seed,
+                    "patients": patients,
+                    "patients_outside_the_population": excluded,
+                    "practices": practices,
+                    "index_date": cal.raw["index_date"],
+                    "window_start": cal.raw["window_start"],
+                    "calibration_sha256": cal.sha256,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         (tmp / "README.md").write_text(
             "# SYNTHETIC DATA\n\nGenerated by `python -m analysis synth` (seed "
             f"{seed}, {patients} patients in the study population and {excluded} outside it, "
             f"{practices} practice(s)). No row describes a real patient. See data/README.md for "
-            "the contract and the calibration.\n")
+            "the contract and the calibration.\n"
+        )
         from analysis.folders import publish_folder
 
         publish_folder(tmp, out, "python -m analysis synth")

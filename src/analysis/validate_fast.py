@@ -77,9 +77,12 @@ def parquet_column_stats(path) -> dict[str, ColumnStats]:
         lows = [r[1] for r in rows if r[1] is not None]
         highs = [r[2] for r in rows if r[2] is not None]
         try:
-            out[name] = ColumnStats(nulls=None if None in nulls else sum(nulls),
-                                    low=min(lows) if lows else None, high=max(highs) if highs else None,
-                                    rows=sum(r[3] for r in rows))
+            out[name] = ColumnStats(
+                nulls=None if None in nulls else sum(nulls),
+                low=min(lows) if lows else None,
+                high=max(highs) if highs else None,
+                rows=sum(r[3] for r in rows),
+            )
         except TypeError:  # values of mixed kinds: trust nothing
             out[name] = ColumnStats(None)
     return out
@@ -118,8 +121,13 @@ def settled_by_stats(col: Column, col_type: str, stats: ColumnStats | None) -> b
         # spaces such as U+00A0, all >= U+0080). Every value's first character lies between
         # those of the smallest and the largest value: if that range is inside
         # (space, U+0080), no value starts with white space, so none is blank.
-        return (bool(stats.low) and isinstance(stats.high, str) and bool(stats.high)
-                and " " < stats.low[0] and stats.high[0] < "\x80")
+        return (
+            bool(stats.low)
+            and isinstance(stats.high, str)
+            and bool(stats.high)
+            and " " < stats.low[0]
+            and stats.high[0] < "\x80"
+        )
     if col.kind == "integer" and col_type in _INT_TYPES:
         return isinstance(stats.low, int) and stats.low >= col.low and stats.high <= col.high
     if col.kind == "vocab" and col_type == "VARCHAR":
@@ -158,11 +166,11 @@ def _values(arr) -> tuple[np.ndarray, np.ndarray | None]:
     else:
         raise TypeError(f"unexpected Arrow type {arr.type}")
     validity, data = arr.buffers()[0], arr.buffers()[1]
-    values = np.frombuffer(data, dtype=dtype, count=len(arr) + arr.offset)[arr.offset:]
+    values = np.frombuffer(data, dtype=dtype, count=len(arr) + arr.offset)[arr.offset :]
     if arr.null_count == 0 or validity is None:
         return values, None
     bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
-    return values, bits[arr.offset:arr.offset + len(arr)].astype(bool)
+    return values, bits[arr.offset : arr.offset + len(arr)].astype(bool)
 
 
 def _parts(con, table: str, columns: tuple[str, ...], path=None) -> list:
@@ -174,8 +182,9 @@ def _parts(con, table: str, columns: tuple[str, ...], path=None) -> list:
 
         def group(i):
             f = pq.ParquetFile(path, pre_buffer=False)
-            return f.iter_batches(batch_size=BATCH_ROWS, row_groups=[i], columns=list(columns),
-                                  use_threads=False)
+            return f.iter_batches(
+                batch_size=BATCH_ROWS, row_groups=[i], columns=list(columns), use_threads=False
+            )
 
         n = pq.ParquetFile(path).metadata.num_row_groups
         return [lambda i=i: group(i) for i in range(n)]
@@ -184,16 +193,26 @@ def _parts(con, table: str, columns: tuple[str, ...], path=None) -> list:
 
     def stream():
         try:
-            yield from cursor.execute(f"SELECT {cols} FROM src_{table}").fetch_record_batch(BATCH_ROWS)
+            yield from cursor.execute(f"SELECT {cols} FROM src_{table}").fetch_record_batch(
+                BATCH_ROWS
+            )
         finally:
             cursor.close()
 
     return [stream]
 
 
-def event_checks(con, types: dict[str, dict[str, str]], event_tables, ceiling: dt.date,
-                 files: dict | None = None, *, patient_stats: dict | None = None,
-                 max_span_factor: float = 2.0, threads: int = 2) -> EventCounts | None:
+def event_checks(
+    con,
+    types: dict[str, dict[str, str]],
+    event_tables,
+    ceiling: dt.date,
+    files: dict | None = None,
+    *,
+    patient_stats: dict | None = None,
+    max_span_factor: float = 2.0,
+    threads: int = 2,
+) -> EventCounts | None:
     """Duplicate patient ids and, per event table, events of an unknown patient, before
     the patient's birth and after ``ceiling``; None when the ids or dates do not allow the
     lookup (text ids, sparse or negative ids, null ids or birth dates, non-DATE columns).
@@ -209,17 +228,28 @@ def event_checks(con, types: dict[str, dict[str, str]], event_tables, ceiling: d
     if any(types[t].get("patient_id") not in _INT_TYPES for t in ("patients", *event_tables)):
         return None
     if types["patients"].get("birth_date") != "DATE" or any(
-            types[t].get("date") != "DATE" for t in event_tables):
+        types[t].get("date") != "DATE" for t in event_tables
+    ):
         return None
     ids, born = (patient_stats or {}).get("patient_id"), (patient_stats or {}).get("birth_date")
-    if (ids and born and ids.nulls is not None and born.nulls is not None and ids.rows
-            and type(ids.low) is int and type(ids.high) is int and is_date(born.low)):
+    if (
+        ids
+        and born
+        and ids.nulls is not None
+        and born.nulls is not None
+        and ids.rows
+        and type(ids.low) is int
+        and type(ids.high) is int
+        and is_date(born.low)
+    ):
         lo, hi, n = ids.low, ids.high, ids.rows
         n_ids, n_births, first_birth = n - ids.nulls, n - born.nulls, (born.low - _EPOCH).days
     else:
         lo, hi, n, n_ids, n_births, first_birth = con.execute(
-            "SELECT min(patient_id), max(patient_id), count(*), count(patient_id), count(birth_date), "
-            "min(birth_date) - DATE '1970-01-01' FROM src_patients").fetchone()
+            "SELECT min(patient_id), max(patient_id), count(*), count(patient_id), "
+            "count(birth_date), "
+            "min(birth_date) - DATE '1970-01-01' FROM src_patients"
+        ).fetchone()
     if not n or n_ids != n or n_births != n or lo < 0 or first_birth <= _UNKNOWN:
         return None
     size = int(hi) + 1  # the array is indexed by the id itself
@@ -233,10 +263,17 @@ def event_checks(con, types: dict[str, dict[str, str]], event_tables, ceiling: d
 
     ceiling_days = (ceiling - _EPOCH).days
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        list(pool.map(fill, _parts(con, "patients", ("patient_id", "birth_date"), files.get("patients"))))
+        list(
+            pool.map(
+                fill, _parts(con, "patients", ("patient_id", "birth_date"), files.get("patients"))
+            )
+        )
         duplicates = n - int(np.count_nonzero(births != _UNKNOWN))
-        units = [(table, part) for table in event_tables
-                 for part in _parts(con, table, ("patient_id", "date"), files.get(table))]
+        units = [
+            (table, part)
+            for table in event_tables
+            for part in _parts(con, table, ("patient_id", "date"), files.get(table))
+        ]
         results = pool.map(lambda u: _check_events(u[1](), births, ceiling_days), units)
         events = {table: (0, 0, 0) for table in event_tables}
         for (table, _), counts in zip(units, results, strict=True):

@@ -18,8 +18,16 @@ from analysis.errors import AnalysisError
 from analysis.outputs.disclosure import Protected, protect
 from analysis.outputs.registry import declare_table, spec_for
 
-__all__ = ["declare_table", "protect", "save_table", "spec_for", "write_csv", "require_released",
-           "safe_name", "inside"]
+__all__ = [
+    "declare_table",
+    "protect",
+    "save_table",
+    "spec_for",
+    "write_csv",
+    "require_released",
+    "safe_name",
+    "inside",
+]
 
 RELEASED = "released_as"
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
@@ -31,8 +39,10 @@ def safe_name(name, what: str) -> str:
     text = str(name)
     if not SAFE_NAME.match(text):
         shown = text[:40].encode("unicode_escape").decode("ascii")
-        raise AnalysisError(f"{what} {shown!r} is not a safe name: use letters, digits, - and _ "
-                            "(it becomes a folder or file name).")
+        raise AnalysisError(
+            f"{what} {shown!r} is not a safe name: use letters, digits, - and _ "
+            "(it becomes a folder or file name)."
+        )
     return text
 
 
@@ -56,8 +66,10 @@ def save_table(df, name: str, folder: Path, rule, params=None) -> Protected:
 def require_released(df, what: str = "a figure"):
     """Refuse to draw from a table that has not passed the disclosure step."""
     if RELEASED not in getattr(df, "attrs", {}):
-        raise AnalysisError(f"{what} must be drawn from a table returned by run.save_table(...) (the "
-                            "disclosure step), not from an unprotected one.")
+        raise AnalysisError(
+            f"{what} must be drawn from a table returned by run.save_table(...) (the "
+            "disclosure step), not from an unprotected one."
+        )
     return df
 
 
@@ -80,7 +92,9 @@ def _defused(df):
     for c in df.columns:
         if df[c].dtype != object:
             continue
-        bad = df[c].map(lambda v: isinstance(v, str) and v.startswith(FORMULA_START) and not _number(v))
+        bad = df[c].map(
+            lambda v: isinstance(v, str) and v.startswith(FORMULA_START) and not _number(v)
+        )
         if bad.any():
             out = df.copy() if out is None else out
             out[c] = df[c].where(~bad, "'" + df[c].astype(str))

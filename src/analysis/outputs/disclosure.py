@@ -50,8 +50,11 @@ class Rule:
         threshold, zero included (a zero tells that nobody in the group has the attribute).
         Deciding on the rounded value makes the decision a function of what is released:
         two runs whose thresholds differ then tell nothing beyond the rounded count."""
-        return count is not None and not (isinstance(count, float) and math.isnan(count)) \
+        return (
+            count is not None
+            and not (isinstance(count, float) and math.isnan(count))
             and self.round(count) < self.threshold
+        )
 
     def describe(self) -> str:
         text = f"{self.name} rule: counts below {self.threshold} withheld"
@@ -92,8 +95,12 @@ def resolve(rule_name, is_synthetic: bool) -> Rule | None:
     rule = RULES.get(rule_name)
     if rule is not None and (threshold or rounding):
         t, r = threshold or rule.threshold, rounding or rule.round_to
-        rule = Rule(f"{rule.name} (threshold {t}, rounding {r})", threshold=t, round_to=r,
-                    for_release=t >= rule.threshold and r >= rule.round_to and (r % rule.round_to == 0))
+        rule = Rule(
+            f"{rule.name} (threshold {t}, rounding {r})",
+            threshold=t,
+            round_to=r,
+            for_release=t >= rule.threshold and r >= rule.round_to and (r % rule.round_to == 0),
+        )
     return rule
 
 
@@ -158,7 +165,9 @@ def protect(df, name: str, rule: Rule | None, params=None) -> Protected:
             t[pct] = 100 * t[num] / total if total else np.nan
         elif den == "from_pct":
             totals = (100 * original[num].astype(float) / original[pct].astype(float)).round()
-            rel = totals.apply(lambda v: np.nan if v != v or not np.isfinite(v) else float(rule.round(v)))
+            rel = totals.apply(
+                lambda v: np.nan if v != v or not np.isfinite(v) else float(rule.round(v))
+            )
             t[pct] = 100 * t[num] / rel
         else:
             t[pct] = 100 * t[num] / t[den]
@@ -168,7 +177,9 @@ def protect(df, name: str, rule: Rule | None, params=None) -> Protected:
         t[col] = t[col].astype(float).round(digits)
     dropped = 0
     if spec.rows_exist_only_with_patients and spec.counts:
-        gone = t[list(spec.counts)].isna().all(axis=1) & original[list(spec.counts)].notna().any(axis=1)
+        gone = t[list(spec.counts)].isna().all(axis=1) & original[list(spec.counts)].notna().any(
+            axis=1
+        )
         dropped = int(gone.sum())
         t = t[~gone]
     if spec.counts:
@@ -218,8 +229,11 @@ def _top_code(t, spec):
         t[col] = t[col].astype(object)
         return t
     other_keys = [k for k in spec.keys if k != col and k in t.columns and k not in ("age_group",)]
-    merged = t[top].groupby(other_keys, as_index=False)[list(spec.counts)].sum() if other_keys else \
-        t[top][list(spec.counts)].sum().to_frame().T
+    merged = (
+        t[top].groupby(other_keys, as_index=False)[list(spec.counts)].sum()
+        if other_keys
+        else t[top][list(spec.counts)].sum().to_frame().T
+    )
     merged[col] = label
     if "age_group" in t.columns:
         merged["age_group"] = label
@@ -285,23 +299,32 @@ def protect_table_one(t, rule: Rule, params):
                 if kind == "binary":
                     ok = rel[g] is not None and size[g]
                     t.at[i, f"{g}_pct"] = 100 * rel[g] / size[g] if ok else np.nan
-                    lo, hi = _proportion_intervals([rel[g] if ok else np.nan], [size[g] or np.nan], params)
+                    lo, hi = _proportion_intervals(
+                        [rel[g] if ok else np.nan], [size[g] or np.nan], params
+                    )
                     t.at[i, f"{g}_ci_low"], t.at[i, f"{g}_ci_high"] = lo[0], hi[0]
             p = [t.at[i, f"{g}_pct"] for g in groups]
-            t.at[i, "smd"] = (round(smd_binary(p[0] / 100, p[1] / 100), 2)
-                              if kind == "binary" and all(v == v for v in p) else np.nan)
+            t.at[i, "smd"] = (
+                round(smd_binary(p[0] / 100, p[1] / 100), 2)
+                if kind == "binary" and all(v == v for v in p)
+                else np.nan
+            )
         elif kind == "continuous":
             support = t.attrs.get("support", {}).get(t.at[i, "variable"])
             for g in groups:
-                # withheld with its group, or when it rests on few patients with (or without) a value
+                # withheld with its group, or when it rests on few patients with (or without) a
+                # value
                 few = support is None or any(rule.suppressed(k) for k in support[g])
                 for s in ("mean", "sd"):
                     v = orig.at[i, f"{g}_{s}"]
                     t.at[i, f"{g}_{s}"] = np.nan if size[g] is None or few else round(v, 1)
                 t.at[i, f"{g}_ci_low"] = t.at[i, f"{g}_ci_high"] = np.nan  # intervals of means
             m = [t.at[i, f"{g}_mean"] for g in groups] + [t.at[i, f"{g}_sd"] for g in groups]
-            t.at[i, "smd"] = (round(smd_continuous(m[0], m[2], m[1], m[3]), 2)
-                              if all(v == v for v in m) else np.nan)
+            t.at[i, "smd"] = (
+                round(smd_continuous(m[0], m[2], m[1], m[3]), 2)
+                if all(v == v for v in m)
+                else np.nan
+            )
     return t, withheld
 
 
@@ -339,16 +362,26 @@ def protect_regression(table, rule: Rule, params):
             groups = [cells[cells["band"] == band], cells[cells["band"] == ref]]
         else:
             groups = [cells[cells["sex"] == s_] for s_ in ("M", "F")]
-        bad = any(rule.suppressed(int(g["events"].sum())) or rule.suppressed(int(g["non_events"].sum()))
-                  for g in groups) or term not in refit.index
+        bad = (
+            any(
+                rule.suppressed(int(g["events"].sum()))
+                or rule.suppressed(int(g["non_events"].sum()))
+                for g in groups
+            )
+            or term not in refit.index
+        )
         cols = ["odds_ratio", "ci_low", "ci_high", "p_value"]
         if bad:
             n += 1
             t.loc[i, cols] = np.nan
         else:
             r = refit.loc[term]
-            t.loc[i, cols] = [round(float(r["odds_ratio"]), 2), round(float(r["ci_low"]), 2),
-                              round(float(r["ci_high"]), 2), float(f"{float(r['p_value']):.2g}")]
+            t.loc[i, cols] = [
+                round(float(r["odds_ratio"]), 2),
+                round(float(r["ci_low"]), 2),
+                round(float(r["ci_high"]), 2),
+                float(f"{float(r['p_value']):.2g}"),
+            ]
             t.at[i, "method"] = r["method"]
     return t, n
 
@@ -391,7 +424,9 @@ def protect_attrition(table, rule: Rule, params=None):
         if step in hidden:
             continue
         n = released[step]
-        t.at[i, "pct_of_previous"] = (100 * n / released[prev] if released.get(prev) else math.nan) if prev else 100.0
+        t.at[i, "pct_of_previous"] = (
+            (100 * n / released[prev] if released.get(prev) else math.nan) if prev else 100.0
+        )
         outside = step == "database" or str(step).startswith("excluded_")
         t.at[i, "pct_of_all"] = math.nan if outside else (100 * n / n_all if n_all else math.nan)
     return t, withheld

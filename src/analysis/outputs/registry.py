@@ -93,20 +93,34 @@ class TableSpec:
 
     def __post_init__(self):
         if not NAME.match(self.name):
-            raise AnalysisError(f"Output table name {self.name!r} must be lower-case letters, digits "
-                                "and _ (it becomes a file name).")
+            raise AnalysisError(
+                f"Output table name {self.name!r} must be lower-case letters, digits "
+                "and _ (it becomes a file name)."
+            )
         cols = set(self.columns)
-        named = set(self.counts) | set(self.keys) | set(self.pct) | set(self.withhold) | set(self.derived)
+        named = (
+            set(self.counts)
+            | set(self.keys)
+            | set(self.pct)
+            | set(self.withhold)
+            | set(self.derived)
+        )
         named |= {c for d in self.derived.values() for c in d}
         named |= {c for t in self.ci for c in t}
         unknown = named - cols
         if unknown:
-            raise AnalysisError(f"Output table {self.name!r}: the declaration names columns that are not "
-                                f"among its columns: {', '.join(sorted(unknown))}.")
+            raise AnalysisError(
+                f"Output table {self.name!r}: the declaration names columns that are not "
+                f"among its columns: {', '.join(sorted(unknown))}."
+            )
         for c, unit in self.counts.items():
-            if unit not in ("patients", "records") and not (unit.startswith("records:") and unit[8:] in cols):
-                raise AnalysisError(f"Output table {self.name!r}: count column {c!r} has unit {unit!r}; "
-                                    "expected 'patients', 'records' or 'records:<patient count column>'.")
+            if unit not in ("patients", "records") and not (
+                unit.startswith("records:") and unit[8:] in cols
+            ):
+                raise AnalysisError(
+                    f"Output table {self.name!r}: count column {c!r} has unit {unit!r}; "
+                    "expected 'patients', 'records' or 'records:<patient count column>'."
+                )
 
     def check(self, df) -> None:
         """Refuse a table that does not match this declaration (names the difference)."""
@@ -118,8 +132,9 @@ class TableSpec:
         bad_extra = []
         for c in extra:
             s = df[c]
-            if self.extra_columns == "labels" and (s.dtype == bool or s.dtype == object
-                                                   or isinstance(s.dtype, pd.StringDtype)):
+            if self.extra_columns == "labels" and (
+                s.dtype == bool or s.dtype == object or isinstance(s.dtype, pd.StringDtype)
+            ):
                 if s.dtype == object and any(not isinstance(v, str | bool) for v in s.dropna()):
                     bad_extra.append(c)
                 continue
@@ -133,9 +148,11 @@ class TableSpec:
             if bad_extra:
                 parts.append(f"undeclared column(s) {', '.join(bad_extra)}")
             raise UndeclaredTable(
-                f"Table {self.name!r} does not match its declaration: {'; '.join(parts)}. Nothing was "
+                f"Table {self.name!r} does not match its declaration: {'; '.join(parts)}. Nothing "
+                f"was "
                 f"written. Change the table, or its declaration (analysis.outputs.registry, or "
-                f"declare_table('{self.name}', ...) in your notebook).")
+                f"declare_table('{self.name}', ...) in your notebook)."
+            )
 
 
 _REGISTRY: dict[str, TableSpec] = {}
@@ -165,16 +182,21 @@ def declare_table(name: str, columns, *, counts=None, replace: bool = False, **k
 def spec_for(name: str) -> TableSpec:
     """The declaration of ``name``; an undeclared table is refused, under every rule."""
     if not isinstance(name, str) or not NAME.match(name):
-        raise UndeclaredTable(f"Output table name {name!r} must be lower-case letters, digits and _.")
+        raise UndeclaredTable(
+            f"Output table name {name!r} must be lower-case letters, digits and _."
+        )
     _load_project_tables()
     spec = _REGISTRY.get(name)
     if spec is None:
         raise UndeclaredTable(
-            f"Table {name!r} is not declared, so it cannot be released. Nothing was written. Declare it "
+            f"Table {name!r} is not declared, so it cannot be released. Nothing was written. "
+            f"Declare it "
             f"once, next to your notebook, e.g.\n"
             f"    from analysis.outputs import declare_table\n"
-            f"    declare_table({name!r}, columns=[...], counts={{'n': 'patients'}}, note='what it holds')\n"
-            f"(see README, 'Your own tables').")
+            f"    declare_table({name!r}, columns=[...], counts={{'n': 'patients'}}, note='what "
+            f"it holds')\n"
+            f"(see README, 'Your own tables')."
+        )
     return spec
 
 

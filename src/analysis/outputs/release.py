@@ -14,10 +14,12 @@ import json
 import os
 from pathlib import Path
 
-RECORDS = {"manifest.json": "parameters, fingerprints and package versions (no data values)",
-           "disclosure.json": "the rule in force and the cells it withheld, per table",
-           "run.log": "the run's log (cell progress; no data values)",
-           "README.txt": "how to see why the run failed (no data values)"}
+RECORDS = {
+    "manifest.json": "parameters, fingerprints and package versions (no data values)",
+    "disclosure.json": "the rule in force and the cells it withheld, per table",
+    "run.log": "the run's log (cell progress; no data values)",
+    "README.txt": "how to see why the run failed (no data values)",
+}
 
 
 def _md(text) -> str:
@@ -32,8 +34,12 @@ def _file_row(f: Path, out: Path, disc: dict, notebook: str) -> tuple[str, str, 
         t = tables.get(f.stem)
         if t is None:
             return rel, "**NO**: not written by the disclosure step; check by hand", "", ""
-        return rel, "yes: declared table, protected", t.get("note", ""), \
-            f"{t.get('cells_withheld', 0)} cells; {t.get('rows_left_out', 0)} rows left out"
+        return (
+            rel,
+            "yes: declared table, protected",
+            t.get("note", ""),
+            f"{t.get('cells_withheld', 0)} cells; {t.get('rows_left_out', 0)} rows left out",
+        )
     if f.parent.name == "figures":
         if f.stem in figures:
             return rel, "yes: figure drawn from the released tables", "", ""
@@ -61,9 +67,18 @@ def _pairs(runs: list[tuple[Path, dict]]) -> list[tuple[Path, Path, str]]:
         if m1.get("data_source") == m2.get("data_source"):
             diff = [k for k in sorted(set(p1) | set(p2)) if p1.get(k) != p2.get(k)]
             if len(diff) == 1:
-                out.append((d1, d2, f"differ in {diff[0]} only ({p1.get(diff[0])} / {p2.get(diff[0])})"))
+                out.append(
+                    (d1, d2, f"differ in {diff[0]} only ({p1.get(diff[0])} / {p2.get(diff[0])})")
+                )
         elif p1 == p2:
-            out.append((d1, d2, f"same parameters, data sources {m1.get('data_source')} / {m2.get('data_source')}"))
+            out.append(
+                (
+                    d1,
+                    d2,
+                    f"same parameters, data sources {m1.get('data_source')} / "
+                    f"{m2.get('data_source')}",
+                )
+            )
     return out
 
 
@@ -92,10 +107,16 @@ def _differences(d1: Path, d2: Path, threshold: int, step: int) -> list[str]:
             for c in spec.counts:
                 a, b = _float(row.get(c)), _float(other.get(c))
                 if (a is None) != (b is None):
-                    found.append(f"{t1.stem}.{c} ({where}): withheld in one, {a if a is not None else b:g} in the other")
+                    found.append(
+                        f"{t1.stem}.{c} ({where}): withheld in one, {a if a is not None else b:g} "
+                        f"in the other"
+                    )
                 elif a is not None and b is not None and a != b:
                     if abs(a - b) < threshold:
-                        found.append(f"{t1.stem}.{c} ({where}): {a:g} vs {b:g}, a difference below {threshold}")
+                        found.append(
+                            f"{t1.stem}.{c} ({where}): {a:g} vs {b:g}, a difference below "
+                            f"{threshold}"
+                        )
                     elif step > 1 and abs(a - b) == step:
                         found.append(f"{t1.stem}.{c} ({where}): {a:g} vs {b:g}, one rounding step")
     return found
@@ -111,11 +132,15 @@ def _float(v):
 
 def write_release_sheet(batch) -> Path:
     out: Path = batch.out
-    lines = [f"# Release sheet: batch {_md(batch.name)}", "",
-             "Every output of this batch, for an output checker. Tables are declared once "
-             "(`analysis.outputs.registry`) and written only through the disclosure step; an "
-             "undeclared table is refused. No patient-level row, identifier or exact date is written "
-             "(a release test plants marker values and scans every output).", ""]
+    lines = [
+        f"# Release sheet: batch {_md(batch.name)}",
+        "",
+        "Every output of this batch, for an output checker. Tables are declared once "
+        "(`analysis.outputs.registry`) and written only through the disclosure step; an "
+        "undeclared table is refused. No patient-level row, identifier or exact date is written "
+        "(a release test plants marker values and scans every output).",
+        "",
+    ]
     runs = []
     for d in sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")):
         man = d / "manifest.json"
@@ -123,36 +148,57 @@ def write_release_sheet(batch) -> Path:
         disc_path = d / "disclosure.json"
         disc = json.loads(disc_path.read_text()) if disc_path.exists() else {}
         runs.append((d, m, disc))
-        lines += [f"## {_md(d.name)}", "",
-                  f"- notebook `{_md(m.get('notebook'))}`, scenario `{_md(m.get('scenario'))}`, "
-                  f"data source `{_md(m.get('data_source'))}`, status {_md(m.get('status'))}",
-                  f"- release: **{_md(m.get('release', '?'))}**",
-                  f"- disclosure rule: {_md(disc.get('description', 'none recorded'))}", "",
-                  "| file | aggregate-only | definitions and denominators | withheld |", "|---|---|---|---|"]
+        lines += [
+            f"## {_md(d.name)}",
+            "",
+            f"- notebook `{_md(m.get('notebook'))}`, scenario `{_md(m.get('scenario'))}`, "
+            f"data source `{_md(m.get('data_source'))}`, status {_md(m.get('status'))}",
+            f"- release: **{_md(m.get('release', '?'))}**",
+            f"- disclosure rule: {_md(disc.get('description', 'none recorded'))}",
+            "",
+            "| file | aggregate-only | definitions and denominators | withheld |",
+            "|---|---|---|---|",
+        ]
         for f in sorted(p for p in d.rglob("*") if p.is_file()):
-            lines.append("| " + " | ".join(_md(x) for x in _file_row(f, out, disc, m.get("notebook", ""))) + " |")
+            lines.append(
+                "| "
+                + " | ".join(_md(x) for x in _file_row(f, out, disc, m.get("notebook", "")))
+                + " |"
+            )
         lines.append("")
     ok = [(d, m) for d, m, _ in runs if m.get("status") == "ok"]
     pairs = _pairs(ok)
-    lines += ["## Pairs a checker must compare", "",
-              "Runs of one notebook that differ in one parameter, or only in their data source: the "
-              "difference of two released counts can reveal a small group. Listed for each pair: counts "
-              "withheld in one run and released in the other, counts that differ by less than the "
-              "threshold, and, under rounding, counts that differ by one rounding step (when the two runs "
-              "differ only slightly, for example by one day of the index date, such a step can pin the exact "
-              "count at the rounding boundary). Several runs that differ step by step in one parameter "
-              "(an index-date sweep) should not be released together.", ""]
+    lines += [
+        "## Pairs a checker must compare",
+        "",
+        "Runs of one notebook that differ in one parameter, or only in their data source: the "
+        "difference of two released counts can reveal a small group. Listed for each pair: counts "
+        "withheld in one run and released in the other, counts that differ by less than the "
+        "threshold, and, under rounding, counts that differ by one rounding step (when the two "
+        "runs "
+        "differ only slightly, for example by one day of the index date, such a step can pin the "
+        "exact "
+        "count at the rounding boundary). Several runs that differ step by step in one parameter "
+        "(an index-date sweep) should not be released together.",
+        "",
+    ]
     if not pairs:
         lines.append("No such pairs in this batch.")
     for d1, d2, why in pairs:
         disc = next((x for d, _, x in runs if d == d1), {})
         threshold, step = _threshold(disc), _step(disc)
         found = _differences(d1, d2, threshold, step) if threshold else []
-        lines.append(f"- `{_md(d1.name)}` and `{_md(d2.name)}`: {_md(why)}; "
-                     + (f"**{len(found)} count(s) to check**: " + "; ".join(_md(x) for x in found[:20])
-                        + (f"; and {len(found) - 20} more" if len(found) > 20 else "")
-                        if found else "no count withheld in one and released in the other, none differing "
-                                      "by less than the threshold or by one rounding step"))
+        lines.append(
+            f"- `{_md(d1.name)}` and `{_md(d2.name)}`: {_md(why)}; "
+            + (
+                f"**{len(found)} count(s) to check**: "
+                + "; ".join(_md(x) for x in found[:20])
+                + (f"; and {len(found) - 20} more" if len(found) > 20 else "")
+                if found
+                else "no count withheld in one and released in the other, none differing "
+                "by less than the threshold or by one rounding step"
+            )
+        )
     lines.append("")
     target = out / "release.md"
     tmp = target.with_name(".release.md.tmp")
