@@ -12,6 +12,22 @@ from analysis import synth
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _published() -> dict:
+    """The paper's figures as printed, from data/reference/published.csv (id -> value:
+    an int for counts, a float otherwise); tests take the published values from there."""
+    out = {}
+    with (ROOT / "data" / "reference" / "published.csv").open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            v = row["published"]
+            out[row["id"]] = (
+                int(v) if row["decimals"] == "0" and row["unit"] == "patients" else float(v)
+            )
+    return out
+
+
+PUB = _published()
+
+
 @pytest.fixture(scope="session")
 def default_db(tmp_path_factory) -> Path:
     """The synthetic default cohort (2503 patients, default seed), built once."""

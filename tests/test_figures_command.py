@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from conftest import PUB
+
 PUBLISHED_IDS = [
     "population.n",
     "population.age_mean",
@@ -51,16 +53,19 @@ def test_every_published_id_is_there_with_its_shape(figures):
 
 def test_the_published_figures_at_printed_precision(figures):
     v = {k: f["value"] for k, f in figures.items()}
-    assert v["population.n"] == 2503  # P1
-    assert round(v["population.age_mean"], 2) == 58.52  # P2
-    assert round(v["population.age_sd"], 2) == 12.13
+    P = PUB  # the published figures, from data/reference/published.csv
+    assert v["population.n"] == P["population.n"]  # P1
+    assert round(v["population.age_mean"], 2) == P["population.age_mean"]  # P2
+    assert round(v["population.age_sd"], 2) == P["population.age_sd"]
     assert (v["population.age_min"], v["population.age_max"]) == (14, 98)  # P3
-    assert round(v["population.female_pct"], 2) == 58.01  # P4 (percent, not a fraction)
-    assert v["pain.n"] == 827 and round(v["pain.pct_of_population"], 2) == 33.04  # P5
+    assert round(v["population.female_pct"], 2) == P["population.female_pct"]  # P4 (percent)
+    assert v["pain.n"] == P["pain.n"]  # P5
+    assert round(v["pain.pct_of_population"], 2) == P["pain.pct_of_population"]
     assert round(v["pain.age_mean"]) == 57  # P6 (the SD 1.52 is impossible)
-    assert round(v["pain.male_pct"], 1) == 55.7  # P7
-    assert v["pain_risk.n"] == 376 and round(v["pain_risk.pct_of_pain"], 1) == 45.5  # P8
-    assert round(v["target.pct_of_pain"], 2) == 14.63  # P9
+    assert round(v["pain.male_pct"], 1) == P["pain.male_pct"]  # P7
+    assert v["pain_risk.n"] == P["pain_risk.n"]  # P8
+    assert round(v["pain_risk.pct_of_pain"], 1) == P["pain_risk.pct_of_pain"]
+    assert round(v["target.pct_of_pain"], 2) == P["target.pct_of_pain"]  # P9
     assert round(v["target.pct_of_population"], 1) == 4.8
     assert v["candidates.n"] == pytest.approx(121 * 0.5)  # P10 at the assumed 50%
 

@@ -13,7 +13,7 @@ import pytest
 
 from analysis import synth
 from analysis.errors import AnalysisError
-from conftest import ROOT
+from conftest import PUB, ROOT
 
 TABLES = ("patients", "diagnoses", "pain_episodes", "prescriptions")
 
@@ -84,15 +84,16 @@ def paper_figures(folder):
 
 def test_default_cohort_reproduces_every_published_figure(default_db):
     f = paper_figures(default_db)
-    assert f["P1"] == 2503
-    assert f["P2 mean"] == 58.52 and f["P2 sd"] == 12.13
-    assert f["P3"] == (14, 98)
-    assert f["P4"] == 58.01
-    assert f["P5"] == (827, 33.04)
-    assert f["P6"] == 57
-    assert f["P7"] == 55.7
-    assert f["P8"] == (376, 45.5)
-    assert f["P9"] == (14.63, 4.8)
+    P = PUB  # data/reference/published.csv
+    assert f["P1"] == P["population.n"]
+    assert f["P2 mean"] == P["population.age_mean"] and f["P2 sd"] == P["population.age_sd"]
+    assert f["P3"] == (P["population.age_min"], P["population.age_max"])
+    assert f["P4"] == P["population.female_pct"]
+    assert f["P5"] == (P["pain.n"], P["pain.pct_of_population"])
+    assert f["P6"] == P["pain.age_mean"]
+    assert f["P7"] == P["pain.male_pct"]
+    assert f["P8"] == (P["pain_risk.n"], P["pain_risk.pct_of_pain"])
+    assert f["P9"] == (P["target.pct_of_pain"], P["target.pct_of_population"])
 
 
 def test_the_default_holds_patients_the_population_leaves_out(default_db):
@@ -161,11 +162,13 @@ def test_another_seed_gives_other_rows_but_the_same_figures(tmp_path, default_db
 def test_larger_cohort_holds_the_figures_as_proportions(tmp_path):
     f = paper_figures(synth.generate(tmp_path / "big", patients=25030, seed=3, chunk_size=5000))
     assert f["P1"] == 25030
-    assert abs(f["P2 mean"] - 58.52) <= 0.01 and abs(f["P2 sd"] - 12.13) <= 0.02
-    assert f["P4"] == pytest.approx(58.01, abs=0.02)
-    assert f["P5"][1] == pytest.approx(33.04, abs=0.02)
-    assert f["P8"][1] == pytest.approx(45.5, abs=0.1)
-    assert f["P9"][0] == pytest.approx(14.63, abs=0.05)
+    P = PUB
+    assert abs(f["P2 mean"] - P["population.age_mean"]) <= 0.01
+    assert abs(f["P2 sd"] - P["population.age_sd"]) <= 0.02
+    assert f["P4"] == pytest.approx(P["population.female_pct"], abs=0.02)
+    assert f["P5"][1] == pytest.approx(P["pain.pct_of_population"], abs=0.02)
+    assert f["P8"][1] == pytest.approx(P["pain_risk.pct_of_pain"], abs=0.1)
+    assert f["P9"][0] == pytest.approx(P["target.pct_of_pain"], abs=0.05)
 
 
 def test_several_practices_of_different_size_and_age(tmp_path):

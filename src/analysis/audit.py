@@ -415,16 +415,20 @@ def _consistency_audit(published: tuple[Published, ...]) -> pd.DataFrame:
             if both
             else "no common count",
         )
-    if "pain.male_pct" in pub and "population.female_pct" in pub:
-        males_pain = grim_counts(pub["pain.male_pct"].published, 827, decimals=1)
-        female_all = grim_counts(pub["population.female_pct"].published, 2503, decimals=2)
-        ok = bool(males_pain and female_all and min(males_pain) <= 2503 - max(female_all))
+    # the published counts and denominators, read from the figures file (never literals)
+    n_pop = _count(pub, "population.n")
+    n_pain = _count(pub, "pain.n")
+    if "pain.male_pct" in pub and "population.female_pct" in pub and n_pop and n_pain:
+        mp, fp = pub["pain.male_pct"], pub["population.female_pct"]
+        males_pain = grim_counts(mp.published, mp.denominator_n or n_pain, decimals=mp.decimals)
+        female_all = grim_counts(fp.published, fp.denominator_n or n_pop, decimals=fp.decimals)
+        ok = bool(males_pain and female_all and min(males_pain) <= n_pop - max(female_all))
         add(
             "men in the pain cohort fit among the population's men",
             "P4, P7",
             "implied men with pain <= implied men in the population",
             GRIM_REF,
-            f"{males_pain} men with pain; {[2503 - f for f in female_all]} men in all",
+            f"{males_pain} men with pain; {[n_pop - f for f in female_all]} men in all",
             "consistent" if ok else "inconsistent",
             "",
         )
@@ -432,7 +436,8 @@ def _consistency_audit(published: tuple[Published, ...]) -> pd.DataFrame:
     # SD bounds
     target_k = None
     if "target.pct_of_pain" in pub:
-        ka = grim_counts(pub["target.pct_of_pain"].published, 827, decimals=2)
+        tp = pub["target.pct_of_pain"]
+        ka = grim_counts(tp.published, tp.denominator_n or n_pain, decimals=tp.decimals)
         target_k = min(ka) if ka else None
     if {"population.age_mean", "population.age_sd"} <= set(pub):
         m, s = pub["population.age_mean"], pub["population.age_sd"]
@@ -468,10 +473,10 @@ def _consistency_audit(published: tuple[Published, ...]) -> pd.DataFrame:
             at_least=(target_k, 75) if target_k else None,
         )
         ceiling = subgroup_sd_ceiling(
-            2503,
+            n_pop or pub["population.age_mean"].denominator_n,
             pub["population.age_mean"].published,
             pub["population.age_sd"].published,
-            827,
+            m.denominator_n,
             m.published,
         )
         top = min(b.max_sd, ceiling)
@@ -518,6 +523,12 @@ def _consistency_audit(published: tuple[Published, ...]) -> pd.DataFrame:
                 + f" = {implied:.2f}",
             )
     return pd.DataFrame(rows)
+
+
+def _count(pub: dict, fid: str) -> int | None:
+    """A published count (``patients``) from the figures file, or None."""
+    p = pub.get(fid)
+    return int(Fraction(p.published)) if p is not None and p.unit == "patients" else None
 
 
 def _sd_method(k, extremes):
