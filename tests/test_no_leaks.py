@@ -272,10 +272,14 @@ def test_real_data_with_disclosure_off_is_stamped_not_for_release(small_db, tmp_
     names = [r.name for r in b.runs]
     assert names == [
         "paper-03_eligibility",
-        "unrounded-03_eligibility-NOT-FOR-RELEASE",
-        "weak-03_eligibility-NOT-FOR-RELEASE",
+        "unrounded-03_eligibility",
+        "weak-03_eligibility",
     ]
+    assert [r.release for r in b.runs] == ["aggregates under disclosure control"] + [
+        "NOT FOR RELEASE"
+    ] * 2
     assert all(r["status"] == "ok" for r in run_batch(b, jobs=2, progress=False))
+    assert (b.out / "index.html").read_text().count("release: NOT FOR RELEASE") == 2
     for n in names[1:]:
         assert "NOT FOR RELEASE" in (b.out / n / "03_eligibility.html").read_text()
         assert json.loads((b.out / n / "manifest.json").read_text())["release"] == "NOT FOR RELEASE"

@@ -13,6 +13,7 @@ notebooks: it never computes a statistic itself.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import fnmatch
 import hashlib
@@ -44,6 +45,7 @@ class Run:
     source: str
     data: str
     overrides: dict = field(default_factory=dict)
+    release: str = ""  # synthetic data / aggregates under disclosure control / NOT FOR RELEASE
 
     @property
     def notebook_path(self) -> Path:
@@ -165,23 +167,9 @@ def load_batch(
                     )
     if problems:
         raise AnalysisError("The batch was not started:\n  " + "\n  ".join(dict.fromkeys(problems)))
-    # data not marked synthetic with disclosure control off or weakened: stamped in the run's name
-    stamped = []
-    for r in runs:
-        if _release(r) == "NOT FOR RELEASE":
-            stamped.append(
-                Run(
-                    name=f"{r.name}-NOT-FOR-RELEASE",
-                    notebook=r.notebook,
-                    scenario=r.scenario,
-                    source=r.source,
-                    data=r.data,
-                    overrides=r.overrides,
-                )
-            )
-        else:
-            stamped.append(r)
-    runs = stamped
+    # each run's release status is a field (NOT FOR RELEASE for data not marked synthetic
+    # with disclosure control off or weakened): the HTML, manifest, index and sheet show it
+    runs = [dataclasses.replace(r, release=_release(r)) for r in runs]
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise AnalysisError(f"Batch file {path}: two runs have the same name.")
@@ -389,7 +377,7 @@ def execute_run(
                 executed,
                 tmp / f"{run.notebook}.html",
                 show_code,
-                stamp=run.name.endswith("-NOT-FOR-RELEASE"),
+                stamp=run.release == "NOT FOR RELEASE",
             )
         except Exception as exc:
             if status == "ok":
@@ -403,7 +391,7 @@ def execute_run(
         "scenario": run.scenario,
         "data_source": run.source,
         "data_is_synthetic": _synthetic(run.data),
-        "release": _release(run),
+        "release": run.release or _release(run),
         "status": status,
         "error": error,
         "parameters": params,

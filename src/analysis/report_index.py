@@ -80,6 +80,15 @@ def _key_figures(d: Path) -> str:
     return ""
 
 
+def _release_badge(m: dict) -> str:
+    """The run's release status, in red when it is NOT FOR RELEASE."""
+    rel = m.get("release")
+    if not rel:
+        return ""
+    cls = " class='failed'" if rel == "NOT FOR RELEASE" else ""
+    return f"<br><small{cls}>release: {_esc(rel)}</small>"
+
+
 def _href(*parts) -> str:
     """A relative link, quoted for a URL and escaped for an attribute."""
     from urllib.parse import quote
@@ -144,7 +153,7 @@ def render_index(batch) -> str:
         rows.append(
             f"<tr><td>{_esc(name)}<br><small>{_esc(m.get('notebook'))} &middot; scenario "
             f"{_esc(m.get('scenario'))}"
-            f" &middot; data {_esc(m.get('data_source'))}</small></td>"
+            f" &middot; data {_esc(m.get('data_source'))}</small>{_release_badge(m)}</td>"
             f"<td class='{cls}'>{_esc(status)}</td><td>{key}</td>"
             f"<td>{' &middot; '.join(links)}<br><small>tables: {tlinks}</small></td>"
             f"<td class='thumbs'>{thumbs}</td>"
