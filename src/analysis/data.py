@@ -76,9 +76,7 @@ class Database:
         if self.url:
             return {"database": self.url}
         files = sorted(set(self.files.values()) | self._side_files())
-        folder = _cache_folder()
-        memo = folder / "digests.json" if folder else None
-        return {p.name: digest for p, digest in sha256_files(files, memo=memo).items()}
+        return {p.name: digest for p, digest in remembered_digests(files).items()}
 
     def _side_files(self) -> set[Path]:
         """Files that change what the tables hold besides the table files: a folder's
@@ -198,6 +196,13 @@ def _validate_alongside(db: Database) -> None:
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="validate")
     db.pending = pool.submit(run)
     pool.shutdown(wait=False)
+
+
+def remembered_digests(files) -> dict[Path, str]:
+    """sha256 of each file, through the digest memo of the cache folder (a file unchanged
+    since it was last hashed is not read again; see :func:`sha256_files`)."""
+    folder = _cache_folder()
+    return sha256_files(files, memo=folder / "digests.json" if folder else None)
 
 
 def _cache_folder() -> Path | None:

@@ -1,0 +1,431 @@
+"""Execute a batch: worker processes run the notebooks with papermill and write each run's
+folder atomically; the index page, the release sheet and the summary follow."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+
+from analysis import paths
+from analysis.batch.manifest import _now, _write_json, package_versions, run_parameters, sha256_file
+from analysis.batch.plan import (
+    KERNEL,
+    MANIFEST,
+    Batch,
+    Run,
+    _refuse_foreign_files,
+    _refuse_other_data,
+    _release,
+    _stale_temporaries,
+    _synthetic,
+    load_batch,
+    plan,
+)
+from analysis.errors import AnalysisError
+from analysis.notebook import resolve
+from analysis.params import Params
+
+
+def execute_run(
+    run: Run, batch_out: str, key: str, code: dict, data_fp: dict, show_code: bool
+) -> dict:
+    """Execute one run in a worker process; returns its summary. Never raises."""
+    import logging
+
+    from analysis.outputs import inside
+
+    final = inside(batch_out, Path(batch_out) / run.name)
+    tmp = inside(batch_out, Path(batch_out) / f".tmp-{run.name}-{os.getpid()}")
+    failed_dir = inside(batch_out, Path(batch_out) / f"{run.name}.failed")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    started = _now()
+    t0 = time.perf_counter()
+    params = run_parameters(run, final)
+    inject = dict(params)
+    inject["output_dir"] = str(tmp)
+    log_path = tmp / "run.log"
+    # the kernel inherits this worker's stderr: send it (and its shutdown noise) to the log
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    saved_stderr = os.dup(2)
+    os.dup2(log_fd, 2)
+    handler = logging.FileHandler(log_path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    pm_log = logging.getLogger("papermill")
+    pm_log.addHandler(handler)
+    pm_log.setLevel(logging.INFO)
+    status, error = "ok", None
+    timings = {}
+    try:
+        import papermill as pm
+
+        t = time.perf_counter()
+        pm.execute_notebook(
+            str(run.notebook_path),
+            str(tmp / f"{run.notebook}.ipynb"),
+            parameters=inject,
+            kernel_name=KERNEL,
+            cwd=str(paths.NOTEBOOKS),
+            progress_bar=False,
+            log_output=True,
+            request_save_on_cell_execute=False,
+        )
+        timings["execute_s"] = round(time.perf_counter() - t, 3)
+    except Exception as exc:  # papermill raises PapermillExecutionError for a cell error
+        status = "failed"
+        error = _describe_error(exc)
+    finally:
+        pm_log.removeHandler(handler)
+        handler.close()
+        os.dup2(saved_stderr, 2)
+        os.close(saved_stderr)
+        os.close(log_fd)
+    executed = tmp / f"{run.notebook}.ipynb"
+    if executed.exists():
+        t = time.perf_counter()
+        try:
+            _write_html(
+                executed,
+                tmp / f"{run.notebook}.html",
+                show_code,
+                stamp=run.release == "NOT FOR RELEASE",
+            )
+        except Exception as exc:
+            if status == "ok":
+                status, error = "failed", {"cell": None, "error": f"HTML conversion: {exc}"}
+        timings["html_s"] = round(time.perf_counter() - t, 3)
+        _rewrite_paths(executed, tmp, final)
+    manifest = {
+        "batch": Path(batch_out).name,
+        "run": run.name,
+        "notebook": run.notebook,
+        "scenario": run.scenario,
+        "data_source": run.source,
+        "data_is_synthetic": _synthetic(run.data),
+        "release": run.release or _release(run),
+        "status": status,
+        "error": error,
+        "parameters": params,
+        "resolved_parameters": Params.from_mapping(
+            {k: v for k, v in run.overrides.items() if k in Params.names()}
+        ).to_dict(),
+        "input_fingerprint": data_fp,
+        "code_fingerprint": code,
+        "lock_sha256": sha256_file(paths.LOCK_FILE) if paths.LOCK_FILE.exists() else None,
+        "run_key": key,
+        "packages": package_versions(),
+        "started": started,
+        "finished": _now(),
+        "timings": {**timings, "total_s": round(time.perf_counter() - t0, 3)},
+    }
+    detail = None
+    if status != "ok" and not manifest["data_is_synthetic"]:
+        # the error and the executed notebook may quote patient values: keep only how to see them
+        detail = error
+        manifest["error"] = error = {
+            "cell": error.get("cell") if error else None,
+            "error": "withheld: the data are not marked synthetic (see the terminal)",
+        }
+        for f in tmp.iterdir():
+            shutil.rmtree(f) if f.is_dir() else f.unlink()
+        (tmp / "README.txt").write_text(_how_to_see(run))
+    _write_json(tmp / MANIFEST, manifest)
+    if status == "ok":
+        if final.exists():
+            shutil.rmtree(final)
+        shutil.rmtree(failed_dir, ignore_errors=True)
+        tmp.rename(final)
+    else:
+        shutil.rmtree(failed_dir, ignore_errors=True)
+        tmp.rename(failed_dir)
+    return {
+        "run": run.name,
+        "notebook": run.notebook,
+        "scenario": run.scenario,
+        "status": status,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "error": error,
+        "detail": detail,
+    }
+
+
+def _how_to_see(run: Run) -> str:
+    from analysis.engines import redact
+
+    data = redact(str(resolve(run.data)))
+    return (
+        f"This run ({run.name}) failed on data not marked synthetic. What went wrong may quote a "
+        "patient's values, so it is not kept here; it was printed to the terminal that ran the "
+        "batch "
+        "and written to a log outside the report folder. To see it again:\n\n"
+        f"    python -m analysis figures --data {data}\n\n"
+        f"or run the notebook notebooks/{run.notebook}.ipynb on that data in JupyterLab.\n"
+    )
+
+
+def _describe_error(exc) -> dict:
+    ename = getattr(exc, "ename", type(exc).__name__)
+    evalue = getattr(exc, "evalue", str(exc))
+    cell = getattr(exc, "exec_count", None)
+    first = str(evalue).strip().splitlines()[0] if str(evalue).strip() else ""
+    return {"cell": cell, "error": f"{ename}: {first}"[:500]}
+
+
+NOT_FOR_RELEASE = (
+    "<div style='background:#b00020;color:white;padding:10px 14px;font:bold 16px sans-serif'>"
+    "NOT FOR RELEASE: data not marked synthetic, disclosure control off. Unrounded "
+    "counts for checking inside the secure environment only.</div>"
+)
+
+
+def _write_html(nb_path: Path, html_path: Path, show_code: bool, stamp: bool = False) -> None:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(nb_path, as_version=4)
+    exporter = HTMLExporter(
+        exclude_input=not show_code, exclude_input_prompt=True, exclude_output_prompt=True
+    )
+    body, _ = exporter.from_notebook_node(nb)
+    if stamp:
+        body = body.replace("<body", "<body data-release='not-for-release'", 1)
+        i = body.find(">", body.find("<body")) + 1
+        body = body[:i] + NOT_FOR_RELEASE + body[i:]
+    html_path.write_text(body, encoding="utf-8")
+
+
+def _rewrite_paths(nb_path: Path, tmp: Path, final: Path) -> None:
+    """The executed notebook records the temporary folder; record the final one instead."""
+    text = nb_path.read_text(encoding="utf-8")
+    nb_path.write_text(text.replace(str(tmp), str(final)), encoding="utf-8")
+
+
+def run_batch(
+    batch: Batch,
+    *,
+    jobs: int | None = None,
+    only: str | None = None,
+    force: bool = False,
+    show_code: bool | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Execute the batch; returns one summary row per selected run."""
+    from tqdm import tqdm
+
+    real = [r for r in batch.runs if not _synthetic(r.data)]
+    out = batch.out.resolve()
+    if (
+        real
+        and out.is_relative_to(paths.ROOT.resolve())
+        and not out.is_relative_to(paths.REPORTS.resolve())
+    ):
+        raise AnalysisError(
+            f"Batch {batch.name} reads data not marked synthetic: its outputs must go under "
+            f"{paths.REPORTS} (git-ignored), not {out}."
+        )
+    _refuse_other_data(batch)
+    _refuse_foreign_files(batch)
+    batch.out.mkdir(parents=True, exist_ok=True)
+    for stale in _stale_temporaries(batch):  # left by an interrupted batch
+        shutil.rmtree(stale, ignore_errors=True)
+    planned = plan(batch, only=only, force=force)
+    show = batch.show_code if show_code is None else show_code
+    results = []
+    todo = []
+    for run, key, code, fp, fresh in planned:
+        if fresh:
+            m = json.loads((batch.out / run.name / MANIFEST).read_text())
+            results.append(
+                {
+                    "run": run.name,
+                    "notebook": run.notebook,
+                    "scenario": run.scenario,
+                    "status": "up to date",
+                    "seconds": 0.0,
+                    "error": None,
+                    "last_seconds": m.get("timings", {}).get("total_s"),
+                }
+            )
+        else:
+            todo.append((run, key, code, fp))
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    # a bar on a terminal; plain lines (one per finished run) in logs and pipes
+    tty = sys.stderr.isatty()
+    bar = tqdm(
+        total=len(todo),
+        desc=f"batch {batch.name}",
+        unit="run",
+        disable=not progress or not todo or not tty,
+        file=sys.stderr,
+    )
+    if todo:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(
+            max_workers=min(jobs, len(todo)),
+            mp_context=ctx,
+            initializer=_worker_init,
+            initargs=(os.getpid(),),
+        ) as pool:
+            futures = {
+                pool.submit(execute_run, run, str(batch.out), key, code, fp, show): run
+                for run, key, code, fp in todo
+            }
+            pending = set(futures)
+            try:
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        run = futures[fut]
+                        try:
+                            results.append(fut.result())
+                        except Exception as exc:  # a killed worker
+                            results.append(
+                                {
+                                    "run": run.name,
+                                    "notebook": run.notebook,
+                                    "scenario": run.scenario,
+                                    "status": "failed",
+                                    "seconds": 0.0,
+                                    "error": {"cell": None, "error": f"worker died: {exc}"},
+                                }
+                            )
+                        bar.update(1)
+                        if progress and not tty:
+                            r = results[-1]
+                            print(
+                                f"[{len(results)}/{len(planned)}] {r['run']}: {r['status']} "
+                                f"({r['seconds']:.1f} s)",
+                                file=sys.stderr,
+                                flush=True,
+                            )
+            except KeyboardInterrupt:
+                for f in pending:
+                    f.cancel()
+                for proc in list((pool._processes or {}).values()):  # workers stop with the batch
+                    proc.terminate()
+                raise
+    bar.close()
+    order = {r.name: i for i, r in enumerate(batch.runs)}
+    results.sort(key=lambda r: order.get(r["run"], 0))
+    _report_failures_on_real_data(batch, results)
+    write_index(batch)
+    if real:
+        from analysis.outputs.release import write_release_sheet
+
+        write_release_sheet(batch)
+    return results
+
+
+def _report_failures_on_real_data(batch: Batch, results: list[dict]) -> None:
+    """A run that failed on data not marked synthetic keeps no details in its files; they
+    go to the terminal and a log outside the report folder: the run's error, and the data's
+    validation problems when the data are what failed."""
+    from analysis.credentials import write_problem_log
+    from analysis.data import open_database
+
+    runs = {r.name: r for r in batch.runs}
+    checked: dict[str, str] = {}
+    for r in results:
+        if not r.get("detail"):
+            continue
+        text = f"{r['run']}: cell {r['detail'].get('cell')}: {r['detail'].get('error')}"
+        data = runs[r["run"]].data if r["run"] in runs else None
+        if data is not None and data not in checked:
+            try:
+                open_database(resolve(data)).close()
+                checked[data] = ""
+            except AnalysisError as exc:
+                checked[data] = str(exc)
+        if data is not None and checked[data]:
+            text += f"\nThe data's problems:\n{checked[data]}"
+        path = write_problem_log(text, f"batch-{batch.name}")
+        print(f"{text}\n(not written to the report folder; also in {path})", file=sys.stderr)
+
+
+def _worker_init(parent_pid: int) -> None:
+    """A worker ends when the batch's own process ends, however it ends (killed too):
+    Linux's parent-death signal, and a watchdog thread elsewhere. Its kernel follows it
+    (ipykernel watches its parent)."""
+    import signal
+    import threading
+
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+
+    def watch():
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+def summary_table(results: list[dict]) -> str:
+    rows = [("run", "status", "seconds", "failure (notebook, cell, error)")]
+    for r in results:
+        err = ""
+        if r.get("error"):
+            err = f"{r['notebook']}, cell {r['error'].get('cell')}: {r['error'].get('error')}"
+        rows.append((r["run"], r["status"], f"{r['seconds']:.1f}", err))
+    w = [max(len(x[i]) for x in rows) for i in range(3)]
+    lines = [
+        f"{a.ljust(w[0])}  {b.ljust(w[1])}  {c.rjust(w[2])}  {d}".rstrip() for a, b, c, d in rows
+    ]
+    lines.insert(1, "-" * max(len(x) for x in lines))
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- index page
+def write_index(batch: Batch) -> Path:
+    from analysis.report_index import render_index
+
+    html = render_index(batch)
+    target = batch.out / "index.html"
+    tmp = target.with_name(".index.html.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, target)
+    return target
+
+
+def main_batch(path, jobs, only, force, show_code, reports=None, disclosure=None) -> int:
+    import signal
+
+    batch = load_batch(path, reports, disclosure)
+    t = time.perf_counter()
+
+    def _terminated(signum, frame):  # `kill` stops the batch as Ctrl-C does: workers with it
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        results = run_batch(batch, jobs=jobs, only=only, force=force, show_code=show_code)
+    except KeyboardInterrupt:
+        print(
+            "\nInterrupted: completed runs are kept; run the same command again to resume.",
+            file=sys.stderr,
+        )
+        return 130
+    print(summary_table(results))
+    n_fail = sum(r["status"] == "failed" for r in results)
+    n_run = sum(r["status"] in ("ok", "failed") for r in results)
+    print(
+        f"\n{len(results)} run(s): {n_run} executed, {len(results) - n_run} up to date, "
+        f"{n_fail} failed, in {time.perf_counter() - t:.1f} s."
+    )
+    print(f"Report: {batch.out / 'index.html'}")
+    return 1 if n_fail else 0

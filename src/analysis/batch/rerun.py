@@ -1,0 +1,73 @@
+"""Repeat a run from its manifest alone and check that its tables come out byte-identical."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from analysis import paths
+from analysis.batch.manifest import data_fingerprint, sha256_file
+from analysis.batch.plan import KERNEL
+from analysis.errors import AnalysisError
+
+
+def rerun_manifest(manifest_path: str | Path) -> int:
+    """Repeat a run from its manifest alone and check that its tables come out
+    byte-identical. Returns 0 when they do, 1 when any differs."""
+    import tempfile
+
+    import papermill as pm
+
+    manifest_path = Path(manifest_path)
+    if not manifest_path.exists():
+        raise AnalysisError(f"Manifest {manifest_path} does not exist.")
+    try:
+        m = json.loads(manifest_path.read_text())
+        notebook = m["notebook"]
+        resolved = m["resolved_parameters"]
+        data = m["parameters"]["data"]
+    except (json.JSONDecodeError, KeyError) as exc:
+        raise AnalysisError(f"{manifest_path} is not a run manifest ({exc}).") from None
+    run_dir = manifest_path.parent
+    now_fp = data_fingerprint(Path(data))
+    if now_fp != m.get("input_fingerprint"):
+        raise AnalysisError(
+            f"The input data at {data} are not the files the run used (their "
+            "sha256 differ from the manifest's input_fingerprint)."
+        )
+    lock = sha256_file(paths.LOCK_FILE) if paths.LOCK_FILE.exists() else None
+    if m.get("lock_sha256") and lock != m["lock_sha256"]:
+        print(
+            f"warning: requirements.lock differs from the run's ({m['lock_sha256'][:12]}...)",
+            file=sys.stderr,
+        )
+    out = Path(tempfile.mkdtemp(prefix="rerun-"))
+    params = {**resolved, "data": data, "output_dir": str(out)}
+    for k in ("grid", "published"):
+        if k in m["parameters"]:
+            params[k] = m["parameters"][k]
+    pm.execute_notebook(
+        str(paths.NOTEBOOKS / f"{notebook}.ipynb"),
+        str(out / f"{notebook}.ipynb"),
+        parameters=params,
+        kernel_name=KERNEL,
+        cwd=str(paths.NOTEBOOKS),
+        progress_bar=False,
+    )
+    differ = []
+    tables = sorted((run_dir / "tables").glob("*.csv"))
+    for t in tables:
+        again = out / "tables" / t.name
+        if not again.exists() or again.read_bytes() != t.read_bytes():
+            differ.append(t.name)
+    if differ:
+        print(
+            f"{len(differ)} of {len(tables)} table(s) differ: {', '.join(differ)} (new run in "
+            f"{out})"
+        )
+        return 1
+    print(f"Re-ran {notebook} from {manifest_path}: all {len(tables)} tables byte-identical.")
+    shutil.rmtree(out, ignore_errors=True)
+    return 0
