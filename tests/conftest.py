@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from analysis import synth
+from analysis.contract import TABLES, column_names
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,20 +41,8 @@ def small_db(tmp_path_factory) -> Path:
     return synth.generate(tmp_path_factory.mktemp("small") / "small", patients=400, seed=7)
 
 
-PATIENT_COLS = [
-    "patient_id",
-    "practice_id",
-    "sex",
-    "birth_date",
-    "registered_from",
-    "registered_to",
-]
-COLUMNS = {
-    "patients": PATIENT_COLS,
-    "diagnoses": ["patient_id", "date", "code"],
-    "pain_episodes": ["patient_id", "date", "site", "severity", "cause"],
-    "prescriptions": ["patient_id", "date", "atc_code"],
-}
+# the contract's columns, from its one declaration
+COLUMNS = {t: column_names(t) for t in TABLES}
 
 
 def write_db(folder: Path, tables: dict[str, list[dict]], synthetic: bool = False) -> Path:

@@ -351,3 +351,23 @@ def test_the_digest_memo_forgets_files_that_are_gone(tmp_path):
     c.write_text("3")
     sha256_files([c], memo=memo)
     assert set(json.loads(memo.read_text())) == {str(a.resolve()), str(c.resolve())}
+
+
+def test_the_readme_contract_table_is_the_declaration():
+    """data/README.md shows the contract as declared once in analysis.contract."""
+    from analysis.contract import markdown_table
+    from conftest import ROOT
+
+    assert markdown_table() in (ROOT / "data" / "README.md").read_text()
+
+
+def test_every_consumer_derives_its_columns_from_the_contract():
+    """The generator's Arrow schemas, the PostgreSQL tables of load and the typed views
+    have exactly the declared columns, in the declared order."""
+    from analysis.contract import SCHEMA, TABLES, arrow_schema, pg_columns
+    from analysis.synth import _schemas
+
+    for t in TABLES:
+        names = [c.name for c in SCHEMA[t]]
+        assert _schemas({})[t].names == names == arrow_schema(t).names
+        assert [n for n, _ in pg_columns(t, "BIGINT")] == names

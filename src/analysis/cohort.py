@@ -43,6 +43,7 @@ import numpy as np
 
 from analysis.codelists import load_codelist
 from analysis.data import Database
+from analysis.engines import sql_list, sql_literal
 from analysis.params import Params
 
 
@@ -136,10 +137,6 @@ class ProfileCube:
         return int(self.columns["n"][np.asarray(mask, dtype=bool)].sum())
 
 
-def _sql_list(values) -> str:
-    return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
-
-
 def _code_map_sql(
     db: Database, table: str, column: str, lists, name: str, vocabulary: str
 ) -> list[str]:
@@ -156,9 +153,7 @@ def _code_map_sql(
     from analysis.engines import create_temp_table
 
     if rows:
-        values = ", ".join(
-            f"({bit}, '{prefix.replace(chr(39), chr(39) * 2)}')" for bit, prefix in rows
-        )
+        values = ", ".join(f"({bit}, {sql_literal(prefix)})" for bit, prefix in rows)
         create_temp_table(
             db.con, f"{name}_prefix", f"SELECT * FROM (VALUES {values}) AS t(bit, prefix)"
         )
@@ -303,7 +298,7 @@ def profile_cube(
         SELECT patient_id, {q_cols},
                bit_or(CASE site {site_case} END) FILTER (WHERE severity >= {base}) AS site_mask
         FROM pain_episodes
-        WHERE site IN ({_sql_list(sites)}) AND cause IN ({_sql_list(params.pain_causes)})
+        WHERE site IN ({sql_list(sites)}) AND cause IN ({sql_list(params.pain_causes)})
           AND date BETWEEN DATE '{ws}' AND DATE '{idx}'
           AND severity >= {min(sev)}
         GROUP BY patient_id),

@@ -20,6 +20,21 @@ import numpy as np
 from analysis.errors import AnalysisError
 
 
+def sql_literal(value) -> str:
+    """A SQL string literal (single quotes doubled): the one quoting helper of the package."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def sql_list(values) -> str:
+    """Comma-separated SQL string literals, for ``IN (...)``."""
+    return ", ".join(sql_literal(v) for v in values)
+
+
+def sql_identifier(name) -> str:
+    """A quoted SQL identifier (double quotes doubled)."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
 def is_url(location) -> bool:
     """A database URL (any letter case of the scheme), not a path."""
     return str(location).strip().lower().startswith(("postgresql://", "postgres://", "spark://"))

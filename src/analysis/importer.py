@@ -37,7 +37,10 @@ import tempfile
 from pathlib import Path
 
 from analysis import paths
-from analysis.contract import SCHEMA, TABLES
+from analysis.contract import SCHEMA, SEXES, TABLES
+from analysis.engines import sql_identifier as _q
+from analysis.engines import sql_list
+from analysis.engines import sql_literal as _lit
 from analysis.errors import AnalysisError, nearest_name
 
 SEX_CODES = {
@@ -243,14 +246,6 @@ def _read_source(con, path: Path, spec: dict, view: str) -> None:
         raise AnalysisError(f"Source file {path} could not be read: {first}") from None
 
 
-def _q(name: str) -> str:
-    return '"' + str(name).replace('"', '""') + '"'
-
-
-def _lit(v) -> str:
-    return "'" + str(v).replace("'", "''") + "'"
-
-
 def import_extract(mapping: str | Path, into: str | Path) -> dict:
     """Import the extract described by ``mapping`` into the contract folder ``into``;
     returns the import report (also written as ``import_report.json``)."""
@@ -329,7 +324,11 @@ def import_extract(mapping: str | Path, into: str | Path) -> dict:
                     )
                     expr = f"(CASE {cases} ELSE {expr} END)"
                     checks.append(
-                        (c, f"{expr} NOT IN ('F', 'M')", "a sex coded F/M, 1/2, male/female")
+                        (
+                            c,
+                            f"{expr} NOT IN ({sql_list(SEXES)})",
+                            "a sex coded F/M, 1/2, male/female",
+                        )
                     )
                 if col.kind in ("date", "optional_date"):
                     formats = [fmt] if fmt else list(DATE_FORMATS)
@@ -395,7 +394,7 @@ def import_extract(mapping: str | Path, into: str | Path) -> dict:
             query = f"SELECT {select} FROM raw_{table}"
             if table == "patients":
                 recoded = con.execute(
-                    "SELECT count(*) FROM raw_patients WHERE sex NOT IN ('F', 'M')"
+                    f"SELECT count(*) FROM raw_patients WHERE sex NOT IN ({sql_list(SEXES)})"
                 ).fetchone()[0]
                 report["repairs"]["sex_recoded"] = int(recoded)
             if table == "diagnoses" and icd10 and not problems:

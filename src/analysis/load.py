@@ -9,30 +9,10 @@ import json
 import tempfile
 from pathlib import Path
 
-from analysis.contract import TABLES
+from analysis.contract import TABLES, pg_columns
 from analysis.data import open_database
 from analysis.engines import PostgresConnection, redact
 from analysis.errors import AnalysisError
-
-COLUMNS = {
-    "patients": [
-        ("patient_id", "{id}"),
-        ("practice_id", "TEXT"),
-        ("sex", "TEXT"),
-        ("birth_date", "DATE"),
-        ("registered_from", "DATE"),
-        ("registered_to", "DATE"),
-    ],
-    "diagnoses": [("patient_id", "{id}"), ("date", "DATE"), ("code", "TEXT")],
-    "pain_episodes": [
-        ("patient_id", "{id}"),
-        ("date", "DATE"),
-        ("site", "TEXT"),
-        ("severity", "INTEGER"),
-        ("cause", "TEXT"),
-    ],
-    "prescriptions": [("patient_id", "{id}"), ("date", "DATE"), ("atc_code", "TEXT")],
-}
 
 
 def load_into(folder: str | Path, url: str) -> dict:
@@ -56,7 +36,7 @@ def load_into(folder: str | Path, url: str) -> dict:
             cur = pg.conn.cursor()
             cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             for t in TABLES:
-                cols = [(c, typ.format(id=id_type)) for c, typ in COLUMNS[t]]
+                cols = pg_columns(t, id_type)
                 cur.execute(f'DROP TABLE IF EXISTS "{schema}"."{t}"')
                 cur.execute(
                     f'CREATE TABLE "{schema}"."{t}" ('

@@ -13,6 +13,10 @@ import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from analysis.contract import (  # noqa: F401  (the vocabularies: the contract's)
+    PAIN_CAUSES,
+    PAIN_SITES,
+)
 from analysis.errors import AnalysisError, nearest_name
 
 RISK_CONDITION_GROUPS = (
@@ -25,8 +29,6 @@ RISK_CONDITION_GROUPS = (
     "copd_asthma",
 )
 RISK_DRUG_GROUPS = ("antithrombotics", "corticosteroids", "ssri")
-PAIN_SITES = ("hip", "neck", "back", "knee", "shoulder", "other")
-PAIN_CAUSES = ("osteoarticular", "traumatic", "neuropathic", "other")
 CI_METHODS = ("wilson", "clopper_pearson", "agresti_coull", "jeffreys")
 BENEFIT_DISTRIBUTIONS = ("uniform", "beta", "fixed")
 DISCLOSURE_RULES = ("auto", "off", "opensafely", "ohdsi", "datashield")

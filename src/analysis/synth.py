@@ -579,39 +579,10 @@ def _years_before(d: dt.date, years: int) -> dt.date:
 
 # ----------------------------------------------------------------------------- writing
 def _schemas(meta: dict):
-    import pyarrow as pa
+    """The Arrow schemas of the four tables (the contract's), carrying the synthetic mark."""
+    from analysis.contract import TABLES, arrow_schema
 
-    md = {k.encode(): str(v).encode() for k, v in meta.items()}
-    return {
-        "patients": pa.schema(
-            [
-                ("patient_id", pa.int64()),
-                ("practice_id", pa.string()),
-                ("sex", pa.string()),
-                ("birth_date", pa.date32()),
-                ("registered_from", pa.date32()),
-                ("registered_to", pa.date32()),
-            ],
-            metadata=md,
-        ),
-        "diagnoses": pa.schema(
-            [("patient_id", pa.int64()), ("date", pa.date32()), ("code", pa.string())], metadata=md
-        ),
-        "pain_episodes": pa.schema(
-            [
-                ("patient_id", pa.int64()),
-                ("date", pa.date32()),
-                ("site", pa.string()),
-                ("severity", pa.int8()),
-                ("cause", pa.string()),
-            ],
-            metadata=md,
-        ),
-        "prescriptions": pa.schema(
-            [("patient_id", pa.int64()), ("date", pa.date32()), ("atc_code", pa.string())],
-            metadata=md,
-        ),
-    }
+    return {t: arrow_schema(t, meta) for t in TABLES}
 
 
 def _table(schema, cols):

@@ -469,23 +469,14 @@ def _create_typed_views(db: Database) -> None:
             return name if t == "DATE" else f"TRY_CAST(CAST({name} AS VARCHAR) AS DATE) AS {name}"
         return f"CAST({name} AS {target}) AS {name}"
 
-    spec = {
-        "patients": [
-            ("practice_id", "VARCHAR"),
-            ("sex", "VARCHAR"),
-            ("birth_date", "DATE"),
-            ("registered_from", "DATE"),
-            ("registered_to", "OPTDATE"),
-        ],
-        "diagnoses": [("date", "DATE"), ("code", "VARCHAR")],
-        "pain_episodes": [
-            ("date", "DATE"),
-            ("site", "VARCHAR"),
-            ("severity", "INTEGER"),
-            ("cause", "VARCHAR"),
-        ],
-        "prescriptions": [("date", "DATE"), ("atc_code", "VARCHAR")],
+    target = {
+        "text": "VARCHAR",
+        "vocab": "VARCHAR",
+        "date": "DATE",
+        "optional_date": "OPTDATE",
+        "integer": "INTEGER",
     }
+    spec = {t: [(c.name, target[c.kind]) for c in SCHEMA[t] if c.kind != "id"] for t in TABLES}
     for table, cols in spec.items():
         select = ", ".join([pid] + [col(table, n, t) for n, t in cols])
         con.execute(f"CREATE TEMP VIEW {table} AS SELECT {select} FROM src_{table}")

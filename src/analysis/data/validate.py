@@ -9,14 +9,11 @@ from typing import TYPE_CHECKING
 
 from analysis import validate_fast
 from analysis.contract import SCHEMA, TABLES, Column
+from analysis.engines import sql_literal as _sql_str
 from analysis.errors import AnalysisError
 
 if TYPE_CHECKING:
     from analysis.data.database import Database
-
-
-def _sql_str(s: str) -> str:
-    return "'" + str(s).replace("'", "''") + "'"
 
 
 MAX_LISTED_PROBLEMS = 20
