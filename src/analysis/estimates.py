@@ -90,8 +90,8 @@ def proportion_ci(
     (tests check they agree) with one deliberate difference: at x = 0 (x = n) statsmodels'
     Jeffreys interval keeps the Beta quantile as its lower (upper) end, slightly above 0
     (below 1), while here it is exactly 0 (1). They are written out here (beta quantiles from
-    ``scipy.special``) so that a command does not pay statsmodels' import time (about
-    1.2 s) for four formulas.
+    ``scipy.special``) so that a command does not pay statsmodels' import time for four
+    formulas (see the README's Performance section).
     """
     if method not in _SM_METHOD:
         raise ValueError(

@@ -199,8 +199,8 @@ def _validation_marker(db: Database, *, memo_only: bool = False) -> Path | None:
     """Where a successful validation of exactly these files is remembered (None: the
     cache is off; with ``memo_only``, also None when a file's digest is not remembered).
 
-    The key is the sha256 of every input file's content (about 0.2 s for the 360 MB of
-    10 million synthetic patients, two files at a time; nothing when a file's inode,
+    The key is the sha256 of every input file's content (two files at a time; nothing
+    when a file's inode,
     size, modification and change times are those of its last hashing, see
     :func:`sha256_files`), the metadata and the validation code, so any change to the data
     or the rules validates again. ``ANALYSIS_CACHE`` sets the folder (default
