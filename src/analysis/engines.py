@@ -56,6 +56,55 @@ def redact(url: str) -> str:
     return re.sub(r"(?i)(password\s*=)[^&\s;]*", r"\1***", text)
 
 
+class Engine:
+    """The one interface every engine offers the rest of the package: ``execute(sql)``
+    (a result with ``fetchall``, ``fetchone``, ``fetchnumpy``, ``df``),
+    ``create_temp_table(name, select_sql)``, ``cursor()`` (a second handle for another
+    thread, or None where the engine has none), ``close()``, and ``fast_routes`` (whether
+    the DuckDB-only fast validation may read the engine's files). Nothing outside this
+    module asks which engine it talks to."""
+
+    name = "engine"
+    fast_routes = False
+
+    def execute(self, sql: str, params=None):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def create_temp_table(self, name: str, select_sql: str) -> None:
+        self.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {select_sql}")
+
+    def cursor(self):
+        return None
+
+    def close(self) -> None:  # pragma: no cover - interface
+        pass
+
+
+class DuckDBEngine(Engine):
+    """Embedded DuckDB over files (the default): DuckDB's own results, threads by cursor."""
+
+    name = "duckdb"
+    fast_routes = True
+
+    def __init__(self, con=None):
+        import duckdb
+
+        self.con = duckdb.connect(":memory:") if con is None else con
+
+    def execute(self, sql: str, params=None):
+        return self.con.execute(sql, params) if params is not None else self.con.execute(sql)
+
+    def cursor(self) -> DuckDBEngine:
+        return DuckDBEngine(self.con.cursor())
+
+    def fetch_record_batches(self, sql: str, rows: int):
+        """Arrow record batches of a query (streamed)."""
+        return self.con.execute(sql).fetch_record_batch(rows)
+
+    def close(self) -> None:
+        self.con.close()
+
+
 class Result:
     """A DB-API cursor with the DuckDB result methods the module uses."""
 
@@ -84,10 +133,10 @@ class Result:
         return pd.DataFrame(self.cur.fetchall(), columns=names)
 
 
-class PostgresConnection:
-    """psycopg connection with ``execute`` returning a :class:`Result`."""
+class PostgresEngine(Engine):
+    """A PostgreSQL server through psycopg; ``execute`` returns a :class:`Result`."""
 
-    dialect = "postgres"
+    name = "postgres"
 
     def __init__(self, url: str):
         import psycopg
@@ -126,18 +175,22 @@ class PostgresConnection:
         cur.execute(sql, params or None)
         return Result(cur)
 
+    def create_temp_table(self, name: str, select_sql: str) -> None:
+        self.execute(f"DROP TABLE IF EXISTS {name}")
+        self.execute(f"CREATE TEMP TABLE {name} AS {select_sql}")
+
     def close(self) -> None:
         self.conn.close()
 
 
-class SparkConnection:
+class SparkEngine(Engine):
     """A Spark session (local mode or a cluster master) over a contract folder of Parquet
     files: ``spark://local[2]?path=/data/folder`` or ``spark://host:7077?path=hdfs://...``.
 
     The module's SQL runs through ``spark.sql`` after a few spellings are translated
     (``startswith``, ``STRING``, ordered ``row_number``, temporary views)."""
 
-    dialect = "spark"
+    name = "spark"
 
     def __init__(self, url: str):
         import re
@@ -237,8 +290,9 @@ class SparkResult:
 
 def create_temp_table(con, name: str, select_sql: str) -> None:
     """``CREATE OR REPLACE TEMP TABLE name AS select`` on any engine."""
-    if getattr(con, "dialect", "duckdb") == "postgres":
-        con.execute(f"DROP TABLE IF EXISTS {name}")
-        con.execute(f"CREATE TEMP TABLE {name} AS {select_sql}")
-    else:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {select_sql}")
+    con.create_temp_table(name, select_sql)
+
+
+# the names used before the engines became classes behind one interface
+PostgresConnection = PostgresEngine
+SparkConnection = SparkEngine

@@ -18,6 +18,7 @@ from analysis.data.validate import (
     _sql_str,
     validate_database,
 )
+from analysis.engines import DuckDBEngine
 from analysis.errors import AnalysisError
 
 METADATA_FILE = "dataset.json"
@@ -114,8 +115,6 @@ def open_database(
     while the caller computes: the caller must call :meth:`Database.check_valid` before
     it uses any result, and after any failure (the data's problems explain it better).
     """
-    import duckdb
-
     from analysis.credentials import refuse_passwords
     from analysis.engines import is_url
 
@@ -130,7 +129,7 @@ def open_database(
         if location.resolve() == paths.SYNTHETIC.resolve():
             hint = " Build the synthetic default first: python -m analysis synth"
         raise AnalysisError(f"Data location {location} does not exist.{hint}")
-    con = duckdb.connect(":memory:")
+    con = DuckDBEngine()
     if threads:
         con.execute(f"SET threads={int(threads)}")
     db = Database(location=location, con=con)

@@ -141,7 +141,7 @@ def validate_database(db: Database, *, today: dt.date | None = None, fast: bool 
 
     all_types = {t: _column_types(db, t) for t in TABLES}
     lookup = None
-    if fast and _is_duckdb(db.con):
+    if fast and db.con.fast_routes:
         lookup = validate_fast.event_checks(
             db.con, all_types, TABLES[1:], ceiling, db.files, patient_stats=stats["patients"]
         )
@@ -317,12 +317,6 @@ def _vocabulary_settled(db: Database, table: str, col: Column, most: int = 50) -
         f'SELECT "{col.name}" FROM src_{table} GROUP BY "{col.name}" LIMIT {most + 1}'
     ).fetchall()
     return len(values) <= most and all(v[0] in col.vocabulary for v in values)
-
-
-def _is_duckdb(con) -> bool:
-    import duckdb
-
-    return isinstance(con, duckdb.DuckDBPyConnection)
 
 
 def _registration_settled(reg_from, reg_to) -> bool:
