@@ -52,6 +52,26 @@ class Column:
     arrow: str = "string"  # int64 | string | date32 | int8
 
 
+# every event table refers to a patient and is dated
+_PATIENT_REF = Column(
+    "patient_id",
+    "id",
+    "the patient_id of a patient in the patients table",
+    description="a patient of `patients`",
+    arrow="int64",
+)
+
+
+def _event_date(description: str) -> Column:
+    return Column(
+        "date",
+        "date",
+        "an ISO date (YYYY-MM-DD) on or after the birth date",
+        description=description,
+        arrow="date32",
+    )
+
+
 SCHEMA: dict[str, tuple[Column, ...]] = {
     "patients": (
         Column(
@@ -91,20 +111,8 @@ SCHEMA: dict[str, tuple[Column, ...]] = {
         ),
     ),
     "diagnoses": (
-        Column(
-            "patient_id",
-            "id",
-            "the patient_id of a patient in the patients table",
-            description="a patient of `patients`",
-            arrow="int64",
-        ),
-        Column(
-            "date",
-            "date",
-            "an ISO date (YYYY-MM-DD) on or after the birth date",
-            description="date recorded",
-            arrow="date32",
-        ),
+        _PATIENT_REF,
+        _event_date("date recorded"),
         Column(
             "code",
             "text",
@@ -114,20 +122,8 @@ SCHEMA: dict[str, tuple[Column, ...]] = {
         ),
     ),
     "pain_episodes": (
-        Column(
-            "patient_id",
-            "id",
-            "the patient_id of a patient in the patients table",
-            description="a patient of `patients`",
-            arrow="int64",
-        ),
-        Column(
-            "date",
-            "date",
-            "an ISO date (YYYY-MM-DD) on or after the birth date",
-            description="date of the episode",
-            arrow="date32",
-        ),
+        _PATIENT_REF,
+        _event_date("date of the episode"),
         Column(
             "site",
             "vocab",
@@ -153,20 +149,8 @@ SCHEMA: dict[str, tuple[Column, ...]] = {
         ),
     ),
     "prescriptions": (
-        Column(
-            "patient_id",
-            "id",
-            "the patient_id of a patient in the patients table",
-            description="a patient of `patients`",
-            arrow="int64",
-        ),
-        Column(
-            "date",
-            "date",
-            "an ISO date (YYYY-MM-DD) on or after the birth date",
-            description="date prescribed",
-            arrow="date32",
-        ),
+        _PATIENT_REF,
+        _event_date("date prescribed"),
         Column(
             "atc_code",
             "text",

@@ -121,6 +121,19 @@ def grid_cube(db: Database, base: Params, grid: Grid) -> ProfileCube:
     )
 
 
+# the estimates of a grid cell (fields of eligibility.EligibilityEstimate), in table order
+GRID_ESTIMATES = (
+    "candidates",
+    "candidates_low",
+    "candidates_high",
+    "pct_of_population",
+    "pct_low",
+    "pct_high",
+    "per_gp_list",
+    "per_gp_list_low",
+    "per_gp_list_high",
+)
+
 UNSUPPORTED = {"index_date", "lookback_years", "pain_sites", "pain_causes"}
 
 
@@ -167,17 +180,7 @@ def sensitivity_table(
                 "interval": "sampling of the target proportion only (benefit fixed in the cell)",
             }
         )
-        for k in (
-            "candidates",
-            "candidates_low",
-            "candidates_high",
-            "pct_of_population",
-            "pct_low",
-            "pct_high",
-            "per_gp_list",
-            "per_gp_list_low",
-            "per_gp_list_high",
-        ):
+        for k in GRID_ESTIMATES:
             row[k] = getattr(est, k) if est else np.nan
         rows.append(row)
     return pd.DataFrame(rows)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from analysis.outputs import disclosure as _d
 from analysis.outputs.registry import TableSpec, declare
+from analysis.sensitivity import GRID_ESTIMATES as _GRID_ESTIMATES
 
 PROPORTION = ("numerator", "denominator", "pct", "ci_low", "ci_high", "method", "level")
 PROP_CI = (("ci_low", "ci_high", "numerator", "denominator"),)
@@ -307,17 +308,6 @@ declare(
         note="distribution of the expected candidates per GP list under the model, from the "
         "released counts",
     )
-)
-_GRID_ESTIMATES = (
-    "candidates",
-    "candidates_low",
-    "candidates_high",
-    "pct_of_population",
-    "pct_low",
-    "pct_high",
-    "per_gp_list",
-    "per_gp_list_low",
-    "per_gp_list_high",
 )
 declare(
     TableSpec(
