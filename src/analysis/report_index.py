@@ -179,24 +179,33 @@ def render_index(batch) -> str:
     if estimate_rows:
         parts.append(
             "<h2>Eligibility estimate by scenario</h2><table><tr><th>run</th><th>scenario</th>"
-            "<th>target n</th><th>candidates (interval)</th><th>per GP list (interval)</th>"
+            "<th>target n</th><th>benefit</th><th>candidates (interval)</th>"
+            "<th>expected per GP list (interval)</th><th>in one list (prediction)</th>"
             "<th>% of all patients (interval)</th></tr>"
         )
         for name, scen, e in estimate_rows:
             if e is None:
                 parts.append(
                     f"<tr><td>{_esc(name)}</td><td>{_esc(scen)}</td><td class='num'>withheld</td>"
-                    "<td colspan='3'>withheld: the target subgroup is below the disclosure "
+                    "<td colspan='5'>withheld: the target subgroup is below the disclosure "
                     "threshold</td></tr>"
                 )
                 continue
+            fixed = e.get("benefit_distribution") == "fixed"
+            benefit = (
+                f"at least: fixed {_fmt(e['benefit_fraction'], 2)}"
+                if fixed
+                else f"{_esc(e.get('benefit_distribution'))}, mean {_fmt(e['benefit_fraction'], 2)}"
+            )
             parts.append(
                 f"<tr><td>{_esc(name)}</td><td>{_esc(scen)}</td><td "
-                f"class='num'>{_esc(e['target_n'])}</td>"
+                f"class='num'>{_esc(e['target_n'])}</td><td>{benefit}</td>"
                 f"<td class='num'>{_fmt(e['candidates'])} "
                 f"({_fmt(e['candidates_low'])}-{_fmt(e['candidates_high'])})</td>"
                 f"<td class='num'>{_fmt(e['per_gp_list'])} "
                 f"({_fmt(e['per_gp_list_low'])}-{_fmt(e['per_gp_list_high'])})</td>"
+                f"<td class='num'>{_fmt(e.get('in_one_list_low'), 0)}-"
+                f"{_fmt(e.get('in_one_list_high'), 0)}</td>"
                 f"<td class='num'>{_fmt(e['pct_of_population'], 2)} "
                 f"({_fmt(e['pct_low'], 2)}-{_fmt(e['pct_high'], 2)})</td></tr>"
             )
