@@ -522,3 +522,24 @@ def test_every_command_stamps_unprotected_real_data(tmp_path, capsys, argv):
 
     assert main([argv[0], "--data", str(practice_of_60(tmp_path)), *argv[1:]]) == 0
     assert "NOT FOR RELEASE" in capsys.readouterr().out
+
+
+def test_one_withheld_reason_for_leaving_patients_out_takes_the_other_with_it(tmp_path):
+    """database = population + born after + not registered: with the first two and one
+    reason released, the other would follow by subtraction."""
+    from analysis.study import run_study
+
+    pts = [patient(i) for i in range(1, 101)]
+    pts += [patient(200 + i, registered_to="2001-01-01") for i in range(30)]  # 30 not registered
+    pts += [patient(300 + i, birth="2016-05-05", registered_from="2016-05-05") for i in range(3)]
+    figs = {f["id"]: f for f in run_study(write_db(tmp_path / "x", {"patients": pts})).figures()}
+    assert figs["database.n"]["value"] == 135 and figs["population.n"]["value"] == 100
+    assert figs["excluded.born_after_index"]["value"] is None
+    assert figs["excluded.not_registered"]["value"] is None
+    t = __import__("analysis.study", fromlist=["x"]).run_study(
+        write_db(tmp_path / "y", {"patients": pts})
+    )
+    a = t.attrition().set_index("step")
+    assert math.isnan(a.loc["excluded_born_after_index", "n"]) and math.isnan(
+        a.loc["excluded_not_registered", "n"]
+    )

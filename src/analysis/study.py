@@ -105,7 +105,7 @@ class Study:
 
         def rel(x):
             """The released count, or None when withheld."""
-            return x if rule is None else rule.release(x)
+            return x if rule is None or x is None else rule.release(x)
 
         def add(id_, description, value, **extra):
             item = {"id": id_, "description": description, "value": _num(value)}
@@ -217,15 +217,20 @@ class Study:
                 "every patient in the database (before the population definition)",
                 pop["database"],
             )
+            born, unreg = pop["born_after_index"], pop["not_registered"]
+            if rule is not None and (rel(born) is None) != (rel(unreg) is None):
+                # the database = the population + the two reasons: one withheld reason would
+                # follow by subtraction, so the other is withheld with it
+                born = unreg = None
             add_count(
                 "excluded.born_after_index",
                 f"left out of the population: born after {p.index_date}",
-                pop["born_after_index"],
+                born,
             )
             add_count(
                 "excluded.not_registered",
                 f"left out of the population: not {registration_words(p)}",
-                pop["not_registered"],
+                unreg,
             )
         add_count("population.n", f"patients in the population ({population_words(p)})", n_all)
         add_age("population", "all patients", everyone)
