@@ -198,50 +198,103 @@ def _truncated_normal_ints(rng, n, mean, sd, lo, hi):
 
 
 # ----------------------------------------------------------------------------- a block
-def _block(
-    n, rng, cal: Calibration, shift: float, sd_within: float, id_start: int, practice_id: str
-):
-    """Generate one calibrated block of ``n`` patients and their events."""
+# ----------------------------------------------------------------------------- one block
+# A block is generated in named steps, in this order (each draws from the block's random
+# generator in turn, so the order is part of the output): roles, ages, sex, risk
+# conditions, risk drugs, birth dates, pain episodes, diagnoses, prescriptions, patients.
+T, E2S, E2R, NPAIN, NONPAIN = 0, 1, 2, 3, 4  # roles: target, elderly pain outside it (single
+# episode / recurrent without risk), other pain patients, patients without pain
+
+
+@dataclass
+class _Block:
+    """The state of one block while it is generated (numpy arrays by patient index)."""
+
+    n: int
+    rng: np.random.Generator
+    cal: Calibration
+    shift: float
+    sd_within: float
+    elderly: int
+    counts: dict
+    role: np.ndarray | None = None
+    ages: np.ndarray | None = None
+    male: np.ndarray | None = None
+    has_cond: np.ndarray | None = None
+    cond_groups: tuple = ()  # (patient index, group index) per risk-condition group held
+    has_drug: np.ndarray | None = None
+    drug_groups: np.ndarray | None = None
+    birth: np.ndarray | None = None
+
+    def idx(self, role: int) -> np.ndarray:
+        return np.flatnonzero(self.role == role)
+
+    @property
+    def pain(self) -> np.ndarray:
+        return self.role <= NPAIN
+
+    @property
+    def index_day(self):
+        return np.datetime64(self.cal.index_date, "D")
+
+    @property
+    def window_start(self):
+        return np.datetime64(self.cal.window_start, "D")
+
+    def dates_between(self, start, end):
+        """A uniform day between ``start`` and ``end`` (both included), per element."""
+        span = (end - start).astype(np.int64) + 1
+        return start + (self.rng.random(len(span)) * span).astype(np.int64)
+
+
+def _role_counts(n: int, cal: Calibration) -> dict:
+    """The exact numbers of the block: the published counts scaled to ``n`` patients."""
     pub, asm = cal.pub, cal.assume
     P = pub["population"]
-    n_f = _round(n * pub["female"] / P)
-    n_pain = _round(n * pub["pain"] / P)
-    n_pm = _round(n_pain * pub["pain_male"] / pub["pain"])
-    n_pr = _round(n_pain * pub["pain_risk_condition"] / pub["pain"])
-    n_t = _round(n_pain * pub["target"] / pub["pain"])
-    n_td = _round(n_t * asm["target_drug_only_share"])
-    n_e2 = max(2, _round(n_pain * asm["pain_elderly_not_target_share"]))
-    n_e2_single = (n_e2 + 1) // 2
-    n_e2_rec = n_e2 - n_e2_single
-    n_n = n_pain - n_t - n_e2
-    n_np = n - n_pain
-    elderly = 75
+    c = {"female": _round(n * pub["female"] / P), "pain": _round(n * pub["pain"] / P)}
+    c["pain_male"] = _round(c["pain"] * pub["pain_male"] / pub["pain"])
+    c["pain_risk"] = _round(c["pain"] * pub["pain_risk_condition"] / pub["pain"])
+    c["target"] = _round(c["pain"] * pub["target"] / pub["pain"])
+    c["target_drug_only"] = _round(c["target"] * asm["target_drug_only_share"])
+    e2 = max(2, _round(c["pain"] * asm["pain_elderly_not_target_share"]))
+    c["e2_single"], c["e2_recurrent"] = (e2 + 1) // 2, e2 - (e2 + 1) // 2
+    c["pain_other"] = c["pain"] - c["target"] - e2
+    c["no_pain"] = n - c["pain"]
+    return c
 
-    # roles inside the block, in this order: T (target), E2s, E2r, N (pain, < 75), NP
-    role = np.empty(n, dtype=np.int8)
-    T, E2S, E2R, NPAIN, NONPAIN = 0, 1, 2, 3, 4
-    bounds = np.cumsum([0, n_t, n_e2_single, n_e2_rec, n_n, n_np])
+
+def _assign_roles(b: _Block) -> None:
+    c = b.counts
+    b.role = np.empty(b.n, dtype=np.int8)
+    sizes = [c["target"], c["e2_single"], c["e2_recurrent"], c["pain_other"], c["no_pain"]]
+    bounds = np.cumsum([0, *sizes])
     for r in range(5):
-        role[bounds[r] : bounds[r + 1]] = r
-    pain = role <= NPAIN
+        b.role[bounds[r] : bounds[r + 1]] = r
 
-    # ---- ages
+
+def _draw_ages(b: _Block) -> None:
+    """Ages in completed years, moved until the block's sum and sum of squares give the
+    published mean and SD exactly (and the pain cohort its published mean)."""
+    pub, rng, n, c = b.cal.pub, b.rng, b.n, b.counts
     ages = np.zeros(n, dtype=np.int64)
-    old = (role == T) | (role == E2S) | (role == E2R)
-    ages[old] = np.minimum(elderly + rng.geometric(1 / 6.5, size=int(old.sum())) - 1, 96)
-    idx_n = np.flatnonzero(role == NPAIN)
-    pain_sum = _round((pub["pain_age_mean"] + shift) * n_pain)
-    need_n = (pain_sum - ages[old].sum()) / max(n_n, 1)
-    ages[idx_n] = _truncated_normal_ints(rng, n_n, need_n + 1.0, 13.0, 16, 74)
+    pain = b.pain
+    old = (b.role == T) | (b.role == E2S) | (b.role == E2R)
+    ages[old] = np.minimum(b.elderly + rng.geometric(1 / 6.5, size=int(old.sum())) - 1, 96)
+    idx_n = b.idx(NPAIN)
+    pain_sum = _round((pub["pain_age_mean"] + b.shift) * c["pain"])
+    need_n = (pain_sum - ages[old].sum()) / max(c["pain_other"], 1)
+    ages[idx_n] = _truncated_normal_ints(
+        rng, c["pain_other"], need_n + 1.0, 13.0, 16, b.elderly - 1
+    )
     adj_n = idx_n[(ages[idx_n] >= 20) & (ages[idx_n] <= 70)]
     d = pain_sum - ages[pain].sum()
     pick = rng.choice(adj_n, size=min(abs(int(d)), len(adj_n)), replace=False)
     ages[pick] += int(np.sign(d))
     # a few near misses: pain patients aged exactly 74 (one year short of elderly)
-    S = _round((pub["age_mean"] + shift) * n)
-    sd_target = sd_within
-    Q = sd_target**2 * (n - 1) + S * S / n
-    idx_np = np.flatnonzero(role == NONPAIN)
+    S = _round((pub["age_mean"] + b.shift) * n)
+    Q = b.sd_within**2 * (n - 1) + S * S / n
+    idx_np = b.idx(NONPAIN)
+    n_np = c["no_pain"]
     S_np = S - ages[pain].sum()
     Q_np = Q - float(np.dot(ages[pain].astype(float), ages[pain]))
     m_np = S_np / n_np
@@ -263,35 +316,40 @@ def _block(
     ages[idx_np[order[-1]]] = pub["age_max"]
     a_np = ages[idx_np]
     adj_np = idx_np[(a_np >= 20) & (a_np <= 72)]
-    tol = 0.15 * 2 * sd_target * 0.01 * (n - 1)
+    tol = 0.15 * 2 * b.sd_within * 0.01 * (n - 1)
     _fit_sum_and_squares(ages, adj_np, S, Q, tol, rng, 19, 73)
+    b.ages = ages
 
-    # ---- sex
-    male = np.zeros(n, dtype=bool)
-    male[rng.choice(np.flatnonzero(pain), size=n_pm, replace=False)] = True
-    n_m_np = (n - n_f) - n_pm
-    if n_m_np < 0 or n_m_np > n_np:
+
+def _draw_sex(b: _Block) -> None:
+    c, rng = b.counts, b.rng
+    b.male = np.zeros(b.n, dtype=bool)
+    b.male[rng.choice(np.flatnonzero(b.pain), size=c["pain_male"], replace=False)] = True
+    n_m_np = (b.n - c["female"]) - c["pain_male"]
+    if n_m_np < 0 or n_m_np > c["no_pain"]:
         raise AnalysisError("Calibration infeasible: the sex targets do not fit together.")
-    male[rng.choice(idx_np, size=n_m_np, replace=False)] = True
+    b.male[rng.choice(b.idx(NONPAIN), size=n_m_np, replace=False)] = True
 
-    # ---- risk conditions (any), then groups
-    has_cond = np.zeros(n, dtype=bool)
-    t_idx = np.flatnonzero(role == T)
-    t_drug_only = t_idx[:n_td]
-    has_cond[t_idx[n_td:]] = True
-    e2s_idx = np.flatnonzero(role == E2S)
-    e2_cond = e2s_idx[: _round(0.6 * len(e2s_idx))]
-    has_cond[e2_cond] = True
-    rest = n_pr - int(has_cond[pain].sum())
-    if rest < 0 or rest > n_n:
+
+def _draw_risk_conditions(b: _Block) -> None:
+    """Who has any risk condition (exact in the pain cohort; by age outside it), then which
+    groups (weighted, more of them from 65)."""
+    c, rng, asm, ages = b.counts, b.rng, b.cal.assume, b.ages
+    has_cond = np.zeros(b.n, dtype=bool)
+    t_idx = b.idx(T)
+    has_cond[t_idx[c["target_drug_only"] :]] = True
+    e2s_idx = b.idx(E2S)
+    has_cond[e2s_idx[: _round(0.6 * len(e2s_idx))]] = True
+    rest = c["pain_risk"] - int(has_cond[b.pain].sum())
+    if rest < 0 or rest > c["pain_other"]:
         raise AnalysisError("Calibration infeasible: pain cohort risk-condition count.")
+    idx_n, idx_np = b.idx(NPAIN), b.idx(NONPAIN)
     w = np.exp((ages[idx_n] - 50) / 15.0)
     has_cond[rng.choice(idx_n, size=rest, replace=False, p=w / w.sum())] = True
     p_np = 1 / (
         1 + np.exp(-(ages[idx_np] - asm["risk_condition_age50"]) / asm["risk_condition_age_scale"])
     )
-    has_cond[idx_np] = rng.random(n_np) < p_np
-
+    has_cond[idx_np] = rng.random(c["no_pain"]) < p_np
     groups = list(asm["risk_condition_weights"])
     gw = np.array([asm["risk_condition_weights"][g] for g in groups], dtype=float)
     cond_idx = np.flatnonzero(has_cond)
@@ -300,49 +358,59 @@ def _block(
     keys = np.log(gw)[None, :] + rng.gumbel(size=(len(cond_idx), len(groups)))
     rank = np.argsort(-keys, axis=1)
     sel = np.arange(len(groups))[None, :] < k[:, None]
-    pat_g = np.repeat(cond_idx, k)
-    grp_g = rank[sel]  # row-major: the first k of each row
+    b.has_cond = has_cond
+    b.cond_groups = (np.repeat(cond_idx, k), rank[sel])  # row-major: the first k of each row
 
-    # ---- risk drugs
-    has_drug = np.zeros(n, dtype=bool)
+
+def _draw_risk_drugs(b: _Block) -> None:
+    """Who takes a risk drug (more from 65; every drug-only target patient; no recurrent
+    elderly patient outside the target), and which group."""
+    rng, asm = b.rng, b.cal.assume
     lo_d, hi_d = asm["risk_drug_probability"]
-    has_drug[:] = rng.random(n) < np.where(ages >= 65, hi_d, lo_d)
-    has_drug[t_drug_only] = True
-    e2r_idx = np.flatnonzero(role == E2R)
+    has_drug = rng.random(b.n) < np.where(b.ages >= 65, hi_d, lo_d)
+    has_drug[b.idx(T)[: b.counts["target_drug_only"]]] = True
+    e2r_idx = b.idx(E2R)
     has_drug[e2r_idx] = False
-    has_cond[e2r_idx] = False  # (already False; stated for the reader)
+    b.has_cond[e2r_idx] = False  # (already False; stated for the reader)
     dgroups = list(asm["risk_drug_weights"])
     dw = np.array([asm["risk_drug_weights"][g] for g in dgroups], dtype=float)
-    drug_idx = np.flatnonzero(has_drug)
-    drug_grp = rng.choice(len(dgroups), size=len(drug_idx), p=dw / dw.sum())
+    b.has_drug = has_drug
+    b.drug_groups = rng.choice(len(dgroups), size=int(has_drug.sum()), p=dw / dw.sum())
 
-    # ---- dates
-    index = np.datetime64(cal.index_date, "D")
-    wstart = np.datetime64(cal.window_start, "D")
-    birth = _birth_dates(rng, ages, cal.index_date)
 
-    def dates_between(start, end):
-        span = (end - start).astype(np.int64) + 1
-        return start + (rng.random(len(span)) * span).astype(np.int64)
+def _sample_codes(rng, group_of_record, groups, pools: dict) -> np.ndarray:
+    """A code for every record from its group's pool (uniformly), group by group: the one
+    code-sampling helper of diagnoses and prescriptions."""
+    codes = np.empty(len(group_of_record), dtype=object)
+    for gi, g in enumerate(groups):
+        m = group_of_record == gi
+        pool = np.array(pools[g], dtype=object)
+        codes[m] = pool[rng.integers(0, len(pool), size=int(m.sum()))]
+    return codes
 
-    # ---- pain episodes
+
+def _pain_episodes(b: _Block) -> dict:
+    """Qualifying episodes by role (recurrence as the roles need) and non-qualifying ones
+    (mild, other site, other cause, before the window)."""
+    rng, asm, n, c = b.rng, b.cal.assume, b.n, b.counts
+    wstart, index = b.window_start, b.index_day
     site_names = list(asm["pain_site_weights"])
     sw = np.array([asm["pain_site_weights"][s] for s in site_names])
     sev_w = np.array(asm["severity_weights"], dtype=float)
     q = np.zeros(n, dtype=np.int64)
-    q[role == T] = 2 + rng.binomial(2, 0.35, size=n_t)
-    q[role == E2S] = 1
-    q[role == E2R] = 2 + rng.binomial(1, 0.3, size=n_e2_rec)
-    single = rng.random(n_n) < asm["pain_single_episode_share"]
-    q[idx_n] = np.where(single, 1, 2 + rng.binomial(2, 0.3, size=n_n))
+    q[b.role == T] = 2 + rng.binomial(2, 0.35, size=c["target"])
+    q[b.role == E2S] = 1
+    q[b.role == E2R] = 2 + rng.binomial(1, 0.3, size=c["e2_recurrent"])
+    single = rng.random(c["pain_other"]) < asm["pain_single_episode_share"]
+    q[b.idx(NPAIN)] = np.where(single, 1, 2 + rng.binomial(2, 0.3, size=c["pain_other"]))
     ep_pat = np.repeat(np.arange(n), q)
     ep_site = np.array(site_names, dtype=object)[
         rng.choice(len(site_names), size=len(ep_pat), p=sw / sw.sum())
     ]
     ep_sev = 4 + rng.choice(7, size=len(ep_pat), p=sev_w / sev_w.sum())
     ep_cause = np.full(len(ep_pat), "osteoarticular", dtype=object)
-    ep_start = np.maximum(wstart, birth[ep_pat])
-    ep_date = dates_between(ep_start, np.full(len(ep_pat), index))
+    ep_start = np.maximum(wstart, b.birth[ep_pat])
+    ep_date = b.dates_between(ep_start, np.full(len(ep_pat), index))
 
     n_noise = rng.poisson(asm["noise_episodes_per_patient"], size=n)
     nz_pat = np.repeat(np.arange(n), n_noise)
@@ -351,7 +419,7 @@ def _block(
     kind = kinds[
         rng.choice(len(kinds), size=len(nz_pat), p=np.array(list(mix.values())) / sum(mix.values()))
     ]
-    too_young = birth[nz_pat] > (wstart - np.timedelta64(3 * 366, "D"))
+    too_young = b.birth[nz_pat] > (wstart - np.timedelta64(3 * 366, "D"))
     kind[(kind == "before_window") & too_young] = "mild"
     nz_site = np.array(site_names, dtype=object)[
         rng.choice(len(site_names), size=len(nz_pat), p=sw / sw.sum())
@@ -365,14 +433,13 @@ def _block(
     nz_sev[m] = rng.integers(0, 11, size=int(m.sum()))
     m = kind == "other_cause"
     nz_cause[m] = np.array(OTHER_CAUSES, dtype=object)[rng.integers(0, 3, size=int(m.sum()))]
-    nz_start = np.maximum(wstart, birth[nz_pat])
+    nz_start = np.maximum(wstart, b.birth[nz_pat])
     nz_end = np.full(len(nz_pat), index)
     bw = kind == "before_window"
     nz_start[bw] = wstart - np.timedelta64(3 * 365, "D")
     nz_end[bw] = wstart - np.timedelta64(1, "D")
-    nz_date = dates_between(nz_start, nz_end)
-
-    pe = {
+    nz_date = b.dates_between(nz_start, nz_end)
+    return {
         "pat": np.concatenate([ep_pat, nz_pat]),
         "date": np.concatenate([ep_date, nz_date]),
         "site": np.concatenate([ep_site, nz_site]),
@@ -380,78 +447,115 @@ def _block(
         "cause": np.concatenate([ep_cause, nz_cause]),
     }
 
-    # ---- diagnoses: risk conditions (1-2 records per group) and other codes
+
+def _diagnoses(b: _Block) -> dict:
+    """Risk conditions (1-2 records per group held) and other codes."""
+    rng, asm, n = b.rng, b.cal.assume, b.n
+    wstart, index = b.window_start, b.index_day
+    pat_g, grp_g = b.cond_groups
     reps = 1 + rng.binomial(1, 0.4, size=len(pat_g))
     dx_pat_r = np.repeat(pat_g, reps)
-    dx_grp_r = np.repeat(grp_g, reps)
-    dx_code_r = np.empty(len(dx_pat_r), dtype=object)
-    for gi, g in enumerate(groups):
-        m = dx_grp_r == gi
-        pool = np.array(RISK_CONDITION_CODES[g], dtype=object)
-        dx_code_r[m] = pool[rng.integers(0, len(pool), size=int(m.sum()))]
+    dx_code_r = _sample_codes(
+        rng, np.repeat(grp_g, reps), list(asm["risk_condition_weights"]), RISK_CONDITION_CODES
+    )
     hist_start = np.maximum(
-        birth[dx_pat_r] + np.timedelta64(18 * 365, "D"), np.datetime64("1995-01-01")
+        b.birth[dx_pat_r] + np.timedelta64(18 * 365, "D"), np.datetime64("1995-01-01")
     )
     hist_start = np.minimum(hist_start, index)
-    hist_start = np.maximum(hist_start, birth[dx_pat_r])
-    dx_date_r = dates_between(hist_start, np.full(len(dx_pat_r), index))
+    hist_start = np.maximum(hist_start, b.birth[dx_pat_r])
+    dx_date_r = b.dates_between(hist_start, np.full(len(dx_pat_r), index))
     n_other = rng.poisson(asm["other_diagnoses_per_patient"], size=n)
     dx_pat_o = np.repeat(np.arange(n), n_other)
     pool = np.array(OTHER_DIAGNOSIS_CODES, dtype=object)
     dx_code_o = pool[rng.integers(0, len(pool), size=len(dx_pat_o))]
-    dx_date_o = dates_between(np.maximum(wstart, birth[dx_pat_o]), np.full(len(dx_pat_o), index))
-    dx = {
+    dx_date_o = b.dates_between(
+        np.maximum(wstart, b.birth[dx_pat_o]), np.full(len(dx_pat_o), index)
+    )
+    return {
         "pat": np.concatenate([dx_pat_r, dx_pat_o]),
         "date": np.concatenate([dx_date_r, dx_date_o]),
         "code": np.concatenate([dx_code_r, dx_code_o]),
     }
 
-    # ---- prescriptions: risk drugs (1-4 each) and others
+
+def _prescriptions(b: _Block) -> dict:
+    """Risk drugs (1-4 each) and other drugs."""
+    rng, asm, n = b.rng, b.cal.assume, b.n
+    drug_idx = np.flatnonzero(b.has_drug)
     reps = 1 + rng.binomial(3, 0.4, size=len(drug_idx))
     rx_pat_r = np.repeat(drug_idx, reps)
-    rx_grp_r = np.repeat(drug_grp, reps)
-    rx_code_r = np.empty(len(rx_pat_r), dtype=object)
-    for gi, g in enumerate(dgroups):
-        m = rx_grp_r == gi
-        pool = np.array(RISK_DRUG_CODES[g], dtype=object)
-        rx_code_r[m] = pool[rng.integers(0, len(pool), size=int(m.sum()))]
+    rx_code_r = _sample_codes(
+        rng, np.repeat(b.drug_groups, reps), list(asm["risk_drug_weights"]), RISK_DRUG_CODES
+    )
     n_other = rng.poisson(asm["other_prescriptions_per_patient"], size=n)
     rx_pat_o = np.repeat(np.arange(n), n_other)
     pool = np.array(OTHER_DRUG_CODES, dtype=object)
     rx_code_o = pool[rng.integers(0, len(pool), size=len(rx_pat_o))]
     rx_pat = np.concatenate([rx_pat_r, rx_pat_o])
-    rx = {
+    return {
         "pat": rx_pat,
-        "date": dates_between(np.maximum(wstart, birth[rx_pat]), np.full(len(rx_pat), index)),
+        "date": b.dates_between(
+            np.maximum(b.window_start, b.birth[rx_pat]), np.full(len(rx_pat), b.index_day)
+        ),
         "atc_code": np.concatenate([rx_code_r, rx_code_o]),
     }
 
-    # ---- patients table, in a shuffled order; ids run on from id_start
+
+def _patients(b: _Block, id_start: int, practice_id: str) -> tuple[dict, np.ndarray]:
+    """The patients table in a shuffled order (ids run on from ``id_start``), with
+    registration dates; returns it and the id of every patient index."""
+    rng, n, index, wstart = b.rng, b.n, b.index_day, b.window_start
     perm = rng.permutation(n)
     pid_of = np.empty(n, dtype=np.int64)
     pid_of[perm] = id_start + np.arange(n, dtype=np.int64)
-    reg_from = dates_between(
+    reg_from = b.dates_between(
         np.full(n, np.datetime64("1985-01-01")), np.full(n, np.datetime64("2005-12-31"))
     )
     late = rng.random(n) < 0.12
-    reg_from[late] = dates_between(
+    reg_from[late] = b.dates_between(
         np.full(int(late.sum()), wstart), np.full(int(late.sum()), index - np.timedelta64(365, "D"))
     )
-    reg_from = np.maximum(reg_from, birth)
+    reg_from = np.maximum(reg_from, b.birth)
     left = rng.random(n) < 0.03
     reg_to = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
-    reg_to[left] = dates_between(
+    reg_to[left] = b.dates_between(
         np.full(int(left.sum()), index + np.timedelta64(1, "D")),
         np.full(int(left.sum()), index + np.timedelta64(180, "D")),
     )
     patients = {
         "patient_id": pid_of[perm],
         "practice_id": np.full(n, practice_id, dtype=object),
-        "sex": np.where(male[perm], "M", "F").astype(object),
-        "birth_date": birth[perm],
+        "sex": np.where(b.male[perm], "M", "F").astype(object),
+        "birth_date": b.birth[perm],
         "registered_from": reg_from[perm],
         "registered_to": reg_to[perm],
     }
+    return patients, pid_of
+
+
+def _block(
+    n, rng, cal: Calibration, shift: float, sd_within: float, id_start: int, practice_id: str
+):
+    """Generate one calibrated block of ``n`` patients and their events, step by step."""
+    from analysis.params import Params
+
+    b = _Block(
+        n=n,
+        rng=rng,
+        cal=cal,
+        shift=shift,
+        sd_within=sd_within,
+        elderly=Params().elderly_age,
+        counts=_role_counts(n, cal),
+    )
+    _assign_roles(b)
+    _draw_ages(b)
+    _draw_sex(b)
+    _draw_risk_conditions(b)
+    _draw_risk_drugs(b)
+    b.birth = _birth_dates(rng, b.ages, cal.index_date)
+    pe, dx, rx = _pain_episodes(b), _diagnoses(b), _prescriptions(b)
+    patients, pid_of = _patients(b, id_start, practice_id)
     return (
         patients,
         _events(pe, pid_of, ["site", "severity", "cause"]),
