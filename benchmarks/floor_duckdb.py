@@ -1,5 +1,6 @@
 """The floor: one hand-written DuckDB SQL query computing the four headline counts
-(population, pain cohort, pain cohort with a risk condition, target subgroup) over a
+(population, pain cohort, pain cohort with a risk condition, target subgroup; the
+population registered in the window and born by the index date) over a
 contract folder of Parquet files. Usage: python benchmarks/floor_duckdb.py FOLDER"""
 
 import json
@@ -61,7 +62,11 @@ WITH p AS (
   SELECT patient_id,
          2015 - year(birth_date) - CASE WHEN strftime(birth_date, '%m%d') > '1231' THEN 1 ELSE 0
          END AS age
-  FROM '{folder}/patients.parquet'),
+  FROM '{folder}/patients.parquet'
+  -- the population: registered in the window, born by the index date
+  WHERE registered_from <= DATE '2015-12-31'
+    AND (registered_to IS NULL OR registered_to >= DATE '2006-01-01')
+    AND birth_date <= DATE '2015-12-31'),
 pe AS (
   SELECT patient_id, count(*) AS n_q FROM '{folder}/pain_episodes.parquet'
   WHERE site IN ('hip','neck','back','knee') AND cause = 'osteoarticular' AND severity >= 4

@@ -50,7 +50,17 @@ RISK_DX = (
 )
 RISK_RX = ("B01A", "H02AB", "N06AB")
 idx = pd.Timestamp("2015-12-31")
-p = pd.read_parquet(f"{folder}/patients.parquet", columns=["patient_id", "sex", "birth_date"])
+p = pd.read_parquet(
+    f"{folder}/patients.parquet",
+    columns=["patient_id", "sex", "birth_date", "registered_from", "registered_to"],
+)
+# the population: registered in the window, born by the index date
+reg_to = pd.to_datetime(p["registered_to"])
+p = p[
+    (pd.to_datetime(p["registered_from"]) <= idx)
+    & (reg_to.isna() | (reg_to >= "2006-01-01"))
+    & (pd.to_datetime(p["birth_date"]) <= idx)
+]
 b = pd.to_datetime(p["birth_date"])
 p["age"] = idx.year - b.dt.year - ((b.dt.month * 100 + b.dt.day) > 1231).astype(int)
 pe = pd.read_parquet(f"{folder}/pain_episodes.parquet")
