@@ -187,8 +187,8 @@ class SparkEngine(Engine):
     """A Spark session (local mode or a cluster master) over a contract folder of Parquet
     files: ``spark://local[2]?path=/data/folder`` or ``spark://host:7077?path=hdfs://...``.
 
-    The module's SQL runs through ``spark.sql`` after a few spellings are translated
-    (``startswith``, ``STRING``, ordered ``row_number``, temporary views)."""
+    The module's SQL runs through ``spark.sql`` after sqlglot has translated it from DuckDB's
+    dialect (:meth:`translate`)."""
 
     name = "spark"
 
@@ -228,14 +228,18 @@ class SparkEngine(Engine):
         self._re = re
 
     def translate(self, sql: str) -> str:
-        re = self._re
-        sql = sql.replace("starts_with(", "startswith(").replace(" AS VARCHAR)", " AS STRING)")
-        sql = sql.replace(
-            "row_number() OVER ()", "row_number() OVER (ORDER BY monotonically_increasing_id())"
+        """The module's SQL (DuckDB's dialect) in Spark's, by sqlglot; then what Spark asks
+        beyond a translation: a temporary table is a temporary view that replaces any of
+        the same name, and ``row_number()`` needs an order (the read order)."""
+        import sqlglot
+
+        out = sqlglot.transpile(sql, read="duckdb", write="spark")[0]
+        out = self._re.sub(
+            r"^CREATE (OR REPLACE )?TEMPORARY (VIEW|TABLE)", "CREATE OR REPLACE TEMPORARY VIEW", out
         )
-        sql = re.sub(r"CREATE (OR REPLACE )?TEMP (VIEW|TABLE)", "CREATE OR REPLACE TEMP VIEW", sql)
-        sql = re.sub(r'"([A-Za-z_][A-Za-z0-9_]*)"', r"`\1`", sql)  # identifiers: backticks
-        return sql
+        return out.replace(
+            "ROW_NUMBER() OVER ()", "ROW_NUMBER() OVER (ORDER BY MONOTONICALLY_INCREASING_ID())"
+        )
 
     def execute(self, sql: str, params=None) -> SparkResult:
         if params:
