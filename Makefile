@@ -42,7 +42,7 @@ format: $(STAMP) ## format the code with ruff
 	$(PY) -m ruff format src tests tools benchmarks
 
 test: lint ## run the whole test suite (lint and format check included)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 lab: $(STAMP) $(DATA)/dataset.json ## open the notebooks in JupyterLab (project kernel)
 	cd notebooks && ../$(VENV)/bin/jupyter lab

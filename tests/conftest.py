@@ -90,3 +90,9 @@ def _validation_cache(tmp_path_factory):
 
     os.environ["ANALYSIS_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     os.environ["ANALYSIS_LOG_DIR"] = str(tmp_path_factory.mktemp("logs"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """The longest file (the whole batch on three engines) first, so that a parallel run
+    (``pytest -n auto``, as ``make test`` does) starts it at once and runs the rest beside it."""
+    items.sort(key=lambda item: item.nodeid.split("::")[0] != "tests/test_engine_batch.py")

@@ -115,12 +115,16 @@ def released(small_db, tmp_path_factory):
     )
     import os
 
+    saved = os.environ.get("PGPASSWORD")
     os.environ["PGPASSWORD"] = MARK_SECRET
     try:
         b_ = load_batch(f, reports=base / "reports")
         results = run_batch(b_, jobs=2, progress=False)
-    finally:
-        del os.environ["PGPASSWORD"]
+    finally:  # the test server's own password (if any) back, for the engine tests
+        if saved is None:
+            del os.environ["PGPASSWORD"]
+        else:
+            os.environ["PGPASSWORD"] = saved
     assert all(r["status"] == "ok" for r in results), results
     yield b_.out
     shutil.rmtree(b_.out, ignore_errors=True)
