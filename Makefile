@@ -47,8 +47,9 @@ test: lint ## run the whole test suite (lint and format check included)
 lab: $(STAMP) $(DATA)/dataset.json ## open the notebooks in JupyterLab (project kernel)
 	cd notebooks && ../$(VENV)/bin/jupyter lab
 
-notebooks: $(STAMP) ## regenerate the stored notebooks (without outputs) from tools/make_notebooks.py
-	$(PY) tools/make_notebooks.py
+notebooks: $(STAMP) ## sync each notebook with its .py source (jupytext), outputs cleared
+	$(VENV)/bin/jupytext --sync notebooks/[0-9][0-9]_*.ipynb
+	$(PY) tools/check_notebooks_clean.py notebooks/[0-9][0-9]_*.ipynb
 
 bench: $(STAMP) ## run the benchmarks (prints tables; takes minutes)
 	$(PY) benchmarks/run_all.py

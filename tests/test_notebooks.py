@@ -30,8 +30,91 @@ def test_stored_without_outputs_and_with_a_parameters_cell(path):
     for c in nb.cells:
         if c.cell_type == "code":
             assert c.outputs == [] and c.execution_count is None
-    assert nb.cells[0].cell_type == "markdown" and "Run it for other data" in nb.cells[0].source
+    assert nb.cells[0].cell_type == "markdown" and "**Run it" in nb.cells[0].source
     assert nb.metadata["kernelspec"]["name"] == "analysis"
+
+
+def _cells(nb):
+    return [
+        (c.cell_type, c.source.strip(), tuple(c.get("metadata", {}).get("tags", [])))
+        for c in nb.cells
+    ]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
+def test_each_notebook_and_its_py_source_hold_the_same_cells(path):
+    """The .py (jupytext percent format) is the reviewed source; the stored .ipynb must say
+    the same, cell for cell (run `make notebooks` after editing either)."""
+    import jupytext
+
+    source = path.with_suffix(".py")
+    assert source.exists(), f"{source} missing: pair it with `make notebooks`"
+    assert _cells(jupytext.read(source)) == _cells(nbformat.read(path, as_version=4)), (
+        f"{path.name} and {source.name} differ: run `make notebooks` (jupytext --sync)"
+    )
+
+
+def test_an_edit_of_either_side_reaches_the_other_and_a_divergence_fails(tmp_path):
+    """Edit the .py, sync: the .ipynb follows; edit the .ipynb, sync: the .py follows; a
+    pair edited on one side only fails the comparison above."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    import jupytext
+
+    for f in ("03_eligibility.ipynb", "03_eligibility.py", "jupytext.toml"):
+        shutil.copy(ROOT / "notebooks" / f, tmp_path / f)
+    py, ipynb = tmp_path / "03_eligibility.py", tmp_path / "03_eligibility.ipynb"
+
+    def sync(path):
+        subprocess.run(
+            [sys.executable, "-m", "jupytext", "--sync", str(path)],
+            check=True,
+            capture_output=True,
+        )
+
+    assert _cells(jupytext.read(py)) == _cells(nbformat.read(ipynb, as_version=4))
+    py.write_text(py.read_text().replace("# ## Attrition\n", "# ## Attrition, step by step\n"))
+    later = time.time() + 2
+    os.utime(py, (later, later))
+    assert _cells(jupytext.read(py)) != _cells(nbformat.read(ipynb, as_version=4))  # diverged
+    sync(py)
+    assert "## Attrition, step by step" in ipynb.read_text()
+    assert _cells(jupytext.read(py)) == _cells(nbformat.read(ipynb, as_version=4))
+
+    nb = nbformat.read(ipynb, as_version=4)
+    nb.cells[0].source += "\n\nEdited in JupyterLab."
+    nbformat.write(nb, ipynb)
+    later += 2
+    os.utime(ipynb, (later, later))
+    sync(ipynb)
+    assert "# Edited in JupyterLab." in py.read_text()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
+def test_each_notebook_reads_as_a_document(path):
+    """At least 150 words of text, a paragraph before every result, a methods cell and the
+    disclosure summary at the end."""
+    nb = nbformat.read(path, as_version=4)
+    words = sum(len(c.source.split()) for c in nb.cells if c.cell_type == "markdown")
+    assert words >= 150, (path.name, words)
+    code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    for i in code[2:]:  # after the parameters and the set-up cell
+        assert nb.cells[i - 1].cell_type == "markdown", (path.name, nb.cells[i].source[:60])
+    sources = [c.source for c in nb.cells]
+    assert "run.methods()" in sources and sources[-1] == "run.disclosure_summary()"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
+def test_parameters_cells_are_short_and_take_a_parameters_file(path):
+    ns = {}
+    exec(parameters_cell(nbformat.read(path, as_version=4)).source, ns)
+    names = [k for k in ns if not k.startswith("__")]
+    assert "params_file" in names and "data" in names
+    assert len(names) <= 20, (path.name, len(names))
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=NAMES)
@@ -179,3 +262,24 @@ def test_notebook_02_runs_to_the_end_on_a_small_sparse_practice(tmp_path, synthe
     if synthetic:
         assert ors["method"].str.startswith("Firth").all() and (ors["odds_ratio"] < 1e6).all()
     assert (tmp_path / "out" / "figures" / "risk_condition_odds_ratios.png").exists()
+
+
+def test_a_parameters_file_and_any_valid_parameter_reach_every_notebook(small_db, tmp_path):
+    """params_file brings any parameter; papermill -p brings one the cell does not list
+    (gp_list_size is not in notebook 01's cell); a value in the cell equal to the default does
+    not undo the file."""
+    from analysis.notebook import notebook_params
+
+    f = tmp_path / "more.yaml"
+    f.write_text("elderly_age: 80\nrisk_drugs: [risk_drug_ssri]\n")
+    p = notebook_params({"params_file": str(f), "elderly_age": 75, "gp_list_size": 900}, "t")
+    assert (p.elderly_age, p.risk_drugs, p.gp_list_size) == (80, ("risk_drug_ssri",), 900)
+    p = notebook_params({"params_file": str(f), "elderly_age": 70}, "t")
+    assert p.elderly_age == 70  # a changed value in the cell (or -p) takes precedence
+    out = tmp_path / "o"
+    execute("01_cohort_profile", small_db, out, params_file=str(f), gp_list_size=900)
+    t = pd.read_csv(out / "tables" / "age_summary.csv")
+    assert len(t)
+    (tmp_path / "bad.yaml").write_text("elderly_agee: 80\n")
+    with pytest.raises(pm.PapermillExecutionError, match="elderly_agee"):
+        execute("03_eligibility", small_db, tmp_path / "b", params_file=str(tmp_path / "bad.yaml"))

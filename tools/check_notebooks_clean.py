@@ -11,5 +11,9 @@ for path in sys.argv[1:]:
             bad.append(path)
             break
 if bad:
-    print("Notebooks stored with outputs (clear them, or run `make notebooks`):", *bad, sep="\n  ")
+    print(
+        "Notebooks stored with outputs (clear them: Restart Kernel and Clear Outputs, save):",
+        *bad,
+        sep="\n  ",
+    )
     sys.exit(1)

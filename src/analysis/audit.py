@@ -544,11 +544,42 @@ def _ex(counts: dict) -> str:
     return ", ".join(items[:6]) + (" ..." if len(items) > 6 else "")
 
 
+# parameters that do not change a published point value
+_NOT_DEFINITIONS = (
+    "disclosure",
+    "disclosure_threshold",
+    "disclosure_rounding",
+    "confidence_level",
+    "ci_method",
+    "monte_carlo_draws",
+    "seed",
+)
+
+
+def is_reproduction(params, is_synthetic: bool) -> bool:
+    """True when a run can reproduce the paper: the synthetic default data (built to match
+    it) under the paper's definitions; any other run is a comparison with the paper."""
+    from analysis.params import DEFAULTS
+
+    mine = params.to_dict()
+    return is_synthetic and all(
+        list(mine[k]) == list(v) if isinstance(v, tuple) else mine[k] == v
+        for k, v in DEFAULTS.items()
+        if k not in _NOT_DEFINITIONS
+    )
+
+
 def reproduction_table(
-    figures: list[dict] | None, published: list[Published] | None = None
+    figures: list[dict] | None,
+    published: list[Published] | None = None,
+    *,
+    comparison: bool = False,
 ) -> pd.DataFrame:
     """Each published figure, the recomputed value at the published precision, the
-    difference and a verdict (reproduced / differs / not computable)."""
+    difference and a verdict (reproduced / differs / not computable). With
+    ``comparison`` (data other than the paper's, or other definitions) the verdicts say
+    "same as the paper" / "different from the paper": a difference is a finding about the
+    data, not a failure to reproduce."""
     pub = published or load_published()
     by_id = {f["id"]: f for f in (figures or [])}
     audit = {}
@@ -586,7 +617,9 @@ def reproduction_table(
             text = f"{rounded:.{p.decimals}f}"
             diff = Fraction(text) - p.value
             verdict = "reproduced" if diff == 0 else "differs"
-            if verdict == "differs" and p.id in audit:
+            if comparison:
+                verdict = "same as the paper" if diff == 0 else "different from the paper"
+            elif verdict == "differs" and p.id in audit:
                 verdict = f"differs (the published value is impossible; {audit[p.id]})"
             row.update(
                 recomputed=text, difference=f"{float(diff):+.{p.decimals}f}", verdict=verdict

@@ -182,6 +182,39 @@ def cmd_sensitivity(args) -> int:
     return 0
 
 
+def cmd_methods(args) -> int:
+    from analysis.engines import engine_label, source_name
+    from analysis.methods import methods_text
+    from analysis.outputs import atomic_write_text
+    from analysis.study import run_study
+
+    params = _params(args)
+    study = run_study(args.data, params, detail=False)
+    text = methods_text(
+        params, study, data_name=source_name(args.data), engine=engine_label(args.data)
+    )
+    out = text.html() if args.format == "html" else text.markdown()
+    if args.out:
+        atomic_write_text(args.out, out)
+        print(f"Wrote the methods and results text to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(out)
+    return 0
+
+
+def cmd_new_notebook(args) -> int:
+    from analysis.new_notebook import create_notebook
+
+    made = create_notebook(args.name)
+    for path in made:
+        print(f"wrote {path}")
+    print(
+        "Edit the .py (or open the .ipynb in JupyterLab: the pair stays in sync); "
+        "`make report` runs it in the default batch."
+    )
+    return 0
+
+
 _STAMP = "NOT FOR RELEASE: data not marked synthetic, disclosure control off or weakened."
 
 
@@ -326,6 +359,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--grid", metavar="FILE", help="grid YAML (default: the package's grid)")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_sensitivity)
+    sp = sub.add_parser(
+        "methods", help="the methods and results in words, as a paper would print them"
+    )
+    _add_params_args(sp)
+    sp.add_argument("--format", choices=["md", "html"], default="md", help="md (default) or html")
+    sp.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
+    sp.set_defaults(func=cmd_methods)
+
+    sp = sub.add_parser(
+        "new-notebook", help="create a notebook pair (notebooks/NN_name.py and .ipynb)"
+    )
+    sp.add_argument("name", help="the analysis's name: lower-case letters, digits, _")
+    sp.set_defaults(func=cmd_new_notebook)
+
     sp = sub.add_parser(
         "audit", help="published against recomputed, and the arithmetic of the published figures"
     )

@@ -33,13 +33,17 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from analysis.display import Summary, interval, number
 from analysis.params import Params
 
 GRID = 2000  # equal-probability values of Q for the prediction interval and the picture
 
 
 @dataclass(frozen=True)
-class EligibilityEstimate:
+class EligibilityEstimate(Summary):
+    """The expected number of candidates, as a count, a share, a rate and per GP list,
+    each with its interval; prints as a table (notebook) or aligned text (terminal)."""
+
     target_n: int
     population_n: int
     benefit_fraction: float  # the fixed fraction, or E[F] under a distribution
@@ -70,6 +74,58 @@ class EligibilityEstimate:
     def bound(self) -> str:
         """'at least' for the paper's fixed lower bound, else ''."""
         return "at least " if self.benefit_distribution == "fixed" else ""
+
+    @property
+    def summary_title(self):
+        return "Expected candidates for a local treatment" + (
+            " (a lower bound)" if self.bound else ""
+        )
+
+    @property
+    def summary_headers(self):
+        return ("", "estimate", f"{100 * self.level:g}% interval", "interval of")
+
+    def summary_rows(self):
+        m = f"{self.gp_list_size:,}"
+        e = "the expectation"
+        return [
+            (
+                "candidates in the database",
+                number(self.candidates),
+                interval(self.candidates_low, self.candidates_high),
+                e,
+            ),
+            (
+                "% of all patients",
+                number(self.pct_of_population, 2),
+                interval(self.pct_low, self.pct_high, 2),
+                e,
+            ),
+            (
+                "per 1000 patients",
+                number(self.per_1000),
+                interval(self.per_1000_low, self.per_1000_high),
+                e,
+            ),
+            (
+                f"expected per GP list of {m}",
+                number(self.per_gp_list),
+                interval(self.per_gp_list_low, self.per_gp_list_high),
+                e,
+            ),
+            (
+                f"in one actual list of {m}",
+                number(self.per_gp_list),
+                interval(self.in_one_list_low, self.in_one_list_high, 0),
+                "a prediction (one list)",
+            ),
+        ]
+
+    def summary_notes(self):
+        return [
+            f"From {self.target_n:,} patients in the target subgroup of {self.population_n:,}. "
+            f"Model: {self.model}."
+        ]
 
 
 # ----------------------------------------------------------------------------- distributions

@@ -300,3 +300,22 @@ def create_temp_table(con, name: str, select_sql: str) -> None:
 # the names used before the engines became classes behind one interface
 PostgresConnection = PostgresEngine
 SparkConnection = SparkEngine
+
+
+def source_name(data) -> str:
+    """A data source as a report names it: a folder's name, or a URL without secrets."""
+    from pathlib import Path
+
+    if data in (None, ""):
+        return "synthetic"
+    return redact(str(data)) if is_url(data) else Path(data).name
+
+
+def engine_label(data) -> str:
+    """The engine that reads a data source, in words."""
+    text = str(data or "")
+    if text.startswith(("postgresql://", "postgres://")):
+        return "PostgreSQL"
+    if text.startswith("spark://"):
+        return "Apache Spark (SQL translated from DuckDB's dialect by sqlglot)"
+    return "DuckDB"

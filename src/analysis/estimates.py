@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from analysis.display import Summary, interval, number
 from analysis.params import Params
 
 # statsmodels' names for the interval methods of Params.ci_method
@@ -28,8 +29,9 @@ METHOD_LABEL = {
 
 
 @dataclass(frozen=True)
-class Proportion:
-    """A share ``numerator / denominator`` with its two-sided interval, all in percent."""
+class Proportion(Summary):
+    """A share ``numerator / denominator`` with its two-sided interval, all in percent.
+    Prints as one line (``str``) and as a table in a notebook."""
 
     numerator: int
     denominator: int
@@ -45,6 +47,23 @@ class Proportion:
     def __str__(self) -> str:
         ci = f"{self.ci_low:.2f}-{self.ci_high:.2f}"
         return f"{self.numerator}/{self.denominator} = {self.pct:.2f}% ({ci})"
+
+    @property
+    def summary_headers(self):
+        return ("n", "N", "%", f"{100 * self.level:g}% CI")
+
+    def summary_rows(self):
+        return [
+            (
+                number(self.numerator),
+                number(self.denominator),
+                number(self.pct, 1),
+                interval(self.ci_low, self.ci_high, 1),
+            )
+        ]
+
+    def summary_notes(self):
+        return [f"Interval: {METHOD_LABEL.get(self.method, self.method)}."]
 
 
 def normal_quantile(p: float) -> float:

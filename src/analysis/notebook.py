@@ -21,7 +21,7 @@ from analysis.outputs import write_csv  # noqa: F401  (re-exported)
 from analysis.params import Params, check_names
 
 # names every notebook may take besides the analysis parameters
-RUN_PARAMETERS = ("data", "output_dir", "grid", "published")
+RUN_PARAMETERS = ("data", "output_dir", "params_file", "grid", "published")
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 
 
@@ -167,6 +167,36 @@ class NotebookRun:
         self._write_disclosure()
         return t
 
+    def manuscript_table(self, released: pd.DataFrame, name: str):
+        """The released table ``name`` (Table 1, a prevalence table) as a paper prints it,
+        also written as ``tables/<name>.docx`` and ``tables/<name>.xlsx``; displays as a
+        table. Only a table returned by :meth:`save_table` is accepted."""
+        from analysis.outputs.manuscript import write_manuscript_table
+
+        table, files = write_manuscript_table(released, name, self.out, self.data_label)
+        self.tables.setdefault(name, {})["manuscript"] = files
+        self._write_disclosure()
+        return table
+
+    def methods(self, *sections: str):
+        """The methods (and results) in words for this notebook: the sections of
+        :data:`analysis.methods.NOTEBOOK_SECTIONS`, or those named."""
+        from analysis.engines import engine_label, source_name
+        from analysis.methods import NOTEBOOK_SECTIONS, methods_text
+
+        keys = sections or NOTEBOOK_SECTIONS.get(self.notebook, ("population", "definitions"))
+        grid = getattr(self, "grid", None)
+        text = methods_text(
+            self.params,
+            self.study,
+            data_name=source_name(self.data),
+            engine=engine_label(self.data),
+            grid=grid,
+        )
+        part = text.part(*keys)
+        part.title = "How this was computed"
+        return part
+
     def _write_disclosure(self) -> None:
         import json
 
@@ -300,6 +330,25 @@ def display_table(df: pd.DataFrame, index: str | None = None, digits: int = 2):
     return styler
 
 
+def notebook_params(given: dict, notebook: str) -> Params:
+    """The parameter set of a notebook: the defaults, then ``params_file`` (a YAML of any
+    parameters), then the values of the parameters cell and of papermill's ``-p`` that
+    differ from the defaults (a literal default in the cell does not undo the file)."""
+    from analysis.params import DEFAULTS, read_params_file
+
+    merged = {}
+    if given.get("params_file"):
+        merged.update(read_params_file(resolve(given["params_file"])))
+    for k, v in given.items():
+        if k not in Params.names():
+            continue
+        default = DEFAULTS[k]
+        same = list(v) == list(default) if isinstance(v, list | tuple) else v == default
+        if k not in merged or not same:
+            merged[k] = v
+    return Params.from_mapping(merged, source=f"notebook {notebook}")
+
+
 def start(
     namespace: dict,
     *,
@@ -316,8 +365,7 @@ def start(
     given = injected_parameters(namespace)
     refuse_passwords(given, f"notebook {notebook}")
     check_notebook_parameters(given, notebook=notebook)
-    overrides = {k: v for k, v in given.items() if k in Params.names()}
-    params = Params.from_mapping(overrides, source=f"notebook {notebook}")
+    params = notebook_params(given, notebook)
     data = resolve(given.get("data"), paths.SYNTHETIC)
     out = resolve(given.get("output_dir"), paths.REPORTS / "interactive" / notebook)
     run = NotebookRun(notebook=notebook, params=params, data=data, out=out)

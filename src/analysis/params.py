@@ -314,26 +314,31 @@ def _type_name(hint) -> str:
     return {int: "an integer", float: "a number", str: "a text value"}.get(hint, str(hint))
 
 
+def read_params_file(path: str | Path) -> dict:
+    """The overrides a YAML parameter file holds (names checked, passwords refused)."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise AnalysisError(f"Parameter file {path} does not exist.")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise AnalysisError(f"Parameter file {path} is not valid YAML: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise AnalysisError(f"Parameter file {path} must hold a mapping of name: value.")
+    from analysis.credentials import refuse_passwords_in
+
+    refuse_passwords_in(loaded, f"Parameter file {path}")
+    check_names(loaded, source=str(path))
+    return loaded
+
+
 def load_params(path: str | Path | None = None, overrides: dict | None = None) -> Params:
     """The default parameter set, updated by a YAML file and then by explicit overrides."""
     merged: dict = {}
     if path is not None:
-        import yaml
-
-        path = Path(path)
-        if not path.exists():
-            raise AnalysisError(f"Parameter file {path} does not exist.")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise AnalysisError(f"Parameter file {path} is not valid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise AnalysisError(f"Parameter file {path} must hold a mapping of name: value.")
-        from analysis.credentials import refuse_passwords_in
-
-        refuse_passwords_in(loaded, f"Parameter file {path}")
-        check_names(loaded, source=str(path))
-        merged.update(loaded)
+        merged.update(read_params_file(path))
     if overrides:
         from analysis.credentials import refuse_passwords_in
 

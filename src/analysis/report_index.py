@@ -232,8 +232,16 @@ def _reproduction_rows(out: Path, runs: dict) -> str:
             rows = _read_csv(d / "tables" / "reproduction.csv")
             if not rows:
                 continue
+            comparison = any(
+                r.get("verdict", "").endswith("the paper") for r in rows
+            )  # data or definitions other than the paper's
+            title = (
+                "Compared with the paper (other data or definitions: differences are findings)"
+                if comparison
+                else "Reproduction of the published figures"
+            )
             s = [
-                "<h2>Reproduction of the published figures</h2>",
+                f"<h2>{_esc(title)}</h2>",
                 f"<p class='sub'>From run <a "
                 f"href='{_href(d.name, '05_reproduction.html')}'>{_esc(d.name)}</a>.</p>",
                 "<table><tr><th>id</th><th>figure</th><th>published</th><th>recomputed</th>"

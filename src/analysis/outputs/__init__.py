@@ -115,3 +115,24 @@ def write_csv(df, target: Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def atomic_write(target: Path, write) -> Path:
+    """Call ``write(temporary path)`` and move the file into place: a reader never sees a
+    half-written file, and a failure leaves none."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def atomic_write_text(target: Path, text: str) -> Path:
+    """Write UTF-8 text atomically (:func:`atomic_write`)."""
+    return atomic_write(target, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

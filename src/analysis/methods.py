@@ -1,0 +1,455 @@
+"""The methods and results of a run in words, as a paper would print them.
+
+Every sentence is generated from the resolved parameters, the code-list files and the data
+(the counts of the results paragraph are the released ones, under the disclosure rule in
+force), so that the text cannot drift from what was computed. ``python -m analysis methods``
+prints the whole text; each notebook shows the parts that concern it
+(:data:`NOTEBOOK_SECTIONS`); a batch writes ``methods.md`` and ``methods.html`` beside its
+index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+
+from analysis import cohort
+from analysis.estimates import METHOD_LABEL
+from analysis.params import Params
+
+# heading of each section, in the order of a methods section
+HEADINGS = {
+    "data": "Data",
+    "population": "Study population",
+    "definitions": "Definitions",
+    "codelists": "Code lists",
+    "statistics": "Statistical methods",
+    "eligibility": "Eligibility for a local treatment",
+    "sensitivity": "Sensitivity analyses",
+    "reproduction": "Reproduction of the published figures",
+    "quality": "Data quality",
+    "disclosure": "Disclosure control",
+    "software": "Software",
+    "results": "Results",
+}
+
+# the sections each notebook shows (the batch index links the whole text)
+NOTEBOOK_SECTIONS = {
+    "01_cohort_profile": ("data", "population", "statistics", "disclosure", "results"),
+    "02_pain_and_risk": ("population", "definitions", "codelists", "statistics", "results"),
+    "03_eligibility": ("population", "definitions", "eligibility", "results"),
+    "04_sensitivity": ("definitions", "eligibility", "sensitivity"),
+    "05_reproduction": ("reproduction", "results"),
+    "06_data_quality": ("data", "quality", "codelists"),
+}
+
+REFERENCES = {
+    "wilson": "Wilson EB. J Am Stat Assoc 1927;22:209-12",
+    "newcombe": "Newcombe RG. Stat Med 1998;17:857-72",
+    "clopper_pearson": "Clopper CJ, Pearson ES. Biometrika 1934;26:404-13",
+    "agresti_coull": "Agresti A, Coull BA. Am Stat 1998;52:119-26",
+    "jeffreys": "Brown LD, Cai TT, DasGupta A. Stat Sci 2001;16:101-33",
+    "austin": "Austin PC. Commun Stat Simul Comput 2009;38:1228-34",
+    "firth": "Firth D. Biometrika 1993;80:27-38",
+    "heinze": "Heinze G, Schemper M. Stat Med 2002;21:2409-19",
+    "grim": "Brown NJL, Heathers JAJ. Soc Psychol Personal Sci 2017;8:363-9",
+    "paper": "Mammucari M, et al. Pain Ther 2016;5:123-6",
+}
+
+
+@dataclass
+class Methods:
+    """The text, section by section (Markdown). ``part(...)`` keeps some sections;
+    ``markdown()`` and ``html()`` render it; a notebook displays it as Markdown."""
+
+    sections: dict[str, str]
+    title: str = "Methods"
+    notes: list[str] = field(default_factory=list)
+
+    def part(self, *keys: str) -> Methods:
+        unknown = [k for k in keys if k not in HEADINGS]
+        if unknown:
+            raise KeyError(f"unknown section(s) {unknown}; known: {', '.join(HEADINGS)}")
+        return Methods({k: v for k, v in self.sections.items() if k in keys}, self.title)
+
+    def markdown(self, level: int = 2) -> str:
+        h = "#" * level
+        out = [f"{h} {self.title}"] if self.title else []
+        for key, text in self.sections.items():
+            out += [f"{h}# {HEADINGS[key]}", text]
+        return "\n\n".join(out) + "\n"
+
+    def html(self) -> str:
+        """A standalone page (data names escaped; no script)."""
+        import mistune
+
+        body = mistune.create_markdown(escape=True, plugins=["table"])(self.markdown(1))
+        return (
+            '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>{escape(self.title)}</title><style>body{{font-family:system-ui,sans-serif;"
+            "max-width:46em;margin:2em auto;line-height:1.5;color:#222;padding:0 1em}"
+            "code{font-size:90%}li{margin:.2em 0}</style></head><body>\n"
+            f"{body}</body></html>\n"
+        )
+
+    def _repr_markdown_(self) -> str:
+        return self.markdown(level=3)
+
+    def __str__(self) -> str:
+        return self.markdown()
+
+
+# ----------------------------------------------------------------------------- words
+def _long(d) -> str:
+    return f"{d.day} {d:%B %Y}"
+
+
+def _count(v) -> str:
+    return "withheld" if v is None else f"{int(round(v)):,}"
+
+
+def _pct(v, digits: int = 1) -> str:
+    return (
+        "withheld" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+    )
+
+
+def _and(items) -> str:
+    items = list(items)
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _or(items) -> str:
+    items = list(items)
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def list_words(name: str) -> str:
+    """``risk_condition_heart_failure`` -> ``heart failure``."""
+    for prefix in ("risk_condition_", "risk_drug_"):
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+    return name.replace("copd_asthma", "COPD or asthma").replace("ssri", "SSRIs").replace("_", " ")
+
+
+def interval_words(p: Params) -> str:
+    level = f"{100 * p.confidence_level:g}%"
+    refs = {
+        "wilson": f"{REFERENCES['wilson']}; {REFERENCES['newcombe']}",
+        "clopper_pearson": REFERENCES["clopper_pearson"],
+        "agresti_coull": REFERENCES["agresti_coull"],
+        "jeffreys": REFERENCES["jeffreys"],
+    }[p.ci_method]
+    name = METHOD_LABEL[p.ci_method].split(" (")[0]
+    return f"two-sided {level} {name}s ({refs})"
+
+
+def benefit_words(p: Params) -> str:
+    from analysis.eligibility import benefit_support
+
+    if p.benefit_distribution == "fixed":
+        lb = ' (the paper\'s "at least 50%": the estimate is a lower bound)'
+        return f"a fixed share of {p.benefit_fraction:g}" + (
+            lb if p.benefit_fraction == 0.5 else ""
+        )
+    lo, hi = benefit_support(p)
+    if p.benefit_distribution == "uniform":
+        return f"a share uniformly distributed between {lo:g} and {hi:g}"
+    return (
+        f"a share following a Beta({p.benefit_beta_a:g}, {p.benefit_beta_b:g}) distribution "
+        f"scaled to {lo:g}-{hi:g}"
+    )
+
+
+def target_words(p: Params) -> str:
+    return (
+        f"patients of the pain cohort with at least {p.min_episodes} qualifying episodes "
+        f"(recurrent pain), aged {p.elderly_age} years or more, with a risk condition or a "
+        "risk drug"
+    )
+
+
+def _codelist_rows(p: Params) -> list[str]:
+    from analysis.codelists import load_codelist
+
+    rows = []
+    for name in (*p.risk_conditions, *p.risk_drugs):
+        cl = load_codelist(name)
+        digest = hashlib.sha256(cl.path.read_bytes()).hexdigest()
+        rows.append(
+            f"| `{cl.path.name}` | {list_words(name)} | {cl.vocabulary} | {len(cl.codes)} "
+            f"| `{digest[:16]}` |"
+        )
+    return rows
+
+
+# ----------------------------------------------------------------------------- sections
+def methods_text(
+    params: Params,
+    study=None,
+    *,
+    data_name: str | None = None,
+    engine: str | None = None,
+    grid=None,
+) -> Methods:
+    """The methods (and, with a ``study``, the results) in words; ``grid`` is the
+    sensitivity grid (:func:`analysis.sensitivity.load_grid`; the package's by default)."""
+    p = params
+    s: dict[str, str] = {}
+    idx, ws = _long(p.index), _long(p.window_start)
+    if study is not None:
+        kind = (
+            "the synthetic default cohort of this project (generated to reproduce the "
+            "published figures; not real patients)"
+            if study.is_synthetic
+            else "a patient-level extract supplied by the user"
+        )
+        where = f" (`{data_name}`)" if data_name else ""
+        s["data"] = (
+            f"The analysis used {kind}{where}, held in the project's data contract (tables "
+            "`patients`, `diagnoses`, `pain_episodes` and `prescriptions`, documented in "
+            "`data/README.md`) and validated against it before any count was made"
+            + (f"; it was read with {engine}" if engine else "")
+            + "."
+        )
+    else:
+        s["data"] = (
+            "The analysis uses patient-level data in the project's data contract (tables "
+            "`patients`, `diagnoses`, `pain_episodes` and `prescriptions`, documented in "
+            "`data/README.md`), validated against it before any count is made."
+        )
+    s["population"] = (
+        f"The study population comprised {cohort.population_words(p)} (the index date). "
+        f"Ages are completed years on the index date; the look-back window runs from {ws} to "
+        f"{idx}, both included, and no event after the index date counts. Patients outside "
+        "the population, and their events, are left out of every count."
+    )
+    s["definitions"] = (
+        f"A qualifying pain episode was an episode of {cohort.pain_words(p)} recorded in the "
+        "window; the **pain cohort** comprised the patients with at least one. Pain was "
+        f"**recurrent** with at least {p.min_episodes} qualifying episodes in the window. A "
+        "**risk condition** (a condition that makes long-term systemic NSAIDs unsafe) was a "
+        "diagnosis recorded on or before the index date in any of the code lists for "
+        f"{_or(list_words(c) for c in p.risk_conditions) or 'none'}; a **risk drug** a "
+        "prescription on or before the index date in any of the lists for "
+        f"{_or(list_words(d) for d in p.risk_drugs) or 'none'}. **Elderly** patients were "
+        f"aged {p.elderly_age} years or more. The **target subgroup** comprised "
+        f"{target_words(p)}. **Candidates** for a local treatment (mesotherapy) are the target "
+        f"subgroup times the share expected to benefit, {benefit_words(p)}."
+    )
+    s["codelists"] = (
+        "Each list is a versioned CSV file in `data/codelists/` (a recorded code matches an "
+        "entry when, with dots removed, it starts with the entry's code, in the list's own "
+        "vocabulary). The SHA-256 digest (first 16 hexadecimal digits) identifies the exact "
+        "file used.\n\n| file | list | vocabulary | entries | SHA-256 |\n|---|---|---|---|---|\n"
+        + "\n".join(_codelist_rows(p))
+    )
+    s["statistics"] = (
+        f"Proportions are given with {interval_words(p)}. Mean ages are given with their SD "
+        f"(n - 1 denominator) and {100 * p.confidence_level:g}% t intervals. Table 1 compares "
+        "the pain cohort with the rest of the population; differences are standardized mean "
+        f"differences ({REFERENCES['austin']}). The odds of a risk condition in the pain "
+        "cohort by age band and sex were estimated by grouped logistic regression: maximum "
+        "likelihood with Wald intervals when every age band x sex cell has patients with and "
+        "without a risk condition, otherwise Firth's penalized likelihood with "
+        f"profile-likelihood intervals ({REFERENCES['firth']}; {REFERENCES['heinze']}), "
+        "named in the table. Age bands start at "
+        f"{_and(str(e) for e in p.age_band_edges)} years."
+    )
+    s["eligibility"] = _eligibility_words(p)
+    s["sensitivity"] = sensitivity_words(grid)
+    s["reproduction"] = (
+        "Each published figure (`data/reference/published.csv`, "
+        f"{REFERENCES['paper']}) was recomputed from the data under the definitions above and "
+        "compared at the published precision. The arithmetic of the published figures was "
+        f"audited from the printed numbers alone: GRIM ({REFERENCES['grim']}) asks whether a "
+        "count over its denominator can print as each percentage; cross-figure checks ask "
+        "whether figures about the same patients agree; the smallest and largest SD of "
+        "integer ages compatible with n, the mean, the range and the subgroup counts are "
+        "computed exactly."
+    )
+    s["quality"] = (
+        "Before the analysis, every column was checked for completeness; values allowed by "
+        "the contract but implausible (ages over 105, severities of 0), duplicate records, "
+        "events outside the patient's registration or after the index date were counted, "
+        "and the share of diagnosis and prescription records matched by the code lists was "
+        "computed, with the most frequent unmatched codes."
+    )
+    s["disclosure"] = _disclosure_words(p, study)
+    s["software"] = _software_words(engine)
+    if study is not None:
+        s["results"] = results_words(study)
+    return Methods(s)
+
+
+def sensitivity_words(grid=None) -> str:
+    from analysis.sensitivity import load_grid
+
+    g = grid if grid is not None else load_grid()
+    varied = []
+    for name, items in g.vary.items():
+        labels = [str(label) for label, _ in items]
+        varied.append(f"`{name}` ({_or(labels)})")
+    return (
+        f"The eligibility estimate was recomputed over a grid of {g.size} combinations of "
+        f"definitions and assumptions (grid file `{Path(g.source).name}`): {'; '.join(varied)}. "
+        "The tornado chart changes one parameter at a time from the definitions above and "
+        "shows the range of the estimate; the heat map crosses the elderly age threshold with "
+        "the benefit share. Every cell is computed from the same single pass over the data as "
+        "the main estimate, under the same disclosure rule."
+    )
+
+
+def _eligibility_words(p: Params) -> str:
+    m = METHOD_LABEL[p.ci_method].split(" (")[0]
+    level = f"{100 * p.confidence_level:g}%"
+    if p.benefit_distribution == "fixed":
+        how = (
+            f"The expected number of candidates is the target subgroup times {p.benefit_fraction:g}"
+            f"; its {level} interval is the {m} of the target proportion times "
+            f"{p.benefit_fraction:g}, so it carries the sampling uncertainty of the proportion "
+            "only, not the uncertainty of the benefit share."
+        )
+    else:
+        how = (
+            "The target proportion is given its confidence distribution (the "
+            f"{m} inverted at every level) and multiplied by the benefit share "
+            f"({benefit_words(p)}); the estimate is the expectation of the product and its "
+            f"{level} interval the exact 2.5% and 97.5% quantiles of the product, computed by "
+            "numerical integration (no simulation), so it carries both uncertainties."
+        )
+    return (
+        f"{how} Per 1000 patients and per GP list of {p.gp_list_size:,} patients the rate is "
+        "scaled with the same interval (the expected number per list). The count in one "
+        f"actual list of {p.gp_list_size:,} patients is given with a {level} prediction "
+        "interval: the quantiles of a binomial count over that list, mixed over the "
+        "uncertainty of the rate, which adds list-to-list variation. The interval of the "
+        "expectation is not the range of counts a single practice will see."
+    )
+
+
+def _disclosure_words(p: Params, study) -> str:
+    from analysis.outputs import disclosure
+
+    synthetic = bool(study.is_synthetic) if study is not None else None
+    rule = disclosure.resolve(p, synthetic) if synthetic is not None else None
+    if synthetic is None:
+        return (
+            f"Outputs pass one disclosure step under the rule `{p.disclosure}` (auto: none for "
+            "data marked synthetic, the OpenSAFELY rule otherwise): counts below the threshold "
+            "are withheld with every statistic of their group, the others rounded, and shares "
+            "and intervals are recomputed from the released counts."
+        )
+    if rule is None:
+        why = (
+            "the data are synthetic (not real patients)"
+            if synthetic
+            else "disclosure control was switched off (NOT FOR RELEASE)"
+        )
+        return f"No disclosure control was applied: {why}."
+    stamp = (
+        ""
+        if rule.for_release
+        else " These settings are weaker than the rule's own: NOT FOR RELEASE."
+    )
+    return (
+        f"Every released number passed one disclosure step ({rule.describe()}). Statistics of a "
+        "withheld group are withheld with it; shares and proportion intervals are recomputed "
+        "from the released counts; means are rounded and extremes withheld; ages of 90 and "
+        "over count as 90; where one withheld cell of a partition could be recovered by "
+        f"subtraction, the next smallest is withheld too.{stamp}"
+    )
+
+
+def _software_words(engine: str | None) -> str:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ("analysis", "duckdb", "pandas", "numpy", "scipy", "statsmodels", "matplotlib")
+    parts = []
+    for n in names:
+        try:
+            parts.append(f"{n} {version(n)}")
+        except PackageNotFoundError:
+            continue
+    return (
+        f"Computed with Python {platform.python_version()} and {_and(parts)}"
+        + (f"; data engine {engine}" if engine else "")
+        + ". The exact environment is pinned in `requirements.lock` (pip) and "
+        "`environment.yml` (conda)."
+    )
+
+
+# ----------------------------------------------------------------------------- results
+def results_words(study) -> str:
+    """The key counts in sentences, from the released figures."""
+    p = study.params
+    figs = {f["id"]: f for f in study.figures()}
+    rule = study.disclosure_rule
+
+    def v(fid):
+        return figs.get(fid, {}).get("value")
+
+    def prop(fid):
+        f = figs.get(fid, {})
+        if f.get("value") is None:
+            return "withheld"
+        return (
+            f"{_pct(f['value'])}%, {100 * p.confidence_level:g}% CI "
+            f"{_pct(f['ci_low'])}\u2013{_pct(f['ci_high'])}"
+        )
+
+    out = []
+    if "database.n" in figs:
+        out.append(
+            f"Of {_count(v('database.n'))} patients in the database, "
+            f"{_count(v('excluded.born_after_index'))} were born after the index date and "
+            f"{_count(v('excluded.not_registered'))} were not "
+            f"{cohort.registration_words(p)}; {_count(v('population.n'))} formed the "
+            "population."
+        )
+    else:
+        out.append(f"The population comprised {_count(v('population.n'))} patients.")
+    age = v("population.age_mean")
+    out.append(
+        f"{_pct(v('population.female_pct'))}% were female; their mean age was "
+        + (f"{age:.1f} years (SD {v('population.age_sd'):.1f})" if age is not None else "withheld")
+        + "."
+    )
+    out.append(
+        f"{_count(v('pain.n'))} of {_count(v('population.n'))} patients "
+        f"({prop('pain.pct_of_population')}) had {cohort.pain_words(p)} in the window (the "
+        f"pain cohort). Of these, {_count(figs.get('pain_risk.pct_of_pain', {}).get('numerator'))}"
+        f" ({prop('pain_risk.pct_of_pain')}) had a risk condition and "
+        f"{_count(figs.get('pain.recurrent_pct', {}).get('numerator'))} "
+        f"({prop('pain.recurrent_pct')}) had recurrent pain."
+    )
+    out.append(
+        f"{_count(v('target.n'))} patients ({prop('target.pct_of_pain')} of the pain cohort; "
+        f"{prop('target.pct_of_population')} of the population) formed the target subgroup."
+    )
+    c = figs.get("candidates.n", {})
+    if c.get("value") is None:
+        out.append("The eligibility estimate is withheld (the target subgroup is too small).")
+    else:
+        bound = "at least " if p.benefit_distribution == "fixed" else ""
+        g, one = figs["candidates.per_gp_list"], figs["candidates.in_one_gp_list"]
+        level = f"{100 * p.confidence_level:g}%"
+        out.append(
+            f"The expected number of candidates for a local treatment was {bound}"
+            f"{c['value']:.1f} ({level} CI {c['ci_low']:.1f}\u2013{c['ci_high']:.1f}), "
+            f"{g['value']:.1f} per GP list of {p.gp_list_size:,} patients "
+            f"({g['ci_low']:.1f}\u2013{g['ci_high']:.1f}); one actual list of "
+            f"{p.gp_list_size:,} patients would hold {one['ci_low']}\u2013{one['ci_high']} "
+            f"candidates ({level} prediction interval)."
+        )
+    if rule is not None:
+        out.append(f"Counts are released under the {rule.describe()}.")
+    return " ".join(out)
