@@ -107,11 +107,15 @@ def _nan_none(v):  # pragma: no cover - json default hook
     return None
 
 
-def _fmt(v) -> str:
+def _fmt(v, fid: str = "") -> str:
+    """A count as an integer; a mean or SD rounded to 1 decimal (under a disclosure rule)
+    with that decimal; other numbers with 2 decimals; a missing value as blank."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
-    if isinstance(v, int) or (isinstance(v, float) and v.is_integer() and abs(v) < 1e15):
-        return f"{int(v):,}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if fid.endswith(("_mean", "_sd", "_median", "_q1", "_q3", "_min", "_max")):
+        return f"{v:,.1f}" if round(v, 1) == v else f"{v:,.2f}"
     return f"{v:,.2f}"
 
 
@@ -119,7 +123,7 @@ def _figures_table(figs) -> str:
     rows = [("id", "value", "interval", "n / N", "description")]
     for f in figs:
         ci = (
-            f"{_fmt(f['ci_low'])} to {_fmt(f['ci_high'])}"
+            f"{_fmt(f['ci_low'], f['id'])} to {_fmt(f['ci_high'], f['id'])}"
             if f.get("ci_low") is not None and f.get("ci_high") is not None
             else ""
         )
@@ -132,7 +136,12 @@ def _figures_table(figs) -> str:
                 if f["id"].endswith(("per_gp_list", "gp_list"))
                 else f"N = {_fmt(f['denominator'])}"
             )
-        rows.append((f["id"], _fmt(f["value"]), ci, nn, f["description"]))
+        value = "withheld" if f.get("suppressed") else _fmt(f["value"], f["id"])
+        if f.get("suppressed") and f.get("ci_low") is None:
+            ci = "withheld"
+        if "numerator" in f and f["numerator"] is None:
+            nn = f"withheld / {_fmt(f['denominator']) or 'withheld'}"
+        rows.append((f["id"], value, ci, nn, f["description"]))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = []
     for i, r in enumerate(rows):

@@ -398,6 +398,14 @@ def pain_words(p: Params) -> str:
     return f"{sev} ({p.min_severity}+/10) {causes} pain of the {sites}"
 
 
+def target_words(p: Params) -> str:
+    """The target subgroup in words, with its thresholds."""
+    return (
+        f"pain cohort, recurrent (>= {p.min_episodes} qualifying episodes), aged >= "
+        f"{p.elderly_age}, with a risk condition or a risk drug"
+    )
+
+
 # ----------------------------------------------------------------------------- attrition
 def attrition_table(cube: ProfileCube, params: Params | None = None):
     """From all patients to the expected candidates for a local treatment.
@@ -448,8 +456,7 @@ def attrition_table(cube: ProfileCube, params: Params | None = None):
         ("pain_risk_condition", "pain cohort with a history of a risk condition", n_pr, "pain"),
         (
             "target",
-            f"pain cohort, recurrent (>= {p.min_episodes} episodes), aged >= "
-            f"{p.elderly_age}, with a risk condition or a risk drug",
+            target_words(p),
             n_t,
             "pain",
         ),

@@ -78,8 +78,9 @@ class Methods:
     def markdown(self, level: int = 2) -> str:
         h = "#" * level
         out = [f"{h} {self.title}"] if self.title else []
+        sub = "#" * (level + 1) if self.title else h
         for key, text in self.sections.items():
-            out += [f"{h}# {HEADINGS[key]}", text]
+            out += [f"{sub} {HEADINGS[key]}", text]
         return "\n\n".join(out) + "\n"
 
     def html(self) -> str:
@@ -453,3 +454,77 @@ def results_words(study) -> str:
     if rule is not None:
         out.append(f"Counts are released under the {rule.describe()}.")
     return " ".join(out)
+
+
+# ----------------------------------------------------------------------------- batches
+def batch_methods(batch, results: list[dict]) -> Methods | None:
+    """The whole text for a batch: for each data source, the methods and results under
+    its base scenario (the run with the fewest overrides), then each scenario's changes."""
+    from analysis.engines import engine_label, source_name
+    from analysis.study import run_study
+
+    ok = {r["run"] for r in results if r.get("status") in ("ok", "up to date")}
+    runs = [r for r in batch.runs if r.name in ok]
+    if not runs:
+        return None
+    sections: dict[str, str] = {}
+    parts = []
+    for source in dict.fromkeys(r.source for r in runs):
+        base = min((r for r in runs if r.source == source), key=lambda r: len(r.overrides))
+        params = Params.from_mapping(
+            {k: v for k, v in base.overrides.items() if k in Params.names()}
+        )
+        study = run_study(base.data, params, detail=False)
+        text = methods_text(
+            params, study, data_name=source_name(base.data), engine=engine_label(base.data)
+        )
+        parts.append(
+            f"## Data source `{source}` (scenario `{base.scenario}`)\n\n"
+            + text.markdown(level=2).split("\n", 2)[2]  # without its own title
+        )
+    scen = {}
+    for r in runs:
+        changes = {k: v for k, v in r.overrides.items() if k in Params.names()}
+        scen.setdefault(r.scenario, changes)
+    if len(scen) > 1:
+        lines = [
+            f"- `{name}`: "
+            + (
+                "; ".join(
+                    f"`{k}` = {v if not isinstance(v, list) else ', '.join(map(str, v))}"
+                    for k, v in changes.items()
+                )
+                or "the definitions above"
+            )
+            for name, changes in scen.items()
+        ]
+        parts.append(
+            "## Scenarios\n\nEach scenario changes the definitions above as listed; its "
+            "estimate is in the batch index and in the run's report.\n\n" + "\n".join(lines)
+        )
+    sections["results"] = "\n\n".join(parts)
+    doc = Methods(sections, title=f"Methods and results: batch {batch.name}")
+    return doc
+
+
+def write_batch_methods(batch, results: list[dict]) -> list[str]:
+    """``methods.md`` and ``methods.html`` in the batch folder (atomically); [] when no
+    run succeeded."""
+    from analysis.outputs import atomic_write_text
+
+    doc = batch_methods(batch, results)
+    if doc is None:
+        return []
+    body = doc.sections["results"]
+    md = f"# {doc.title}\n\n{body}\n"
+    atomic_write_text(batch.out / "methods.md", md)
+    page = Methods({}, title=doc.title)
+    html = page.html().replace("</body>", _md_to_html(body) + "</body>")
+    atomic_write_text(batch.out / "methods.html", html)
+    return ["methods.md", "methods.html"]
+
+
+def _md_to_html(text: str) -> str:
+    import mistune
+
+    return mistune.create_markdown(escape=True, plugins=["table"])(text)

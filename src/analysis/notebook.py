@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from analysis import paths, style
@@ -111,9 +112,31 @@ class NotebookRun:
         )
 
     def show(self, df: pd.DataFrame, index: str | None = None, digits: int = 2):
-        """A table for display: whole numbers without decimals, other numbers with
-        ``digits`` decimals, p-values with 2 significant digits, empty cells blank."""
-        return display_table(df, index=index, digits=digits)
+        """A table for display (:func:`display_table`); under a disclosure rule the cells
+        withheld (a count below the threshold and what derives from it) read "withheld"."""
+        return display_table(df, index=index, digits=digits, withheld=self._withheld(df))
+
+    def _withheld(self, df: pd.DataFrame) -> dict:
+        """Column -> row positions withheld, from the table's declaration."""
+        from analysis.outputs import RELEASED, spec_for
+
+        name = getattr(df, "attrs", {}).get(RELEASED)
+        if self.rule is None or not name:
+            return {}
+        spec = spec_for(name)
+        out: dict[str, set] = {}
+        others = [c for c in df.columns if c not in spec.counts and c not in spec.keys]
+        for c in spec.counts:
+            if c not in df.columns:
+                continue
+            rows = set(np.flatnonzero(df[c].isna().to_numpy()))
+            if not rows:
+                continue
+            for col in (c, *spec.derived.get(c, others)):
+                if col in df.columns:
+                    out.setdefault(col, set()).update(rows)
+        out.update({c: set(range(len(df))) for c in spec.withhold if c in df.columns})
+        return out
 
     @property
     def rule(self):
@@ -194,7 +217,7 @@ class NotebookRun:
             grid=grid,
         )
         part = text.part(*keys)
-        part.title = "How this was computed"
+        part.title = ""  # the notebook's own heading introduces it
         return part
 
     def _write_disclosure(self) -> None:
@@ -295,7 +318,24 @@ class NotebookRun:
         return fig
 
 
-def display_table(df: pd.DataFrame, index: str | None = None, digits: int = 2):
+def _decimals_needed(values, digits: int) -> int:
+    """The fewest decimals (up to ``digits``) that show every value exactly: a value
+    rounded to 1 decimal prints as "57.8", not "57.80"."""
+    import numpy as np
+
+    for d in range(digits + 1):
+        if np.allclose(values, np.round(values, d), rtol=0, atol=1e-9):
+            return d
+    return digits
+
+
+def display_table(
+    df: pd.DataFrame, index: str | None = None, digits: int = 2, withheld: dict | None = None
+):
+    """A table for display: counts as integers ("2,503", also in a column that holds an
+    expectation such as 60.5), other numbers with the decimals they carry (at most
+    ``digits``), p-values with 2 significant digits; a missing value in a table under
+    disclosure control reads "withheld"."""
     import numpy as np
 
     d = df.set_index(index) if index else df
@@ -304,20 +344,29 @@ def display_table(df: pd.DataFrame, index: str | None = None, digits: int = 2):
         v = d[col]
         if v.dtype == bool or not np.issubdtype(v.dtype, np.number):
             continue
-        finite = v.dropna()
-        if "p_value" in str(col):
+        finite = v.dropna().to_numpy(dtype=float)
+        name = str(col)
+        if "p_value" in name:
             fmt[col] = "{:.2g}"
-        elif (
-            len(finite)
-            and (finite == finite.round()).all()
-            and not str(col).startswith(("pct", "ci_", "mean", "sd"))
-        ):
-            fmt[col] = "{:,.0f}"
+        elif not name.startswith(("pct", "ci_", "mean", "sd", "smd", "odds", "or_", "share")):
+            k = _decimals_needed(finite, digits) if len(finite) else 0
+            fmt[col] = lambda x, k=k: f"{x:,.0f}" if float(x).is_integer() else f"{x:,.{k}f}"
         else:
-            fmt[col] = "{:,.%sf}".replace("%s", str(digits))
-    styler = d.style.format(
-        fmt, na_rep="withheld" if "disclosure" in d.columns else "", escape="html"
-    )
+            k = _decimals_needed(finite, digits) if len(finite) else digits
+            fmt[col] = "{:,.%sf}".replace("%s", str(k))
+    styler = d.style.format(fmt, na_rep="", escape="html")
+    for col, rows in (withheld or {}).items():
+        if col in d.columns and rows:
+            keep = fmt.get(col)
+            styler = styler.format(
+                (
+                    lambda x, f=keep: "withheld"
+                    if pd.isna(x)
+                    else (f(x) if callable(f) else (f.format(x) if f else str(x)))
+                ),
+                subset=pd.IndexSlice[d.index[sorted(rows)], [col]],
+                escape="html",
+            )
     styler = styler.format_index(escape="html", axis=0).format_index(escape="html", axis=1)
     styler = styler.set_table_styles(
         [

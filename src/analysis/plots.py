@@ -62,7 +62,14 @@ def age_sex_pyramid(counts: pd.DataFrame, data_label: str, title="Age-sex pyrami
     style.add_caption(
         fig,
         style.caption(
-            "Patients by 5-year age group and sex; men to the left, women to the right.", data_label
+            "Patients by 5-year age group and sex; men to the left, women to the right."
+            + (
+                " Under disclosure control a withheld count is marked 'withheld' and an age "
+                "group whose counts are all withheld is left out."
+                if "disclosure" in counts.columns
+                else ""
+            ),
+            data_label,
         ),
     )
     return fig
@@ -85,7 +92,14 @@ def age_distribution_by_sex(counts_by_age: pd.DataFrame, age_by_sex: pd.DataFram
         c = counts_by_age[counts_by_age["sex"] == sex]
         ages = pd.to_numeric(c["age"], errors="coerce")
         ax.step(
-            ages[ages.notna()], c["n"][ages.notna()], where="mid", color=colour, label=label, lw=1.2
+            ages[ages.notna()],
+            c["n"][ages.notna()],
+            where="mid",
+            color=colour,
+            label=label,
+            lw=1.2,
+            marker="o" if ages.notna().sum() < 20 else None,  # a few released ages stay visible
+            ms=3,
         )
         for _, r in c[ages.isna()].iterrows():  # an open-ended band such as "90+"
             lo = float(str(r["age"]).rstrip("+"))
@@ -121,6 +135,20 @@ def age_distribution_by_sex(counts_by_age: pd.DataFrame, age_by_sex: pd.DataFram
             ax.plot([row["mean"]], [y], "v", color=colour, ms=5)
             lines.append(f"{label}: mean {row['mean']:.1f} (interval withheld)")
     ax.set_ylim(0, top * 1.08)
+    shown = pd.to_numeric(counts_by_age["age"], errors="coerce").dropna()
+    if "disclosure" in counts_by_age.columns and 0 < len(shown) < 20:
+        ax.set_xlim(max(0, shown.min() - 10), shown.max() + 10)
+        ax.text(
+            0.5,
+            0.5,
+            f"only {len(shown)} single year(s) of age hold enough patients to be released;\n"
+            "the others are withheld (the age-sex pyramid shows 5-year groups)",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="#777777",
+        )
     if counts_by_age["n"].notna().sum() == 0:  # every single-year count withheld
         ax.set_xlim(0, 100)
         ax.text(
@@ -615,11 +643,29 @@ def tornado(table: pd.DataFrame, data_label: str):
     )
     if base == base:
         ax.axvline(base, color="black", lw=0.8)
-    ax.set_yticks(y, [p.replace("_", " ") for p in t["parameter"]])
+
+    def ylabel(r):
+        w = r.get("withheld_values", "")
+        w = "" if w != w or not w else f"\n({str(w).replace('_', ' ')}: withheld)"
+        return str(r["parameter"]).replace("_", " ") + w
+
+    ax.set_yticks(y, [ylabel(r) for _, r in t.iterrows()], fontsize=8)
+    if base != base:  # the base cell itself is withheld: nothing to draw around
+        ax.text(
+            0.5,
+            0.5,
+            "The base estimate is withheld by disclosure control\n(its target subgroup is "
+            "below the threshold): no ranges can be shown.",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=9,
+            color="#555555",
+        )
     for yi, (_, r) in zip(y, t.iterrows(), strict=True):
         if r["low_estimate"] != r["low_estimate"]:
             ax.annotate(
-                "withheld",
+                "every value withheld",
                 (base if base == base else 0, yi),
                 xytext=(4, 0),
                 textcoords="offset points",

@@ -166,6 +166,12 @@ def render_index(batch) -> str:
         f"<p class='sub'>Re-analysis of Mammucari et al., Pain Ther 2016;5:123-126. Batch file "
         f"<code>{_esc(Path(batch.path).name)}</code>; {len(order)} run(s).</p>",
     ]
+    if (out / "methods.html").exists():
+        parts.append(
+            "<p class='sub'><b>Methods and results in words</b>, ready for a manuscript: "
+            f"<a href='{_href('methods.html')}'>methods.html</a> "
+            f"(<a href='{_href('methods.md')}'>Markdown</a>).</p>"
+        )
     if synthetic:
         parts.append(
             "<div class='banner synthetic'><b>Synthetic data.</b> These reports were made "

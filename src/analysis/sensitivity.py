@@ -198,7 +198,8 @@ def _same(a, b) -> bool:
 def tornado_table(table: pd.DataFrame, grid: Grid, base: Params) -> pd.DataFrame:
     """One-at-a-time ranges: for each varied parameter, the lowest and highest estimate
     (per GP list) over its values with every other parameter at its base value, sorted by
-    the width of the swing (largest first)."""
+    the width of the swing (largest first). ``withheld_values`` lists the values whose cell
+    is withheld by disclosure control (the range is over the others only)."""
     grid = with_base(grid, base)
     names = list(grid.vary)
     base_labels = {}
@@ -222,6 +223,7 @@ def tornado_table(table: pd.DataFrame, grid: Grid, base: Params) -> pd.DataFrame
         for m in names:
             if m != n:
                 sub = sub[sub[m] == base_labels[m]]
+        withheld = ", ".join(str(v) for v in sub.loc[sub["per_gp_list"].isna(), n])
         if sub["per_gp_list"].isna().all():  # every cell withheld by disclosure control
             rows.append(
                 {
@@ -233,6 +235,7 @@ def tornado_table(table: pd.DataFrame, grid: Grid, base: Params) -> pd.DataFrame
                     "high_value": "",
                     "high_estimate": np.nan,
                     "swing": np.nan,
+                    "withheld_values": withheld,
                 }
             )
             continue
@@ -248,6 +251,7 @@ def tornado_table(table: pd.DataFrame, grid: Grid, base: Params) -> pd.DataFrame
                 "high_value": hi[n],
                 "high_estimate": float(hi["per_gp_list"]),
                 "swing": float(hi["per_gp_list"] - lo["per_gp_list"]),
+                "withheld_values": withheld,  # values whose cell is withheld (not in the range)
             }
         )
     return pd.DataFrame(rows).sort_values("swing", ascending=False).reset_index(drop=True)

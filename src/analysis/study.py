@@ -287,7 +287,7 @@ class Study:
         n_t = cube.count(f["target"])
         add_count(
             "target.n",
-            "target subgroup: pain cohort, recurrent, elderly, with a risk condition or risk drug",
+            f"target subgroup: {cohort.target_words(p)}",
             n_t,
         )
         add_prop("target.pct_of_pain", "target subgroup, % of the pain cohort", n_t, n_pain)

@@ -57,6 +57,9 @@ def execute_run(
     handler = logging.FileHandler(log_path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     pm_log = logging.getLogger("papermill")
+    # papermill warns of parameters the notebook's cell does not list; the notebook takes any
+    # parameter of the set (and refuses unknown names itself), so the warning is noise
+    handler.addFilter(lambda rec: "Passed unknown parameter" not in rec.getMessage())
     pm_log.addHandler(handler)
     pm_log.setLevel(logging.INFO)
     status, error = "ok", None
@@ -315,6 +318,7 @@ def run_batch(
     order = {r.name: i for i, r in enumerate(batch.runs)}
     results.sort(key=lambda r: order.get(r["run"], 0))
     _report_failures_on_real_data(batch, results)
+    _write_methods(batch, results)
     write_index(batch)
     if real:
         from analysis.outputs.release import write_release_sheet
@@ -391,6 +395,19 @@ def summary_table(results: list[dict]) -> str:
 
 
 # ----------------------------------------------------------------------------- index page
+def _write_methods(batch: Batch, results: list[dict]) -> None:
+    """The batch's methods and results in words (``methods.md``, ``methods.html``); a
+    failure here is reported without data values and does not stop the index."""
+    from analysis.methods import write_batch_methods
+
+    try:
+        write_batch_methods(batch, results)
+    except Exception as exc:
+        for f in ("methods.md", "methods.html"):
+            (batch.out / f).unlink(missing_ok=True)
+        print(f"warning: the methods text was not written ({type(exc).__name__})", file=sys.stderr)
+
+
 def write_index(batch: Batch) -> Path:
     from analysis.report_index import render_index
 

@@ -44,6 +44,11 @@ def _file_row(f: Path, out: Path, disc: dict, notebook: str) -> tuple[str, str, 
         if f.stem in figures:
             return rel, "yes: figure drawn from the released tables", "", ""
         return rel, "**NO**: a figure the run did not record; check by hand", "", ""
+    if f.parent.name == "tables" and f.suffix in (".docx", ".xlsx"):
+        t = tables.get(f.stem) or {}
+        if f.name in t.get("manuscript", []):
+            return rel, "yes: the released table formatted for a manuscript", t.get("note", ""), ""
+        return rel, "**NO**: not written by the disclosure step; check by hand", "", ""
     if f.name in RECORDS:
         return rel, "yes", RECORDS[f.name], ""
     if f.name in (f"{notebook}.ipynb", f"{notebook}.html"):
@@ -141,6 +146,21 @@ def write_release_sheet(batch) -> Path:
         "(a release test plants marker values and scans every output).",
         "",
     ]
+    batch_files = {
+        "index.html": "the batch index: key figures from the released tables",
+        "methods.md": "methods and results in words, from released counts only",
+        "methods.html": "the same as methods.md, as a page",
+    }
+    lines += [
+        "## The batch folder",
+        "",
+        "| file | aggregate-only | what it holds |",
+        "|---|---|---|",
+    ]
+    for name, what in batch_files.items():
+        if (out / name).exists():
+            lines.append(f"| {name} | yes | {what} |")
+    lines.append("")
     runs = []
     for d in sorted(p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")):
         man = d / "manifest.json"

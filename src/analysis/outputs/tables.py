@@ -334,8 +334,9 @@ declare(
             "high_value",
             "high_estimate",
             "swing",
+            "withheld_values",
         ),
-        keys=("parameter", "base_value", "low_value", "high_value"),
+        keys=("parameter", "base_value", "low_value", "high_value", "withheld_values"),
         note="one-at-a-time ranges of the estimate per GP list (from the released grid)",
         key_figure=_key_tornado,
     )
