@@ -329,6 +329,14 @@ def cmd_import(args) -> int:
     )
     for k, v in report["repairs"].items():
         print(f"  {k.replace('_', ' ')}: {v:,}")
+    for column, rows in (report.get("codings") or {}).items():
+        read = ", ".join(
+            f"{r['source']} -> {r['read_as']} ({r['rows']:,})"
+            if r["read_as"] != "date"
+            else f"{r['source'].removeprefix('dates written ')} ({r['rows']:,})"
+            for r in rows
+        )
+        print(f"  {column} read as: {read}")
     if report["repairs"].get("icd10_unmapped_records"):
         print(f"  codes without an ICD-9-CM mapping are listed in {args.into}/unmapped_codes.csv")
     if report.get("diagnoses_by_vocabulary"):

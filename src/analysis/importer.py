@@ -230,7 +230,8 @@ def _read_source(con, path: Path, spec: dict, view: str) -> None:
         elif suffix in (".xlsx", ".xlsm"):
             import pandas as pd
 
-            df = pd.read_excel(path, sheet_name=spec.get("sheet", 0), dtype=str)
+            df = pd.read_excel(path, sheet_name=spec.get("sheet", 0), dtype=object)
+            df = df.map(_excel_text).astype(object)
             df["__row"] = range(1, len(df) + 1)
             con.register(f"{view}_df", df)
             con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {view}_df")
@@ -246,6 +247,37 @@ def _read_source(con, path: Path, spec: dict, view: str) -> None:
         raise AnalysisError(f"Source file {path} could not be read: {first}") from None
 
 
+def _excel_text(v):
+    """An Excel cell as text: a native date cell as an ISO date (with its time when it has
+    one), a whole number without ".0", an empty cell as None."""
+    import math
+
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    if isinstance(v, dt.datetime):
+        return v.date().isoformat() if v.time() == dt.time(0) else v.isoformat(sep=" ")
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+# formats always accepted besides the mapping's date_format: unambiguous ISO dates (native
+# Excel date cells are read as such), with or without a time of day
+ISO_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S")
+
+
+def _coding_report(con, table: str, raw: str, read: str, where: str | None = None) -> list[dict]:
+    """How the values of one source column were read: source value -> contract value, with
+    the number of rows (the 20 most frequent source values; empty values not counted)."""
+    rows = con.execute(
+        f"SELECT {raw} AS s, {read} AS r, count(*) AS n FROM raw_{table} "
+        f"WHERE {where or raw} IS NOT NULL GROUP BY ALL ORDER BY n DESC, s LIMIT 20"
+    ).fetchall()
+    return [{"source": s, "read_as": r, "rows": int(n)} for s, r, n in rows]
+
+
 def import_extract(mapping: str | Path, into: str | Path) -> dict:
     """Import the extract described by ``mapping`` into the contract folder ``into``;
     returns the import report (also written as ``import_report.json``)."""
@@ -256,7 +288,7 @@ def import_extract(mapping: str | Path, into: str | Path) -> dict:
     m = _load_mapping(mapping)
     base = mapping.parent
     con = duckdb.connect()
-    report: dict = {"mapping": mapping.name, "tables": {}, "repairs": {}}
+    report: dict = {"mapping": mapping.name, "tables": {}, "repairs": {}, "codings": {}}
     problems: list[str] = []
     n_problems = 0
     icd10 = m.get("code_system") == "icd10"
@@ -330,20 +362,41 @@ def import_extract(mapping: str | Path, into: str | Path) -> dict:
                             "a sex coded F/M, 1/2, male/female",
                         )
                     )
+                if c == "sex" or c in vmaps:
+                    report["codings"][f"{table}.{c}"] = _coding_report(
+                        con, table, f"nullif({c}, '')", expr
+                    )
                 if col.kind in ("date", "optional_date"):
-                    formats = [fmt] if fmt else list(DATE_FORMATS)
+                    formats = list(dict.fromkeys([*([fmt] if fmt else DATE_FORMATS), *ISO_FORMATS]))
                     parsed = (
                         "coalesce("
                         + ", ".join(f"try_strptime({expr}, {_lit(f)})" for f in formats)
                         + ")"
                     )
+                    which = (
+                        "CASE "
+                        + " ".join(
+                            f"WHEN try_strptime({expr}, {_lit(f)}) IS NOT NULL THEN {_lit(f)}"
+                            for f in formats
+                        )
+                        + " ELSE 'not a date' END"
+                    )
+                    report["codings"][f"{table}.{c}"] = [
+                        {
+                            "source": "dates written " + r["read_as"],
+                            "read_as": "date",
+                            "rows": r["rows"],
+                        }
+                        for r in _coding_report(con, table, which, which, where=expr)
+                    ]
                     checks.append(
                         (
                             c,
                             f"{expr} IS NOT NULL AND {parsed} IS NULL",
-                            f"a date in the format {fmt}"
+                            f"a date in the format {fmt} (the mapping's date_format) or ISO"
                             if fmt
-                            else "a date (ISO, DD/MM/YYYY, YYYYMMDD...)",
+                            else "a date (ISO, DD/MM/YYYY, YYYYMMDD...; for another format set "
+                            'date_format in the mapping, e.g. date_format: "%d.%m.%y")',
                         )
                     )
                     expr = f"CAST({parsed} AS DATE)"

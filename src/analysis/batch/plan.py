@@ -237,7 +237,14 @@ def plan(batch: Batch, *, only: str | None = None, force: bool = False):
 RUN_FILES = ("manifest.json", "run.log", "disclosure.json", "README.txt", ".disclosure.json.tmp")
 
 
-BATCH_FILES = ("index.html", "release.md", ".index.html.tmp", ".release.md.tmp")
+BATCH_FILES = (
+    "index.html",
+    "release.md",
+    "methods.md",
+    "methods.html",
+    ".index.html.tmp",
+    ".release.md.tmp",
+)
 
 
 def _written_by_a_run(folder: Path) -> list[str]:
@@ -253,7 +260,7 @@ def _written_by_a_run(folder: Path) -> list[str]:
         ok = (len(parts) == 1 and (f.name in RUN_FILES or f.suffix in (".ipynb", ".html"))) or (
             len(parts) == 2
             and (
-                (parts[0] == "tables" and f.suffix == ".csv")
+                (parts[0] == "tables" and f.suffix in (".csv", ".docx", ".xlsx"))
                 or (parts[0] == "figures" and f.suffix in (".png", ".svg"))
                 or f.name.startswith(".")
             )
@@ -272,7 +279,10 @@ def _refuse_foreign_files(batch: Batch) -> None:
     names = {r.name for r in batch.runs}
     other = []
     for e in sorted(batch.out.iterdir()):
-        if e.is_file() and e.name in BATCH_FILES:
+        if e.is_file() and (
+            e.name in BATCH_FILES
+            or (e.name.startswith(".methods.") and e.suffix in (".md", ".html"))
+        ):
             continue
         if e.is_dir() and (
             (e / MANIFEST).exists()
