@@ -90,7 +90,7 @@ run.show(repro.drop(columns=["description"]), "id")
 
 # %%
 checks = run.save_table(audit.consistency_audit(published), "consistency_audit")
-run.show(checks[["check", "figures", "result", "verdict"]], "check")
+audit.audit_report(checks)
 
 # %% [markdown]
 # ## In words

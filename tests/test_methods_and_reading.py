@@ -232,3 +232,31 @@ def test_a_date_error_suggests_date_format(tmp_path):
     )
     with pytest.raises(AnalysisError, match=r"row 1: expected a date .*date_format.*'14\.02\.38'"):
         import_extract(tmp_path / "mapping.yaml", tmp_path / "out")
+
+
+def test_on_other_data_or_definitions_the_reproduction_is_a_comparison():
+    from analysis import audit
+
+    assert audit.is_reproduction(Params(), True)
+    assert not audit.is_reproduction(Params(), False)  # user data
+    assert not audit.is_reproduction(Params(elderly_age=80), True)  # other definitions
+    assert audit.is_reproduction(Params(ci_method="jeffreys"), True)  # points unchanged
+    figs = [{"id": "population.n", "value": PUB["population.n"]}, {"id": "pain.n", "value": 800}]
+    verdicts = dict(
+        audit.reproduction_table(figs, comparison=True)[["id", "verdict"]].itertuples(index=False)
+    )
+    assert verdicts["population.n"] == "same as the paper"
+    assert verdicts["pain.n"] == "different from the paper"
+    plain = dict(audit.reproduction_table(figs)[["id", "verdict"]].itertuples(index=False))
+    assert plain["pain.n"] == "differs" and plain["population.n"] == "reproduced"
+
+
+def test_the_audit_prints_as_a_table():
+    from analysis import audit
+
+    checks = audit.consistency_audit()
+    report = audit.audit_report(checks)
+    text = str(report)
+    assert text.splitlines()[0].startswith("Audit of the published figures")
+    assert len(text.splitlines()) == len(checks) + 4  # title, header, rule, rows, verdicts
+    assert "<table>" in report._repr_html_()

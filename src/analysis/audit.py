@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import paths
+from analysis.display import Summary
 from analysis.errors import AnalysisError
 
 GRIM_REF = "Brown NJL, Heathers JAJ. The GRIM test. Soc Psychol Personal Sci 2017;8:363-369"
@@ -682,3 +683,28 @@ def narrative(checks: pd.DataFrame, repro: pd.DataFrame) -> str:
         "SD is possible."
     )
     return "\n".join(lines)
+
+
+@dataclass
+class AuditReport(Summary):
+    """The audit of the published figures as one result: the verdict of each check and a
+    count of verdicts; prints as a table (notebook) or aligned text (terminal)."""
+
+    checks: pd.DataFrame
+    summary_title = "Audit of the published figures (from the printed numbers only)"
+    summary_headers = ("check", "figures", "result", "verdict")
+
+    def summary_rows(self):
+        return [
+            (str(r["check"]), str(r["figures"]), str(r["result"]), str(r["verdict"]))
+            for _, r in self.checks.iterrows()
+        ]
+
+    def summary_notes(self):
+        counts = self.checks["verdict"].value_counts()
+        return ["Verdicts: " + ", ".join(f"{v} {n}" for v, n in counts.items()) + "."]
+
+
+def audit_report(checks: pd.DataFrame) -> AuditReport:
+    """``checks`` (from :func:`consistency_audit`, as released) as a printable result."""
+    return AuditReport(checks)
