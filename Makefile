@@ -10,7 +10,7 @@ BATCH  ?= batches/paper.yaml
 JOBS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help report test data notebooks lab lint format clean-reports bench
+.PHONY: help report test data network notebooks lab lint format clean-reports bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -31,7 +31,12 @@ $(DATA)/dataset.json: $(STAMP) data/synthetic_calibration.yaml
 
 data: $(DATA)/dataset.json ## build the synthetic default cohort (if missing)
 
-report: $(STAMP) $(DATA)/dataset.json ## the main job: run the report batch on the default data
+data/network/dataset.json: $(STAMP) data/synthetic_calibration.yaml
+	$(PY) -m analysis synth --patients 20000 --practices 20 --out data/network
+
+network: data/network/dataset.json ## build the synthetic network of 20 practices (batches/practices.yaml)
+
+report: $(STAMP) $(DATA)/dataset.json $(if $(findstring practices,$(BATCH)),data/network/dataset.json,) ## the main job: run the report batch on the default data
 	$(PY) -m analysis batch $(BATCH) $(if $(JOBS),--jobs $(JOBS),)
 
 lint: $(STAMP) ## check style: ruff's lint rules and its formatting (make format fixes the latter)

@@ -211,6 +211,49 @@ def cmd_methods(args) -> int:
     return 0
 
 
+def cmd_practices(args) -> int:
+    from analysis.practices import practices_summary
+    from analysis.study import run_study
+
+    study = run_study(args.data, _params(args), detail=False, by_practice=True)
+    out = practices_summary(study)
+    stamp = study.release == "NOT FOR RELEASE"
+    if stamp:
+        out["release"] = "NOT FOR RELEASE"
+    if args.json:
+        print(json.dumps(out, indent=2, allow_nan=False, default=_nan_none))
+        return 0
+    import pandas as pd
+
+    if stamp:
+        print(_STAMP)
+    table = pd.DataFrame(out["practices"])
+    print(f"Practices of {study.data_location} ({study.data_label})")
+    if len(table):
+        with pd.option_context("display.max_rows", None, "display.width", 200):
+            print(table.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    if out["practices_left_out"]:
+        print(
+            f"{out['practices_left_out']} practice(s) left out: a count below the disclosure "
+            "threshold (not in the table nor the pooled estimate)."
+        )
+    pooled = out["pooled"]
+    if pooled:
+        pred = (
+            f"; a new practice: {pooled['prediction_low']:.2f}-{pooled['prediction_high']:.2f}% "
+            "(95% prediction interval)"
+            if pooled["prediction_low"] is not None
+            else ""
+        )
+        print(
+            f"Pooled target subgroup, % of the population ({pooled['method']}; "
+            f"{pooled['practices']} practices): {pooled['estimate']:.2f}% "
+            f"({pooled['ci_low']:.2f}-{pooled['ci_high']:.2f}); tau^2 {pooled['tau2']:.4f}, "
+            f"I^2 {pooled['i2']:.1f}%{pred}"
+        )
+    return 0
+
+
 def cmd_new_notebook(args) -> int:
     from analysis.new_notebook import create_notebook
 
@@ -383,6 +426,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--format", choices=["md", "html"], default="md", help="md (default) or html")
     sp.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
     sp.set_defaults(func=cmd_methods)
+
+    sp = sub.add_parser(
+        "practices", help="every practice's estimate and the pooled estimate across practices"
+    )
+    _add_params_args(sp)
+    sp.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sp.set_defaults(func=cmd_practices)
 
     sp = sub.add_parser(
         "new-notebook", help="create a notebook pair (notebooks/NN_name.py and .ipynb)"

@@ -226,6 +226,7 @@ def profile_cube(
     drug_lists=None,
     drug_counts: bool = False,
     detail: bool = True,
+    by_practice: bool = False,
 ) -> ProfileCube:
     """Reduce the database to the profile cube, in one pass over each table.
 
@@ -235,7 +236,8 @@ def profile_cube(
     number of distinct ATC codes prescribed in the window (for Table 1; it costs a
     distinct count over every prescription). ``detail=False`` leaves out the pain sites and
     collapses the risk groups to "any of the parameter set's lists": enough for the
-    figures summary, with far fewer cells.
+    figures summary, with far fewer cells. ``by_practice`` adds the practice as a stratum
+    (a ``practice_id`` column): every practice's counts from the same single pass.
     """
     sev = tuple(sorted({params.min_severity, *severities}))
     cap = max(params.min_episodes, episode_cap or 0)
@@ -268,6 +270,7 @@ def profile_cube(
     q_sel = ", ".join(f"coalesce(q.q{s}, 0) AS q{s}" for s in sev)
     q_grp = ", ".join(f"q{s}" for s in sev)
     base = params.min_severity
+    pr = "practice_id, " if by_practice else ""
     if drug_counts:
         n_drugs_sql = (
             f"SELECT patient_id, count(*) AS n_drugs FROM (SELECT DISTINCT patient_id, atc_code "
@@ -319,7 +322,7 @@ def profile_cube(
             - CAST(CAST(EXTRACT(MONTH FROM p.birth_date) AS INTEGER) * 100
                    + CAST(EXTRACT(DAY FROM p.birth_date) AS INTEGER)
                    > {params.index.month * 100 + params.index.day} AS INTEGER) AS age,
-          p.sex,
+          p.sex,{" p.practice_id," if by_practice else ""}
           {q_sel},
           {site_col} AS site_mask,
           {cond_col} AS cond_mask,
@@ -331,17 +334,21 @@ def profile_cube(
         LEFT JOIN rx r ON r.patient_id = p.patient_id
         {n_drugs_join}
         WHERE {population_condition(params)})
-    SELECT age, sex, {q_grp}, site_mask, cond_mask, drug_mask,
+    SELECT {pr}age, sex, {q_grp}, site_mask, cond_mask, drug_mask,
            count(*) AS n, sum(n_drugs) AS drugs_sum, sum(n_drugs * n_drugs) AS drugs_sq,
            count(*) FILTER (WHERE n_drugs > 0) AS with_drugs
     FROM prof
-    GROUP BY age, sex, {q_grp}, site_mask, cond_mask, drug_mask
-    ORDER BY age, sex, {q_grp}, site_mask, cond_mask, drug_mask
+    GROUP BY {pr}age, sex, {q_grp}, site_mask, cond_mask, drug_mask
+    ORDER BY {pr}age, sex, {q_grp}, site_mask, cond_mask, drug_mask
     """
     raw = db.con.execute(query).fetchnumpy()
     excluded = population_counts(db, params)
     cells = {
-        k: (np.asarray(v, dtype=object) if k == "sex" else np.asarray(v, dtype=np.int64))
+        k: (
+            np.asarray(v, dtype=object)
+            if k in ("sex", "practice_id")
+            else np.asarray(v, dtype=np.int64)
+        )
         for k, v in raw.items()
     }
     return ProfileCube(

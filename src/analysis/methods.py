@@ -31,6 +31,7 @@ HEADINGS = {
     "sensitivity": "Sensitivity analyses",
     "reproduction": "Reproduction of the published figures",
     "quality": "Data quality",
+    "practices": "Practices and pooling",
     "disclosure": "Disclosure control",
     "software": "Software",
     "results": "Results",
@@ -44,6 +45,7 @@ NOTEBOOK_SECTIONS = {
     "04_sensitivity": ("definitions", "eligibility", "sensitivity"),
     "05_reproduction": ("reproduction", "results"),
     "06_data_quality": ("data", "quality", "codelists"),
+    "07_practices": ("population", "definitions", "practices", "disclosure"),
 }
 
 REFERENCES = {
@@ -282,6 +284,28 @@ def methods_text(
         "events outside the patient's registration or after the index date were counted, "
         "and the share of diagnosis and prescription records matched by the code lists was "
         "computed, with the most frequent unmatched codes."
+    )
+    s["practices"] = (
+        "Each practice's target subgroup was counted from the same single pass over the data, "
+        "with the practice as a stratum, and given the interval of a proportion above and "
+        "the eligibility interval per GP list. The practices' target proportions were pooled "
+        "on the logit scale (log(x / (n - x)), variance 1/x + 1/(n - x); 0.5 added to both "
+        "cells of a practice with no or only target patients) by "
+        + {
+            "dl": "a random-effects model with the DerSimonian-Laird estimate of the "
+            "between-practice variance tau\u00b2 (DerSimonian R, Laird N. Control Clin Trials "
+            "1986;7:177-88)",
+            "reml": "a random-effects model with the restricted maximum-likelihood estimate of "
+            "tau\u00b2 (Viechtbauer W. J Educ Behav Stat 2005;30:261-93)",
+            "fixed": "a fixed (common) effect, inverse-variance model",
+        }[p.pool_method]
+        + "; I\u00b2 is the share of the variation beyond chance, and the 95% prediction "
+        "interval for a new practice uses a t distribution with k - 2 degrees of freedom "
+        "(Higgins JPT, Thompson SG, Spiegelhalter DJ. J R Stat Soc A 2009;172:137-59). The "
+        "funnel plot shows each practice's share against its size with exact binomial 95% and "
+        "99.8% control limits around the network's share (Spiegelhalter DJ. Stat Med "
+        "2005;24:1185-202). Practices with a count withheld by disclosure control are left "
+        "out of the table, the plots and the pool, and counted."
     )
     s["disclosure"] = _disclosure_words(p, study)
     s["software"] = _software_words(engine)

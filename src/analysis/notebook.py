@@ -407,6 +407,7 @@ def start(
     episode_cap=None,
     condition_lists=None,
     drug_counts: bool = False,
+    by_practice: bool = False,
 ) -> NotebookRun:
     """Check the notebook's parameters, build the parameter set, open the study."""
     from analysis.credentials import refuse_passwords
@@ -430,6 +431,7 @@ def start(
                 episode_cap=episode_cap,
                 condition_lists=condition_lists,
                 drug_counts=drug_counts,
+                by_practice=by_practice,
             )
     return run
 

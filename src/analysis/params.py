@@ -33,6 +33,7 @@ CI_METHODS = ("wilson", "clopper_pearson", "agresti_coull", "jeffreys")
 BENEFIT_DISTRIBUTIONS = ("uniform", "beta", "fixed")
 DISCLOSURE_RULES = ("auto", "off", "opensafely", "ohdsi", "datashield")
 POPULATIONS = ("registered_in_window", "registered_on_index_date", "all_patients")
+POOL_METHODS = ("dl", "reml", "fixed")
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,8 @@ class Params:
         (counts below it are withheld) and rounding base (counts rounded to a multiple).
     gp_list_size : patients on one GP's list, for per-list extrapolation.
     age_band_edges : lower edges (completed years) of the age bands after the first.
+    pool_method : how practices' target proportions are pooled (``practices``, notebook
+        07): ``dl`` (random effects, DerSimonian-Laird; default), ``reml`` or ``fixed``.
     monte_carlo_draws, seed : no longer used (the eligibility interval is computed exactly,
         without a Monte Carlo); still accepted so that existing scripts run.
     """
@@ -104,6 +107,7 @@ class Params:
     disclosure_rounding: int = 0
     gp_list_size: int = 1500
     age_band_edges: tuple[int, ...] = (45, 55, 65, 75)
+    pool_method: str = "dl"
     monte_carlo_draws: int = 20000
     seed: int = 20160601
 
@@ -226,6 +230,10 @@ class Params:
             bad(
                 "disclosure_threshold",
                 "and disclosure_rounding must be 0 (the rule's own) or positive",
+            )
+        if self.pool_method not in POOL_METHODS:
+            bad(
+                "pool_method", f"must be one of {', '.join(POOL_METHODS)}, got {self.pool_method!r}"
             )
         if self.gp_list_size < 1:
             bad("gp_list_size", f"must be a positive number of patients, got {self.gp_list_size}")

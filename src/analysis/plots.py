@@ -749,3 +749,147 @@ def heatmap(pivot: pd.DataFrame, data_label: str, xlabel: str, ylabel: str, titl
         ),
     )
     return fig
+
+
+# ----------------------------------------------------------------------------- practices
+def _pooled_row(pooled: pd.DataFrame):
+    require_released(pooled, "the pooled estimate")
+    return pooled.iloc[0] if len(pooled) else None
+
+
+def funnel(table: pd.DataFrame, pooled: pd.DataFrame, data_label: str, left_out: int = 0):
+    """Target share of the population (%) against practice size, with 95% and 99.8%
+    binomial control limits around the network's proportion (Spiegelhalter 2005); practices
+    outside the 99.8% limits are labelled."""
+    from analysis.practices import funnel_limits, outside_limits
+
+    require_released(table, "the funnel plot")
+    _pooled_row(pooled)
+    fig, ax = _figure()
+    if len(table) == 0:
+        ax.text(0.5, 0.5, "no practice released", ha="center", transform=ax.transAxes)
+        return fig
+    p0 = float(table["target_n"].sum() / table["population_n"].sum())
+    lo_n = max(10, int(table["population_n"].min() * 0.5))
+    hi_n = int(table["population_n"].max() * 1.3)
+    sizes = np.unique(np.geomspace(lo_n, hi_n, 120).astype(int))
+    lim = funnel_limits(p0, sizes)
+    for tag, style_, name in (("95", "--", "95% limits"), ("99_8", "-", "99.8% limits")):
+        ax.plot(lim["n"], lim[f"low_{tag}"], style_, color="#777777", lw=0.9, label=name)
+        ax.plot(lim["n"], lim[f"high_{tag}"], style_, color="#777777", lw=0.9)
+    ax.axhline(100 * p0, color="black", lw=0.8, label=f"network {100 * p0:.2f}%")
+    out = outside_limits(table, p0).to_numpy()
+    ax.plot(
+        table["population_n"][~out],
+        table["target_pct"][~out],
+        "o",
+        color=style.OKABE_ITO["blue"],
+        ms=5,
+        label="practice",
+    )
+    ax.plot(
+        table["population_n"][out],
+        table["target_pct"][out],
+        "o",
+        color=style.OKABE_ITO["vermillion"],
+        ms=6,
+        label="outside the 99.8% limits",
+    )
+    for _, r in table[out].iterrows():
+        ax.annotate(
+            str(r["practice_id"]),
+            (r["population_n"], r["target_pct"]),
+            xytext=(4, 3),
+            textcoords="offset points",
+            fontsize=7,
+        )
+    ax.set_xlabel("practice size (patients in the population)")
+    ax.set_ylabel("target subgroup, % of the population")
+    ax.set_title("Funnel plot of the target subgroup by practice")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7, loc="upper right")
+    note = (
+        f"{int(out.sum())} of {len(table)} practices outside the 99.8% limits (expected by "
+        f"chance: {0.002 * len(table):.2f}); limits: exact binomial around the network's share."
+    )
+    if left_out:
+        note += f" {left_out} practice(s) left out by disclosure control."
+    style.add_caption(fig, style.caption(note, data_label))
+    return fig
+
+
+def practice_forest(table: pd.DataFrame, pooled: pd.DataFrame, data_label: str):
+    """Each practice's target share (%) with its interval, the pooled estimate (diamond) and
+    the 95% prediction interval for a new practice."""
+    require_released(table, "the forest plot")
+    row = _pooled_row(pooled)
+    t = table.sort_values("target_pct").reset_index(drop=True)
+    fig, ax = _figure((style.FULL[0], 1.4 + 0.22 * len(t)))
+    y = np.arange(len(t)) + 2
+    ax.errorbar(
+        t["target_pct"],
+        y,
+        xerr=[t["target_pct"] - t["ci_low"], t["ci_high"] - t["target_pct"]],
+        fmt="s",
+        color=style.OKABE_ITO["blue"],
+        ms=4,
+        capsize=2,
+        lw=1,
+    )
+    labels = [
+        f"{p} (n = {int(n):,})" for p, n in zip(t["practice_id"], t["population_n"], strict=True)
+    ]
+    ticks, names = list(y), labels
+    if row is not None and row["estimate"] == row["estimate"]:
+        est, lo, hi = row["estimate"], row["ci_low"], row["ci_high"]
+        ax.fill([lo, est, hi, est], [0.5, 0.8, 0.5, 0.2], color="black")
+        if row["prediction_low"] == row["prediction_low"] and row["prediction_low"] is not None:
+            ax.plot(
+                [row["prediction_low"], row["prediction_high"]], [0.5, 0.5], color="black", lw=1
+            )
+            ax.annotate(
+                f"prediction {row['prediction_low']:.1f}-{row['prediction_high']:.1f}%",
+                (row["prediction_high"], 0.5),
+                xytext=(5, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=7,
+            )
+        ax.axvline(est, color="#999999", lw=0.6, ls=":")
+        ticks, names = [0.5, *ticks], [f"pooled {est:.2f}% ({lo:.2f}-{hi:.2f})", *labels]
+    ax.set_yticks(ticks, names, fontsize=7)
+    ax.set_xlabel("target subgroup, % of the population")
+    ax.set_title("Practices and the pooled estimate")
+    note = ""
+    if row is not None:
+        note = f"Pool: {row['method']}; tau\u00b2 {row['tau2']:.3f}, I\u00b2 {row['i2']:.0f}%."
+        if row.get("practices_left_out"):
+            note += f" {int(row['practices_left_out'])} practice(s) left out by disclosure control."
+    style.add_caption(fig, style.caption(note, data_label))
+    return fig
+
+
+def per_list_across_practices(table: pd.DataFrame, data_label: str, list_size: int):
+    """Expected candidates per GP list in each practice: the paper's single figure as an
+    observed range."""
+    require_released(table, "the per-list distribution")
+    fig, ax = _figure()
+    v = table["per_gp_list"].dropna()
+    if len(v) == 0:
+        ax.text(0.5, 0.5, "no practice released", ha="center", transform=ax.transAxes)
+        return fig
+    ax.hist(v, bins=min(30, max(5, len(v) // 2)), color=style.OKABE_ITO["sky_blue"], edgecolor="white")
+    for q, ls in ((0.5, "-"), (0.1, ":"), (0.9, ":")):
+        ax.axvline(np.quantile(v, q), color="black", lw=0.8, ls=ls)
+    ax.set_xlabel(f"expected candidates per GP list of {list_size:,}")
+    ax.set_ylabel("practices")
+    ax.set_title("Candidates per GP list across practices")
+    style.add_caption(
+        fig,
+        style.caption(
+            f"{len(v)} practices; median {np.median(v):.1f}, 10th-90th percentile "
+            f"{np.quantile(v, 0.1):.1f}-{np.quantile(v, 0.9):.1f} (lines).",
+            data_label,
+        ),
+    )
+    return fig

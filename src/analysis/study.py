@@ -374,6 +374,7 @@ def run_study(
     drug_lists=None,
     drug_counts: bool = False,
     detail: bool = True,
+    by_practice: bool = False,
 ) -> Study:
     """Open and validate ``data`` (a contract folder, ``data/synthetic`` by default), build
     the profile cube under ``params`` and return the :class:`Study`."""
@@ -393,6 +394,7 @@ def run_study(
                 drug_lists=drug_lists,
                 drug_counts=drug_counts,
                 detail=detail,
+                by_practice=by_practice,
             )
         finally:
             db.check_valid()  # nothing is returned, and no engine error shown, for bad data

@@ -247,14 +247,26 @@ class _Block:
         return start + (self.rng.random(len(span)) * span).astype(np.int64)
 
 
-def _role_counts(n: int, cal: Calibration) -> dict:
-    """The exact numbers of the block: the published counts scaled to ``n`` patients."""
+def _shifted(share: float, effect: float) -> float:
+    """``share`` moved by ``effect`` on the logit scale."""
+    if not effect:
+        return share
+    z = math.log(share / (1 - share)) + effect
+    return 1 / (1 + math.exp(-z))
+
+
+def _role_counts(n: int, cal: Calibration, effects: tuple[float, float] = (0.0, 0.0)) -> dict:
+    """The exact numbers of the block: the published counts scaled to ``n`` patients; a
+    practice of a network moves its pain prevalence and its target share of the pain cohort
+    by ``effects`` (logit scale)."""
     pub, asm = cal.pub, cal.assume
     P = pub["population"]
-    c = {"female": _round(n * pub["female"] / P), "pain": _round(n * pub["pain"] / P)}
+    pain_share = _shifted(pub["pain"] / P, effects[0])
+    target_share = _shifted(pub["target"] / pub["pain"], effects[1])
+    c = {"female": _round(n * pub["female"] / P), "pain": _round(n * pain_share)}
     c["pain_male"] = _round(c["pain"] * pub["pain_male"] / pub["pain"])
     c["pain_risk"] = _round(c["pain"] * pub["pain_risk_condition"] / pub["pain"])
-    c["target"] = _round(c["pain"] * pub["target"] / pub["pain"])
+    c["target"] = _round(c["pain"] * target_share)
     c["target_drug_only"] = _round(c["target"] * asm["target_drug_only_share"])
     e2 = max(2, _round(c["pain"] * asm["pain_elderly_not_target_share"]))
     c["e2_single"], c["e2_recurrent"] = (e2 + 1) // 2, e2 - (e2 + 1) // 2
@@ -534,7 +546,14 @@ def _patients(b: _Block, id_start: int, practice_id: str) -> tuple[dict, np.ndar
 
 
 def _block(
-    n, rng, cal: Calibration, shift: float, sd_within: float, id_start: int, practice_id: str
+    n,
+    rng,
+    cal: Calibration,
+    shift: float,
+    sd_within: float,
+    id_start: int,
+    practice_id: str,
+    effects: tuple[float, float] = (0.0, 0.0),
 ):
     """Generate one calibrated block of ``n`` patients and their events, step by step."""
     from analysis.params import Params
@@ -546,7 +565,7 @@ def _block(
         shift=shift,
         sd_within=sd_within,
         elderly=Params().elderly_age,
-        counts=_role_counts(n, cal),
+        counts=_role_counts(n, cal, effects),
     )
     _assign_roles(b)
     _draw_ages(b)
@@ -728,6 +747,18 @@ def practice_plan(patients: int, practices: int, cal: Calibration):
     return [int(s) for s in sizes], [float(s) for s in shifts], sd_within
 
 
+def practice_effects(practices: int, seed: int, cal: Calibration) -> list[tuple[float, float]]:
+    """Each practice's logit effects on (pain prevalence, target share of the pain cohort):
+    none for a single practice; for a network, normal with the calibration's
+    ``between_practice_sd``, from a random stream of their own (the blocks' streams are
+    unchanged)."""
+    sd = float(cal.assume.get("between_practice_sd", 0.0))
+    if practices == 1 or sd == 0:
+        return [(0.0, 0.0)] * practices
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 2**31 - 1]))
+    return [tuple(map(float, e)) for e in rng.normal(0.0, sd, size=(practices, 2))]
+
+
 def generate(
     out: str | Path | None = None,
     *,
@@ -760,6 +791,7 @@ def generate(
         raise AnalysisError(f"chunk size must be at least {MIN_BLOCK * 5}.")
     out = Path(out or paths.SYNTHETIC)
     sizes, shifts, sd_within = practice_plan(patients, practices, cal)
+    effects = practice_effects(practices, seed, cal)
     meta = {
         "synthetic": "true",
         "warning": "SYNTHETIC DATA - not real patients",
@@ -785,7 +817,9 @@ def generate(
         with _BackgroundWriter(writers) as background:
             for b, (k, n) in enumerate(blocks):
                 rng = np.random.default_rng(np.random.SeedSequence([seed, b]))
-                parts = _block(n, rng, cal, shifts[k], sd_within, next_id, f"P{k + 1:02d}")
+                parts = _block(
+                    n, rng, cal, shifts[k], sd_within, next_id, f"P{k + 1:02d}", effects[k]
+                )
                 background.put(
                     {t: _table(schemas[t], cols) for t, cols in zip(names, parts, strict=True)}
                 )

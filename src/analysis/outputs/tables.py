@@ -442,7 +442,67 @@ declare(
     )
 )
 
+
+def _key_pooled(rows):
+    r = rows[0] if rows else None
+    if not r or not r.get("estimate"):
+        return None
+    return (
+        f"pooled target {_num(float(r['estimate']), 2)}% ({_num(float(r['ci_low']), 2)}-"
+        f"{_num(float(r['ci_high']), 2)}) over {r['practices']} practices; I\u00b2 "
+        f"{_num(float(r['i2']))}%"
+    )
+
+
+_PRACTICE_ESTIMATES = (
+    "target_pct",
+    "ci_low",
+    "ci_high",
+    "per_gp_list",
+    "per_gp_list_low",
+    "per_gp_list_high",
+)
+declare(
+    TableSpec(
+        "practices",
+        columns=("practice_id", "population_n", "pain_n", "target_n") + _PRACTICE_ESTIMATES,
+        counts={"population_n": "patients", "pain_n": "patients", "target_n": "patients"},
+        derived={"target_n": _PRACTICE_ESTIMATES, "population_n": _PRACTICE_ESTIMATES},
+        keys=("practice_id",),
+        pct={"target_pct": ("target_n", "population_n")},
+        ci=(("ci_low", "ci_high", "target_n", "population_n"),),
+        rows_exist_only_with_patients=True,
+        note="per practice: population, pain cohort and target subgroup (released counts), the "
+        "target share of the population with its interval and the expected candidates per GP "
+        "list; a practice with a withheld count is left out and counted",
+    )
+)
+declare(
+    TableSpec(
+        "practices_pooled",
+        columns=(
+            "method",
+            "estimate",
+            "ci_low",
+            "ci_high",
+            "tau2",
+            "i2",
+            "prediction_low",
+            "prediction_high",
+            "practices",
+            "practices_left_out",
+        ),
+        keys=("method",),
+        extra_columns=None,
+        note="random-effects pool of the released practices' target proportions (logit scale; "
+        "percent), tau^2, I^2 and the prediction interval for a new practice; practices left "
+        "out by disclosure control are counted, not pooled",
+        key_figure=_key_pooled,
+    )
+)
+
 KEY_FIGURE_ORDER = (
+    "practices_pooled",
     "eligibility_estimate",
     "sex",
     "condition_prevalence",

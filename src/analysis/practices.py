@@ -1,0 +1,264 @@
+"""Many practices: every practice's estimate from one pass, a pooled estimate with honest
+heterogeneity, and the limits of a funnel plot.
+
+* **Per practice** the profile cube is built with the practice as a stratum
+  (:func:`analysis.cohort.profile_cube` with ``by_practice=True``: one scan, any engine);
+  each practice's population, pain cohort and target subgroup are counted from it, and its
+  target proportion gets the ``ci_method`` interval and its candidates per GP list the
+  eligibility interval (:mod:`analysis.eligibility`).
+* **Pooling** is a meta-analysis of the practices' target proportions on the logit scale:
+  y = log(x / (n - x)), var = 1/x + 1/(n - x); random effects by DerSimonian-Laird
+  (``pool_method: dl``, statsmodels' ``combine_effects``) or REML (``reml``: Viechtbauer
+  2005's fixed-point iteration), or a fixed (common) effect (``fixed``). A practice with 0
+  or n events gets 0.5 added to both cells (a continuity correction, named in ``method``).
+  tau^2 is the between-practice variance of the logit, I^2 = max(0, (Q - (k - 1)) / Q) from
+  the fixed-effect Q, and the 95% prediction interval for a new practice is
+  mu +- t(k - 2) sqrt(tau^2 + se^2) (Higgins, Thompson and Spiegelhalter 2009), all
+  back-transformed to percent.
+* **Funnel limits** around the network's proportion p0 (events over patients of the released
+  practices): binomial limits with the interpolation of Spiegelhalter (Stat Med 2005;24:
+  1185-202, appendix A.1.1) at 95% and 99.8%.
+* **Disclosure**: a practice with a withheld count is left out of the table, the plots and
+  the pool, and the number left out is said; the pool uses released (rounded) counts only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+POOL_METHODS = ("dl", "reml", "fixed")
+METHOD_NAMES = {
+    "dl": "random effects, DerSimonian-Laird",
+    "reml": "random effects, REML",
+    "fixed": "fixed (common) effect, inverse variance",
+}
+
+
+# ----------------------------------------------------------------------------- per practice
+def practice_table(study) -> tuple[pd.DataFrame, int]:
+    """One row per practice with released counts (population, pain cohort, target
+    subgroup), the target proportion (%) with its interval, and the expected candidates per
+    GP list with theirs; and the number of practices left out by disclosure control."""
+    from analysis.eligibility import eligibility_estimate
+    from analysis.estimates import proportion
+
+    p, cube, rule = study.params, study.cube, study.disclosure_rule
+    if "practice_id" not in cube.columns:
+        raise ValueError("the study's cube has no practice stratum (run_study(by_practice=True))")
+    f = cube.flag_arrays(p)
+    ids, inv = np.unique(cube.columns["practice_id"].astype(str), return_inverse=True)
+    n = cube.columns["n"]
+
+    def by(mask):
+        return np.bincount(inv, weights=n * mask, minlength=len(ids)).astype(np.int64)
+
+    pop, pain, target = by(np.ones(len(n), bool)), by(f["pain"]), by(f["target"])
+    rows, left_out = [], 0
+    for k, pid in enumerate(ids):
+        counts = [int(pop[k]), int(pain[k]), int(target[k])]
+        if rule is not None:
+            counts = [rule.release(c) for c in counts]
+            if any(c is None for c in counts):
+                left_out += 1
+                continue
+        N, npain, x = counts
+        pr = proportion(x, N, p)
+        e = eligibility_estimate(x, N, p)
+        rows.append(
+            {
+                "practice_id": pid,
+                "population_n": N,
+                "pain_n": npain,
+                "target_n": x,
+                "target_pct": pr.pct,
+                "ci_low": pr.ci_low,
+                "ci_high": pr.ci_high,
+                "per_gp_list": e.per_gp_list,
+                "per_gp_list_low": e.per_gp_list_low,
+                "per_gp_list_high": e.per_gp_list_high,
+            }
+        )
+    cols = [
+        "practice_id",
+        "population_n",
+        "pain_n",
+        "target_n",
+        "target_pct",
+        "ci_low",
+        "ci_high",
+        "per_gp_list",
+        "per_gp_list_low",
+        "per_gp_list_high",
+    ]
+    return pd.DataFrame(rows, columns=cols), left_out
+
+
+# ----------------------------------------------------------------------------- pooling
+@dataclass(frozen=True)
+class Pooled:
+    method: str
+    estimate: float  # percent
+    ci_low: float
+    ci_high: float
+    tau2: float  # between-practice variance of the logit
+    i2: float  # percent
+    prediction_low: float | None  # percent; None with fewer than 3 practices
+    prediction_high: float | None
+    practices: int
+    corrected: int  # practices given the continuity correction
+    left_out: int = 0  # practices withheld by disclosure control
+
+    def as_dict(self) -> dict:
+        return {
+            "method": self.method,
+            "estimate": self.estimate,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "tau2": self.tau2,
+            "i2": self.i2,
+            "prediction_low": self.prediction_low,
+            "prediction_high": self.prediction_high,
+            "practices": self.practices,
+            "practices_left_out": self.left_out,
+        }
+
+
+def _expit(z: float) -> float:
+    return 100.0 / (1.0 + math.exp(-z))
+
+
+def logit_effects(x, n) -> tuple[np.ndarray, np.ndarray, int]:
+    """Logits and their variances; 0.5 added to both cells of a practice with 0 or n."""
+    x, n = np.asarray(x, float), np.asarray(n, float)
+    zero = (x == 0) | (x == n)
+    a = np.where(zero, x + 0.5, x)
+    b = np.where(zero, n - x + 0.5, n - x)
+    return np.log(a / b), 1.0 / a + 1.0 / b, int(zero.sum())
+
+
+def reml_tau2(y: np.ndarray, v: np.ndarray, tol: float = 1e-10, max_iter: int = 1000) -> float:
+    """REML estimate of tau^2 by the fixed-point iteration of Viechtbauer (J Educ Behav Stat
+    2005;30:261-93, eq. 10), started at the DerSimonian-Laird value, truncated at 0."""
+    w = 1 / v
+    mu = np.sum(w * y) / np.sum(w)
+    q = np.sum(w * (y - mu) ** 2)
+    tau2 = max(0.0, (q - (len(y) - 1)) / (np.sum(w) - np.sum(w**2) / np.sum(w)))
+    for _ in range(max_iter):
+        w = 1 / (v + tau2)
+        mu = np.sum(w * y) / np.sum(w)
+        new = max(0.0, np.sum(w**2 * ((y - mu) ** 2 - v)) / np.sum(w**2) + 1 / np.sum(w))
+        if abs(new - tau2) < tol:
+            return new
+        tau2 = new
+    return tau2
+
+
+def pool(x, n, method: str = "dl", level: float = 0.95, left_out: int = 0) -> Pooled:
+    """Pool the practices' target proportions ``x / n`` (see the module's docstring)."""
+    from scipy.stats import norm, t
+
+    if method not in POOL_METHODS:
+        raise ValueError(f"pool_method must be one of {', '.join(POOL_METHODS)}, got {method!r}")
+    k = len(x)
+    if k == 0:
+        raise ValueError("no practice to pool")
+    y, v, corrected = logit_effects(x, n)
+    w_fe = 1 / v
+    mu_fe = float(np.sum(w_fe * y) / np.sum(w_fe))
+    q = float(np.sum(w_fe * (y - mu_fe) ** 2))
+    i2 = 100.0 * max(0.0, (q - (k - 1)) / q) if q > 0 else 0.0
+    if method == "fixed" or k == 1:
+        tau2 = 0.0
+    elif method == "dl":
+        import warnings
+
+        from statsmodels.stats.meta_analysis import combine_effects
+
+        # the moment estimate, truncated at 0 (statsmodels leaves it negative when Q < k - 1,
+        # and then warns of the square root of its own negative variance, unused here)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            tau2 = max(0.0, float(combine_effects(y, v, method_re="dl").tau2))
+    else:
+        tau2 = reml_tau2(y, v)
+    w = 1 / (v + tau2)
+    mu = float(np.sum(w * y) / np.sum(w))
+    se = math.sqrt(1 / np.sum(w))
+    z = norm.ppf(0.5 + level / 2)
+    if k >= 3 and method != "fixed":
+        half = t.ppf(0.5 + level / 2, k - 2) * math.sqrt(tau2 + se**2)
+        pred = (_expit(mu - half), _expit(mu + half))
+    else:
+        pred = (None, None)
+    name = f"{METHOD_NAMES[method]}, logit scale"
+    if corrected:
+        name += f"; 0.5 added to both cells of {corrected} practice(s) with 0 or all events"
+    return Pooled(
+        method=name,
+        estimate=_expit(mu),
+        ci_low=_expit(mu - z * se),
+        ci_high=_expit(mu + z * se),
+        tau2=tau2,
+        i2=i2,
+        prediction_low=pred[0],
+        prediction_high=pred[1],
+        practices=k,
+        corrected=corrected,
+        left_out=left_out,
+    )
+
+
+# ----------------------------------------------------------------------------- funnel
+def binomial_limit(p0: float, n: int, prob: float) -> float:
+    """The ``prob`` quantile of a proportion out of ``n`` under Binomial(n, p0), as a share,
+    with the interpolation of Spiegelhalter (2005, appendix A.1.1) so that the limit is a
+    smooth function of n."""
+    from scipy.stats import binom
+
+    r = binom.ppf(prob, n, p0)
+    f_r, f_r1 = binom.cdf(r, n, p0), binom.cdf(r - 1, n, p0)
+    alpha = (f_r - prob) / (f_r - f_r1) if f_r > f_r1 else 0.0
+    return float((r - alpha) / n)
+
+
+def funnel_limits(p0: float, sizes, levels=(0.95, 0.998)) -> pd.DataFrame:
+    """Lower and upper control limits (percent) at each practice size for each level."""
+    rows = []
+    for n in sizes:
+        row = {"n": int(n)}
+        for lev in levels:
+            tag = f"{100 * lev:g}".replace(".", "_")
+            row[f"low_{tag}"] = 100 * binomial_limit(p0, int(n), (1 - lev) / 2)
+            row[f"high_{tag}"] = 100 * binomial_limit(p0, int(n), 1 - (1 - lev) / 2)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def outside_limits(table: pd.DataFrame, p0: float, level: float = 0.998) -> pd.Series:
+    """Practices whose target proportion lies outside the ``level`` limits at their size."""
+    lo = table["population_n"].map(lambda n: 100 * binomial_limit(p0, int(n), (1 - level) / 2))
+    hi = table["population_n"].map(lambda n: 100 * binomial_limit(p0, int(n), 1 - (1 - level) / 2))
+    return (table["target_pct"] < lo) | (table["target_pct"] > hi)
+
+
+# ----------------------------------------------------------------------------- the summary
+def practices_summary(study) -> dict:
+    """The ``practices --json`` object: every released practice and the pooled estimate."""
+    p = study.params
+    table, left_out = practice_table(study)
+    out = {"practices": table.to_dict(orient="records"), "pooled": None}
+    if len(table):
+        pooled = pool(
+            table["target_n"].to_numpy(),
+            table["population_n"].to_numpy(),
+            p.pool_method,
+            p.confidence_level,
+            left_out,
+        )
+        out["pooled"] = pooled.as_dict()
+    out["practices_left_out"] = left_out
+    return out

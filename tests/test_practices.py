@@ -1,0 +1,257 @@
+"""Many practices: per-practice counts from the practice stratum, pooling checked against
+statsmodels and closed forms computed here, funnel limits against the binomial formula, a
+zero-count practice, disclosure of small practices, and the `practices` command."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import binom, norm, t
+from statsmodels.stats.meta_analysis import combine_effects
+from statsmodels.stats.proportion import proportion_confint
+
+from analysis import practices
+from analysis.params import Params
+from analysis.study import run_study
+from conftest import pain, patient, rx, write_db
+
+X = np.array([12, 30, 7, 45, 20])
+N = np.array([400, 600, 350, 900, 500])
+
+
+def logits(x, n):
+    return np.log(x / (n - x)), 1 / x + 1 / (n - x)
+
+
+def expit(z):
+    return 100 / (1 + math.exp(-z))
+
+
+# ----------------------------------------------------------------------------- pooling
+def test_fixed_effect_pool_is_the_inverse_variance_mean_of_the_logits():
+    y, v = logits(X, N)
+    w = 1 / v
+    mu, se = np.sum(w * y) / np.sum(w), math.sqrt(1 / np.sum(w))
+    q = np.sum(w * (y - mu) ** 2)
+    r = practices.pool(X, N, "fixed")
+    assert r.estimate == pytest.approx(expit(mu), rel=1e-12)
+    assert r.ci_low == pytest.approx(expit(mu - norm.ppf(0.975) * se), rel=1e-12)
+    assert r.i2 == pytest.approx(100 * max(0, (q - 4) / q), rel=1e-12)
+    assert r.tau2 == 0 and r.prediction_low is None
+
+
+def test_dersimonian_laird_pool_matches_statsmodels_and_the_closed_form():
+    y, v = logits(X, N)
+    w = 1 / v
+    mu_fe = np.sum(w * y) / np.sum(w)
+    q = np.sum(w * (y - mu_fe) ** 2)
+    tau2 = max(0, (q - (len(y) - 1)) / (np.sum(w) - np.sum(w**2) / np.sum(w)))  # DL (1986)
+    sm = combine_effects(y, v, method_re="dl")
+    assert tau2 == pytest.approx(sm.tau2, rel=1e-10)
+    r = practices.pool(X, N, "dl")
+    assert r.tau2 == pytest.approx(tau2, rel=1e-10)
+    assert r.estimate == pytest.approx(expit(sm.mean_effect_re), rel=1e-10)
+    frame = sm.summary_frame(alpha=0.05)
+    lo, hi = frame.loc["random effect", "ci_low"], frame.loc["random effect", "ci_upp"]
+    assert (r.ci_low, r.ci_high) == pytest.approx((expit(lo), expit(hi)), rel=1e-8)
+    # Higgins, Thompson & Spiegelhalter (2009): mu +- t(k-2) sqrt(tau2 + se^2)
+    se = sm.sd_eff_w_re
+    half = t.ppf(0.975, len(y) - 2) * math.sqrt(tau2 + se**2)
+    assert r.prediction_low == pytest.approx(expit(sm.mean_effect_re - half), rel=1e-8)
+    assert r.prediction_high == pytest.approx(expit(sm.mean_effect_re + half), rel=1e-8)
+    assert r.prediction_high - r.prediction_low > r.ci_high - r.ci_low
+
+
+def test_reml_maximizes_the_restricted_likelihood():
+    from scipy.optimize import minimize_scalar
+
+    y, v = logits(X, N)
+
+    def neg_reml(tau2):
+        w = 1 / (v + tau2)
+        mu = np.sum(w * y) / np.sum(w)
+        return 0.5 * (np.sum(np.log(v + tau2)) + np.log(np.sum(w)) + np.sum(w * (y - mu) ** 2))
+
+    best = minimize_scalar(neg_reml, bounds=(0, 5), method="bounded", options={"xatol": 1e-12})
+    r = practices.pool(X, N, "reml")
+    assert r.tau2 == pytest.approx(best.x, abs=1e-6)
+
+
+def test_a_zero_count_practice_is_corrected_and_said():
+    x, n = np.array([0, 30, 7, 45]), np.array([200, 600, 350, 900])
+    r = practices.pool(x, n, "dl")
+    assert "0.5 added to both cells of 1 practice" in r.method
+    y, v = logits(np.array([0.5, 30, 7, 45]), np.array([201, 600, 350, 900]))
+    sm = combine_effects(y, v, method_re="dl")
+    assert r.estimate == pytest.approx(expit(sm.mean_effect_re), rel=1e-10)
+
+
+def test_identical_practices_have_no_heterogeneity():
+    r = practices.pool(np.array([10, 10, 10]), np.array([200, 200, 200]), "dl")
+    assert r.tau2 == 0 and r.i2 == 0
+
+
+# ----------------------------------------------------------------------------- funnel
+def test_funnel_limits_are_binomial_quantiles_interpolated():
+    p0, n = 0.05, 400
+    for prob in (0.025, 0.975, 0.001, 0.999):
+        r = binom.ppf(prob, n, p0)
+        a = (binom.cdf(r, n, p0) - prob) / (binom.cdf(r, n, p0) - binom.cdf(r - 1, n, p0))
+        assert practices.binomial_limit(p0, n, prob) == pytest.approx((r - a) / n, rel=1e-12)
+    lim = practices.funnel_limits(p0, [100, 1000, 10000])
+    # the limits narrow with size and approach the normal approximation p0 +- z sqrt(p0 q0/n)
+    widths = (lim["high_99_8"] - lim["low_99_8"]).to_numpy()
+    assert widths[0] > widths[1] > widths[2]
+    approx = 100 * 2 * norm.ppf(0.999) * math.sqrt(p0 * (1 - p0) / 10000)
+    assert widths[2] == pytest.approx(approx, rel=0.03)
+
+
+# ----------------------------------------------------------------------------- per practice
+def _network(tmp_path, sizes_targets):
+    """Practices of given sizes; ``t`` target patients each (aged 80, recurrent pain, a
+    risk drug); the rest young without pain."""
+    pts, pe, drugs, pid = [], [], [], 1
+    for k, (size, tgt) in enumerate(sizes_targets):
+        for i in range(size):
+            old = i < tgt
+            pts.append(
+                patient(pid, birth="1930-01-01" if old else "1980-01-01", practice_id=f"P{k}")
+            )
+            if old:
+                pe += [pain(pid, "2010-01-01"), pain(pid, "2012-01-01")]
+                drugs.append(rx(pid, "B01AC06"))
+            pid += 1
+    return write_db(
+        tmp_path / "net", {"patients": pts, "pain_episodes": pe, "prescriptions": drugs}
+    )
+
+
+def test_each_practice_is_counted_from_the_practice_stratum(tmp_path):
+    db = _network(tmp_path, [(60, 5), (80, 0), (40, 12)])
+    s = run_study(db, Params(disclosure="off"), detail=False, by_practice=True)
+    table, left_out = practices.practice_table(s)
+    assert left_out == 0
+    got = {r.practice_id: (r.population_n, r.pain_n, r.target_n) for r in table.itertuples()}
+    assert got == {"P0": (60, 5, 5), "P1": (80, 0, 0), "P2": (40, 12, 12)}
+    lo, hi = proportion_confint(12, 40, alpha=0.05, method="wilson")
+    row = table[table.practice_id == "P2"].iloc[0]
+    assert (row.ci_low, row.ci_high) == pytest.approx((100 * lo, 100 * hi), rel=1e-9)
+    # per GP list: the practice's rate x 0.5 x 1500
+    assert row.per_gp_list == pytest.approx(12 / 40 * 0.5 * 1500)
+    # the pool of the three, with the zero-count practice corrected
+    out = practices.practices_summary(s)
+    assert out["pooled"]["practices"] == 3 and "1 practice(s) with 0" in out["pooled"]["method"]
+
+
+def test_a_small_practice_is_left_out_and_counted_under_a_rule(tmp_path):
+    db = _network(tmp_path, [(60, 10), (5, 1), (80, 20)])
+    s = run_study(db, Params(disclosure="opensafely"), detail=False, by_practice=True)
+    table, left_out = practices.practice_table(s)
+    assert left_out == 1 and set(table.practice_id) == {"P0", "P2"}
+    assert set(table.population_n) == {60, 80} and set(table.target_n) == {10, 20}  # rounded
+    out = practices.practices_summary(s)
+    assert out["practices_left_out"] == 1 and out["pooled"]["practices_left_out"] == 1
+    assert out["pooled"]["practices"] == 2
+
+
+def test_the_practices_command_prints_the_documented_json(tmp_path):
+    db = _network(tmp_path, [(60, 5), (80, 9), (40, 12), (70, 3)])
+    r = subprocess.run(
+        [sys.executable, "-m", "analysis", "practices", "--data", str(db), "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert set(out["practices"][0]) == {
+        "practice_id",
+        "population_n",
+        "pain_n",
+        "target_n",
+        "target_pct",
+        "ci_low",
+        "ci_high",
+        "per_gp_list",
+        "per_gp_list_low",
+        "per_gp_list_high",
+    }
+    assert set(out["pooled"]) >= {
+        "method",
+        "estimate",
+        "ci_low",
+        "ci_high",
+        "tau2",
+        "i2",
+        "prediction_low",
+        "prediction_high",
+        "practices",
+    }
+    x = np.array([p["target_n"] for p in out["practices"]])
+    n = np.array([p["population_n"] for p in out["practices"]])
+    y, v = logits(x, n)
+    sm = combine_effects(y, v, method_re="dl")
+    assert out["pooled"]["estimate"] == pytest.approx(expit(sm.mean_effect_re), rel=1e-10)
+    reml = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "analysis",
+            "practices",
+            "--data",
+            str(db),
+            "--json",
+            "--set",
+            "pool_method=reml",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert "REML" in json.loads(reml.stdout)["pooled"]["method"]
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "analysis",
+            "practices",
+            "--data",
+            str(db),
+            "--set",
+            "pool_method=bayes",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "pool_method" in bad.stderr
+
+
+# ----------------------------------------------------------------------------- synthetic networks
+def test_a_synthetic_network_varies_between_practices_and_the_default_does_not(tmp_path):
+    from analysis import synth
+
+    cal = synth.load_calibration()
+    assert synth.practice_effects(1, 1, cal) == [(0.0, 0.0)]
+    db = synth.generate(tmp_path / "net", patients=12000, practices=12, seed=7)
+    s = run_study(db, Params(), detail=False, by_practice=True)
+    table, _ = practices.practice_table(s)
+    r = practices.pool(table["target_n"].to_numpy(), table["population_n"].to_numpy())
+    assert r.tau2 > 0 and r.i2 > 25  # over-dispersion, as in real networks
+    one = synth.generate(tmp_path / "one", patients=2503, practices=1)
+    figs = {f["id"]: f["value"] for f in run_study(one, Params()).figures()}
+    assert (figs["population.n"], figs["pain.n"], figs["target.n"]) == (2503, 827, 121)
+
+
+def test_practices_table_and_pool_are_declared_outputs(tmp_path):
+    from analysis.outputs import save_table
+
+    db = _network(tmp_path, [(60, 10), (80, 20), (70, 14)])
+    s = run_study(db, Params(disclosure="opensafely"), detail=False, by_practice=True)
+    table, left_out = practices.practice_table(s)
+    released = save_table(table, "practices", tmp_path / "out", s.disclosure_rule, s.params)
+    assert len(released.table) == 3
+    pooled = pd.DataFrame([practices.practices_summary(s)["pooled"]])
+    save_table(pooled, "practices_pooled", tmp_path / "out", s.disclosure_rule, s.params)
+    assert (tmp_path / "out" / "tables" / "practices_pooled.csv").exists()
