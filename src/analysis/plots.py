@@ -878,7 +878,9 @@ def per_list_across_practices(table: pd.DataFrame, data_label: str, list_size: i
     if len(v) == 0:
         ax.text(0.5, 0.5, "no practice released", ha="center", transform=ax.transAxes)
         return fig
-    ax.hist(v, bins=min(30, max(5, len(v) // 2)), color=style.OKABE_ITO["sky_blue"], edgecolor="white")
+    ax.hist(
+        v, bins=min(30, max(5, len(v) // 2)), color=style.OKABE_ITO["sky_blue"], edgecolor="white"
+    )
     for q, ls in ((0.5, "-"), (0.1, ":"), (0.9, ":")):
         ax.axvline(np.quantile(v, q), color="black", lw=0.8, ls=ls)
     ax.set_xlabel(f"expected candidates per GP list of {list_size:,}")

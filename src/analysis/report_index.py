@@ -219,6 +219,9 @@ def render_index(batch) -> str:
     repro = _reproduction_rows(out, runs)
     if repro:
         parts.append(repro)
+    net = _practices_section(runs)
+    if net:
+        parts.append(net)
     parts.append(
         "<h2>Runs</h2><table><tr><th>run</th><th>status</th><th>key figures</th>"
         "<th>outputs</th><th>figures</th><th>time</th></tr>"
@@ -230,6 +233,50 @@ def render_index(batch) -> str:
         "fingerprints, package versions, times).</small></p></body></html>"
     )
     return "\n".join(parts)
+
+
+def _practices_section(runs: dict) -> str:
+    """The network at a glance, from each practices run: the pooled estimate, the funnel and
+    the forest plot (drawn from the run's released tables)."""
+    s = []
+    for _name, (d, m) in runs.items():
+        if m.get("notebook") != "07_practices" or m.get("status") != "ok":
+            continue
+        rows = _read_csv(d / "tables" / "practices_pooled.csv")
+        r = rows[0] if rows else {}
+        if not s:
+            s.append("<h2>Practices</h2>")
+        line = "one practice or none released: nothing to pool"
+        if r.get("estimate"):
+            pred = (
+                f"; a new practice: {_fmt(float(r['prediction_low']), 2)}-"
+                f"{_fmt(float(r['prediction_high']), 2)}% (95% prediction interval)"
+                if r.get("prediction_low")
+                else ""
+            )
+            left = (
+                f"; {_esc(r['practices_left_out'])} practice(s) left out by disclosure control"
+                if r.get("practices_left_out") not in (None, "", "0")
+                else ""
+            )
+            line = (
+                f"target subgroup {_fmt(float(r['estimate']), 2)}% of the population "
+                f"({_fmt(float(r['ci_low']), 2)}-{_fmt(float(r['ci_high']), 2)}) over "
+                f"{_esc(r['practices'])} practices, {_esc(r['method'])}; tau\u00b2 "
+                f"{_fmt(float(r['tau2']), 3)}, I\u00b2 {_fmt(float(r['i2']), 0)}%{pred}{left}"
+            )
+        s.append(
+            f"<p><b><a href='{_href(d.name, '07_practices.html')}'>{_esc(d.name)}</a></b>: "
+            f"{line}.</p><p>"
+            + "".join(
+                f"<img src='{_href(d.name, 'figures', f + '.png')}' alt='{f}' "
+                "style='max-width:48%;margin-right:1%'>"
+                for f in ("funnel", "practice_forest")
+                if (d / "figures" / f"{f}.png").exists()
+            )
+            + "</p>"
+        )
+    return "\n".join(s)
 
 
 def _reproduction_rows(out: Path, runs: dict) -> str:

@@ -502,8 +502,8 @@ declare(
 )
 
 KEY_FIGURE_ORDER = (
-    "practices_pooled",
     "eligibility_estimate",
+    "practices_pooled",
     "sex",
     "condition_prevalence",
     "tornado",
