@@ -39,9 +39,10 @@ def measure(cmd: list[str], **kw) -> dict:
     return {"wall_s": wall, "peak_mb": peak_kb / 1024, "stdout": r.stdout}
 
 
-def synthetic(n: int, seed: int = 20160601) -> Path:
-    """A synthetic cohort of n patients under benchmarks/out (generated once)."""
-    folder = OUT / f"synthetic_{n}_{seed}"
+def synthetic(n: int, seed: int = 20160601, practices: int = 1) -> Path:
+    """A synthetic cohort of n patients (in ``practices`` practices) under benchmarks/out
+    (generated once)."""
+    folder = OUT / (f"synthetic_{n}_{seed}" + (f"_{practices}p" if practices > 1 else ""))
     if not (folder / "dataset.json").exists():
         subprocess.run(
             [
@@ -51,6 +52,8 @@ def synthetic(n: int, seed: int = 20160601) -> Path:
                 "synth",
                 "--patients",
                 str(n),
+                "--practices",
+                str(practices),
                 "--seed",
                 str(seed),
                 "--out",

@@ -107,6 +107,7 @@ if len(table):
 else:
     pooled = pd.DataFrame(columns=["method", "estimate"])
 pooled = run.save_table(pooled, "practices_pooled")
+run.record_practices(table, pooled.iloc[0].to_dict() if len(pooled) else None)
 run.show(pooled)
 
 # %% [markdown]

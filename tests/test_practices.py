@@ -255,3 +255,52 @@ def test_practices_table_and_pool_are_declared_outputs(tmp_path):
     pooled = pd.DataFrame([practices.practices_summary(s)["pooled"]])
     save_table(pooled, "practices_pooled", tmp_path / "out", s.disclosure_rule, s.params)
     assert (tmp_path / "out" / "tables" / "practices_pooled.csv").exists()
+
+
+# ----------------------------------------------------------------------------- results that travel
+@pytest.mark.slow
+def test_sites_combine_from_their_results_tables_only(tmp_path):
+    """Two sites run the practices notebook; `combine` reads their results.csv and manifests
+    (no data), pools their practices as the sites' own tables say, and refuses sites whose
+    parameters differ unless told, saying so on every output."""
+    import shutil
+
+    from analysis import synth
+    from analysis.batch import load_batch, run_batch
+    from analysis.errors import AnalysisError
+    from analysis.results import combine
+
+    folders = []
+    for site, seed in (("site_a", 1), ("site_b", 2)):
+        data = synth.generate(tmp_path / f"data_{site}", patients=2400, practices=4, seed=seed)
+        f = tmp_path / f"{site}.yaml"
+        f.write_text(f"name: {site}\ndata: {data}\nruns:\n  - notebooks: [07_practices]\n")
+        b = load_batch(f, reports=tmp_path / "reports")
+        assert [r["status"] for r in run_batch(b, jobs=1, progress=False)] == ["ok"]
+        folders.append(b.out)
+    for d in (tmp_path / "data_site_a", tmp_path / "data_site_b"):
+        shutil.rmtree(d)  # combine never reads data
+    out = combine(folders, tmp_path / "combined")
+    assert out["units"] == 8 and out["left_out"] == 0
+    # the same pool from the sites' own practices tables
+    t = pd.concat(
+        pd.read_csv(f / "default-07_practices" / "tables" / "practices.csv") for f in folders
+    )
+    expected = practices.pool(t["target_n"].to_numpy(), t["population_n"].to_numpy())
+    assert out["pooled"]["estimate"] == pytest.approx(expected.estimate, rel=1e-12)
+    assert (tmp_path / "combined" / "funnel.png").exists()
+    results = pd.read_csv(tmp_path / "combined" / "results.csv")
+    assert set(results["group"]) == {"practice", "pooled"}
+
+    # a site with another elderly age is refused, naming the parameter
+    man = folders[1] / "default-07_practices" / "manifest.json"
+    m = json.loads(man.read_text())
+    m["resolved_parameters"]["elderly_age"] = 80
+    man.write_text(json.dumps(m))
+    with pytest.raises(AnalysisError, match=r"elderly_age \(site_a: 75; site_b: 80\)"):
+        combine(folders, tmp_path / "combined2")
+    combine(folders, tmp_path / "combined2", allow_different=True)
+    index = (tmp_path / "combined2" / "index.html").read_text()
+    assert "different parameters combined" in index and "elderly_age" in index
+    pooled = pd.read_csv(tmp_path / "combined2" / "practices_pooled.csv")
+    assert "elderly_age" in pooled["warning"].iloc[0]

@@ -254,6 +254,19 @@ def cmd_practices(args) -> int:
     return 0
 
 
+def cmd_combine(args) -> int:
+    from analysis.results import combine
+
+    out = combine(args.folders, args.into, allow_different=args.allow_different)
+    p = out["pooled"]
+    print(
+        f"Combined {len(out['sites'])} site(s) into {args.into}: {out['units']} unit(s) pooled, "
+        f"{out['left_out']} left out; pooled target {p['estimate']:.2f}% "
+        f"({p['ci_low']:.2f}-{p['ci_high']:.2f}), I^2 {p['i2']:.0f}%."
+    )
+    return 0
+
+
 def cmd_new_notebook(args) -> int:
     from analysis.new_notebook import create_notebook
 
@@ -433,6 +446,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_params_args(sp)
     sp.add_argument("--json", action="store_true", help="print JSON instead of a table")
     sp.set_defaults(func=cmd_practices)
+
+    sp = sub.add_parser(
+        "combine", help="combine several sites' report folders (their results tables only)"
+    )
+    sp.add_argument("folders", nargs="+", metavar="FOLDER", help="sites' report folders")
+    sp.add_argument("--into", required=True, metavar="FOLDER")
+    sp.add_argument(
+        "--allow-different",
+        action="store_true",
+        help="combine sites whose parameters differ (every output says so)",
+    )
+    sp.set_defaults(func=cmd_combine)
 
     sp = sub.add_parser(
         "new-notebook", help="create a notebook pair (notebooks/NN_name.py and .ipynb)"

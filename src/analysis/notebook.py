@@ -246,12 +246,45 @@ class NotebookRun:
         tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, target)
 
+    @property
+    def run_name(self) -> str:
+        """The batch run's name (its folder; a batch writes into ``.tmp-<run>-<pid>``)."""
+        import re
+
+        return re.sub(r"^\.tmp-(.*)-\d+$", r"\1", self.out.name)
+
+    def record_practices(self, table: pd.DataFrame, pooled: dict | None) -> None:
+        """Add a released practices table and its pool to the run's ``results.csv``."""
+        from analysis.outputs import require_released
+        from analysis.results import practice_rows
+
+        require_released(table, "the practices results")
+        self._practice_rows = practice_rows(
+            self.run_name, table, pooled, self.rule, self.params.ci_method
+        )
+
+    def write_results(self) -> None:
+        """``results.csv``: the run's figures (released under the rule) as one long table,
+        with the practices' rows when the notebook recorded them."""
+        from analysis.outputs import inside
+        from analysis.results import figures_rows, write_results
+
+        rows = []
+        if self.study is not None:
+            rows += figures_rows(
+                self.run_name, self.study.figures(), self.rule, self.params.ci_method
+            )
+        rows += getattr(self, "_practice_rows", [])
+        write_results(rows, inside(self.out, self.out / "results.csv"))
+
     def disclosure_summary(self):
-        """What disclosure control did to this notebook's tables, and why (Markdown)."""
+        """What disclosure control did to this notebook's tables, and why (Markdown); also
+        writes the run's ``results.csv``."""
         from IPython.display import Markdown
 
         rule = self.rule
         self._write_disclosure()
+        self.write_results()
         if rule is None:
             why = (
                 "synthetic data"

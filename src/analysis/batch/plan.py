@@ -234,7 +234,14 @@ def plan(batch: Batch, *, only: str | None = None, force: bool = False):
     return out
 
 
-RUN_FILES = ("manifest.json", "run.log", "disclosure.json", "README.txt", ".disclosure.json.tmp")
+RUN_FILES = (
+    "manifest.json",
+    "run.log",
+    "disclosure.json",
+    "results.csv",
+    "README.txt",
+    ".disclosure.json.tmp",
+)
 
 
 BATCH_FILES = (
@@ -257,7 +264,14 @@ def _written_by_a_run(folder: Path) -> list[str]:
                 other.append(rel.as_posix())
             continue
         parts = rel.parts
-        ok = (len(parts) == 1 and (f.name in RUN_FILES or f.suffix in (".ipynb", ".html"))) or (
+        ok = (
+            len(parts) == 1
+            and (
+                f.name in RUN_FILES
+                or f.suffix in (".ipynb", ".html")
+                or (f.name.startswith(".results.") and f.suffix == ".csv")
+            )
+        ) or (
             len(parts) == 2
             and (
                 (parts[0] == "tables" and f.suffix in (".csv", ".docx", ".xlsx"))

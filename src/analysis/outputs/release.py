@@ -19,6 +19,8 @@ RECORDS = {
     "disclosure.json": "the rule in force and the cells it withheld, per table",
     "run.log": "the run's log (cell progress; no data values)",
     "README.txt": "how to see why the run failed (no data values)",
+    "results.csv": "the run's figures as one long table, released under the run's rule "
+    "(the same values as its tables; withheld values empty and marked)",
 }
 
 
