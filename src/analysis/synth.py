@@ -148,8 +148,10 @@ def _fit_sum_and_squares(ages, adjustable, target_sum, target_sq, tol_sq, rng, l
         a = ages[adj]
         upper = adj[(a >= mean) & (a + 1 <= hi) & (a - 1 >= lo)]
         lower = adj[(a < mean) & (a - 1 >= lo) & (a + 1 <= hi)]
-        gain = 2.0 * (ages[upper].mean() - ages[lower].mean()) + 2.0 * np.sign(D)
-        k = int(abs(D) / max(abs(gain), 1.0) * 0.8)
+        k = 0  # no coarse step when one side has no movable age (a practice of extremes)
+        if len(upper) and len(lower):
+            gain = 2.0 * (ages[upper].mean() - ages[lower].mean()) + 2.0 * np.sign(D)
+            k = int(abs(D) / max(abs(gain), 1.0) * 0.8)
         if k >= 1:
             k = min(k, len(upper), len(lower))
             i = rng.choice(upper, size=k, replace=False)
@@ -749,14 +751,18 @@ def practice_plan(patients: int, practices: int, cal: Calibration):
 
 def practice_effects(practices: int, seed: int, cal: Calibration) -> list[tuple[float, float]]:
     """Each practice's logit effects on (pain prevalence, target share of the pain cohort):
-    none for a single practice; for a network, normal with the calibration's
-    ``between_practice_sd``, from a random stream of their own (the blocks' streams are
-    unchanged)."""
+    none for a single practice; for a network, the target share moves by a normal effect
+    with the calibration's ``between_practice_sd`` truncated at 2 SD, from a random stream
+    of its own (the blocks' streams are unchanged). The pain prevalence does not move: with
+    the practices' age shifts, a young practice with more pain could not hold the calibrated
+    ages exactly."""
     sd = float(cal.assume.get("between_practice_sd", 0.0))
     if practices == 1 or sd == 0:
         return [(0.0, 0.0)] * practices
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2**31 - 1]))
-    return [tuple(map(float, e)) for e in rng.normal(0.0, sd, size=(practices, 2))]
+    # truncated at 2 SD: a practice beyond cannot hold the calibrated ages exactly
+    effects = np.clip(rng.normal(0.0, sd, size=practices), -2 * sd, 2 * sd)
+    return [(0.0, float(e)) for e in effects]
 
 
 def generate(
