@@ -67,7 +67,7 @@ def practice_table(study) -> tuple[pd.DataFrame, int]:
                 continue
         N, npain, x = counts
         pr = proportion(x, N, p)
-        e = eligibility_estimate(x, N, p)
+        e = eligibility_estimate(x, N, p, prediction=False)  # the list interval: per practice
         rows.append(
             {
                 "practice_id": pid,

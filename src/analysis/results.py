@@ -256,7 +256,8 @@ def combine(folders, into, *, allow_different: bool = False) -> dict:
             if n is None or x is None or npain is None or n == 0:
                 left_out += 1
                 continue
-            pr, e = proportion(x, n, params), eligibility_estimate(x, n, params)
+            pr = proportion(x, n, params)
+            e = eligibility_estimate(x, n, params, prediction=False)
             rows.append(
                 {
                     "practice_id": unit,
