@@ -263,8 +263,8 @@ def _excel_text(v):
     return str(v)
 
 
-# formats always accepted besides the mapping's date_format: unambiguous ISO dates (native
-# Excel date cells are read as such), with or without a time of day
+# formats accepted besides the mapping's date_format in an Excel source: native date cells
+# are read as ISO dates, with a time of day when they have one
 ISO_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S")
 
 
@@ -367,7 +367,13 @@ def import_extract(mapping: str | Path, into: str | Path) -> dict:
                         con, table, f"nullif({c}, '')", expr
                     )
                 if col.kind in ("date", "optional_date"):
-                    formats = list(dict.fromkeys([*([fmt] if fmt else DATE_FORMATS), *ISO_FORMATS]))
+                    excel = any(str(f).lower().endswith((".xlsx", ".xlsm")) for f in files)
+                    # native Excel date cells arrive as ISO dates: accepted besides date_format
+                    formats = list(
+                        dict.fromkeys(
+                            [*([fmt] if fmt else DATE_FORMATS), *(ISO_FORMATS if excel else ())]
+                        )
+                    )
                     parsed = (
                         "coalesce("
                         + ", ".join(f"try_strptime({expr}, {_lit(f)})" for f in formats)
@@ -393,7 +399,7 @@ def import_extract(mapping: str | Path, into: str | Path) -> dict:
                         (
                             c,
                             f"{expr} IS NOT NULL AND {parsed} IS NULL",
-                            f"a date in the format {fmt} (the mapping's date_format) or ISO"
+                            f"a date in the format {fmt} (the mapping's date_format)"
                             if fmt
                             else "a date (ISO, DD/MM/YYYY, YYYYMMDD...; for another format set "
                             'date_format in the mapping, e.g. date_format: "%d.%m.%y")',

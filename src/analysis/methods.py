@@ -433,10 +433,11 @@ def results_words(study) -> str:
 
     out = []
     if "database.n" in figs:
+        born, unreg = v("excluded.born_after_index"), v("excluded.not_registered")
         out.append(
             f"Of {_count(v('database.n'))} patients in the database, "
-            f"{_count(v('excluded.born_after_index'))} were born after the index date and "
-            f"{_count(v('excluded.not_registered'))} were not "
+            f"{_count(born)} {'was' if born == 1 else 'were'} born after the index date and "
+            f"{_count(unreg)} {'was' if unreg == 1 else 'were'} not "
             f"{cohort.registration_words(p)}; {_count(v('population.n'))} formed the "
             "population."
         )

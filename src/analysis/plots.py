@@ -814,6 +814,11 @@ def funnel(table: pd.DataFrame, pooled: pd.DataFrame, data_label: str, left_out:
     )
     if left_out:
         note += f" {left_out} practice(s) left out by disclosure control."
+    if len(table) < 3:
+        note = (
+            f"Only {len(table)} practice(s): a funnel plot compares practices and says little "
+            "here. " + note
+        )
     style.add_caption(fig, style.caption(note, data_label))
     return fig
 
@@ -826,10 +831,11 @@ def practice_forest(table: pd.DataFrame, pooled: pd.DataFrame, data_label: str):
     t = table.sort_values("target_pct").reset_index(drop=True)
     fig, ax = _figure((style.FULL[0], 1.4 + 0.22 * len(t)))
     y = np.arange(len(t)) + 2
+    pct = t["target_pct"].to_numpy(float)
     ax.errorbar(
-        t["target_pct"],
+        pct,
         y,
-        xerr=[t["target_pct"] - t["ci_low"], t["ci_high"] - t["target_pct"]],
+        xerr=[pct - t["ci_low"].to_numpy(float), t["ci_high"].to_numpy(float) - pct],
         fmt="s",
         color=style.OKABE_ITO["blue"],
         ms=4,
