@@ -46,8 +46,8 @@ lint: $(STAMP) ## check style: ruff's lint rules and its formatting (make format
 format: $(STAMP) ## format the code with ruff
 	$(PY) -m ruff format src tests tools benchmarks
 
-test: lint ## run the whole test suite (lint and format check included)
-	$(PY) -m pytest -q -n auto --dist loadfile
+test: lint $(DATA)/dataset.json ## run the whole test suite (lint and format check included)
+	$(PY) -m pytest -q -n auto --dist loadgroup
 
 lab: $(STAMP) $(DATA)/dataset.json ## open the notebooks in JupyterLab (project kernel)
 	cd notebooks && ../$(VENV)/bin/jupyter lab

@@ -93,6 +93,7 @@ def _validation_cache(tmp_path_factory):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The longest file (the whole batch on three engines) first, so that a parallel run
-    (``pytest -n auto``, as ``make test`` does) starts it at once and runs the rest beside it."""
+    """The longest tests (the whole batch on the engines) first, so that a parallel run
+    (``pytest -n auto --dist loadgroup``, as ``make test`` does) starts them at once on
+    different workers and runs the rest beside them."""
     items.sort(key=lambda item: item.nodeid.split("::")[0] != "tests/test_engine_batch.py")

@@ -18,6 +18,9 @@ from analysis.audit import (
 )
 from analysis.study import run_study
 
+# module-scoped fixtures (or fixed database schemas): one worker of a parallel run
+pytestmark = pytest.mark.xdist_group("test_audit")
+
 
 # --- GRIM --------------------------------------------------------------------------
 def test_grim_mean_of_integers_by_hand():

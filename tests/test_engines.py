@@ -16,6 +16,9 @@ from analysis.params import Params
 from analysis.study import run_study
 from conftest import ROOT, dx, pain, patient, write_db
 
+# module-scoped fixtures (or fixed database schemas): one worker of a parallel run
+pytestmark = pytest.mark.xdist_group("test_engines")
+
 PG_URL = os.environ.get("ANALYSIS_TEST_PG_URL")
 needs_pg = pytest.mark.skipif(
     not PG_URL, reason="no PostgreSQL server (set ANALYSIS_TEST_PG_URL; .ci/run does)"

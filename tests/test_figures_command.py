@@ -8,6 +8,9 @@ import pytest
 
 from conftest import PUB
 
+# module-scoped fixtures (or fixed database schemas): one worker of a parallel run
+pytestmark = pytest.mark.xdist_group("test_figures_command")
+
 PUBLISHED_IDS = [
     "population.n",
     "population.age_mean",

@@ -44,14 +44,21 @@ def test_the_methods_of_the_default_cohort_say_what_was_counted(default_db):
     assert "duckdb " in text and "statsmodels " in text  # software versions
 
 
-def test_the_methods_follow_the_parameters():
+def test_the_methods_follow_the_parameters(default_db):
     text = methods(
-        "--set", "min_severity=7", "--set", "elderly_age=80", "--set", "ci_method=jeffreys"
+        "--data",
+        str(default_db),
+        "--set",
+        "min_severity=7",
+        "--set",
+        "elderly_age=80",
+        "--set",
+        "ci_method=jeffreys",
     )
     assert "severe (7+/10) osteo-articular pain" in text and "moderate or severe" not in text
     assert "aged 80 years or more" in text and "aged 75" not in text
     assert "Jeffreys interval" in text and "Wilson" not in text
-    mild = methods("--set", "min_severity=2")
+    mild = methods("--data", str(default_db), "--set", "min_severity=2")
     assert "severity 2 or more (mild included)" in mild
 
 

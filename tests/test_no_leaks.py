@@ -15,7 +15,10 @@ from statsmodels.stats.proportion import proportion_confint
 from analysis.batch import load_batch, run_batch
 from analysis.outputs.registry import declared
 
-pytestmark = pytest.mark.slow
+# module-scoped fixtures (or fixed database schemas): one worker of a parallel run
+
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_no_leaks")]
 
 MARK_ID = 9876543210
 MARK_BIRTH = "1931-07-17"

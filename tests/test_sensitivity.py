@@ -9,6 +9,9 @@ from analysis.params import Params
 from analysis.sensitivity import grid_cube, load_grid, sensitivity_table, tornado_table
 from analysis.study import run_study
 
+# module-scoped fixtures (or fixed database schemas): one worker of a parallel run
+pytestmark = pytest.mark.xdist_group("test_sensitivity")
+
 
 @pytest.fixture(scope="module")
 def grid_and_table(default_db):
