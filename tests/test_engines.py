@@ -136,6 +136,9 @@ def ages_by_pandas(index_date):
 
 
 INDEX_DATES = ["2015-02-28", "2015-03-01", "2016-02-29", "2015-12-31", "2016-01-01"]
+# Spark (a JVM, slow to start): the leap day and the paper's index date (with the whole
+# figures summary); DuckDB and PostgreSQL take every date
+SPARK_INDEX_DATES = ["2016-02-29", "2015-12-31"]
 
 
 def engine_ages(data, index_date, population="all_patients"):
@@ -234,7 +237,7 @@ def test_spark_gives_the_same_figures_as_the_files(default_db):
 
 @needs_spark
 @pytest.mark.slow
-@pytest.mark.parametrize("index_date", INDEX_DATES)
+@pytest.mark.parametrize("index_date", SPARK_INDEX_DATES)
 def test_age_in_completed_years_on_spark_equals_pandas(tmp_path, index_date):
     csv_db = edge_db(tmp_path / "edge")
     pq_db = tmp_path / "edge_parquet"
