@@ -43,9 +43,6 @@ def practice_table(study) -> tuple[pd.DataFrame, int]:
     """One row per practice with released counts (population, pain cohort, target
     subgroup), the target proportion (%) with its interval, and the expected candidates per
     GP list with theirs; and the number of practices left out by disclosure control."""
-    from analysis.eligibility import eligibility_estimate
-    from analysis.estimates import proportion
-
     p, cube, rule = study.params, study.cube, study.disclosure_rule
     if "practice_id" not in cube.columns:
         raise ValueError("the study's cube has no practice stratum (run_study(by_practice=True))")
@@ -65,36 +62,45 @@ def practice_table(study) -> tuple[pd.DataFrame, int]:
             if any(c is None for c in counts):
                 left_out += 1
                 continue
-        N, npain, x = counts
-        pr = proportion(x, N, p)
-        e = eligibility_estimate(x, N, p, prediction=False)  # the list interval: per practice
-        rows.append(
-            {
-                "practice_id": pid,
-                "population_n": N,
-                "pain_n": npain,
-                "target_n": x,
-                "target_pct": pr.pct,
-                "ci_low": pr.ci_low,
-                "ci_high": pr.ci_high,
-                "per_gp_list": e.per_gp_list,
-                "per_gp_list_low": e.per_gp_list_low,
-                "per_gp_list_high": e.per_gp_list_high,
-            }
-        )
-    cols = [
-        "practice_id",
-        "population_n",
-        "pain_n",
-        "target_n",
-        "target_pct",
-        "ci_low",
-        "ci_high",
-        "per_gp_list",
-        "per_gp_list_low",
-        "per_gp_list_high",
-    ]
-    return pd.DataFrame(rows, columns=cols), left_out
+        rows.append(practice_row(pid, *counts, p))
+    return pd.DataFrame(rows, columns=list(COLUMNS)), left_out
+
+
+COLUMNS = (
+    "practice_id",
+    "population_n",
+    "pain_n",
+    "target_n",
+    "target_pct",
+    "ci_low",
+    "ci_high",
+    "per_gp_list",
+    "per_gp_list_low",
+    "per_gp_list_high",
+)
+
+
+def practice_row(practice_id: str, population_n: int, pain_n: int, target_n: int, p) -> dict:
+    """One row of the practices table from released counts: the target share (%) with the
+    ``ci_method`` interval and the expected candidates per GP list with the interval of the
+    expectation (no one-list prediction: an exact mixture per practice is too slow)."""
+    from analysis.eligibility import eligibility_estimate
+    from analysis.estimates import proportion
+
+    pr = proportion(target_n, population_n, p)
+    e = eligibility_estimate(target_n, population_n, p, prediction=False)
+    return {
+        "practice_id": practice_id,
+        "population_n": population_n,
+        "pain_n": pain_n,
+        "target_n": target_n,
+        "target_pct": pr.pct,
+        "ci_low": pr.ci_low,
+        "ci_high": pr.ci_high,
+        "per_gp_list": e.per_gp_list,
+        "per_gp_list_low": e.per_gp_list_low,
+        "per_gp_list_high": e.per_gp_list_high,
+    }
 
 
 # ----------------------------------------------------------------------------- pooling

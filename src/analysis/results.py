@@ -225,13 +225,11 @@ def combine(folders, into, *, allow_different: bool = False) -> dict:
     import matplotlib.pyplot as plt
 
     from analysis import plots, style
-    from analysis.eligibility import eligibility_estimate
     from analysis.errors import AnalysisError
-    from analysis.estimates import proportion
     from analysis.folders import publish_folder
     from analysis.outputs import RELEASED, disclosure, protect, write_csv
     from analysis.params import Params
-    from analysis.practices import pool
+    from analysis.practices import pool, practice_row
 
     sites = [read_site(Path(f)) for f in folders]
     names = [s["name"] for s in sites]
@@ -256,22 +254,7 @@ def combine(folders, into, *, allow_different: bool = False) -> dict:
             if n is None or x is None or npain is None or n == 0:
                 left_out += 1
                 continue
-            pr = proportion(x, n, params)
-            e = eligibility_estimate(x, n, params, prediction=False)
-            rows.append(
-                {
-                    "practice_id": unit,
-                    "population_n": n,
-                    "pain_n": npain,
-                    "target_n": x,
-                    "target_pct": pr.pct,
-                    "ci_low": pr.ci_low,
-                    "ci_high": pr.ci_high,
-                    "per_gp_list": e.per_gp_list,
-                    "per_gp_list_low": e.per_gp_list_low,
-                    "per_gp_list_high": e.per_gp_list_high,
-                }
-            )
+            rows.append(practice_row(unit, n, npain, x, params))
     if not rows:
         raise AnalysisError("No site holds a released population and target subgroup to combine.")
     table = protect(pd.DataFrame(rows), "practices", rule, params).table
