@@ -71,6 +71,7 @@ class ProfileCube:
     top_age: int | None = None  # ages above it were counted as it (disclosure control)
     population: dict | None = None  # population_counts(): the database and who was left out
     notes: tuple = ()  # what the definitions cannot see (codes of another vocabulary, unmapped)
+    practice_ids: tuple = ()  # by practice: the id of each practice_code (0, 1, ...)
 
     def __post_init__(self):
         if not isinstance(self.columns, dict):  # a DataFrame
@@ -237,7 +238,8 @@ def profile_cube(
     distinct count over every prescription). ``detail=False`` leaves out the pain sites and
     collapses the risk groups to "any of the parameter set's lists": enough for the
     figures summary, with far fewer cells. ``by_practice`` adds the practice as a stratum
-    (a ``practice_id`` column): every practice's counts from the same single pass.
+    (a ``practice_code`` column, the index of its id in ``practice_ids``): every practice's
+    counts from the same single pass.
     """
     sev = tuple(sorted({params.min_severity, *severities}))
     cap = max(params.min_episodes, episode_cap or 0)
@@ -270,7 +272,20 @@ def profile_cube(
     q_sel = ", ".join(f"coalesce(q.q{s}, 0) AS q{s}" for s in sev)
     q_grp = ", ".join(f"q{s}" for s in sev)
     base = params.min_severity
-    pr = "practice_id, " if by_practice else ""
+    # the practice as an integer code (from a small map code -> id, fetched once): a string
+    # per cell of the cube costs more memory than its counts at 2,000 practices
+    pr = "practice_code, " if by_practice else ""
+    practice_join = ""
+    if by_practice:
+        from analysis.engines import create_temp_table
+
+        create_temp_table(
+            db.con,
+            "practice_map",
+            "SELECT practice_id, CAST(row_number() OVER (ORDER BY practice_id) - 1 AS INTEGER) "
+            "AS practice_code FROM (SELECT DISTINCT practice_id FROM patients) AS ids",
+        )
+        practice_join = "JOIN practice_map pm ON pm.practice_id = p.practice_id"
     if drug_counts:
         n_drugs_sql = (
             f"SELECT patient_id, count(*) AS n_drugs FROM (SELECT DISTINCT patient_id, atc_code "
@@ -322,7 +337,7 @@ def profile_cube(
             - CAST(CAST(EXTRACT(MONTH FROM p.birth_date) AS INTEGER) * 100
                    + CAST(EXTRACT(DAY FROM p.birth_date) AS INTEGER)
                    > {params.index.month * 100 + params.index.day} AS INTEGER) AS age,
-          p.sex,{" p.practice_id," if by_practice else ""}
+          p.sex,{" pm.practice_code," if by_practice else ""}
           {q_sel},
           {site_col} AS site_mask,
           {cond_col} AS cond_mask,
@@ -333,6 +348,7 @@ def profile_cube(
         LEFT JOIN qual q ON q.patient_id = p.patient_id
         LEFT JOIN cond c ON c.patient_id = p.patient_id
         LEFT JOIN rx r ON r.patient_id = p.patient_id
+        {practice_join}
         {n_drugs_join})
     SELECT {pr}age, sex, {q_grp}, site_mask, cond_mask, drug_mask,
            count(*) AS n, sum(n_drugs) AS drugs_sum, sum(n_drugs * n_drugs) AS drugs_sq,
@@ -347,10 +363,14 @@ def profile_cube(
     keep = np.asarray(raw.pop("in_population"), dtype=bool)
     raw = {k: np.asarray(v)[keep] for k, v in raw.items()}
     excluded = population_counts(db, params)
+    practice_ids = ()
+    if by_practice:
+        pairs = db.con.execute("SELECT practice_code, practice_id FROM practice_map").fetchall()
+        practice_ids = tuple(str(i) for _, i in sorted(pairs))
     cells = {
         k: (
             np.asarray(v, dtype=object)
-            if k in ("sex", "practice_id")
+            if k == "sex"
             else np.asarray(v, dtype=np.int64)
         )
         for k, v in raw.items()
@@ -369,6 +389,7 @@ def profile_cube(
         detail=detail,
         population=excluded,
         notes=tuple(notes),
+        practice_ids=practice_ids,
     )
 
 

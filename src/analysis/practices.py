@@ -44,25 +44,26 @@ def practice_table(study) -> tuple[pd.DataFrame, int]:
     subgroup), the target proportion (%) with its interval, and the expected candidates per
     GP list with theirs; and the number of practices left out by disclosure control."""
     p, cube, rule = study.params, study.cube, study.disclosure_rule
-    if "practice_id" not in cube.columns:
+    if "practice_code" not in cube.columns:
         raise ValueError("the study's cube has no practice stratum (run_study(by_practice=True))")
     f = cube.flag_arrays(p)
-    ids, inv = np.unique(cube.columns["practice_id"].astype(str), return_inverse=True)
-    n = cube.columns["n"]
+    code, n = cube.columns["practice_code"], cube.columns["n"]
+    ids = cube.practice_ids
 
     def by(mask):
-        return np.bincount(inv, weights=n * mask, minlength=len(ids)).astype(np.int64)
+        return np.bincount(code, weights=n * mask, minlength=len(ids)).astype(np.int64)
 
     pop, pain, target = by(np.ones(len(n), bool)), by(f["pain"]), by(f["target"])
+    present = np.bincount(code, minlength=len(ids)) > 0  # a patient in the population
     rows, left_out = [], 0
-    for k, pid in enumerate(ids):
-        counts = [int(pop[k]), int(pain[k]), int(target[k])]
+    for c in sorted(np.flatnonzero(present), key=lambda c: ids[c]):
+        counts = [int(pop[c]), int(pain[c]), int(target[c])]
         if rule is not None:
             counts = [rule.release(c) for c in counts]
             if any(c is None for c in counts):
                 left_out += 1
                 continue
-        rows.append(practice_row(pid, *counts, p))
+        rows.append(practice_row(ids[c], *counts, p))
     return pd.DataFrame(rows, columns=list(COLUMNS)), left_out
 
 
