@@ -14,7 +14,8 @@ from scipy.stats import binom, norm, t
 from statsmodels.stats.meta_analysis import combine_effects
 from statsmodels.stats.proportion import proportion_confint
 
-from analysis import practices
+from analysis import practices, synth
+from analysis.contract import TABLES
 from analysis.params import Params
 from analysis.study import run_study
 from conftest import pain, patient, rx, write_db
@@ -145,6 +146,59 @@ def test_each_practice_is_counted_from_the_practice_stratum(tmp_path):
     # the pool of the three, with the zero-count practice corrected
     out = practices.practices_summary(s)
     assert out["pooled"]["practices"] == 3 and "1 practice(s) with 0" in out["pooled"]["method"]
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory):
+    """A synthetic network of 4 practices (1,600 patients)."""
+    return synth.generate(
+        tmp_path_factory.mktemp("network") / "net", patients=1600, practices=4, seed=11
+    )
+
+
+def _practice_alone(folder, practice, out):
+    """The contract folder of one practice's patients and their records."""
+    out.mkdir()
+    pts = pd.read_parquet(folder / "patients.parquet")
+    ids = set(pts.patient_id[pts.practice_id == practice])
+    for table in TABLES:
+        df = pd.read_parquet(folder / f"{table}.parquet")
+        df[df.patient_id.isin(ids)].to_parquet(out / f"{table}.parquet", index=False)
+    return out
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"elderly_age": 80},
+        {"min_severity": 7, "min_episodes": 3},
+        {"population": "registered_on_index_date", "min_episodes": 1},
+        {"risk_conditions": ("risk_condition_renal_impairment",), "risk_drugs": ()},
+    ],
+    ids=["paper", "elderly_80", "severe_3_episodes", "on_index_date_1_episode", "renal_only"],
+)
+def test_every_practice_counts_as_its_own_data_analysed_alone(network, tmp_path, changes):
+    """The practice stratum (coarsened cells beside the cube, in the same query) gives each
+    practice the population, pain cohort and target subgroup that the whole analysis gives
+    on that practice's records alone; and the cube's own cells do not change."""
+    p = Params(disclosure="off", **changes)
+    s = run_study(network, p, by_practice=True)
+    table, left_out = practices.practice_table(s)
+    assert left_out == 0 and list(table.practice_id) == ["P01", "P02", "P03", "P04"]
+    for row in table.itertuples():
+        alone = run_study(_practice_alone(network, row.practice_id, tmp_path / row.practice_id), p)
+        f = alone.cube.flag_arrays()
+        expected = (alone.cube.n_total, alone.cube.count(f["pain"]), alone.cube.count(f["target"]))
+        assert (row.population_n, row.pain_n, row.target_n) == expected
+    assert sum(table.target_n) > 0 and sum(table.pain_n) > sum(table.target_n)
+    whole = run_study(network, p)
+    assert whole.cube.columns.keys() == s.cube.columns.keys()
+    for k, v in whole.cube.columns.items():
+        assert np.array_equal(v, s.cube.columns[k]), k
+    # the stratum answers its own parameter set only
+    with pytest.raises(ValueError, match="its own parameter set"):
+        s.cube.practices.flag_arrays(Params(disclosure="off", elderly_age=p.elderly_age + 5))
 
 
 def test_a_small_practice_is_left_out_and_counted_under_a_rule(tmp_path):

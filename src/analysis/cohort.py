@@ -71,7 +71,9 @@ class ProfileCube:
     top_age: int | None = None  # ages above it were counted as it (disclosure control)
     population: dict | None = None  # population_counts(): the database and who was left out
     notes: tuple = ()  # what the definitions cannot see (codes of another vocabulary, unmapped)
-    practice_ids: tuple = ()  # by practice: the id of each practice_code (0, 1, ...)
+    practice_ids: tuple = ()  # the practice stratum: the id of each practice_code (0, 1, ...)
+    practices: ProfileCube | None = None  # the practice stratum (see profile_cube)
+    own_params_only: bool = False  # the practice stratum answers its parameter set only
 
     def __post_init__(self):
         if not isinstance(self.columns, dict):  # a DataFrame
@@ -108,6 +110,10 @@ class ProfileCube:
     def flag_arrays(self, params: Params | None = None) -> dict[str, np.ndarray]:
         """Boolean flags for every cell, under ``params`` (default: the cube's)."""
         p = params or self.params
+        if self.own_params_only and any(
+            getattr(p, k) != getattr(self.params, k) for k in _STRATUM_PARAMS
+        ):
+            raise ValueError("the practice stratum answers only its own parameter set")
         if not self.detail and (
             tuple(p.risk_conditions) != tuple(self.params.risk_conditions)
             or tuple(p.risk_drugs) != tuple(self.params.risk_drugs)
@@ -136,6 +142,10 @@ class ProfileCube:
 
     def count(self, mask) -> int:
         return int(self.columns["n"][np.asarray(mask, dtype=bool)].sum())
+
+
+# what the practice stratum's cells are coarsened by (flag_arrays refuses others)
+_STRATUM_PARAMS = ("min_severity", "min_episodes", "elderly_age", "risk_conditions", "risk_drugs")
 
 
 def _code_map_sql(
@@ -238,8 +248,8 @@ def profile_cube(
     distinct count over every prescription). ``detail=False`` leaves out the pain sites and
     collapses the risk groups to "any of the parameter set's lists": enough for the
     figures summary, with far fewer cells. ``by_practice`` adds the practice as a stratum
-    (a ``practice_code`` column, the index of its id in ``practice_ids``): every practice's
-    counts from the same single pass.
+    beside the cells (``practices``, a cube of its own: see :func:`_practice_stratum_sql`):
+    every practice's counts from the same single pass.
     """
     sev = tuple(sorted({params.min_severity, *severities}))
     cap = max(params.min_episodes, episode_cap or 0)
@@ -272,20 +282,18 @@ def profile_cube(
     q_sel = ", ".join(f"coalesce(q.q{s}, 0) AS q{s}" for s in sev)
     q_grp = ", ".join(f"q{s}" for s in sev)
     base = params.min_severity
-    # the practice as an integer code (from a small map code -> id, fetched once): a string
-    # per cell of the cube costs more memory than its counts at 2,000 practices
-    pr = "practice_code, " if by_practice else ""
-    practice_join = ""
+    cells_sql = f"""
+    SELECT age, sex, {q_grp}, site_mask, cond_mask, drug_mask,
+           count(*) AS n, sum(n_drugs) AS drugs_sum, sum(n_drugs * n_drugs) AS drugs_sq,
+           count(*) FILTER (WHERE n_drugs > 0) AS with_drugs, in_population
+    FROM prof
+    GROUP BY age, sex, {q_grp}, site_mask, cond_mask, drug_mask, in_population
+    ORDER BY age, sex, {q_grp}, site_mask, cond_mask, drug_mask, in_population"""
+    practice_column = practice_join = ""
     if by_practice:
-        from analysis.engines import create_temp_table
-
-        create_temp_table(
-            db.con,
-            "practice_map",
-            "SELECT practice_id, CAST(row_number() OVER (ORDER BY practice_id) - 1 AS INTEGER) "
-            "AS practice_code FROM (SELECT DISTINCT practice_id FROM patients) AS ids",
+        cells_sql, practice_column, practice_join = _practice_stratum_sql(
+            db, params, cond_lists, drug_lists, q_grp
         )
-        practice_join = "JOIN practice_map pm ON pm.practice_id = p.practice_id"
     if drug_counts:
         n_drugs_sql = (
             f"SELECT patient_id, count(*) AS n_drugs FROM (SELECT DISTINCT patient_id, atc_code "
@@ -337,7 +345,7 @@ def profile_cube(
             - CAST(CAST(EXTRACT(MONTH FROM p.birth_date) AS INTEGER) * 100
                    + CAST(EXTRACT(DAY FROM p.birth_date) AS INTEGER)
                    > {params.index.month * 100 + params.index.day} AS INTEGER) AS age,
-          p.sex,{" pm.practice_code," if by_practice else ""}
+          p.sex,{practice_column}
           {q_sel},
           {site_col} AS site_mask,
           {cond_col} AS cond_mask,
@@ -350,12 +358,7 @@ def profile_cube(
         LEFT JOIN rx r ON r.patient_id = p.patient_id
         {practice_join}
         {n_drugs_join})
-    SELECT {pr}age, sex, {q_grp}, site_mask, cond_mask, drug_mask,
-           count(*) AS n, sum(n_drugs) AS drugs_sum, sum(n_drugs * n_drugs) AS drugs_sq,
-           count(*) FILTER (WHERE n_drugs > 0) AS with_drugs, in_population
-    FROM prof
-    GROUP BY {pr}age, sex, {q_grp}, site_mask, cond_mask, drug_mask, in_population
-    ORDER BY {pr}age, sex, {q_grp}, site_mask, cond_mask, drug_mask, in_population
+    {cells_sql}
     """
     # the population is a column of the grouping, dropped here: a filter in the query
     # changes DuckDB's join plan and doubles its peak memory at 10 million patients
@@ -363,16 +366,11 @@ def profile_cube(
     keep = np.asarray(raw.pop("in_population"), dtype=bool)
     raw = {k: np.asarray(v)[keep] for k, v in raw.items()}
     excluded = population_counts(db, params)
-    practice_ids = ()
+    stratum = None
     if by_practice:
-        pairs = db.con.execute("SELECT practice_code, practice_id FROM practice_map").fetchall()
-        practice_ids = tuple(str(i) for _, i in sorted(pairs))
+        stratum = _practice_stratum(db, params, raw, cond_lists, drug_lists, sites, cap)
     cells = {
-        k: (
-            np.asarray(v, dtype=object)
-            if k == "sex"
-            else np.asarray(v, dtype=np.int64)
-        )
+        k: (np.asarray(v, dtype=object) if k == "sex" else np.asarray(v, dtype=np.int64))
         for k, v in raw.items()
     }
     return ProfileCube(
@@ -389,7 +387,80 @@ def profile_cube(
         detail=detail,
         population=excluded,
         notes=tuple(notes),
-        practice_ids=practice_ids,
+        practices=stratum,
+    )
+
+
+def _practice_stratum_sql(db: Database, params: Params, cond_lists, drug_lists, q_grp: str):
+    """The cube query's grouping with the practice stratum beside the cells, in one pass
+    (``GROUPING SETS``): per practice, the cells are coarsened to what the target subgroup
+    needs under ``params`` (age below or from ``elderly_age``; the qualifying-episode count
+    at ``min_severity``; any risk condition, any risk drug), so that 2,000 practices add
+    tens of thousands of cells, not millions. The practice is an integer code (a small map
+    code -> id): a string per cell costs more than its counts. Returns the grouping query,
+    the select column and the join that bring the code into ``prof``."""
+    from analysis.engines import create_temp_table
+
+    create_temp_table(
+        db.con,
+        "practice_map",
+        "SELECT practice_id, CAST(row_number() OVER (ORDER BY practice_id) - 1 AS INTEGER) "
+        "AS practice_code FROM (SELECT DISTINCT practice_id FROM patients) AS ids",
+    )
+    ea, base = params.elderly_age, params.min_severity
+    cb = sum(1 << cond_lists.index(x) for x in params.risk_conditions)
+    db_ = sum(1 << drug_lists.index(x) for x in params.risk_drugs)
+    cells = f"""
+    , strata AS (
+        SELECT *,
+          CASE WHEN age >= {ea} THEN {ea} ELSE {ea - 1} END AS practice_age,
+          CASE WHEN cond_mask & {cb} <> 0 THEN {cb} ELSE 0 END AS practice_cond,
+          CASE WHEN drug_mask & {db_} <> 0 THEN {db_} ELSE 0 END AS practice_drug
+        FROM prof)
+    SELECT age, sex, {q_grp}, site_mask, cond_mask, drug_mask,
+           count(*) AS n, sum(n_drugs) AS drugs_sum, sum(n_drugs * n_drugs) AS drugs_sq,
+           count(*) FILTER (WHERE n_drugs > 0) AS with_drugs, in_population,
+           practice_code, practice_age, practice_cond, practice_drug,
+           GROUPING(practice_code) AS whole
+    FROM strata
+    GROUP BY GROUPING SETS (
+        (age, sex, {q_grp}, site_mask, cond_mask, drug_mask, in_population),
+        (practice_code, practice_age, q{base}, practice_cond, practice_drug, in_population))
+    ORDER BY whole, practice_code, practice_age, practice_cond, practice_drug,
+             age, sex, {q_grp}, site_mask, cond_mask, drug_mask, in_population"""
+    return cells, " pm.practice_code,", "JOIN practice_map pm ON pm.practice_id = p.practice_id"
+
+
+def _practice_stratum(db, params, raw: dict, cond_lists, drug_lists, sites, cap) -> ProfileCube:
+    """Split the rows of :func:`_practice_stratum_sql` (in place): ``raw`` keeps the
+    cells; the practice rows become the stratum, a cube of their own."""
+    whole = np.asarray(raw.pop("whole")) != 0
+    part = {k: raw.pop(k)[~whole] for k in list(raw) if k.startswith("practice_")}
+    base = f"q{params.min_severity}"
+    columns = {
+        "practice_code": part["practice_code"],
+        "age": part["practice_age"],
+        base: raw[base][~whole],
+        "cond_mask": part["practice_cond"],
+        "drug_mask": part["practice_drug"],
+        "n": raw["n"][~whole],
+    }
+    for k in list(raw):
+        raw[k] = raw[k][whole]
+    pairs = db.con.execute("SELECT practice_code, practice_id FROM practice_map").fetchall()
+    return ProfileCube(
+        columns={k: np.asarray(v, dtype=np.int64) for k, v in columns.items()},
+        params=params,
+        severities=(params.min_severity,),
+        episode_cap=cap,
+        condition_lists=cond_lists,
+        drug_lists=drug_lists,
+        sites=sites,
+        data_label=db.label,
+        is_synthetic=db.is_synthetic,
+        detail=False,
+        practice_ids=tuple(str(i) for _, i in sorted(pairs)),
+        own_params_only=True,
     )
 
 

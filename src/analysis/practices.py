@@ -44,11 +44,12 @@ def practice_table(study) -> tuple[pd.DataFrame, int]:
     subgroup), the target proportion (%) with its interval, and the expected candidates per
     GP list with theirs; and the number of practices left out by disclosure control."""
     p, cube, rule = study.params, study.cube, study.disclosure_rule
-    if "practice_code" not in cube.columns:
+    stratum = cube.practices
+    if stratum is None:
         raise ValueError("the study's cube has no practice stratum (run_study(by_practice=True))")
-    f = cube.flag_arrays(p)
-    code, n = cube.columns["practice_code"], cube.columns["n"]
-    ids = cube.practice_ids
+    f = stratum.flag_arrays(p)
+    code, n = stratum.columns["practice_code"], stratum.columns["n"]
+    ids = stratum.practice_ids
 
     def by(mask):
         return np.bincount(code, weights=n * mask, minlength=len(ids)).astype(np.int64)
