@@ -1,9 +1,10 @@
 """Many practices: every practice's estimate from one pass, a pooled estimate with honest
 heterogeneity, and the limits of a funnel plot.
 
-* **Per practice** the profile cube is built with the practice as a stratum
-  (:func:`analysis.cohort.profile_cube` with ``by_practice=True``: one scan, any engine);
-  each practice's population, pain cohort and target subgroup are counted from it, and its
+* **Per practice** the profile cube is built with a practice stratum beside its cells
+  (:func:`analysis.cohort.profile_cube` with ``by_practice=True``: the same query, one scan,
+  any engine); each practice's population, pain cohort and target subgroup are counted from
+  it, and its
   target proportion gets the ``ci_method`` interval and its candidates per GP list the
   eligibility interval (:mod:`analysis.eligibility`).
 * **Pooling** is a meta-analysis of the practices' target proportions on the logit scale:
