@@ -202,14 +202,47 @@ def test_every_practice_counts_as_its_own_data_analysed_alone(network, tmp_path,
 
 
 def test_a_small_practice_is_left_out_and_counted_under_a_rule(tmp_path):
-    db = _network(tmp_path, [(60, 10), (5, 1), (80, 20)])
+    # 5 patients, 1 target: left out; alone, its counts would be the network's total (a
+    # figure of the same run) minus the table's, so the smallest other practice goes too
+    db = _network(tmp_path, [(60, 10), (5, 1), (80, 20), (120, 30)])
     s = run_study(db, Params(disclosure="opensafely"), detail=False, by_practice=True)
     table, left_out = practices.practice_table(s)
-    assert left_out == 1 and set(table.practice_id) == {"P0", "P2"}
-    assert set(table.population_n) == {60, 80} and set(table.target_n) == {10, 20}  # rounded
+    assert left_out == 2 and set(table.practice_id) == {"P2", "P3"}
+    assert list(table.population_n) == [80, 120] and list(table.target_n) == [20, 30]  # rounded
     out = practices.practices_summary(s)
-    assert out["practices_left_out"] == 1 and out["pooled"]["practices_left_out"] == 1
+    assert out["practices_left_out"] == 2 and out["pooled"]["practices_left_out"] == 2
     assert out["pooled"]["practices"] == 2
+
+
+@pytest.mark.parametrize(
+    "sizes, rule, left",
+    [
+        # P1 (2 target) withheld; the network's target 21 minus P0's 10 and P2's 9 would
+        # give it exactly: P2 (9, the smallest released target) is left out with it (11)
+        ([(60, 10), (30, 2), (45, 9)], "ohdsi", {"P1", "P2"}),
+        # two practices of 1 and 2 target patients: their sum, 3, is under 5: P0 goes too
+        ([(60, 10), (30, 1), (45, 2), (50, 12)], "ohdsi", {"P0", "P1", "P2"}),
+        # a zero is withheld too: P1 (no target patient) would be 10 - 10
+        ([(60, 10), (30, 0)], "ohdsi", {"P0", "P1"}),
+        # two small practices and a withheld network total (7, under opensafely's 8)
+        ([(40, 4), (30, 3)], "opensafely", {"P0", "P1"}),
+        ([(60, 10), (45, 9)], "ohdsi", set()),
+    ],
+)
+def test_left_out_practices_cannot_be_recovered_from_the_network_totals(
+    tmp_path, sizes, rule, left
+):
+    s = run_study(
+        _network(tmp_path, sizes), Params(disclosure=rule), detail=False, by_practice=True
+    )
+    table, left_out = practices.practice_table(s)
+    everyone = {f"P{k}" for k in range(len(sizes))}
+    assert set(table.practice_id) == everyone - left and left_out == len(left)
+    # what subtraction from the totals gives: the left-out practices together, never fewer
+    # target patients than the threshold (or nothing, when the total itself is withheld)
+    hidden = sum(t for k, (_, t) in enumerate(sizes) if f"P{k}" in left)
+    total = sum(t for _, t in sizes)
+    assert not left or hidden >= 5 or s.disclosure_rule.release(total) is None
 
 
 def test_the_practices_command_prints_the_documented_json(tmp_path):
@@ -358,3 +391,19 @@ def test_sites_combine_from_their_results_tables_only(tmp_path):
     assert "different parameters combined" in index and "elderly_age" in index
     pooled = pd.read_csv(tmp_path / "combined2" / "practices_pooled.csv")
     assert "elderly_age" in pooled["warning"].iloc[0]
+
+
+def test_the_release_sheet_names_a_practice_released_in_one_run_only(tmp_path):
+    """Two runs one threshold apart: a practice left out in one and released in the other
+    tells its count by difference; the checker's list of pairs names it."""
+    from analysis.outputs.release import _differences
+
+    head = "practice_id,population_n,pain_n,target_n\n"
+    for run, rows in {"e75": "P1,60,26,10\nP2,30,11,5\n", "e76": "P1,60,26,8\n"}.items():
+        (tmp_path / run / "tables").mkdir(parents=True)
+        (tmp_path / run / "tables" / "practices.csv").write_text(head + rows)
+    found = _differences(tmp_path / "e75", tmp_path / "e76", threshold=5, step=1)
+    assert found == [
+        "practices (practice_id=P2): a row in one run, left out of the other",
+        "practices.target_n (practice_id=P1): 10 vs 8, a difference below 5",
+    ]

@@ -234,8 +234,9 @@ def cmd_practices(args) -> int:
             print(table.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
     if out["practices_left_out"]:
         print(
-            f"{out['practices_left_out']} practice(s) left out: a count below the disclosure "
-            "threshold (not in the table nor the pooled estimate)."
+            f"{out['practices_left_out']} practice(s) left out by disclosure control (a "
+            "withheld count, or left out with such a practice so that the network's totals "
+            "do not give it back); not in the table nor the pooled estimate."
         )
     pooled = out["pooled"]
     if pooled:

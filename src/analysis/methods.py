@@ -305,7 +305,10 @@ def methods_text(
         "funnel plot shows each practice's share against its size with exact binomial 95% and "
         "99.8% control limits around the network's share (Spiegelhalter DJ. Stat Med "
         "2005;24:1185-202). Practices with a count withheld by disclosure control are left "
-        "out of the table, the plots and the pool, and counted."
+        "out of the table, the plots and the pool, and counted; so that subtracting the "
+        "table from the network's totals cannot give them back, further practices (the "
+        "smallest target subgroup first) are left out with them until the left-out "
+        "practices together hold no count that the rule would withhold."
     )
     s["disclosure"] = _disclosure_words(p, study)
     s["software"] = _software_words(engine)

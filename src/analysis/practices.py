@@ -57,16 +57,41 @@ def practice_table(study) -> tuple[pd.DataFrame, int]:
 
     pop, pain, target = by(np.ones(len(n), bool)), by(f["pain"]), by(f["target"])
     present = np.bincount(code, minlength=len(ids)) > 0  # a patient in the population
-    rows, left_out = [], 0
-    for c in sorted(np.flatnonzero(present), key=lambda c: ids[c]):
-        counts = [int(pop[c]), int(pain[c]), int(target[c])]
-        if rule is not None:
-            counts = [rule.release(c) for c in counts]
-            if any(c is None for c in counts):
-                left_out += 1
-                continue
-        rows.append(practice_row(ids[c], *counts, p))
-    return pd.DataFrame(rows, columns=list(COLUMNS)), left_out
+    counts = {ids[c]: (int(pop[c]), int(pain[c]), int(target[c])) for c in np.flatnonzero(present)}
+    out = left_out_by_rule(counts, rule)
+    rows = [
+        practice_row(pid, *(rule.release(x) if rule else x for x in counts[pid]), p)
+        for pid in sorted(counts)
+        if pid not in out
+    ]
+    return pd.DataFrame(rows, columns=list(COLUMNS)), len(out)
+
+
+def left_out_by_rule(counts: dict, rule) -> set:
+    """The practices left out under ``rule``, from ``counts`` (practice id -> population,
+    pain cohort, target subgroup): every practice with a withheld count, and more while the
+    left-out practices could be recovered from the network's totals, which are published
+    too: while the left-out practices' sum of a count would itself be withheld and the
+    network's total of it is released, the released practice with the smallest released
+    target subgroup (then population, then id) is left out as well (complementary
+    suppression)."""
+    if rule is None:
+        return set()
+    out = {k for k, v in counts.items() if any(rule.release(x) is None for x in v)}
+    totals = [sum(v[i] for v in counts.values()) for i in range(3)]
+
+    def recoverable() -> bool:
+        return any(
+            not rule.suppressed(totals[i]) and rule.suppressed(sum(counts[k][i] for k in out))
+            for i in range(3)
+        )
+
+    def released(k):  # the choice is a function of released counts
+        return rule.release(counts[k][2]), rule.release(counts[k][0]), k
+
+    while out and len(out) < len(counts) and recoverable():
+        out.add(min(set(counts) - out, key=released))
+    return out
 
 
 COLUMNS = (

@@ -91,7 +91,8 @@ def _pairs(runs: list[tuple[Path, dict]]) -> list[tuple[Path, Path, str]]:
 
 def _differences(d1: Path, d2: Path, threshold: int, step: int) -> list[str]:
     """Count cells of two runs that a checker must look at: withheld in one run and
-    released in the other; released in both with a difference below the threshold; or,
+    released in the other (a row of one run left out of the other, in tables that drop
+    withheld rows); released in both with a difference below the threshold; or,
     under rounding, a change of one rounding step (when the runs differ only slightly,
     such a change can pin the exact count at the rounding boundary)."""
     from analysis.outputs.registry import declared
@@ -106,6 +107,12 @@ def _differences(d1: Path, d2: Path, threshold: int, step: int) -> list[str]:
         r1, r2 = _read(t1), _read(t2)
         keys = [k for k in spec.keys if r1 and k in r1[0]]
         index2 = {tuple(r.get(k) for k in keys): r for r in r2}
+        if spec.rows_exist_only_with_patients and keys:
+            # a row left out (withheld) in one run and released in the other
+            index1 = {tuple(r.get(k) for k in keys): r for r in r1}
+            for key in sorted(index1.keys() ^ index2.keys(), key=str):
+                where = ", ".join(f"{k}={v}" for k, v in zip(keys, key, strict=True))
+                found.append(f"{t1.stem} ({where}): a row in one run, left out of the other")
         for row in r1:
             other = index2.get(tuple(row.get(k) for k in keys))
             if other is None:
@@ -194,14 +201,13 @@ def write_release_sheet(batch) -> Path:
         "## Pairs a checker must compare",
         "",
         "Runs of one notebook that differ in one parameter, or only in their data source: the "
-        "difference of two released counts can reveal a small group. Listed for each pair: counts "
-        "withheld in one run and released in the other, counts that differ by less than the "
+        "difference of two released counts can reveal a small group. Listed for each pair: "
+        "counts withheld in one run and released in the other (and rows, such as a practice, "
+        "left out of one run and released in the other), counts that differ by less than the "
         "threshold, and, under rounding, counts that differ by one rounding step (when the two "
-        "runs "
-        "differ only slightly, for example by one day of the index date, such a step can pin the "
-        "exact "
-        "count at the rounding boundary). Several runs that differ step by step in one parameter "
-        "(an index-date sweep) should not be released together.",
+        "runs differ only slightly, for example by one day of the index date, such a step can "
+        "pin the exact count at the rounding boundary). Several runs that differ step by step "
+        "in one parameter (an index-date sweep) should not be released together.",
         "",
     ]
     if not pairs:
