@@ -48,8 +48,6 @@ pool_method = "dl"  # dl, reml or fixed
 disclosure = "auto"
 
 # %%
-import pandas as pd
-
 from analysis import notebook, plots, practices
 
 run = notebook.start(globals(), notebook="07_practices", by_practice=True)
@@ -92,20 +90,7 @@ run.show(table, "practice_id")
 # wider than the interval of the mean whenever practices differ.
 
 # %%
-if len(table):
-    pooled = pd.DataFrame(
-        [
-            practices.pool(
-                table["target_n"].to_numpy(),
-                table["population_n"].to_numpy(),
-                run.params.pool_method,
-                run.params.confidence_level,
-                left_out,
-            ).as_dict()
-        ]
-    )
-else:
-    pooled = pd.DataFrame(columns=["method", "estimate"])
+pooled = practices.pooled_table(table, left_out, run.params)
 pooled = run.save_table(pooled, "practices_pooled")
 run.record_practices(table, pooled.iloc[0].to_dict() if len(pooled) else None)
 run.show(pooled)

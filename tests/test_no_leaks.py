@@ -428,3 +428,38 @@ def test_killing_the_batch_stops_its_workers_and_kernels(small_db, tmp_path):
     for p in alive:  # do not leave them behind even when the test fails
         os.kill(p, signal.SIGKILL)
     assert not alive, f"{len(alive)} worker or kernel process(es) outlived the batch"
+
+
+@pytest.mark.parametrize("rule", ["ohdsi", "opensafely"])
+def test_a_population_of_one_is_said_to_be_withheld_not_counted(tmp_path, rule):
+    """One patient (aged 85, recurrent pain, a risk drug): the labels of every output
+    ("user data, n = ...") and the results in words say "withheld", not 1 (nor 0, its
+    rounding: a zero is a count too)."""
+    import subprocess
+    import sys
+
+    from analysis.methods import results_words
+    from analysis.params import Params
+    from analysis.study import run_study
+    from conftest import pain, patient, rx, write_db
+
+    db = write_db(
+        tmp_path / "one",
+        {
+            "patients": [patient(1, birth="1930-01-01")],
+            "pain_episodes": [pain(1, "2010-01-01"), pain(1, "2012-01-01")],
+            "prescriptions": [rx(1, "B01AC06")],
+        },
+    )
+    study = run_study(db, Params(disclosure=rule))
+    assert study.n_released is None
+    assert study.data_label.startswith("user data, n = withheld (")
+    assert results_words(study).startswith("The population is too small to be released (")
+    for command in ("figures", "practices"):
+        out = subprocess.run(
+            [sys.executable, "-m", "analysis", command, "--data", str(db), "--disclosure", rule],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert "n = withheld" in out and "n = 1 " not in out and "n = 0 " not in out

@@ -134,7 +134,7 @@ def _figures_table(figs) -> str:
             nn = (
                 f"list of {_fmt(f['denominator'])}"
                 if f["id"].endswith(("per_gp_list", "gp_list"))
-                else f"N = {_fmt(f['denominator'])}"
+                else f"N = {_fmt(f['denominator']) or 'withheld'}"
             )
         value = "withheld" if f.get("suppressed") else _fmt(f["value"], f["id"])
         if f.get("suppressed") and f.get("ci_low") is None:

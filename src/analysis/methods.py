@@ -434,6 +434,11 @@ def results_words(study) -> str:
             f"{_pct(f['ci_low'])}\u2013{_pct(f['ci_high'])}"
         )
 
+    if v("population.n") is None and rule is not None:
+        return (
+            f"The population is too small to be released ({rule.describe()}); every "
+            "count, and everything computed from one, is withheld."
+        )
     out = []
     if "database.n" in figs:
         born, unreg = v("excluded.born_after_index"), v("excluded.not_registered")
@@ -446,9 +451,10 @@ def results_words(study) -> str:
         )
     else:
         out.append(f"The population comprised {_count(v('population.n'))} patients.")
-    age = v("population.age_mean")
+    age, female = v("population.age_mean"), v("population.female_pct")
     out.append(
-        f"{_pct(v('population.female_pct'))}% were female; their mean age was "
+        ("The share of women is withheld" if female is None else f"{_pct(female)}% were female")
+        + "; their mean age was "
         + (f"{age:.1f} years (SD {v('population.age_sd'):.1f})" if age is not None else "withheld")
         + "."
     )
@@ -481,7 +487,7 @@ def results_words(study) -> str:
         )
     if rule is not None:
         out.append(f"Counts are released under the {rule.describe()}.")
-    return " ".join(out)
+    return " ".join(x[:1].upper() + x[1:] for x in out)  # "withheld patients ..." starts one
 
 
 # ----------------------------------------------------------------------------- batches

@@ -106,7 +106,7 @@ class NotebookRun:
             )
         where = self.data.name if isinstance(self.data, Path) else redact(str(self.data))
         return Markdown(
-            f"## {escape(title)}\n\nData: {kind}, `{escape(where)}`, n = {s.n_released:,} "
+            f"## {escape(title)}\n\nData: {kind}, `{escape(where)}`, n = {s.n_words} "
             f"patients. Index date {self.params.index_date}; look-back window "
             f"{self.params.window_start} to {self.params.index_date}.{escape(note, quote=False)}"
         )
@@ -164,10 +164,9 @@ class NotebookRun:
 
     def cube_label(self, cube) -> str:
         """'synthetic default data, n = ...' for a cube the notebook built itself."""
-        rule = self.rule
-        kind = "synthetic default data" if cube.is_synthetic else "user data"
-        n = rule.round(cube.n_total) if rule else cube.n_total
-        return f"{kind}, n = {n:,}" + (f" ({rule.describe()})" if rule else "")
+        from analysis.study import data_label
+
+        return data_label(cube, self.rule)
 
     def save_table(self, df: pd.DataFrame, name: str) -> pd.DataFrame:
         """The one disclosure step: check ``df`` against the declaration of ``name``,

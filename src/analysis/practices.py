@@ -94,11 +94,8 @@ def left_out_by_rule(counts: dict, rule) -> set:
     return out
 
 
-COLUMNS = (
-    "practice_id",
-    "population_n",
-    "pain_n",
-    "target_n",
+# what derives from a practice's counts (percent; candidates per GP list)
+ESTIMATES = (
     "target_pct",
     "ci_low",
     "ci_high",
@@ -106,6 +103,7 @@ COLUMNS = (
     "per_gp_list_low",
     "per_gp_list_high",
 )
+COLUMNS = ("practice_id", "population_n", "pain_n", "target_n", *ESTIMATES)
 
 
 def practice_row(practice_id: str, population_n: int, pain_n: int, target_n: int, p) -> dict:
@@ -147,6 +145,7 @@ class Pooled:
     left_out: int = 0  # practices withheld by disclosure control
 
     def as_dict(self) -> dict:
+        """The keys of ``practices --json``'s ``pooled`` (POOLED_COLUMNS)."""
         return {
             "method": self.method,
             "estimate": self.estimate,
@@ -159,6 +158,20 @@ class Pooled:
             "practices": self.practices,
             "practices_left_out": self.left_out,
         }
+
+
+POOLED_COLUMNS = (
+    "method",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "tau2",
+    "i2",
+    "prediction_low",
+    "prediction_high",
+    "practices",
+    "practices_left_out",
+)
 
 
 def _expit(z: float) -> float:
@@ -282,17 +295,25 @@ def outside_limits(table: pd.DataFrame, p0: float, level: float = 0.998) -> pd.S
 # ----------------------------------------------------------------------------- the summary
 def practices_summary(study) -> dict:
     """The ``practices --json`` object: every released practice and the pooled estimate."""
-    p = study.params
     table, left_out = practice_table(study)
-    out = {"practices": table.to_dict(orient="records"), "pooled": None}
-    if len(table):
-        pooled = pool(
-            table["target_n"].to_numpy(),
-            table["population_n"].to_numpy(),
-            p.pool_method,
-            p.confidence_level,
-            left_out,
-        )
-        out["pooled"] = pooled.as_dict()
-    out["practices_left_out"] = left_out
-    return out
+    pooled = pooled_table(table, left_out, study.params)
+    return {
+        "practices": table.to_dict(orient="records"),
+        "pooled": pooled.iloc[0].to_dict() if len(pooled) else None,
+        "practices_left_out": left_out,
+    }
+
+
+def pooled_table(table: pd.DataFrame, left_out: int, params) -> pd.DataFrame:
+    """The pool of a (released) practices table under the parameters' ``pool_method`` and
+    ``confidence_level``, as a one-row table (no row when no practice is released)."""
+    if not len(table):
+        return pd.DataFrame(columns=list(POOLED_COLUMNS))
+    pooled = pool(
+        table["target_n"].to_numpy(),
+        table["population_n"].to_numpy(),
+        params.pool_method,
+        params.confidence_level,
+        left_out,
+    )
+    return pd.DataFrame([pooled.as_dict()], columns=list(POOLED_COLUMNS))

@@ -24,17 +24,21 @@ class Study:
 
     # ---- labels ---------------------------------------------------------------------
     @property
-    def n_released(self) -> int:
-        """The population size as released (rounded under a rounding rule)."""
+    def n_released(self) -> int | None:
+        """The population size as released: rounded under a rounding rule, None when the
+        rule withholds it (a population smaller than the threshold)."""
         rule = self.disclosure_rule
-        return rule.round(self.cube.n_total) if rule else self.cube.n_total
+        return rule.release(self.cube.n_total) if rule else self.cube.n_total
+
+    @property
+    def n_words(self) -> str:
+        """The released population size as a label prints it ("2,503", or "withheld")."""
+        n = self.n_released
+        return "withheld" if n is None else f"{int(n):,}"
 
     @property
     def data_label(self) -> str:
-        kind = "synthetic default data" if self.is_synthetic else "user data"
-        rule = self.disclosure_rule
-        text = f"{kind}, n = {self.n_released:,}"
-        return text + (f" ({rule.describe()})" if rule else "")
+        return data_label(self.cube, self.disclosure_rule)
 
     # ---- tables ---------------------------------------------------------------------
     @property
@@ -362,6 +366,15 @@ def _num(v):
     except ImportError:  # pragma: no cover
         pass
     return v
+
+
+def data_label(cube, rule) -> str:
+    """What a caption says of the data: "user data, n = 2,505 (opensafely rule: ...)"; the
+    size released under ``rule`` ("withheld" when the rule withholds it)."""
+    kind = "synthetic default data" if cube.is_synthetic else "user data"
+    n = rule.release(cube.n_total) if rule else cube.n_total
+    text = f"{kind}, n = {'withheld' if n is None else f'{int(n):,}'}"
+    return text + (f" ({rule.describe()})" if rule else "")
 
 
 def run_study(

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from analysis.outputs import disclosure as _d
 from analysis.outputs.registry import TableSpec, declare
+from analysis.practices import COLUMNS as PRACTICE_COLUMNS
+from analysis.practices import ESTIMATES as PRACTICE_ESTIMATES
+from analysis.practices import POOLED_COLUMNS
 from analysis.sensitivity import GRID_ESTIMATES as _GRID_ESTIMATES
 
 PROPORTION = ("numerator", "denominator", "pct", "ci_low", "ci_high", "method", "level")
@@ -454,20 +457,12 @@ def _key_pooled(rows):
     )
 
 
-_PRACTICE_ESTIMATES = (
-    "target_pct",
-    "ci_low",
-    "ci_high",
-    "per_gp_list",
-    "per_gp_list_low",
-    "per_gp_list_high",
-)
 declare(
     TableSpec(
         "practices",
-        columns=("practice_id", "population_n", "pain_n", "target_n") + _PRACTICE_ESTIMATES,
+        columns=PRACTICE_COLUMNS,
         counts={"population_n": "patients", "pain_n": "patients", "target_n": "patients"},
-        derived={"target_n": _PRACTICE_ESTIMATES, "population_n": _PRACTICE_ESTIMATES},
+        derived={"target_n": PRACTICE_ESTIMATES, "population_n": PRACTICE_ESTIMATES},
         keys=("practice_id",),
         pct={"target_pct": ("target_n", "population_n")},
         ci=(("ci_low", "ci_high", "target_n", "population_n"),),
@@ -480,18 +475,7 @@ declare(
 declare(
     TableSpec(
         "practices_pooled",
-        columns=(
-            "method",
-            "estimate",
-            "ci_low",
-            "ci_high",
-            "tau2",
-            "i2",
-            "prediction_low",
-            "prediction_high",
-            "practices",
-            "practices_left_out",
-        ),
+        columns=POOLED_COLUMNS,
         keys=("method",),
         extra_columns=None,
         note="random-effects pool of the released practices' target proportions (logit scale; "
