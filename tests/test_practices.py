@@ -227,6 +227,9 @@ def test_a_small_practice_is_left_out_and_counted_under_a_rule(tmp_path):
         # two small practices and a withheld network total (7, under opensafely's 8)
         ([(40, 4), (30, 3)], "opensafely", {"P0", "P1"}),
         ([(60, 10), (45, 9)], "ohdsi", set()),
+        # 7 patients, 5 of them in the target subgroup: 2 without, by subtraction; left
+        # out with the smallest other, so that the two together are not 7 and 5 again
+        ([(60, 10), (7, 5), (45, 9)], "ohdsi", {"P1", "P2"}),
     ],
 )
 def test_left_out_practices_cannot_be_recovered_from_the_network_totals(

@@ -10,6 +10,7 @@ import pytest
 from analysis.errors import AnalysisError
 from analysis.outputs import disclosure
 from analysis.params import Params
+from analysis.study import run_study
 from conftest import dx, pain, patient, rx, write_db
 
 OS = disclosure.RULES["opensafely"]
@@ -543,3 +544,114 @@ def test_one_withheld_reason_for_leaving_patients_out_takes_the_other_with_it(tm
     assert math.isnan(a.loc["excluded_born_after_index", "n"]) and math.isnan(
         a.loc["excluded_not_registered", "n"]
     )
+
+
+def test_the_release_sheet_matches_grid_cells_by_their_varied_parameters(tmp_path):
+    """A sensitivity grid's rows are named by its varied parameters (extra label columns),
+    not by its declared key alone: each cell is compared with the same cell of the other
+    run, whatever the row order."""
+    from analysis.outputs.release import _differences
+
+    head = "elderly_age,benefit_fraction,is_base,population_n,pain_n,target_n,interval\n"
+    rows = {
+        "a": "75,0.5,True,135,58,21,sampling\n80,0.5,False,135,58,12,sampling\n",
+        "b": "80,0.5,False,135,58,12,sampling\n75,0.5,True,135,58,19,sampling\n",
+    }
+    for run, body in rows.items():
+        (tmp_path / run / "tables").mkdir(parents=True)
+        (tmp_path / run / "tables" / "sensitivity_grid.csv").write_text(head + body)
+    found = _differences(tmp_path / "a", tmp_path / "b", threshold=5, step=1)
+    assert found == [
+        "sensitivity_grid.target_n (interval=sampling, elderly_age=75, benefit_fraction=0.5): "
+        "21 vs 19, a difference below 5"
+    ]
+
+
+# ------------------------------------------------ differences of nested released counts
+def nested_practice(tmp_path):
+    """65 patients in the database, 3 of them born after the index date (left out); of the
+    62: 60 women and 2 men (61, 62); a pain cohort of 39 (1-39), 37 of them recurrent
+    (1-37); aged 80, 20 (1-20); a risk condition (hypertension, 401), 30 (1-30). So the target
+    subgroup is 1-20."""
+    pts = [
+        patient(i, birth="1935-06-15" if i <= 20 else "1965-06-15", sex="M" if i > 60 else "F")
+        for i in range(1, 63)
+    ] + [patient(i, birth="2020-01-01") for i in (63, 64, 65)]
+    episodes = [pain(i) for i in range(1, 40)] + [pain(i, "2012-06-01") for i in range(1, 38)]
+    return write_db(
+        tmp_path / "nested",
+        {
+            "patients": pts,
+            "pain_episodes": episodes,
+            "diagnoses": [dx(i, "401") for i in range(1, 31)],
+        },
+    )
+
+
+def test_a_count_within_the_threshold_of_a_count_that_contains_it_is_withheld(tmp_path):
+    """Released both, 62 patients and 60 women would tell that 2 are men; 39 in the pain
+    cohort and 37 recurrent, that 2 are not; 65 in the database and 62 in the population,
+    that 3 were left out. The contained count goes (the database's, for the population);
+    counts whose difference is 5 or more, or nothing, stay (ohdsi: below 5 withheld)."""
+    study = run_study(nested_practice(tmp_path), Params(disclosure="ohdsi"))
+    figs = {f["id"]: f["value"] for f in study.figures()}
+    assert figs["database.n"] is None  # 65 - 62 = 3
+    assert figs["population.n"] == 62 and figs["pain.n"] == 39
+    assert figs["population.female_pct"] is None  # 62 - 60 = 2 men
+    assert figs["pain.recurrent_pct"] is None  # 39 - 37 = 2
+    assert figs["population.elderly_pct"] == pytest.approx(100 * 20 / 62)
+    assert figs["pain.elderly_pct"] == pytest.approx(100 * 20 / 39)  # 20 - 20 = 0: stays
+    assert figs["pain_risk.n"] == 30  # 39 - 30 = 9
+    assert figs["target.n"] == 20  # within pain & recurrent (37) and pain & aged 80 (20)
+    att = study.attrition().set_index("step")["n"]
+    assert math.isnan(att["database"]) and att["all_patients"] == 62
+    assert (att["pain"], att["pain_risk_condition"], att["target"]) == (39, 30, 20)
+    assert att["candidates"] == 10
+
+
+def test_nested_counts_by_hand():
+    rule = disclosure.RULES["ohdsi"]
+    counts = {"all": 100, "a": 97, "b": 60, "ab": 58, "c": 100}
+    parents = {"a": ("all",), "b": ("all",), "ab": ("a", "b"), "c": ("all",)}
+    # a: 3 from all; ab: 2 from b (a is withheld, so a - ab is not released); c: equal
+    assert disclosure.nested_withheld(counts, parents, rule) == {"a", "ab"}
+    assert disclosure.nested_withheld({"all": 100, "a": 4}, {"a": ("all",)}, rule) == {"a"}
+
+
+def test_table_one_withholds_a_share_whose_complement_is_a_small_group(tmp_path):
+    """Table 1 of the same practice: 21 women among the 23 patients outside the pain
+    cohort would tell that 2 are men; the row goes in both groups (its two counts add up
+    to the women published elsewhere); the group sizes stay."""
+    from analysis.outputs import protect
+    from analysis.statistics import table_one
+
+    study = run_study(nested_practice(tmp_path), Params(disclosure="ohdsi"))
+    t = protect(
+        table_one(study.cube, study.params), "table_one", study.disclosure_rule, study.params
+    )
+    rows = t.table.set_index("variable")
+    assert (rows.at["patients, n", "pain_n"], rows.at["patients, n", "rest_n"]) == (39, 23)
+    assert math.isnan(rows.at["female", "pain_n"]) and math.isnan(rows.at["female", "rest_n"])
+    # hypertension: 30 of 39 (9 without) would stay, but none of the 23 has it (a zero)
+    assert math.isnan(rows.at["hypertension", "pain_n"])
+
+
+def test_a_prevalence_whose_complement_is_a_small_group_is_withheld():
+    from analysis.outputs import protect
+
+    df = pd.DataFrame(
+        {
+            "condition": ["hypertension", "diabetes"],
+            "codelist": ["risk_condition_hypertension", "risk_condition_diabetes_mellitus"],
+            "numerator": [37, 20],
+            "denominator": [39, 39],
+            "pct": [100 * 37 / 39, 100 * 20 / 39],
+            "ci_low": [0.0, 0.0],
+            "ci_high": [0.0, 0.0],
+            "level": [0.95, 0.95],
+            "method": ["wilson", "wilson"],
+        }
+    )
+    t = protect(df, "condition_prevalence", disclosure.RULES["ohdsi"], Params()).table
+    assert math.isnan(t["numerator"].iloc[0]) and math.isnan(t["pct"].iloc[0])  # 2 without
+    assert t["numerator"].iloc[1] == 20 and t["pct"].iloc[1] == pytest.approx(100 * 20 / 39)

@@ -392,7 +392,9 @@ def _disclosure_words(p: Params, study) -> str:
         "withheld group are withheld with it; shares and proportion intervals are recomputed "
         "from the released counts; means are rounded and extremes withheld; ages of 90 and "
         "over count as 90; where one withheld cell of a partition could be recovered by "
-        f"subtraction, the next smallest is withheld too.{stamp}"
+        "subtraction, the next smallest is withheld too, and a count that differs from a "
+        "released count containing it by fewer patients than the threshold is withheld."
+        f"{stamp}"
     )
 
 

@@ -69,22 +69,35 @@ def practice_table(study) -> tuple[pd.DataFrame, int]:
 
 def left_out_by_rule(counts: dict, rule) -> set:
     """The practices left out under ``rule``, from ``counts`` (practice id -> population,
-    pain cohort, target subgroup): every practice with a withheld count, and more while the
-    left-out practices could be recovered from the network's totals, which are published
-    too: while the left-out practices' sum of a count would itself be withheld and the
-    network's total of it is released, the released practice with the smallest released
-    target subgroup (then population, then id) is left out as well (complementary
-    suppression)."""
+    pain cohort, target subgroup): every practice with a withheld count (below the
+    threshold, or within it of the count that contains it: its pain cohort of its
+    population, its target subgroup of its pain cohort), and more while the left-out
+    practices could be recovered from the network's totals, which are published too:
+    while the left-out practices together (the released totals minus the table) hold a
+    count that would be withheld, the released practice with the smallest released target
+    subgroup (then population, then id) is left out as well (complementary suppression)."""
     if rule is None:
         return set()
-    out = {k for k, v in counts.items() if any(rule.release(x) is None for x in v)}
+    from analysis.outputs.disclosure import nested_withheld
+
+    names = ("population", "pain", "target")
+    nested = {"pain": ("population",), "target": ("pain",)}
+
+    def withheld(v, known=names):
+        """Counts among ``known`` withheld: below the threshold, or within it of the one
+        that contains it."""
+        groups = {g: x for g, x in zip(names, v, strict=True) if g in known}
+        parents = {g: tuple(a for a in nested[g] if a in groups) for g in nested if g in groups}
+        return nested_withheld(groups, parents, rule)
+
+    out = {k for k, v in counts.items() if withheld(v)}
     totals = [sum(v[i] for v in counts.values()) for i in range(3)]
+    known = tuple(g for g, x in zip(names, totals, strict=True) if not rule.suppressed(x))
 
     def recoverable() -> bool:
-        return any(
-            not rule.suppressed(totals[i]) and rule.suppressed(sum(counts[k][i] for k in out))
-            for i in range(3)
-        )
+        """Whether the left-out practices together, as the network's released totals minus
+        the table give them, hold a count the rule would withhold."""
+        return bool(withheld([sum(counts[k][i] for k in out) for i in range(3)], known))
 
     def released(k):  # the choice is a function of released counts
         return rule.release(counts[k][2]), rule.release(counts[k][0]), k

@@ -101,15 +101,51 @@ class Study:
         exact size), extremes and the intervals of means are withheld."""
         import numpy as np
 
+        from analysis.outputs.disclosure import nested_withheld
+
         p, cube = self.params, self.cube
         f = cube.flag_arrays(p)
         c = cube.columns
         n_all = cube.n_total
         out: list[dict] = []
+        # the nested groups whose counts the figures release (containing groups first), and
+        # what contains each: a group within the threshold of one that contains it is
+        # withheld, as its difference would follow by subtraction
+        female = cube.count(c["sex"] == "F")
+        groups = {
+            "population": n_all,
+            "female": female,
+            "male": n_all - female,  # follows from the two above
+            "elderly": cube.count(f["elderly"]),
+            "pain": cube.count(f["pain"]),
+            "pain_male": cube.count(f["pain"] & (c["sex"] == "M")),
+            "pain_recurrent": cube.count(f["pain"] & f["recurrent"]),
+            "pain_elderly": cube.count(f["pain"] & f["elderly"]),
+            "pain_risk": cube.count(f["pain_risk"]),
+            "pain_risk_drug": cube.count(f["pain"] & f["risk_drug"]),
+            "target": cube.count(f["target"]),
+        }
+        parents = {
+            "female": ("population",),
+            "male": ("population",),
+            "elderly": ("population",),
+            "pain": ("population",),
+            "pain_male": ("pain", "male"),
+            "pain_recurrent": ("pain",),
+            "pain_elderly": ("pain", "elderly"),
+            "pain_risk": ("pain",),
+            "pain_risk_drug": ("pain",),
+            "target": ("pain_recurrent", "pain_elderly"),
+        }
+        hold = nested_withheld(groups, parents, rule) if rule is not None else set()
 
         def rel(x):
             """The released count, or None when withheld."""
             return x if rule is None or x is None else rule.release(x)
+
+        def group(k):
+            """The released count of a nested group, or None when withheld."""
+            return None if k in hold else rel(groups[k])
 
         def add(id_, description, value, **extra):
             item = {"id": id_, "description": description, "value": _num(value)}
@@ -122,7 +158,8 @@ class Study:
             add(id_, description, rel(x))
 
         def add_prop(id_, description, x, n):
-            x, n = rel(x), rel(n)
+            """A share of group ``x`` in group ``n`` (names of ``groups``)."""
+            x, n = group(x), group(n)
             if x is None or n is None:
                 add(
                     id_, description, None, numerator=None, denominator=n, ci_low=None, ci_high=None
@@ -140,9 +177,8 @@ class Study:
             )
 
         def add_age(prefix, label, mask):
-            n_group = int(c["n"][mask].sum())
             if rule is not None:
-                n_rel = rel(n_group)
+                n_rel = group(prefix)
                 a = (
                     estimates.age_summary_masked(c["age"], c["n"], mask, p.confidence_level)
                     if n_rel
@@ -216,10 +252,13 @@ class Study:
         everyone = np.ones(len(c["n"]), dtype=bool)
         if cube.population is not None:
             pop = cube.population
-            add_count(
+            left = pop["database"] - n_all  # who was left out, by subtraction
+            add(
                 "database.n",
                 "every patient in the database (before the population definition)",
-                pop["database"],
+                None
+                if rule is not None and 0 < left and rule.suppressed(left)
+                else rel(pop["database"]),
             )
             born, unreg = pop["born_after_index"], pop["not_registered"]
             if rule is not None and (rel(born) is None) != (rel(unreg) is None):
@@ -236,68 +275,64 @@ class Study:
                 f"left out of the population: not {registration_words(p)}",
                 unreg,
             )
-        add_count("population.n", f"patients in the population ({population_words(p)})", n_all)
-        add_age("population", "all patients", everyone)
-        add_prop(
-            "population.female_pct", "female, % of all patients", cube.count(c["sex"] == "F"), n_all
+        add(
+            "population.n",
+            f"patients in the population ({population_words(p)})",
+            group("population"),
         )
+        add_age("population", "all patients", everyone)
+        add_prop("population.female_pct", "female, % of all patients", "female", "population")
         add_prop(
             "population.elderly_pct",
             f"aged >= {p.elderly_age}, % of all patients",
-            cube.count(f["elderly"]),
-            n_all,
+            "elderly",
+            "population",
         )
-
-        n_pain = cube.count(f["pain"])
-        add_count(
+        add(
             "pain.n",
             f"patients with one or more qualifying episodes of {pain_words(p)} in the "
             "window (pain cohort)",
-            n_pain,
+            group("pain"),
         )
-        add_prop("pain.pct_of_population", "pain cohort, % of all patients", n_pain, n_all)
+        add_prop("pain.pct_of_population", "pain cohort, % of all patients", "pain", "population")
         add_age("pain", "the pain cohort", f["pain"])
-        add_prop(
-            "pain.male_pct",
-            "male, % of the pain cohort",
-            cube.count(f["pain"] & (c["sex"] == "M")),
-            n_pain,
-        )
+        add_prop("pain.male_pct", "male, % of the pain cohort", "pain_male", "pain")
         add_prop(
             "pain.recurrent_pct",
             f"recurrent (>= {p.min_episodes} episodes), % of the pain cohort",
-            cube.count(f["pain"] & f["recurrent"]),
-            n_pain,
+            "pain_recurrent",
+            "pain",
         )
         add_prop(
             "pain.elderly_pct",
             f"aged >= {p.elderly_age}, % of the pain cohort",
-            cube.count(f["pain"] & f["elderly"]),
-            n_pain,
+            "pain_elderly",
+            "pain",
         )
-
-        n_pr = cube.count(f["pain_risk"])
-        add_count("pain_risk.n", "pain cohort with a history of a risk condition", n_pr)
+        add(
+            "pain_risk.n",
+            "pain cohort with a history of a risk condition",
+            group("pain_risk"),
+        )
         add_prop(
-            "pain_risk.pct_of_pain", "with a risk condition, % of the pain cohort", n_pr, n_pain
+            "pain_risk.pct_of_pain",
+            "with a risk condition, % of the pain cohort",
+            "pain_risk",
+            "pain",
         )
         add_prop(
             "pain_risk_drug.pct_of_pain",
             "with a risk drug, % of the pain cohort",
-            cube.count(f["pain"] & f["risk_drug"]),
-            n_pain,
+            "pain_risk_drug",
+            "pain",
+        )
+        add("target.n", f"target subgroup: {cohort.target_words(p)}", group("target"))
+        add_prop("target.pct_of_pain", "target subgroup, % of the pain cohort", "target", "pain")
+        add_prop(
+            "target.pct_of_population", "target subgroup, % of all patients", "target", "population"
         )
 
-        n_t = cube.count(f["target"])
-        add_count(
-            "target.n",
-            f"target subgroup: {cohort.target_words(p)}",
-            n_t,
-        )
-        add_prop("target.pct_of_pain", "target subgroup, % of the pain cohort", n_t, n_pain)
-        add_prop("target.pct_of_population", "target subgroup, % of all patients", n_t, n_all)
-
-        t_rel, n_rel = rel(n_t), rel(n_all)
+        t_rel, n_rel = group("target"), group("population")
         e = eligibility_estimate(t_rel, n_rel, p) if t_rel is not None and n_rel else None
         g = (lambda name: getattr(e, name)) if e else (lambda name: None)
         from analysis.eligibility import model_text

@@ -21,7 +21,10 @@ counts (the ``ci_method`` of the parameters; so an interval never tells more tha
 counts beside it); odds ratios are fitted on the released (rounded) cell counts; means
 and quantiles are rounded to one decimal, extremes and the intervals of means withheld;
 where one withheld cell of a partition could be recovered by subtraction from a
-published total, the next smallest is withheld too; a row that exists only where
+published total, the next smallest is withheld too; a count within the threshold of a
+released count that contains it (60 women of 62 patients; 37 recurrent of a pain cohort
+of 39) is withheld, since the difference is a small group (:func:`nested_withheld`; two
+equal counts, an empty difference, are not withheld for that); a row that exists only where
 patients exist (an age, a code, a combination) is dropped when its counts are withheld,
 and the number dropped is recorded. What each table holds is declared once in
 :mod:`analysis.outputs.registry`; :func:`protect` refuses any other table.
@@ -187,6 +190,34 @@ def protect(df, name: str, rule: Rule | None, params=None) -> Protected:
     return Protected(t, withheld, dropped)
 
 
+def nested_withheld(counts: dict, parents: dict, rule: Rule) -> set:
+    """The groups to withhold among nested groups of patients: those below the threshold,
+    and those within the threshold of a released group that contains them, since their
+    difference (1 to threshold - 1 patients) would follow by subtraction. ``counts``:
+    group -> patients, containing groups first; ``parents``: group -> the groups that
+    contain it (transitively closed here). The contained group is the one withheld, so
+    the larger, more basic count stays. (Two equal counts tell that a group is empty, not
+    who is in it; they are not withheld for that.)"""
+
+    def ancestors(k, seen=()):
+        for a in parents.get(k, ()):
+            if a not in seen:
+                seen = (*seen, a)
+                seen = ancestors(a, seen)
+        return seen
+
+    out = {k for k, v in counts.items() if rule.release(v) is None}
+    for k, v in counts.items():
+        if k in out:
+            continue
+        if any(
+            a not in out and 0 < counts[a] - v and rule.suppressed(counts[a] - v)
+            for a in ancestors(k)
+        ):
+            out.add(k)
+    return out
+
+
 def _suppression_masks(t, spec, rule) -> dict:
     """Per count column, the rows withheld: below the threshold (counts of records follow
     the patient count that governs them), plus complementary cells of partitions."""
@@ -196,6 +227,11 @@ def _suppression_masks(t, spec, rule) -> dict:
         unit = spec.counts[col]
         vals = t[col].astype(float)
         mask = vals.apply(rule.suppressed) & vals.notna()
+        for num, den in spec.pct.values():
+            if num == col and unit == "patients" and spec.counts.get(den) == "patients":
+                # those of the denominator without the attribute follow by subtraction
+                rest = t[den].astype(float) - vals
+                mask |= rest.apply(lambda v: v == v and v > 0 and rule.suppressed(v))
         if unit.startswith("records:"):
             mask = mask | masks[unit[8:]]
         else:
@@ -289,6 +325,11 @@ def protect_table_one(t, rule: Rule, params):
         kind = t.at[i, "kind"]
         if kind in ("count", "binary"):
             rel = {g: rule.release(orig.at[i, f"{g}_n"]) for g in groups}
+            if kind == "binary":  # those of the group without it follow by subtraction
+                for g in groups:
+                    rest = orig.at[0, f"{g}_n"] - orig.at[i, f"{g}_n"]
+                    if rest == rest and rest > 0 and rule.suppressed(rest):
+                        rel[g] = None
             if sum(rel[g] is None for g in groups) == 1:
                 rel = dict.fromkeys(groups)
             for g in groups:
@@ -388,17 +429,31 @@ def protect_regression(table, rule: Rule, params):
 
 def protect_attrition(table, rule: Rule, params=None):
     """Attrition steps with counts withheld or rounded and shares recomputed from them;
-    a withheld step hides the steps drawn from it too; an expected (non-whole) count is
-    recomputed from its released previous step (target x benefit fraction)."""
+    a withheld step hides the steps drawn from it too, and so does a step within the
+    threshold of the step it is drawn from (the population: the database's count is
+    withheld instead); an expected (non-whole) count is recomputed from its released
+    previous step (target x benefit fraction)."""
     t = table.copy()
     t["n"] = t["n"].astype(float)
     orig = dict(zip(t["step"], t["n"], strict=True))
     hidden: set[str] = set()
     withheld = 0
     released: dict[str, float] = {}
+    database_close = False
     for i in t.index:
         n, step, prev = t.at[i, "n"], t.at[i, "step"], t.at[i, "previous_step"]
-        if n != n or prev in hidden or (float(n).is_integer() and rule.suppressed(n)):
+        # a step within the threshold of the step it is drawn from: the difference would
+        # follow by subtraction (for the population, the database's count goes instead)
+        close = (
+            n == n
+            and float(n).is_integer()
+            and prev in released
+            and 0 < orig[prev] - n
+            and rule.suppressed(orig[prev] - n)
+        )
+        if close and step == "all_patients":
+            database_close, close = True, False
+        if n != n or prev in hidden or close or (float(n).is_integer() and rule.suppressed(n)):
             hidden.add(step)
             withheld += int(n == n)
             t.loc[i, ["n", "pct_of_previous", "pct_of_all"]] = math.nan
@@ -418,9 +473,16 @@ def protect_attrition(table, rule: Rule, params=None):
         hidden.add(t.at[j, "step"])
         withheld += 1
         t.loc[j, ["n", "pct_of_previous", "pct_of_all"]] = math.nan
+    if database_close:
+        released.pop("database", None)
+        j = t.index[t["step"] == "database"][0]
+        withheld += 1
+        t.loc[j, ["n", "pct_of_previous", "pct_of_all"]] = math.nan
     n_all = released.get("all_patients")
     for i in t.index:
         step, prev = t.at[i, "step"], t.at[i, "previous_step"]
+        if step == "database" and database_close:
+            continue
         if step in hidden:
             continue
         n = released[step]

@@ -106,7 +106,12 @@ def _differences(d1: Path, d2: Path, threshold: int, step: int) -> list[str]:
             continue
         r1, r2 = _read(t1), _read(t2)
         keys = [k for k in spec.keys if r1 and k in r1[0]]
+        if spec.extra_columns == "labels" and r1:  # a grid's varied parameters name its rows
+            keys += [c for c in r1[0] if c not in spec.columns and c != "disclosure"]
         index2 = {tuple(r.get(k) for k in keys): r for r in r2}
+        if len(index2) < len(r2) or len({tuple(r.get(k) for k in keys) for r in r1}) < len(r1):
+            found.append(f"{t1.stem}: rows not matched by {', '.join(keys)}; compare by hand")
+            continue
         if spec.rows_exist_only_with_patients and keys:
             # a row left out (withheld) in one run and released in the other
             index1 = {tuple(r.get(k) for k in keys): r for r in r1}
