@@ -655,3 +655,32 @@ def test_a_prevalence_whose_complement_is_a_small_group_is_withheld():
     t = protect(df, "condition_prevalence", disclosure.RULES["ohdsi"], Params()).table
     assert math.isnan(t["numerator"].iloc[0]) and math.isnan(t["pct"].iloc[0])  # 2 without
     assert t["numerator"].iloc[1] == 20 and t["pct"].iloc[1] == pytest.approx(100 * 20 / 39)
+
+
+def test_grid_cells_one_threshold_apart_are_not_both_released(tmp_path):
+    """A sensitivity grid over the age threshold: 12 target patients aged 75 or more, 2 of
+    them aged 76; with 75 and 77 both released, 12 - 10 would tell the 2. The base cell
+    (75, released in the figures too) stays; 77 and 80 (2 fewer, within it) are withheld;
+    76 (the same 12: an empty difference) stays."""
+    from analysis.sensitivity import Grid, sensitivity_table
+
+    pts = [patient(i, birth="1939-06-01" if i <= 2 else "1935-06-01") for i in range(1, 13)]
+    pts += [patient(i, birth="1970-01-01") for i in range(13, 41)]
+    db = write_db(
+        tmp_path / "grid",
+        {
+            "patients": pts,
+            "pain_episodes": [pain(i) for i in range(1, 13)]
+            + [pain(i, "2012-06-01") for i in range(1, 13)],
+            "prescriptions": [rx(i, "B01AC06") for i in range(1, 13)],
+        },
+    )
+    study = run_study(db, Params(disclosure="ohdsi"))
+    grid = Grid(base={}, vary={"elderly_age": [(str(a), a) for a in (75, 76, 77, 80)]}, source="t")
+    t = sensitivity_table(study.cube, grid, study.params, study.disclosure_rule)
+    got = dict(zip(t["elderly_age"], t["target_n"], strict=True))
+    assert (got["75"], got["76"]) == (12, 12)
+    assert math.isnan(got["77"]) and math.isnan(got["80"])
+    # without a rule every cell is counted: 12, 12, 10, 10
+    off = sensitivity_table(study.cube, grid, study.params, None)
+    assert list(off["target_n"]) == [12, 12, 10, 10]

@@ -464,6 +464,41 @@ def _practice_stratum(db, params, raw: dict, cond_lists, drug_lists, sites, cap)
     )
 
 
+def nested_groups(cube: ProfileCube, params: Params) -> tuple[dict, dict]:
+    """The groups of patients whose counts the figures release (containing groups first)
+    and, for each, the groups that contain it: for disclosure control, as the difference of
+    a group and one that contains it is a group too
+    (:func:`analysis.outputs.disclosure.nested_withheld`)."""
+    f, c = cube.flag_arrays(params), cube.columns
+    female = cube.count(c["sex"] == "F")
+    groups = {
+        "population": cube.n_total,
+        "female": female,
+        "male": cube.n_total - female,  # follows from the two above
+        "elderly": cube.count(f["elderly"]),
+        "pain": cube.count(f["pain"]),
+        "pain_male": cube.count(f["pain"] & (c["sex"] == "M")),
+        "pain_recurrent": cube.count(f["pain"] & f["recurrent"]),
+        "pain_elderly": cube.count(f["pain"] & f["elderly"]),
+        "pain_risk": cube.count(f["pain_risk"]),
+        "pain_risk_drug": cube.count(f["pain"] & f["risk_drug"]),
+        "target": cube.count(f["target"]),
+    }
+    parents = {
+        "female": ("population",),
+        "male": ("population",),
+        "elderly": ("population",),
+        "pain": ("population",),
+        "pain_male": ("pain", "male"),
+        "pain_recurrent": ("pain",),
+        "pain_elderly": ("pain", "elderly"),
+        "pain_risk": ("pain",),
+        "pain_risk_drug": ("pain",),
+        "target": ("pain_recurrent", "pain_elderly"),
+    }
+    return groups, parents
+
+
 # ----------------------------------------------------------------------------- words
 def _long_date(d) -> str:
     return f"{d.day} {d.strftime('%B')} {d.year}"

@@ -154,15 +154,41 @@ def sensitivity_table(
     names = list(grid.vary)
     rows = []
     n_all = cube.n_total
-    for combo in itertools.product(*[grid.vary[n] for n in names]):
+    combos = list(itertools.product(*[grid.vary[n] for n in names]))
+    cells = []  # (changes, parameters, target mask, pain mask) per cell
+    for combo in combos:
         changes = {n: v for n, (_, v) in zip(names, combo, strict=True)}
         p = _cell_params(base, changes, source=grid.source).replace(benefit_distribution="fixed")
         f = cube.flag_arrays(p)
-        n_t, n_pain, n_pop = cube.count(f["target"]), cube.count(f["pain"]), n_all
+        cells.append((changes, p, f["target"], f["pain"]))
+    held = {"target": set(), "pain": set()}
+    if rule is not None:
+        # cells are nested (aged 80 lies within aged 75): a cell within the threshold of a
+        # released cell that contains it, or that it contains, is withheld, as the
+        # difference is a small group; a cell of the same patients as the figures' pain
+        # cohort or target subgroup is decided as the figures decide (released there)
+        from analysis.cohort import nested_groups
+        from analysis.outputs.disclosure import nested_withheld, nested_withheld_by_masks
+
+        figures_held = nested_withheld(*nested_groups(cube, cube.params), rule)
+        figures_flags = cube.flag_arrays(cube.params)
+        for k, col in (("target", 2), ("pain", 3)):
+            masks = [c[col] for c in cells]
+            same = [i for i, m in enumerate(masks) if np.array_equal(m, figures_flags[k])]
+            held[k] = nested_withheld_by_masks(
+                [cube.count(m) for m in masks],
+                masks,
+                rule,
+                keep=[] if k in figures_held else same,
+                withheld=same if k in figures_held else [],
+            )
+    for i, (combo, (changes, p, target, pain)) in enumerate(zip(combos, cells, strict=True)):
+        n_t, n_pain, n_pop = cube.count(target), cube.count(pain), n_all
         if rule is not None:  # estimates from released counts only
+            n_t = None if i in held["target"] else rule.release(n_t)
+            n_pain = None if i in held["pain"] else rule.release(n_pain)
             n_t, n_pain, n_pop = (
-                np.nan if v is None else v
-                for v in (rule.release(n_t), rule.release(n_pain), rule.release(n_pop))
+                np.nan if v is None else v for v in (n_t, n_pain, rule.release(n_pop))
             )
         est = (
             eligibility_estimate(int(n_t), int(n_pop), p, prediction=False)

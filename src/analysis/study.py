@@ -108,35 +108,9 @@ class Study:
         c = cube.columns
         n_all = cube.n_total
         out: list[dict] = []
-        # the nested groups whose counts the figures release (containing groups first), and
-        # what contains each: a group within the threshold of one that contains it is
-        # withheld, as its difference would follow by subtraction
-        female = cube.count(c["sex"] == "F")
-        groups = {
-            "population": n_all,
-            "female": female,
-            "male": n_all - female,  # follows from the two above
-            "elderly": cube.count(f["elderly"]),
-            "pain": cube.count(f["pain"]),
-            "pain_male": cube.count(f["pain"] & (c["sex"] == "M")),
-            "pain_recurrent": cube.count(f["pain"] & f["recurrent"]),
-            "pain_elderly": cube.count(f["pain"] & f["elderly"]),
-            "pain_risk": cube.count(f["pain_risk"]),
-            "pain_risk_drug": cube.count(f["pain"] & f["risk_drug"]),
-            "target": cube.count(f["target"]),
-        }
-        parents = {
-            "female": ("population",),
-            "male": ("population",),
-            "elderly": ("population",),
-            "pain": ("population",),
-            "pain_male": ("pain", "male"),
-            "pain_recurrent": ("pain",),
-            "pain_elderly": ("pain", "elderly"),
-            "pain_risk": ("pain",),
-            "pain_risk_drug": ("pain",),
-            "target": ("pain_recurrent", "pain_elderly"),
-        }
+        # a nested group within the threshold of one that contains it is withheld, as its
+        # difference would follow by subtraction
+        groups, parents = cohort.nested_groups(cube, p)
         hold = nested_withheld(groups, parents, rule) if rule is not None else set()
 
         def rel(x):

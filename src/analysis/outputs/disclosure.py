@@ -218,6 +218,37 @@ def nested_withheld(counts: dict, parents: dict, rule: Rule) -> set:
     return out
 
 
+def nested_withheld_by_masks(counts, masks, rule: Rule, keep=(), withheld=()) -> set:
+    """The same rule as :func:`nested_withheld` for groups given by their members: group
+    ``i`` has ``counts[i]`` patients, the cells of the profile cube where ``masks[i]`` is
+    true (``i`` lies within ``j`` when no cell of ``i`` is outside ``j``). A group is
+    withheld below the threshold, or when it lies within, or contains, a released group
+    that differs from it by fewer patients than the threshold (a sensitivity grid's cells
+    one threshold apart). The groups of ``withheld`` are withheld (as they are elsewhere);
+    those of ``keep`` (released elsewhere too) are decided first, then the others from the
+    largest. Returns the indices withheld."""
+    import numpy as np
+
+    def nested(i, j):
+        small, large = (i, j) if counts[i] <= counts[j] else (j, i)
+        return not np.any(masks[small] & ~masks[large])
+
+    rest = sorted((i for i in range(len(counts)) if i not in keep), key=lambda i: -counts[i])
+    out = {i for i in range(len(counts)) if rule.release(counts[i]) is None} | set(withheld)
+    released: list[int] = []
+    for i in [*keep, *rest]:
+        if i in out:
+            continue
+        if any(
+            counts[i] != counts[j] and rule.suppressed(abs(counts[i] - counts[j])) and nested(i, j)
+            for j in released
+        ):
+            out.add(i)
+        else:
+            released.append(i)
+    return out
+
+
 def _suppression_masks(t, spec, rule) -> dict:
     """Per count column, the rows withheld: below the threshold (counts of records follow
     the patient count that governs them), plus complementary cells of partitions."""
