@@ -104,7 +104,7 @@ run.show_figure(plots.flow_diagram(attrition, run.data_label), "flow_diagram");
 # %%
 est = study.eligibility()
 if est is None:
-    print("The target subgroup is below the disclosure threshold: no estimate is shown.")
+    print("The target subgroup is withheld by disclosure control: no estimate is shown.")
 else:
     run.save_table(pd.DataFrame([est.as_dict()]), "eligibility_estimate")
     display(est)
@@ -126,7 +126,7 @@ if est is not None:
         plots.eligibility_histogram(dist, est, run.data_label), "eligibility_distribution"
     )
 else:
-    print("Withheld: the target subgroup is below the disclosure threshold.")
+    print("Withheld with the target subgroup (disclosure control).")
 
 # %% [markdown]
 # ## What disclosure control did

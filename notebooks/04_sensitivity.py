@@ -71,7 +71,9 @@ run.methods()
 #
 # One row per combination: the varied parameters, the target subgroup and the expected
 # candidates per GP list with the interval of the expectation. Under disclosure control a
-# cell whose target subgroup is too small reads "withheld".
+# cell whose target subgroup is too small reads "withheld", and so does a cell within the
+# threshold of a released cell that contains it or that it contains (their difference would
+# be a small group).
 
 # %%
 table = run.save_table(

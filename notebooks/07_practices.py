@@ -70,13 +70,14 @@ run.methods()
 # its population with the interval of a proportion, and its expected candidates per GP list
 # with the eligibility interval. Small practices have wide intervals: do not rank practices
 # by their point estimates. A practice with a count below the disclosure threshold is left
-# out of this table, the plots and the pool, and the number left out is said below.
+# out of this table, the plots and the pool, with as many others as it takes so that the
+# network's totals minus this table do not give it back; the number left out is said below.
 
 # %%
 table, left_out = practices.practice_table(study)
 table = run.save_table(table, "practices")
 if left_out:
-    print(f"{left_out} practice(s) left out: a count below the disclosure threshold.")
+    print(f"{left_out} practice(s) left out by disclosure control.")
 run.show(table, "practice_id")
 
 # %% [markdown]

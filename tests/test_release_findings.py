@@ -657,17 +657,12 @@ def test_a_prevalence_whose_complement_is_a_small_group_is_withheld():
     assert t["numerator"].iloc[1] == 20 and t["pct"].iloc[1] == pytest.approx(100 * 20 / 39)
 
 
-def test_grid_cells_one_threshold_apart_are_not_both_released(tmp_path):
-    """A sensitivity grid over the age threshold: 12 target patients aged 75 or more, 2 of
-    them aged 76; with 75 and 77 both released, 12 - 10 would tell the 2. The base cell
-    (75, released in the figures too) stays; 77 and 80 (2 fewer, within it) are withheld;
-    76 (the same 12: an empty difference) stays."""
-    from analysis.sensitivity import Grid, sensitivity_table
-
+def twelve_old(tmp_path):
+    """40 patients; 12 with recurrent pain and a risk drug: 2 aged 76, 10 aged 80."""
     pts = [patient(i, birth="1939-06-01" if i <= 2 else "1935-06-01") for i in range(1, 13)]
     pts += [patient(i, birth="1970-01-01") for i in range(13, 41)]
-    db = write_db(
-        tmp_path / "grid",
+    return write_db(
+        tmp_path / "twelve",
         {
             "patients": pts,
             "pain_episodes": [pain(i) for i in range(1, 13)]
@@ -675,7 +670,34 @@ def test_grid_cells_one_threshold_apart_are_not_both_released(tmp_path):
             "prescriptions": [rx(i, "B01AC06") for i in range(1, 13)],
         },
     )
-    study = run_study(db, Params(disclosure="ohdsi"))
+
+
+def test_every_output_of_a_run_withholds_the_target_subgroup_the_figures_withhold(tmp_path):
+    """Aged 77 or more: a target subgroup of 10 beside a recurrent pain cohort of 12 (2 by
+    subtraction). The figures withhold it; so do the estimate and the attrition, which
+    would otherwise release the same 10."""
+    study = run_study(twelve_old(tmp_path), Params(disclosure="ohdsi", elderly_age=77))
+    figs = {f["id"]: f["value"] for f in study.figures()}
+    assert figs["target.n"] is None and figs["pain.recurrent_pct"] == 100  # 12 of 12
+    assert study.eligibility() is None
+    att = study.attrition().set_index("step")["n"]
+    assert att["pain"] == 12 and math.isnan(att["target"]) and math.isnan(att["candidates"])
+    # at 76 the target is the 12 of the recurrent pain cohort: released everywhere
+    study = run_study(twelve_old(tmp_path / "76"), Params(disclosure="ohdsi", elderly_age=76))
+    assert (
+        study.eligibility().target_n == 12
+        and study.attrition().set_index("step")["n"]["target"] == 12
+    )
+
+
+def test_grid_cells_one_threshold_apart_are_not_both_released(tmp_path):
+    """A sensitivity grid over the age threshold: 12 target patients aged 75 or more, 2 of
+    them aged 76; with 75 and 77 both released, 12 - 10 would tell the 2. The base cell
+    (75, released in the figures too) stays; 77 and 80 (2 fewer, within it) are withheld;
+    76 (the same 12: an empty difference) stays."""
+    from analysis.sensitivity import Grid, sensitivity_table
+
+    study = run_study(twelve_old(tmp_path), Params(disclosure="ohdsi"))
     grid = Grid(base={}, vary={"elderly_age": [(str(a), a) for a in (75, 76, 77, 80)]}, source="t")
     t = sensitivity_table(study.cube, grid, study.params, study.disclosure_rule)
     got = dict(zip(t["elderly_age"], t["target_n"], strict=True))

@@ -474,7 +474,7 @@ def results_words(study) -> str:
     )
     c = figs.get("candidates.n", {})
     if c.get("value") is None:
-        out.append("The eligibility estimate is withheld (the target subgroup is too small).")
+        out.append("The eligibility estimate is withheld with the target subgroup.")
     else:
         bound = "at least " if p.benefit_distribution == "fixed" else ""
         g, one = figs["candidates.per_gp_list"], figs["candidates.in_one_gp_list"]

@@ -655,7 +655,8 @@ def tornado(table: pd.DataFrame, data_label: str):
             0.5,
             0.5,
             "The base estimate is withheld by disclosure control\n(its target subgroup is "
-            "below the threshold): no ranges can be shown.",
+            "below the threshold, or within it of a group\nthat contains it): no ranges "
+            "can be shown.",
             transform=ax.transAxes,
             ha="center",
             va="center",

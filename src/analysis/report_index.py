@@ -139,7 +139,7 @@ def render_index(batch) -> str:
             key = _esc(spec_for("eligibility_estimate").key_figure(est))
             estimate_rows.append((name, m.get("scenario"), est[0]))
         elif status == "ok" and m.get("notebook") == "03_eligibility":
-            key = "eligibility estimate withheld (the target subgroup is below the threshold)"
+            key = "eligibility estimate withheld (the target subgroup is withheld)"
             estimate_rows.append((name, m.get("scenario"), None))
         if not key:
             key = _key_figures(d)

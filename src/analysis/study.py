@@ -54,16 +54,37 @@ class Study:
 
         return release_status(self.params, self.is_synthetic)
 
+    @property
+    def withheld_groups(self) -> set[str]:
+        """The groups of :func:`analysis.cohort.nested_groups` whose counts the rule in force
+        withholds (below the threshold, or within it of a released group that contains
+        them); every output that counts one of them follows it."""
+        from analysis.outputs.disclosure import nested_withheld
+
+        rule = self.disclosure_rule
+        if rule is None:
+            return set()
+        return nested_withheld(*cohort.nested_groups(self.cube, self.params), rule)
+
     def attrition(self):
-        """The attrition table, under the disclosure rule in force."""
+        """The attrition table, under the disclosure rule in force; a step whose group the
+        figures withhold is withheld here too, with the steps drawn from it."""
+        import math
+
         from analysis.outputs import protect
 
-        return protect(
+        t = protect(
             cohort.attrition_table(self.cube, self.params),
             "attrition",
             self.disclosure_rule,
             self.params,
         ).table
+        held = {s for s, g in ATTRITION_GROUPS.items() if g in self.withheld_groups}
+        for i in t.index:
+            if t.at[i, "step"] in held or t.at[i, "previous_step"] in held:
+                held.add(t.at[i, "step"])
+                t.loc[i, ["n", "pct_of_previous", "pct_of_all"]] = math.nan
+        return t
 
     def eligibility(self) -> EligibilityEstimate | None:
         """The estimate, from counts under the disclosure rule in force (rounded counts
@@ -74,7 +95,7 @@ class Study:
         rule = self.disclosure_rule
         if rule is not None:
             x, n = rule.release(x), rule.release(n)
-            if x is None or n is None:
+            if x is None or n is None or {"target", "population"} & self.withheld_groups:
                 return None
         return eligibility_estimate(x, n, self.params)
 
@@ -101,8 +122,6 @@ class Study:
         exact size), extremes and the intervals of means are withheld."""
         import numpy as np
 
-        from analysis.outputs.disclosure import nested_withheld
-
         p, cube = self.params, self.cube
         f = cube.flag_arrays(p)
         c = cube.columns
@@ -110,8 +129,8 @@ class Study:
         out: list[dict] = []
         # a nested group within the threshold of one that contains it is withheld, as its
         # difference would follow by subtraction
-        groups, parents = cohort.nested_groups(cube, p)
-        hold = nested_withheld(groups, parents, rule) if rule is not None else set()
+        groups, _ = cohort.nested_groups(cube, p)
+        hold = self.withheld_groups
 
         def rel(x):
             """The released count, or None when withheld."""
@@ -375,6 +394,15 @@ def _num(v):
     except ImportError:  # pragma: no cover
         pass
     return v
+
+
+# the attrition's steps that count a group of cohort.nested_groups
+ATTRITION_GROUPS = {
+    "all_patients": "population",
+    "pain": "pain",
+    "pain_risk_condition": "pain_risk",
+    "target": "target",
+}
 
 
 def data_label(cube, rule) -> str:
