@@ -35,6 +35,7 @@ cube, so the data are read once and no patient-level row reaches pandas.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -88,8 +89,6 @@ class ProfileCube:
     def top_coded(self, age: int) -> ProfileCube:
         """The same cube with every age above ``age`` counted as ``age`` (cells are not
         merged: every statistic sums over cells)."""
-        import dataclasses
-
         cols = dict(self.columns)
         cols["age"] = np.minimum(np.asarray(cols["age"]), age)
         return dataclasses.replace(self, columns=cols, top_age=age)
@@ -366,14 +365,12 @@ def profile_cube(
     keep = np.asarray(raw.pop("in_population"), dtype=bool)
     raw = {k: np.asarray(v)[keep] for k, v in raw.items()}
     excluded = population_counts(db, params)
-    stratum = None
-    if by_practice:
-        stratum = _practice_stratum(db, params, raw, cond_lists, drug_lists, sites, cap)
+    stratum = _practice_stratum(db, params, raw) if by_practice else None
     cells = {
         k: (np.asarray(v, dtype=object) if k == "sex" else np.asarray(v, dtype=np.int64))
         for k, v in raw.items()
     }
-    return ProfileCube(
+    cube = ProfileCube(
         columns=cells,
         params=params,
         severities=sev,
@@ -387,8 +384,20 @@ def profile_cube(
         detail=detail,
         population=excluded,
         notes=tuple(notes),
-        practices=stratum,
     )
+    if stratum is None:
+        return cube
+    columns, ids = stratum
+    practices = dataclasses.replace(
+        cube,
+        columns=columns,
+        severities=(params.min_severity,),
+        detail=False,
+        drug_counts=False,
+        practice_ids=ids,
+        own_params_only=True,
+    )
+    return dataclasses.replace(cube, practices=practices)
 
 
 def _practice_stratum_sql(db: Database, params: Params, cond_lists, drug_lists, q_grp: str):
@@ -431,9 +440,9 @@ def _practice_stratum_sql(db: Database, params: Params, cond_lists, drug_lists, 
     return cells, " pm.practice_code,", "JOIN practice_map pm ON pm.practice_id = p.practice_id"
 
 
-def _practice_stratum(db, params, raw: dict, cond_lists, drug_lists, sites, cap) -> ProfileCube:
+def _practice_stratum(db, params, raw: dict) -> tuple[dict, tuple]:
     """Split the rows of :func:`_practice_stratum_sql` (in place): ``raw`` keeps the
-    cells; the practice rows become the stratum, a cube of their own."""
+    cells; returns the practice rows' columns and the practice ids by code."""
     whole = np.asarray(raw.pop("whole")) != 0
     part = {k: raw.pop(k)[~whole] for k in list(raw) if k.startswith("practice_")}
     base = f"q{params.min_severity}"
@@ -448,19 +457,9 @@ def _practice_stratum(db, params, raw: dict, cond_lists, drug_lists, sites, cap)
     for k in list(raw):
         raw[k] = raw[k][whole]
     pairs = db.con.execute("SELECT practice_code, practice_id FROM practice_map").fetchall()
-    return ProfileCube(
-        columns={k: np.asarray(v, dtype=np.int64) for k, v in columns.items()},
-        params=params,
-        severities=(params.min_severity,),
-        episode_cap=cap,
-        condition_lists=cond_lists,
-        drug_lists=drug_lists,
-        sites=sites,
-        data_label=db.label,
-        is_synthetic=db.is_synthetic,
-        detail=False,
-        practice_ids=tuple(str(i) for _, i in sorted(pairs)),
-        own_params_only=True,
+    return (
+        {k: np.asarray(v, dtype=np.int64) for k, v in columns.items()},
+        tuple(str(i) for _, i in sorted(pairs)),
     )
 
 

@@ -155,22 +155,11 @@ class Pooled:
     prediction_high: float | None
     practices: int
     corrected: int  # practices given the continuity correction
-    left_out: int = 0  # practices withheld by disclosure control
+    practices_left_out: int = 0  # practices withheld by disclosure control
 
     def as_dict(self) -> dict:
         """The keys of ``practices --json``'s ``pooled`` (POOLED_COLUMNS)."""
-        return {
-            "method": self.method,
-            "estimate": self.estimate,
-            "ci_low": self.ci_low,
-            "ci_high": self.ci_high,
-            "tau2": self.tau2,
-            "i2": self.i2,
-            "prediction_low": self.prediction_low,
-            "prediction_high": self.prediction_high,
-            "practices": self.practices,
-            "practices_left_out": self.left_out,
-        }
+        return {k: getattr(self, k) for k in POOLED_COLUMNS}
 
 
 POOLED_COLUMNS = (
@@ -268,7 +257,7 @@ def pool(x, n, method: str = "dl", level: float = 0.95, left_out: int = 0) -> Po
         prediction_high=pred[1],
         practices=k,
         corrected=corrected,
-        left_out=left_out,
+        practices_left_out=left_out,
     )
 
 

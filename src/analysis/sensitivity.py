@@ -155,12 +155,15 @@ def sensitivity_table(
     rows = []
     n_all = cube.n_total
     combos = list(itertools.product(*[grid.vary[n] for n in names]))
-    cells = []  # (changes, parameters, target mask, pain mask) per cell
+    cells = []  # (changes, parameters) per cell
+    masks = {"target": [], "pain": []}  # the cube cells of each cell's groups
     for combo in combos:
         changes = {n: v for n, (_, v) in zip(names, combo, strict=True)}
         p = _cell_params(base, changes, source=grid.source).replace(benefit_distribution="fixed")
         f = cube.flag_arrays(p)
-        cells.append((changes, p, f["target"], f["pain"]))
+        cells.append((changes, p))
+        for k in masks:
+            masks[k].append(f[k])
     held = {"target": set(), "pain": set()}
     if rule is not None:
         # cells are nested (aged 80 lies within aged 75): a cell within the threshold of a
@@ -172,18 +175,18 @@ def sensitivity_table(
 
         figures_held = nested_withheld(*nested_groups(cube, cube.params), rule)
         figures_flags = cube.flag_arrays(cube.params)
-        for k, col in (("target", 2), ("pain", 3)):
-            masks = [c[col] for c in cells]
-            same = [i for i, m in enumerate(masks) if np.array_equal(m, figures_flags[k])]
+        for k, ms in masks.items():
+            same = [i for i, m in enumerate(ms) if np.array_equal(m, figures_flags[k])]
             held[k] = nested_withheld_by_masks(
-                [cube.count(m) for m in masks],
-                masks,
+                [cube.count(m) for m in ms],
+                ms,
                 rule,
                 keep=[] if k in figures_held else same,
                 withheld=same if k in figures_held else [],
             )
-    for i, (combo, (changes, p, target, pain)) in enumerate(zip(combos, cells, strict=True)):
-        n_t, n_pain, n_pop = cube.count(target), cube.count(pain), n_all
+    for i, (combo, (changes, p)) in enumerate(zip(combos, cells, strict=True)):
+        n_t, n_pain = cube.count(masks["target"][i]), cube.count(masks["pain"][i])
+        n_pop = n_all
         if rule is not None:  # estimates from released counts only
             n_t = None if i in held["target"] else rule.release(n_t)
             n_pain = None if i in held["pain"] else rule.release(n_pain)

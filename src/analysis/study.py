@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from analysis import cohort, estimates
@@ -54,7 +55,12 @@ class Study:
 
         return release_status(self.params, self.is_synthetic)
 
-    @property
+    @cached_property
+    def nested_groups(self) -> tuple[dict, dict]:
+        """:func:`analysis.cohort.nested_groups` of the study (counts, what contains what)."""
+        return cohort.nested_groups(self.cube, self.params)
+
+    @cached_property
     def withheld_groups(self) -> set[str]:
         """The groups of :func:`analysis.cohort.nested_groups` whose counts the rule in force
         withholds (below the threshold, or within it of a released group that contains
@@ -64,7 +70,7 @@ class Study:
         rule = self.disclosure_rule
         if rule is None:
             return set()
-        return nested_withheld(*cohort.nested_groups(self.cube, self.params), rule)
+        return nested_withheld(*self.nested_groups, rule)
 
     def attrition(self):
         """The attrition table, under the disclosure rule in force; a step whose group the
@@ -129,7 +135,7 @@ class Study:
         out: list[dict] = []
         # a nested group within the threshold of one that contains it is withheld, as its
         # difference would follow by subtraction
-        groups, _ = cohort.nested_groups(cube, p)
+        groups, _ = self.nested_groups
         hold = self.withheld_groups
 
         def rel(x):
