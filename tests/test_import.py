@@ -71,7 +71,11 @@ def make_extract(folder, **overrides):
         )
     )
     (folder / "dolore_2014.csv").write_text(
-        "PAZ,QUANDO,SEDE,NRS,CAUSA\n101,2014-04-01,anca,5,osteoarticolare\n104,2014-09-09,schiena,9,osteoarticolare\n"
+        overrides.get(
+            "pain2",
+            "PAZ,QUANDO,SEDE,NRS,CAUSA\n101,2014-04-01,anca,5,osteoarticolare\n"
+            "104,2014-09-09,schiena,9,osteoarticolare\n",
+        )
     )
     pd.DataFrame({"paz_id": [104], "data_prescr": ["2013-01-01"], "atc": ["B01AC06"]}).to_parquet(
         folder / "farmaci.parquet"
@@ -277,3 +281,52 @@ def test_any_corrupted_cell_gives_a_result_or_a_clear_error(tmp_path_factory, ro
         assert "row" in str(exc) or "could not be read" in str(exc) or "not UTF-8" in str(exc)
         assert not (tmp / "db").exists()
     assert not list(tmp.glob(".db.tmp-*"))
+
+
+# ----------------------------------------------------------------------------- dates
+US_PAIN2 = "PAZ,QUANDO,SEDE,NRS,CAUSA\n101,04/01/2014,anca,5,osteoarticolare\n"
+US_PAIN = (
+    "PAZ,QUANDO,SEDE,NRS,CAUSA\n101,05/08/2012,ginocchio,6,osteoarticolare\n"
+    "104,06/09/2013,schiena,7,osteoarticolare\n102,01/02/2011,spalla,8,traumatica\n"
+)
+
+
+def test_dates_that_read_two_ways_are_refused_not_guessed(tmp_path):
+    """A US export (05/08/2012 is 8 May) was read value by value with the first format
+    that parsed (5 August); a column is now read with one format or not at all: where
+    two formats read every value differently, the import names the table, column, values
+    and the date_format to set."""
+    msg = refused(
+        tmp_path,
+        "pain_episodes.date (source column QUANDO)",
+        "%d/%m/%Y or as %m/%d/%Y",
+        "'01/02/2011'",
+        'date_format: "%m/%d/%Y"',
+        pain1=US_PAIN,
+        pain2=US_PAIN2,
+    )
+    assert "does not guess" in msg
+
+
+def test_a_column_with_one_day_above_12_is_read_with_the_one_format_that_fits(tmp_path):
+    """13/08/2012 can only be day/month: then every value of the column is read so (and
+    05/08/2012 is 5 August, as the column's own format says)."""
+    mapping = make_extract(
+        tmp_path / "extract", pain1=US_PAIN.replace("06/09/2013", "13/09/2013"), pain2=US_PAIN2
+    )
+    report = import_extract(mapping, tmp_path / "db")
+    assert report["codings"]["pain_episodes.date"] == [
+        {"source": "dates written %d/%m/%Y", "read_as": "date", "rows": 4}
+    ]
+    pain = pd.read_parquet(tmp_path / "db" / "pain_episodes.parquet")
+    assert "2012-08-05" in pain["date"].astype(str).tolist()
+
+
+def test_a_column_mixing_us_and_european_dates_is_refused_row_by_row(tmp_path):
+    """13/08/2012 (day first) and 08/13/2012 (month first) in one column: no one format
+    reads them all; the rows the best format does not read are listed."""
+    mixed = US_PAIN.replace("06/09/2013", "13/09/2013").replace("01/02/2011", "02/13/2011")
+    msg = refused(
+        tmp_path, "no one date format reads every value", "row 3", pain1=mixed, pain2=US_PAIN2
+    )
+    assert "'02/13/2011'" in msg

@@ -387,9 +387,11 @@ def test_sites_combine_from_their_results_tables_only(tmp_path):
     m = json.loads(man.read_text())
     m["resolved_parameters"]["elderly_age"] = 80
     man.write_text(json.dumps(m))
+    with pytest.raises(AnalysisError, match="site_b: no run uses the paper's definitions"):
+        combine(folders, tmp_path / "combined2")  # by default, the paper's definitions
     with pytest.raises(AnalysisError, match=r"elderly_age \(site_a: 75; site_b: 80\)"):
-        combine(folders, tmp_path / "combined2")
-    combine(folders, tmp_path / "combined2", allow_different=True)
+        combine(folders, tmp_path / "combined2", scenario="default")
+    combine(folders, tmp_path / "combined2", scenario="default", allow_different=True)
     index = (tmp_path / "combined2" / "index.html").read_text()
     assert "different parameters combined" in index and "elderly_age" in index
     pooled = pd.read_csv(tmp_path / "combined2" / "practices_pooled.csv")

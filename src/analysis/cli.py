@@ -12,6 +12,7 @@ import math
 import sys
 
 from analysis.errors import AnalysisError
+from analysis.inputs import parse_yaml
 
 
 def _positive_int(text: str) -> int:
@@ -30,9 +31,7 @@ def _overrides(pairs) -> dict:
         if "=" not in pair:
             raise AnalysisError(f"--set expects name=value, got {pair!r}")
         k, v = pair.split("=", 1)
-        import yaml
-
-        out[k.strip()] = yaml.safe_load(v) if v.strip() else v
+        out[k.strip()] = parse_yaml(v, f"--set {k.strip()}") if v.strip() else v
     return out
 
 
@@ -256,14 +255,22 @@ def cmd_practices(args) -> int:
 
 
 def cmd_combine(args) -> int:
-    from analysis.results import combine
+    from analysis.results import _shown, combine
 
-    out = combine(args.folders, args.into, allow_different=args.allow_different)
+    out = combine(
+        args.folders,
+        args.into,
+        allow_different=args.allow_different,
+        scenario=args.scenario,
+        rule_name=args.disclosure or "auto",
+        not_for_release=args.not_for_release,
+    )
     p = out["pooled"]
     print(
-        f"Combined {len(out['sites'])} site(s) into {args.into}: {out['units']} unit(s) pooled, "
-        f"{out['left_out']} left out; pooled target {p['estimate']:.2f}% "
-        f"({p['ci_low']:.2f}-{p['ci_high']:.2f}), I^2 {p['i2']:.0f}%."
+        f"Combined {len(out['sites'])} site(s) (scenario {', '.join(out['scenario'])}) into "
+        f"{args.into}: {out['units']} unit(s) pooled, {out['left_out']} left out; pooled target "
+        f"{_shown(p.get('estimate'))}% ({_shown(p.get('ci_low'))}-{_shown(p.get('ci_high'))}); "
+        f"{out['rule']}." + (" NOT FOR RELEASE." if out["not_for_release"] else "")
     )
     return 0
 
@@ -412,6 +419,30 @@ def cmd_import(args) -> int:
     return 0
 
 
+def cmd_logs(args) -> int:
+    from analysis.credentials import (
+        LOG_KEEP_DAYS,
+        LOG_KEEP_FILES,
+        log_dir,
+        problem_logs,
+        prune_logs,
+    )
+
+    logs = problem_logs()
+    if args.clear:
+        n = prune_logs(keep_days=0, keep_files=0)
+        print(f"Deleted {n} problem log(s) from {log_dir()}.")
+        return 0
+    print(
+        f"{len(logs)} problem log(s) in {log_dir()} (private to you; they may quote patients' "
+        f"values; kept {LOG_KEEP_DAYS} days, at most {LOG_KEEP_FILES}; "
+        "`python -m analysis logs --clear` deletes them)."
+    )
+    for p in logs:
+        print(f"  {p.name}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -457,6 +488,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-different",
         action="store_true",
         help="combine sites whose parameters differ (every output says so)",
+    )
+    sp.add_argument(
+        "--scenario",
+        metavar="NAME",
+        help="the scenario whose runs are pooled at every site (default: the runs with the "
+        "paper's definitions)",
+    )
+    sp.add_argument(
+        "--disclosure",
+        choices=["auto", "opensafely", "ohdsi", "datashield", "off"],
+        help="the network's disclosure rule (default auto: OpenSAFELY's for data not marked "
+        "synthetic); the strictest of it and the sites' rules is applied to every count",
+    )
+    sp.add_argument(
+        "--not-for-release",
+        action="store_true",
+        help="combine sites that are NOT FOR RELEASE or under a weaker rule; every output is "
+        "then stamped NOT FOR RELEASE",
     )
     sp.set_defaults(func=cmd_combine)
 
@@ -523,6 +572,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="postgresql://user@host:port/db[?schema=NAME] (password from PGPASSWORD)",
     )
     sp.set_defaults(func=cmd_load)
+
+    sp = sub.add_parser(
+        "logs", help="where the problem logs of failed runs on real data are; --clear deletes them"
+    )
+    sp.add_argument("--clear", action="store_true", help="delete every problem log")
+    sp.set_defaults(func=cmd_logs)
 
     sp = sub.add_parser("rerun", help="repeat a batch run from its manifest and check its tables")
     sp.add_argument("manifest", help="a run's manifest.json")

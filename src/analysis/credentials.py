@@ -84,20 +84,69 @@ def refuse_passwords(values: dict, source: str) -> None:
         )
 
 
+LOG_KEEP_DAYS = 30
+"""A problem log older than this many days is deleted at the next log written."""
+LOG_KEEP_FILES = 50
+"""At most this many problem logs are kept (the newest)."""
+
+
 def log_dir() -> Path:
-    """Where problems with real data are logged: outside every report folder."""
+    """Where problems with real data are logged: outside every report folder
+    (``ANALYSIS_LOG_DIR``, else ``$XDG_CACHE_HOME/analysis/logs``, else
+    ``~/.cache/analysis/logs``)."""
     base = os.environ.get("ANALYSIS_LOG_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "analysis", "logs"
     )
     return Path(base)
 
 
-def write_problem_log(text: str, what: str) -> Path:
+def _private_log_dir() -> Path:
+    """The log folder, created (or narrowed to) 0700: it holds values of real patients."""
     d = log_dir()
-    d.mkdir(parents=True, exist_ok=True)
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if d.is_symlink():
+        raise AnalysisError(
+            f"The log folder {d} is a symbolic link; refused (set ANALYSIS_LOG_DIR)."
+        )
+    os.chmod(d, 0o700)
+    return d
+
+
+def problem_logs() -> list[Path]:
+    """The problem logs kept, oldest first."""
+    d = log_dir()
+    if not d.is_dir():
+        return []
+    logs = [p for p in d.glob("*.log") if p.is_file() and not p.is_symlink()]
+    return sorted(logs, key=lambda p: (p.stat().st_mtime, p.name))
+
+
+def prune_logs(*, keep_days: int = LOG_KEEP_DAYS, keep_files: int = LOG_KEEP_FILES) -> int:
+    """Delete problem logs older than ``keep_days`` days and all but the newest
+    ``keep_files``; returns how many were deleted (``keep_files=0``: all of them)."""
+    import time
+
+    logs = problem_logs()
+    cutoff = time.time() - keep_days * 86400
+    old = [p for p in logs if p.stat().st_mtime < cutoff]
+    rest = [p for p in logs if p not in old]
+    extra = rest[: max(0, len(rest) - keep_files)]
+    for p in old + extra:
+        p.unlink(missing_ok=True)
+    for p in rest[len(extra) :]:  # logs written before they were private
+        if p.stat().st_mode & 0o077:
+            os.chmod(p, 0o600)
+    return len(old) + len(extra)
+
+
+def write_problem_log(text: str, what: str) -> Path:
+    """Write a problem log (0600, in a 0700 folder) and prune the old ones."""
+    from analysis.files import write_private
+
+    d = _private_log_dir()
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    path = d / f"{what}-{stamp}.log"
-    path.write_text(text + "\n", encoding="utf-8")
+    path = write_private(d / f"{what}-{stamp}.log", text + "\n")
+    prune_logs()
     return path
 
 

@@ -20,9 +20,18 @@ import numpy as np
 from analysis.errors import AnalysisError
 
 
+def _sql_text(value, what: str) -> str:
+    text = str(value)
+    if "\x00" in text:
+        raise AnalysisError(f"A {what} holds a NUL character: {text[:40]!r}; refused.")
+    return text
+
+
 def sql_literal(value) -> str:
-    """A SQL string literal (single quotes doubled): the one quoting helper of the package."""
-    return "'" + str(value).replace("'", "''") + "'"
+    """A SQL string literal (single quotes doubled; a NUL refused): with
+    :func:`sql_identifier`, the one way text from outside (a path, a sheet, a code, a
+    reader option) enters SQL where a bound parameter cannot (a view, ATTACH, COPY)."""
+    return "'" + _sql_text(value, "SQL text value").replace("'", "''") + "'"
 
 
 def sql_list(values) -> str:
@@ -32,7 +41,7 @@ def sql_list(values) -> str:
 
 def sql_identifier(name) -> str:
     """A quoted SQL identifier (double quotes doubled)."""
-    return '"' + str(name).replace('"', '""') + '"'
+    return '"' + _sql_text(name, "SQL name").replace('"', '""') + '"'
 
 
 def is_url(location) -> bool:

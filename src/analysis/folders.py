@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from analysis.errors import AnalysisError
+from analysis.files import atomic_write_text
 
 RECORD = ".written-by-analysis"
 
@@ -33,7 +34,9 @@ def record_written(folder: Path, by: str) -> None:
     files = {
         p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != RECORD
     }
-    (folder / RECORD).write_text(json.dumps({"written_by": by, "files": files}, indent=1) + "\n")
+    atomic_write_text(
+        folder / RECORD, json.dumps({"written_by": by, "files": files}, indent=1) + "\n"
+    )
 
 
 def not_ours(folder: Path) -> list[str]:

@@ -42,6 +42,7 @@ from analysis.engines import sql_identifier as _q
 from analysis.engines import sql_list
 from analysis.engines import sql_literal as _lit
 from analysis.errors import AnalysisError, nearest_name
+from analysis.files import atomic_write_text
 
 SEX_CODES = {
     "F": "F",
@@ -60,7 +61,7 @@ SEX_CODES = {
 }
 DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y%m%d", "%Y/%m/%d", "%m/%d/%Y")
 MAX_LISTED = 20
-TABLE_KEYS = {"files", "columns", "constants", "values", "date_format", "csv", "sheet", "_workdir"}
+TABLE_KEYS = {"files", "columns", "constants", "values", "date_format", "csv", "sheet"}
 
 
 def publish(tmp: Path, into: Path, *, source_hint: str = "") -> None:
@@ -123,14 +124,11 @@ def map_icd10(
 
 
 def _load_mapping(path: Path) -> dict:
-    import yaml
+    from analysis.inputs import read_yaml
 
-    if not path.exists():
-        raise AnalysisError(f"Mapping file {path} does not exist.")
-    try:
-        m = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise AnalysisError(f"Mapping file {path} is not valid YAML: {exc}") from None
+    m = read_yaml(path, "Mapping file") or {}
+    if not isinstance(m, dict):
+        raise AnalysisError(f"Mapping file {path} must hold a mapping (extract_date, tables, ...).")
     problems = []
     allowed = {"extract_date", "code_system", "icd10_map", "tables", "description"}
     for k in m:
@@ -164,6 +162,15 @@ def _load_mapping(path: Path) -> dict:
                     f"{path}: tables.{t}: unknown key {k!r}"
                     + (f" (did you mean {hint!r}?)" if hint else "")
                 )
+        if "csv" in spec:
+            try:
+                csv_options(spec["csv"], Path(f"(tables.{t})"))
+            except AnalysisError as exc:
+                problems.append(f"{path}: tables.{t}: {exc}")
+        if "sheet" in spec and (
+            isinstance(spec["sheet"], bool) or not isinstance(spec["sheet"], str | int)
+        ):
+            problems.append(f"{path}: tables.{t}: sheet must be a sheet's name or its number")
         names = {c.name for c in SCHEMA[t]}
         given = set(spec.get("columns") or {}) | set(spec.get("constants") or {})
         for c in given - names:
@@ -188,6 +195,57 @@ def _load_mapping(path: Path) -> dict:
     return m
 
 
+CSV_OPTIONS = {
+    "delimiter": "one character that separates the columns (default ',', a tab for .tsv)",
+    "quote": "one character that quotes a value (default '\"')",
+    "encoding": "the file's text encoding, e.g. latin-1 (default utf-8)",
+}
+"""The options a mapping's ``csv:`` may give, each with what it takes; any other is refused."""
+
+
+def csv_options(given, path: Path) -> dict:
+    """A mapping's ``csv:`` options for ``path``, checked against :data:`CSV_OPTIONS`
+    (typed values; an unknown option is refused by name, the nearest named)."""
+    import codecs
+
+    given = {} if given is None else given
+    where = f"Mapping for source file {path}: csv"
+    if not isinstance(given, dict):
+        raise AnalysisError(f"{where} must be a mapping of option: value.")
+    problems = []
+    for k in given:
+        if k not in CSV_OPTIONS:
+            hint = nearest_name(str(k), sorted(CSV_OPTIONS))
+            problems.append(
+                f"{where}: unknown option {str(k)[:40]!r}"
+                + (f" (did you mean {hint!r}?)" if hint else "")
+                + f"; the options are {', '.join(CSV_OPTIONS)}"
+            )
+    out = {"quote": '"', "encoding": "utf-8"}
+    for k in ("delimiter", "quote"):
+        if k in given:
+            v = given[k]
+            if not isinstance(v, str) or len(v) != 1 or v in "\r\n\x00":
+                problems.append(f"{where}.{k}: expected {CSV_OPTIONS[k]}, got {str(v)[:40]!r}")
+            else:
+                out[k] = v
+    if "encoding" in given:
+        v = given["encoding"]
+        try:
+            if not isinstance(v, str):
+                raise LookupError(v)
+            out["encoding"] = codecs.lookup(v).name.replace("_", "-")
+        except LookupError:
+            problems.append(
+                f"{where}.encoding: expected {CSV_OPTIONS['encoding']}, got {str(v)[:40]!r}"
+            )
+    if out.get("delimiter") == out["quote"]:
+        problems.append(f"{where}: the delimiter and the quote must differ")
+    if problems:
+        raise AnalysisError("\n".join(problems))
+    return out
+
+
 def _read_source(con, path: Path, spec: dict, view: str) -> None:
     """Register a source file as a DuckDB view of text columns with a row number."""
     if not path.exists():
@@ -197,8 +255,8 @@ def _read_source(con, path: Path, spec: dict, view: str) -> None:
     suffix = path.suffix.lower()
     try:
         if suffix in (".csv", ".txt", ".tsv"):
-            opts = spec.get("csv") or {}
-            enc = str(opts.get("encoding", "utf-8")).lower().replace("_", "-")
+            opts = csv_options(spec.get("csv"), path)
+            enc = opts["encoding"]
             src = path
             if enc not in ("utf-8", "utf8"):
                 # a UTF-8 copy inside the import's own temporary folder (removed with it)
@@ -215,8 +273,8 @@ def _read_source(con, path: Path, spec: dict, view: str) -> None:
                     ) from None
             delim = opts.get("delimiter", "\t" if suffix == ".tsv" else ",")
             rel = (
-                f"read_csv('{src}', header=true, all_varchar=true, delim='{delim}', "
-                "quote='\"', strict_mode=true, max_line_size=10000000)"
+                f"read_csv({_lit(src)}, header=true, all_varchar=true, delim={_lit(delim)}, "
+                f"quote={_lit(opts['quote'])}, strict_mode=true, max_line_size=10000000)"
             )
             con.execute(
                 f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT *, row_number() OVER () AS __row "
@@ -225,7 +283,8 @@ def _read_source(con, path: Path, spec: dict, view: str) -> None:
         elif suffix == ".parquet":
             con.execute(
                 f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * EXCLUDE (file_row_number), "
-                f"file_row_number + 1 AS __row FROM read_parquet('{path}', file_row_number=true)"
+                "file_row_number + 1 AS __row FROM "
+                f"read_parquet({_lit(path)}, file_row_number=true)"
             )
         elif suffix in (".xlsx", ".xlsm"):
             import pandas as pd
@@ -276,6 +335,55 @@ def _coding_report(con, table: str, raw: str, read: str, where: str | None = Non
         f"WHERE {where or raw} IS NOT NULL GROUP BY ALL ORDER BY n DESC, s LIMIT 20"
     ).fetchall()
     return [{"source": s, "read_as": r, "rows": int(n)} for s, r, n in rows]
+
+
+def _date_formats(con, table: str, column: str, expr: str, excel: bool, src_col: str):
+    """The one format a date column is read with, chosen from the values themselves:
+    ``(formats, problem)``. A format that reads every non-empty value is the column's;
+    where two read every value but give different dates (05/08/2012: 5 August or 8 May),
+    or none reads them all, the column is not guessed: ``problem`` says so, with values
+    that read both ways and the ``date_format`` to set. In an Excel source, ISO dates
+    (native date cells) are accepted besides and do not take part in the choice."""
+    iso = " OR ".join(f"try_strptime({expr}, {_lit(f)}) IS NOT NULL" for f in ISO_FORMATS)
+    scope = f"{expr} IS NOT NULL" + (f" AND NOT ({iso})" if excel else "")
+    counts = con.execute(
+        "SELECT count(*), "
+        + ", ".join(
+            f"count(*) FILTER (WHERE try_strptime({expr}, {_lit(f)}) IS NOT NULL)"
+            for f in DATE_FORMATS
+        )
+        + f" FROM raw_{table} WHERE {scope}"
+    ).fetchone()
+    n, fits = counts[0], dict(zip(DATE_FORMATS, counts[1:], strict=True))
+    extra = list(ISO_FORMATS) if excel else []
+    where = f"{table}.{column} (source column {src_col})"
+    if n == 0:
+        return list(dict.fromkeys([DATE_FORMATS[0], *extra])), None
+    every = [f for f in DATE_FORMATS if fits[f] == n]
+    if len(every) == 1:
+        return list(dict.fromkeys([every[0], *extra])), None
+    if not every:
+        best = max(DATE_FORMATS, key=lambda f: fits[f])
+        return list(dict.fromkeys([best, *extra])), (
+            f"{where}: no one date format reads every value ({n} values; {best} reads "
+            f"{fits[best]}); the rows it does not read are listed below. Set date_format "
+            "in the mapping to the format the extract uses."
+        )
+    first, *others = every
+    for other in others:
+        differ = con.execute(
+            f"SELECT DISTINCT {expr} FROM raw_{table} WHERE {scope} AND "
+            f"try_strptime({expr}, {_lit(first)}) <> try_strptime({expr}, {_lit(other)}) "
+            f"ORDER BY 1 LIMIT 5"
+        ).fetchall()
+        if differ:
+            shown = ", ".join(repr(v) for (v,) in differ)
+            return list(dict.fromkeys([first, *extra])), (
+                f"{where}: the dates can be read as {first} or as {other}, which give "
+                f"different dates for {shown}...; the import does not guess. Set date_format "
+                f'in the mapping (date_format: "{first}" or date_format: "{other}").'
+            )
+    return list(dict.fromkeys([first, *extra])), None
 
 
 def import_extract(mapping: str | Path, into: str | Path) -> dict:
@@ -369,11 +477,15 @@ def import_extract(mapping: str | Path, into: str | Path) -> dict:
                 if col.kind in ("date", "optional_date"):
                     excel = any(str(f).lower().endswith((".xlsx", ".xlsm")) for f in files)
                     # native Excel date cells arrive as ISO dates: accepted besides date_format
-                    formats = list(
-                        dict.fromkeys(
-                            [*([fmt] if fmt else DATE_FORMATS), *(ISO_FORMATS if excel else ())]
+                    if fmt:
+                        formats = list(dict.fromkeys([fmt, *(ISO_FORMATS if excel else ())]))
+                    else:
+                        formats, ambiguous = _date_formats(
+                            con, table, c, expr, excel, cols.get(c, "constant")
                         )
-                    )
+                        if ambiguous:
+                            problems.insert(0, ambiguous)
+                            n_problems += 1
                     parsed = (
                         "coalesce("
                         + ", ".join(f"try_strptime({expr}, {_lit(f)})" for f in formats)
@@ -401,8 +513,9 @@ def import_extract(mapping: str | Path, into: str | Path) -> dict:
                             f"{expr} IS NOT NULL AND {parsed} IS NULL",
                             f"a date in the format {fmt} (the mapping's date_format)"
                             if fmt
-                            else "a date (ISO, DD/MM/YYYY, YYYYMMDD...; for another format set "
-                            'date_format in the mapping, e.g. date_format: "%d.%m.%y")',
+                            else f"a date in the format {formats[0]} (read from the column's "
+                            "values; for another format set date_format in the mapping, e.g. "
+                            'date_format: "%d.%m.%y")',
                         )
                     )
                     expr = f"CAST({parsed} AS DATE)"
@@ -460,8 +573,10 @@ def import_extract(mapping: str | Path, into: str | Path) -> dict:
                 query = map_icd10(con, query, tmp, report, map_path)
             if not problems:
                 out = tmp / f"{table}.parquet"
-                con.execute(f"COPY ({query}) TO '{out}' (FORMAT parquet, COMPRESSION zstd)")
-                report["tables"][table] = con.execute(f"SELECT count(*) FROM '{out}'").fetchone()[0]
+                con.execute(f"COPY ({query}) TO {_lit(out)} (FORMAT parquet, COMPRESSION zstd)")
+                report["tables"][table] = con.execute(
+                    f"SELECT count(*) FROM read_parquet({_lit(out)})"
+                ).fetchone()[0]
         if problems:
             more = n_problems - len(problems[:MAX_LISTED])
             raise AnalysisError(
@@ -473,8 +588,10 @@ def import_extract(mapping: str | Path, into: str | Path) -> dict:
         meta = {"synthetic": False, "imported_from": mapping.name, "diagnosis_vocabulary": "ICD9CM"}
         if m.get("extract_date"):
             meta["extract_date"] = str(m["extract_date"])
-        (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
-        (tmp / "import_report.json").write_text(json.dumps(report, indent=2, default=int) + "\n")
+        atomic_write_text(tmp / "dataset.json", json.dumps(meta, indent=2) + "\n")
+        atomic_write_text(
+            tmp / "import_report.json", json.dumps(report, indent=2, default=int) + "\n"
+        )
         publish(
             tmp,
             into,

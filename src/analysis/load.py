@@ -11,7 +11,7 @@ from pathlib import Path
 
 from analysis.contract import TABLES, pg_columns
 from analysis.data import open_database
-from analysis.engines import PostgresConnection, redact
+from analysis.engines import PostgresConnection, redact, sql_identifier
 from analysis.errors import AnalysisError
 
 
@@ -34,12 +34,12 @@ def load_into(folder: str | Path, url: str) -> dict:
     try:
         with pg.conn.transaction(), tempfile.TemporaryDirectory() as tmp:
             cur = pg.conn.cursor()
-            cur.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {sql_identifier(schema)}")
             for t in TABLES:
                 cols = pg_columns(t, id_type)
-                cur.execute(f'DROP TABLE IF EXISTS "{schema}"."{t}"')
+                cur.execute(f"DROP TABLE IF EXISTS {sql_identifier(schema)}.{sql_identifier(t)}")
                 cur.execute(
-                    f'CREATE TABLE "{schema}"."{t}" ('
+                    f"CREATE TABLE {sql_identifier(schema)}.{sql_identifier(t)} ("
                     + ", ".join(f'"{c}" {typ}' for c, typ in cols)
                     + ")"
                 )
@@ -49,23 +49,32 @@ def load_into(folder: str | Path, url: str) -> dict:
                     f"COPY (SELECT {names} FROM {t}) TO '{csv_path}' (HEADER false, DELIMITER ',')"
                 )
                 with (
-                    cur.copy(f'COPY "{schema}"."{t}" ({names}) FROM STDIN WITH (FORMAT csv)') as cp,
+                    cur.copy(
+                        f"COPY {sql_identifier(schema)}.{sql_identifier(t)} ({names}) "
+                        "FROM STDIN WITH (FORMAT csv)"
+                    ) as cp,
                     open(csv_path, "rb") as fh,
                 ):
                     for block in iter(lambda: fh.read(1 << 20), b""):
                         cp.write(block)
-                counts[t] = cur.execute(f'SELECT count(*) FROM "{schema}"."{t}"').fetchone()[0]
-            cur.execute(f'DROP TABLE IF EXISTS "{schema}".dataset_metadata')
+                counts[t] = cur.execute(
+                    f"SELECT count(*) FROM {sql_identifier(schema)}.{sql_identifier(t)}"
+                ).fetchone()[0]
+            cur.execute(f"DROP TABLE IF EXISTS {sql_identifier(schema)}.dataset_metadata")
             cur.execute(
-                f'CREATE TABLE "{schema}".dataset_metadata (key TEXT PRIMARY KEY, value TEXT)'
+                f"CREATE TABLE {sql_identifier(schema)}.dataset_metadata "
+                "(key TEXT PRIMARY KEY, value TEXT)"
             )
             for k, v in src.metadata.items():
                 cur.execute(
-                    f'INSERT INTO "{schema}".dataset_metadata VALUES (%s, %s)', (k, json.dumps(v))
+                    f"INSERT INTO {sql_identifier(schema)}.dataset_metadata VALUES (%s, %s)",
+                    (k, json.dumps(v)),
                 )
             for t in TABLES[1:]:
-                cur.execute(f'CREATE INDEX ON "{schema}"."{t}" (patient_id)')
-            cur.execute(f'ANALYZE "{schema}".patients')
+                cur.execute(
+                    f"CREATE INDEX ON {sql_identifier(schema)}.{sql_identifier(t)} (patient_id)"
+                )
+            cur.execute(f"ANALYZE {sql_identifier(schema)}.patients")
     finally:
         src.close()
         pg.close()

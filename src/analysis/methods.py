@@ -553,10 +553,10 @@ def write_batch_methods(batch, results: list[dict]) -> list[str]:
         return []
     body = doc.sections["results"]
     md = f"# {doc.title}\n\n{body}\n"
-    atomic_write_text(batch.out / "methods.md", md)
+    atomic_write_text(batch.out / "methods.md", md, within=batch.out)
     page = Methods({}, title=doc.title)
     html = page.html().replace("</body>", _md_to_html(body) + "</body>")
-    atomic_write_text(batch.out / "methods.html", html)
+    atomic_write_text(batch.out / "methods.html", html, within=batch.out)
     return ["methods.md", "methods.html"]
 
 

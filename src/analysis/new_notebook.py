@@ -11,7 +11,7 @@ from pathlib import Path
 from analysis import paths
 from analysis.errors import AnalysisError
 
-NAME = re.compile(r"^(?:(\d\d)_)?([a-z][a-z0-9_]{1,40})$")
+NAME = re.compile(r"(?:(\d\d)_)?([a-z][a-z0-9_]{1,40})")  # matched whole (fullmatch)
 
 TEMPLATE = """# ---
 # jupyter:
@@ -97,7 +97,7 @@ def create_notebook(name: str, folder: Path | None = None) -> list[Path]:
     from analysis.methods import HEADINGS
 
     folder = Path(folder or paths.NOTEBOOKS)
-    m = NAME.match(name)
+    m = NAME.fullmatch(name)
     if not m:
         raise AnalysisError(
             f"Notebook name {name[:40]!r}: use lower-case letters, digits and _ (for example "

@@ -18,6 +18,7 @@ import pandas as pd
 
 from analysis import paths, style
 from analysis.errors import AnalysisError
+from analysis.files import atomic_write_text
 from analysis.outputs import write_csv  # noqa: F401  (re-exported)
 from analysis.params import Params, check_names
 
@@ -239,11 +240,9 @@ class NotebookRun:
             "tables": self.tables,
             "figures": self.figures,
         }
-        target = self.out / "disclosure.json"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(".disclosure.json.tmp")
-        tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, target)
+        atomic_write_text(
+            self.out / "disclosure.json", json.dumps(record, indent=2, sort_keys=True) + "\n"
+        )
 
     @property
     def run_name(self) -> str:

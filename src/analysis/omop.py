@@ -44,7 +44,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from analysis.engines import sql_identifier, sql_literal
 from analysis.errors import AnalysisError
+from analysis.files import atomic_write_text
 
 PAIN_SCORE_CODES = ("72514-3",)
 OMOP_TABLES = (
@@ -75,7 +77,7 @@ def _attach(con, source: Path) -> dict[str, str]:
     schema); returns the tables found (lower-case name -> where)."""
     found = {}
     if source.is_file() and source.suffix.lower() in (".duckdb", ".db"):
-        con.execute(f"ATTACH '{source}' AS omop_src (READ_ONLY)")
+        con.execute(f"ATTACH {sql_literal(source)} AS omop_src (READ_ONLY)")
         rows = con.execute(
             "SELECT table_schema, table_name FROM information_schema.tables "
             "WHERE table_catalog = 'omop_src'"
@@ -83,7 +85,7 @@ def _attach(con, source: Path) -> dict[str, str]:
         for schema, name in rows:
             key = name.lower()
             if key in OMOP_TABLES + VOCAB_TABLES and key not in found:
-                found[key] = f'omop_src."{schema}"."{name}"'
+                found[key] = f"omop_src.{sql_identifier(schema)}.{sql_identifier(name)}"
                 con.execute(
                     f"CREATE TEMP VIEW omop_{key} AS SELECT *, row_number() OVER () AS __row "
                     f"FROM {found[key]}"
@@ -93,9 +95,9 @@ def _attach(con, source: Path) -> dict[str, str]:
         if key not in OMOP_TABLES + VOCAB_TABLES:
             continue
         reader = (
-            f"read_parquet('{p}')"
+            f"read_parquet({sql_literal(p)})"
             if p.suffix.lower() == ".parquet"
-            else f"read_csv('{p}', header=true, all_varchar=true)"
+            else f"read_csv({sql_literal(p)}, header=true, all_varchar=true)"
         )
         try:
             con.execute(
@@ -145,7 +147,7 @@ def import_omop(
             "unknown (OMOP exports often hold SNOMED CT codes there). Give it with --code-system "
             "icd9cm|icd10|icd10cm|snomed; nothing was imported."
         )
-    codes = ", ".join(f"'{c}'" for c in pain_codes)
+    codes = ", ".join(sql_literal(c) for c in pain_codes)
     queries = {
         "patients": """
             SELECT CAST(p.person_id AS BIGINT) AS patient_id,
@@ -226,16 +228,19 @@ def import_omop(
             if table == "diagnoses":
                 q = _diagnoses_sql(con, found, code_system, tmp, report)
             con.execute(
-                f"COPY ({q}) TO '{tmp / (table + '.parquet')}' (FORMAT parquet, COMPRESSION zstd)"
+                f"COPY ({q}) TO {sql_literal(tmp / (table + '.parquet'))} "
+                "(FORMAT parquet, COMPRESSION zstd)"
             )
             report["tables"][table] = con.execute(
-                f"SELECT count(*) FROM '{tmp / (table + '.parquet')}'"
+                f"SELECT count(*) FROM read_parquet({sql_literal(tmp / (table + '.parquet'))})"
             ).fetchone()[0]
         meta = {"synthetic": False, "imported_from": "OMOP CDM", "diagnosis_vocabulary": "ICD9CM"}
         if report["unmapped_diagnoses"]:
             meta["unmapped_diagnoses"] = report["unmapped_diagnoses"]
-        (tmp / "dataset.json").write_text(json.dumps(meta) + "\n")
-        (tmp / "import_report.json").write_text(json.dumps(report, indent=2, default=int) + "\n")
+        atomic_write_text(tmp / "dataset.json", json.dumps(meta) + "\n")
+        atomic_write_text(
+            tmp / "import_report.json", json.dumps(report, indent=2, default=int) + "\n"
+        )
         from analysis.importer import publish
 
         publish(
@@ -271,7 +276,7 @@ def _diagnoses_sql(con, found: dict, code_system: str | None, tmp: Path, report:
             if "condition_concept_id" in cols
             else "NULL"
         )
-        vocab = f"coalesce(cs.vocabulary_id, cc.vocabulary_id, '{default}')"
+        vocab = f"coalesce(cs.vocabulary_id, cc.vocabulary_id, {sql_literal(default)})"
         joins = (
             f"LEFT JOIN omop_concept cs ON TRY_CAST(cs.concept_id AS BIGINT) = {src} AND {src} <> "
             f"0 "
@@ -279,7 +284,7 @@ def _diagnoses_sql(con, found: dict, code_system: str | None, tmp: Path, report:
         )
         concept = f"CASE WHEN cs.vocabulary_id IS NOT NULL THEN {src} ELSE {std} END"
     else:
-        vocab, joins, concept = f"'{default}'", "", "NULL"
+        vocab, joins, concept = sql_literal(default), "", "NULL"
     con.execute(f"""CREATE OR REPLACE TEMP TABLE dx_all AS
         SELECT CAST(co.person_id AS BIGINT) AS patient_id, CAST(co.condition_start_date AS DATE) AS
         date,

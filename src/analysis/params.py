@@ -324,15 +324,10 @@ def _type_name(hint) -> str:
 
 def read_params_file(path: str | Path) -> dict:
     """The overrides a YAML parameter file holds (names checked, passwords refused)."""
-    import yaml
+    from analysis.inputs import read_yaml
 
     path = Path(path)
-    if not path.exists():
-        raise AnalysisError(f"Parameter file {path} does not exist.")
-    try:
-        loaded = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise AnalysisError(f"Parameter file {path} is not valid YAML: {exc}") from None
+    loaded = read_yaml(path, "Parameter file") or {}
     if not isinstance(loaded, dict):
         raise AnalysisError(f"Parameter file {path} must hold a mapping of name: value.")
     from analysis.credentials import refuse_passwords_in

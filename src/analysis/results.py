@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
+
+from analysis.files import atomic_write_text
 
 COLUMNS = (
     "run",
@@ -161,47 +164,157 @@ def write_results(rows: list[dict], target: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------- combine
-def read_site(folder: Path) -> dict:
-    """One site's results: its units (practices when it has a practices run, else the site
-    as one unit) with released counts, and the definitions its runs used."""
+MAX_RESULTS_BYTES = 50_000_000
+"""Largest results.csv or manifest.json a site may send."""
+
+
+def _read_json(path: Path) -> dict:
+    """A site's manifest, parsed (a JSON object of a sane size, not through a link)."""
     from analysis.errors import AnalysisError
 
-    files = sorted(Path(folder).rglob("results.csv"))
-    if not files:
+    if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_RESULTS_BYTES:
+        raise AnalysisError(f"{path}: not a run manifest (a link, not a file, or too large).")
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AnalysisError(f"{path} is not a run manifest ({exc}).") from None
+    if not isinstance(m, dict):
+        raise AnalysisError(f"{path} is not a run manifest (not a JSON object).")
+    return m
+
+
+def _site_runs(folder: Path) -> list[dict]:
+    """The finished runs of a site's report folder that wrote results: their manifest and
+    their results.csv (links and oversized files refused)."""
+    from analysis.errors import AnalysisError
+
+    runs = []
+    for f in sorted(Path(folder).rglob("results.csv")):
+        if f.is_symlink() or any(
+            p.is_symlink() for p in f.relative_to(folder).parents if p != Path(".")
+        ):
+            raise AnalysisError(f"{f}: a symbolic link in a site's folder; refused.")
+        man = f.parent / "manifest.json"
+        m = _read_json(man) if man.exists() else {}
+        if m.get("status") not in (None, "ok"):
+            continue
+        if f.stat().st_size > MAX_RESULTS_BYTES:
+            raise AnalysisError(f"{f}: larger than a results table ({MAX_RESULTS_BYTES:,} bytes).")
+        runs.append({"file": f, "manifest": m})
+    return runs
+
+
+def _definitions(params: dict) -> dict:
+    return {k: v for k, v in params.items() if k not in _NOT_DEFINITIONS}
+
+
+def _paper_definitions() -> dict:
+    from analysis.params import Params
+
+    return _definitions(Params().to_dict())
+
+
+def read_site(folder: Path, scenario: str | None = None) -> dict:
+    """One site's results for ``scenario`` (default: the runs whose definitions are the
+    paper's): its units (practices when it has a practices run, else the site as one unit)
+    with released counts, the definitions and parameters the runs used, and the site's
+    disclosure rule and release status as its manifests say."""
+    from analysis.errors import AnalysisError
+    from analysis.outputs import disclosure
+    from analysis.params import Params
+
+    folder = Path(folder)
+    name = folder.name
+    runs = _site_runs(folder)
+    if not runs:
         raise AnalysisError(
             f"{folder}: no results.csv (a report folder written by a batch of this version)."
         )
-    practices, overall, params, rules = {}, {}, {}, set()
-    for f in files:
-        man = f.parent / "manifest.json"
-        m = json.loads(man.read_text()) if man.exists() else {}
-        if m.get("status") not in (None, "ok"):
-            continue
+    scenarios = sorted({str(r["manifest"].get("scenario", "")) for r in runs})
+    if scenario is not None:
+        chosen = [r for r in runs if r["manifest"].get("scenario") == scenario]
+        if not chosen:
+            raise AnalysisError(
+                f"Site {name}: no run of scenario {scenario!r}; its scenarios: "
+                f"{', '.join(scenarios)}."
+            )
+    else:
+        paper = _paper_definitions()
+        matching = sorted(
+            {
+                r["manifest"].get("scenario", "")
+                for r in runs
+                if _definitions(
+                    Params.from_mapping(
+                        {
+                            k: v
+                            for k, v in (r["manifest"].get("resolved_parameters") or {}).items()
+                            if k in Params.names()
+                        }
+                    ).to_dict()
+                )
+                == paper
+            }
+        )
+        if not matching:
+            raise AnalysisError(
+                f"Site {name}: no run uses the paper's definitions; choose a scenario with "
+                f"--scenario (its scenarios: {', '.join(scenarios)})."
+            )
+        scenario = matching[0]  # their counts are the same: the definitions are
+        chosen = [r for r in runs if r["manifest"].get("scenario", "") == scenario]
+    practices, overall, params = {}, {}, {}
+    rules, releases, synthetic = set(), set(), []
+    sources = {r["manifest"].get("data_source") for r in chosen}
+    for r in chosen:
+        m = r["manifest"]
         p = m.get("resolved_parameters") or {}
-        with f.open(newline="", encoding="utf-8") as fh:
+        synthetic.append(m.get("data_is_synthetic") is True)
+        releases.add(m.get("release"))
+        typed = Params.from_mapping({k: v for k, v in p.items() if k in Params.names()})
+        rules.add(disclosure.resolve(typed, m.get("data_is_synthetic") is True))
+        prefix = f"{m.get('data_source')}/" if len(sources) > 1 else ""
+        with r["file"].open(newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
-        for r in rows:
-            if r["disclosure"] not in ("no rule",):
-                rules.add(r["disclosure"])
-            if r["group"] == "practice" and r["variable"] in ("population.n", "pain.n", "target.n"):
-                practices.setdefault(r["stratum"], {})[r["variable"]] = _int(r["value"])
+        for row in rows:
+            variable = row.get("variable")
+            if variable not in ("population.n", "pain.n", "target.n"):
+                continue
+            if row.get("group") == "practice":
+                practices.setdefault(prefix + str(row.get("stratum")), {})[variable] = _int(
+                    row.get("value")
+                )
                 params.setdefault("practices", p)
-            elif r["group"] == "all" and r["variable"] in ("population.n", "pain.n", "target.n"):
-                overall.setdefault(r["variable"], _int(r["value"]))
+            elif row.get("group") == "all":
+                overall.setdefault(prefix, {}).setdefault(variable, _int(row.get("value")))
                 params.setdefault("all", p)
-    name = Path(folder).name
     if practices:
         units = {f"{name}/{k}": v for k, v in sorted(practices.items())}
         used = params["practices"]
     else:
-        units = {name: overall}
+        units = {f"{name}/{k}".rstrip("/"): v for k, v in sorted(overall.items())}
         used = params.get("all", {})
-    defs = {k: v for k, v in used.items() if k not in _NOT_DEFINITIONS}
-    return {"name": name, "units": units, "definitions": defs, "parameters": used}
+    is_synthetic = bool(synthetic) and all(synthetic)
+    not_for_release = disclosure.NOT_FOR_RELEASE in releases or any(
+        r is not None and not r.for_release for r in rules
+    )
+    return {
+        "name": name,
+        "scenario": scenario,
+        "units": units,
+        "definitions": _definitions(used),
+        "parameters": used,
+        "synthetic": is_synthetic,
+        "rules": rules,
+        "not_for_release": not_for_release and not is_synthetic,
+    }
 
 
 def _int(v):
-    return None if v in ("", None) else int(round(float(v)))
+    try:
+        return None if v in ("", None) else int(round(float(v)))
+    except (TypeError, ValueError):
+        return None
 
 
 def different_definitions(sites: list[dict]) -> list[str]:
@@ -216,8 +329,82 @@ def different_definitions(sites: list[dict]) -> list[str]:
     return out
 
 
-def combine(folders, into, *, allow_different: bool = False) -> dict:
-    """Combine several sites' report folders into one network view (see the module)."""
+def _weaker(rule, than) -> bool:
+    """Whether ``rule`` (None: off) releases what ``than`` would withhold or round."""
+    if than is None:
+        return False
+    if rule is None:
+        return True
+    return rule.threshold < than.threshold or rule.round_to % than.round_to != 0
+
+
+def strictest_rule(rules):
+    """One rule at least as strict as each of ``rules`` (None: off): the highest threshold
+    and the least common multiple of the roundings."""
+    from analysis.outputs.disclosure import Rule
+
+    rules = [r for r in rules if r is not None]
+    if not rules:
+        return None
+    if len({(r.threshold, r.round_to) for r in rules}) == 1:
+        return sorted(rules, key=lambda r: r.name)[0]
+    threshold = max(r.threshold for r in rules)
+    round_to = math.lcm(*(r.round_to for r in rules))
+    names = " + ".join(sorted({r.name for r in rules}))
+    return Rule(f"strictest of {names}", threshold=threshold, round_to=round_to)
+
+
+def _shown(v, fmt: str = "{:.2f}") -> str:
+    """A value for a sentence: ``withheld`` where it is missing (never ``nan``)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "withheld"
+    return fmt.format(v)
+
+
+def _network_rule(sites, rule_name: str, not_for_release: bool):
+    """The rule the combination applies, and the sites that make it NOT FOR RELEASE; a
+    site that is NOT FOR RELEASE, or released under a weaker rule than the network's, is
+    refused by name unless ``not_for_release``."""
+    from analysis.errors import AnalysisError
+    from analysis.outputs import disclosure
+
+    synthetic = all(s["synthetic"] for s in sites)
+    network = disclosure.resolve(rule_name, synthetic)
+    unreleased = []
+    for s in sites:
+        if s["synthetic"]:
+            continue
+        if s["not_for_release"]:
+            unreleased.append(f"{s['name']} (its manifests say NOT FOR RELEASE)")
+        elif any(_weaker(r, network) for r in s["rules"]):
+            weakest = ", ".join(sorted(r.describe() if r else "no rule" for r in s["rules"]))
+            unreleased.append(
+                f"{s['name']} (released under {weakest}, weaker than the network's "
+                f"{network.describe() if network else 'no rule'})"
+            )
+    if unreleased and not not_for_release:
+        raise AnalysisError(
+            "Site(s) whose counts are not released under the network's rule: "
+            + "; ".join(unreleased)
+            + ". Re-run them under that rule, choose the rule with --disclosure, or give "
+            "--not-for-release (every output is then stamped NOT FOR RELEASE). Nothing was "
+            "written."
+        )
+    rules = [r for s in sites for r in s["rules"]] + [network]
+    return strictest_rule(rules), unreleased, synthetic
+
+
+def combine(
+    folders,
+    into,
+    *,
+    allow_different: bool = False,
+    scenario: str | None = None,
+    rule_name: str = "auto",
+    not_for_release: bool = False,
+) -> dict:
+    """Combine several sites' report folders into one network view (see the module). The
+    result does not depend on the order of ``folders``: sites are taken by name."""
     import shutil
     import tempfile
     from html import escape
@@ -231,10 +418,11 @@ def combine(folders, into, *, allow_different: bool = False) -> dict:
     from analysis.params import Params
     from analysis.practices import pool, practice_row
 
-    sites = [read_site(Path(f)) for f in folders]
-    names = [s["name"] for s in sites]
+    names = [Path(f).name for f in folders]
     if len(set(names)) != len(names):
-        raise AnalysisError(f"Two sites have the same folder name: {', '.join(names)}.")
+        raise AnalysisError(f"Two sites have the same folder name: {', '.join(sorted(names))}.")
+    sites = sorted((read_site(Path(f), scenario) for f in folders), key=lambda s: s["name"])
+    names = [s["name"] for s in sites]
     differ = different_definitions(sites)
     if differ and not allow_different:
         raise AnalysisError(
@@ -243,98 +431,164 @@ def combine(folders, into, *, allow_different: bool = False) -> dict:
             + ". Re-run them with the same parameters, or give --allow-different (every output "
             "then says so)."
         )
-    base = dict(sites[0]["parameters"])
-    params = Params.from_mapping({k: v for k, v in base.items() if k in Params.names()})
-    synthetic = all(_site_is_synthetic(Path(f)) for f in folders)
-    rule = disclosure.resolve(params, synthetic)
-    rows, left_out = [], 0
+    rule, unreleased, synthetic = _network_rule(sites, rule_name, not_for_release)
+    stamped = bool(unreleased)
+    # the analysis settings (interval and pool methods, level) where every site agrees
+    analysis_keys = ("ci_method", "confidence_level", "pool_method")
+    shared = {
+        k: sites[0]["parameters"][k]
+        for k in analysis_keys
+        if k in sites[0]["parameters"]
+        and all(s["parameters"].get(k) == sites[0]["parameters"][k] for s in sites)
+    }
+    params = Params.from_mapping(
+        {
+            **{k: v for k, v in sites[0]["definitions"].items() if k in Params.names()},
+            **shared,
+        }
+    )
+    rows, left_out = [], {}
     for s in sites:
+        left_out[s["name"]] = 0
         for unit, c in s["units"].items():
             n, npain, x = c.get("population.n"), c.get("pain.n"), c.get("target.n")
-            if n is None or x is None or npain is None or n == 0:
-                left_out += 1
+            released = [rule.release(v) if rule else v for v in (n, npain, x)]
+            if any(v is None for v in released) or released[0] == 0:
+                left_out[s["name"]] += 1
                 continue
-            rows.append(practice_row(unit, n, npain, x, params))
+            rows.append(practice_row(unit, *released, params))
+    total_left_out = sum(left_out.values())
     if not rows:
-        raise AnalysisError("No site holds a released population and target subgroup to combine.")
+        raise AnalysisError(
+            "No site holds a released population and target subgroup to combine ("
+            + ", ".join(f"{k}: {v} left out" for k, v in left_out.items())
+            + ")."
+        )
     table = protect(pd.DataFrame(rows), "practices", rule, params).table
     table.attrs[RELEASED] = "practices"
+    kept = table.dropna(subset=["target_n", "population_n"])
+    total_left_out += len(table) - len(kept)
     pooled = pool(
-        table["target_n"].to_numpy(float),
-        table["population_n"].to_numpy(float),
+        kept["target_n"].to_numpy(float),
+        kept["population_n"].to_numpy(float),
         params.pool_method,
         params.confidence_level,
-        left_out,
+        total_left_out,
     ).as_dict()
     pooled_df = protect(pd.DataFrame([pooled]), "practices_pooled", rule, params).table
     pooled_df.attrs[RELEASED] = "practices_pooled"
+    shown = pooled_df.iloc[0].to_dict()
     warning = (
         "Sites with different parameters combined (--allow-different): " + "; ".join(differ)
         if differ
         else ""
     )
+    stamp = (
+        "NOT FOR RELEASE: combined with site(s) not released under the network's rule: "
+        + "; ".join(unreleased)
+        if stamped
+        else ""
+    )
+    chosen = sorted({s["scenario"] for s in sites})
     label = ("synthetic data" if synthetic else "user data") + f", {len(sites)} site(s)"
+    label += f", scenario {', '.join(chosen)}"
     if warning:
         label += " - PARAMETERS DIFFER BETWEEN SITES"
+    if stamped:
+        label = "NOT FOR RELEASE - " + label
+    rule_text = rule.describe() if rule else "no rule (synthetic data)"
     into = Path(into)
     into.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{into.name}.tmp-", dir=into.parent))
     try:
-        write_csv(table, tmp / "practices.csv")
+        out_table = table.copy()
         out_pooled = pooled_df.copy()
+        out_pooled["scenario"] = ", ".join(chosen)
+        out_pooled["disclosure"] = rule_text
         if warning:
             out_pooled["warning"] = warning
+        if stamped:
+            out_table["release"] = disclosure.NOT_FOR_RELEASE
+            out_pooled["release"] = disclosure.NOT_FOR_RELEASE
+        write_csv(out_table, tmp / "practices.csv")
         write_csv(out_pooled, tmp / "practices_pooled.csv")
-        write_results(
-            practice_rows("combined", table, pooled, rule, params.ci_method), tmp / "results.csv"
-        )
+        results = practice_rows("combined", table, shown, rule, params.ci_method)
+        if stamped:
+            results = [{**r, "disclosure": f"{r['disclosure']} (NOT FOR RELEASE)"} for r in results]
+        write_results(results, tmp / "results.csv")
         for name, fig in (
-            ("funnel", plots.funnel(table, pooled_df, label, left_out)),
+            ("funnel", plots.funnel(table, pooled_df, label, total_left_out)),
             ("practice_forest", plots.practice_forest(table, pooled_df, label)),
         ):
+            if stamped:
+                fig.text(
+                    0.5,
+                    0.99,
+                    "NOT FOR RELEASE",
+                    color="#b00020",
+                    ha="center",
+                    va="top",
+                    fontsize=14,
+                    fontweight="bold",
+                )
             style.save_figure(fig, tmp, name)
             plt.close(fig)
         pred = (
-            f"; a new unit: {pooled['prediction_low']:.2f}-{pooled['prediction_high']:.2f}% "
-            "(95% prediction interval)"
-            if pooled["prediction_low"] is not None
+            f"; a new unit: {_shown(shown.get('prediction_low'))}-"
+            f"{_shown(shown.get('prediction_high'))}% (95% prediction interval)"
+            if shown.get("prediction_low") is not None and not pd.isna(shown.get("prediction_low"))
             else ""
         )
+        per_site = ", ".join(f"{escape(k)}: {v}" for k, v in left_out.items())
         page = [
             "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Combined "
             "sites</title><style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
             ".warn{background:#fde8e8;border:1px solid #b00020;padding:.6em}"
+            ".stamp{background:#b00020;color:white;padding:10px 14px;font-weight:bold}"
             "td,th{padding:2px 8px;text-align:right}td:first-child{text-align:left}"
-            "</style></head><body><h1>Combined sites</h1>",
+            "</style></head><body>",
+        ]
+        if stamped:
+            page.append(f"<div class='stamp' data-release='not-for-release'>{escape(stamp)}</div>")
+        page += [
+            "<h1>Combined sites</h1>",
             f"<p>{len(sites)} site(s): "
             + ", ".join(f"<code>{escape(n)}</code>" for n in names)
-            + f"; {len(table)} unit(s) pooled, {left_out} left out (a count withheld at its "
-            "site). Read from the sites' results tables only (no patient row).</p>",
+            + f"; scenario {escape(', '.join(chosen))}; {len(kept)} unit(s) pooled, "
+            f"{total_left_out} left out (a count withheld; by site: {per_site}). Read from the "
+            "sites' results tables only (no patient row). Disclosure control: "
+            f"{escape(rule_text)}, applied to every site's counts.</p>",
         ]
         if warning:
             page.append(f"<p class='warn'><b>{escape(warning)}</b></p>")
+        i2 = shown.get("i2")
+        heterogeneity = (
+            f"tau\u00b2 {_shown(shown.get('tau2'), '{:.3f}')}, I\u00b2 {_shown(i2, '{:.0f}')}%"
+            if len(kept) >= 2
+            else "tau\u00b2 and I\u00b2 not estimable (fewer than two units)"
+        )
         page.append(
-            f"<p><b>Pooled target subgroup</b>: {pooled['estimate']:.2f}% of the population "
-            f"({pooled['ci_low']:.2f}-{pooled['ci_high']:.2f}), {escape(pooled['method'])}; "
-            f"tau\u00b2 {pooled['tau2']:.3f}, I\u00b2 {pooled['i2']:.0f}%{escape(pred)}.</p>"
+            f"<p><b>Pooled target subgroup</b>: {_shown(shown.get('estimate'))}% of the "
+            f"population ({_shown(shown.get('ci_low'))}-{_shown(shown.get('ci_high'))}), "
+            f"{escape(str(shown.get('method')))}; {heterogeneity}{escape(pred)}.</p>"
             "<p><img src='funnel.png' style='max-width:48%' alt='funnel plot'> "
             "<img src='practice_forest.png' style='max-width:48%' alt='forest plot'></p>"
             "<p>Tables: <a href='practices.csv'>practices.csv</a>, <a "
             "href='practices_pooled.csv'>practices_pooled.csv</a>, <a "
             "href='results.csv'>results.csv</a>.</p></body></html>"
         )
-        (tmp / "index.html").write_text("\n".join(page) + "\n", encoding="utf-8")
+        atomic_write_text(tmp / "index.html", "\n".join(page) + "\n")
         publish_folder(tmp, into, "python -m analysis combine")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return {"sites": names, "units": len(table), "left_out": left_out, "pooled": pooled}
-
-
-def _site_is_synthetic(folder: Path) -> bool:
-    """True when every run of the site says its data were marked synthetic."""
-    flags = [
-        json.loads(m.read_text()).get("data_is_synthetic")
-        for m in Path(folder).rglob("manifest.json")
-    ]
-    return bool(flags) and all(f is True for f in flags)
+    return {
+        "sites": names,
+        "scenario": chosen,
+        "units": len(kept),
+        "left_out": total_left_out,
+        "left_out_by_site": left_out,
+        "pooled": shown,
+        "rule": rule_text,
+        "not_for_release": stamped,
+    }

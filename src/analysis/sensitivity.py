@@ -40,15 +40,10 @@ class Grid:
 
 def load_grid(path: str | Path | None = None) -> Grid:
     """Read and check a grid file (unknown parameter names are refused)."""
-    import yaml
+    from analysis.inputs import read_yaml
 
     path = Path(path or paths.DEFAULT_GRID)
-    if not path.exists():
-        raise AnalysisError(f"Grid file {path} does not exist.")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise AnalysisError(f"Grid file {path} is not valid YAML: {exc}") from None
+    raw = read_yaml(path, "Grid file") or {}
     from analysis.credentials import refuse_passwords_in
 
     refuse_passwords_in(raw, f"Grid file {path}")

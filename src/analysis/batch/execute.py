@@ -12,6 +12,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 from analysis import paths
+from analysis.batch.checked import notebook_sha256
 from analysis.batch.manifest import _now, _write_json, package_versions, run_parameters, sha256_file
 from analysis.batch.plan import (
     KERNEL,
@@ -27,6 +28,7 @@ from analysis.batch.plan import (
     plan,
 )
 from analysis.errors import AnalysisError
+from analysis.files import atomic_write_text
 from analysis.notebook import resolve
 from analysis.params import Params
 
@@ -42,8 +44,10 @@ def execute_run(
     final = inside(batch_out, Path(batch_out) / run.name)
     tmp = inside(batch_out, Path(batch_out) / f".tmp-{run.name}-{os.getpid()}")
     failed_dir = inside(batch_out, Path(batch_out) / f"{run.name}.failed")
+    if tmp.is_symlink():  # never followed: the link itself goes
+        tmp.unlink()
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp.mkdir()  # exclusive: fails if anything appeared under that name
     started = _now()
     t0 = time.perf_counter()
     params = run_parameters(run, final)
@@ -67,9 +71,14 @@ def execute_run(
     try:
         import papermill as pm
 
+        from analysis.batch.checked import papermill_parameters, project_notebook
+
+        source = f"Batch {Path(batch_out).name}, run {run.name}"
+        nb_path = project_notebook(run.notebook, source=source)
+        inject = papermill_parameters(inject, source=source)
         t = time.perf_counter()
         pm.execute_notebook(
-            str(run.notebook_path),
+            str(nb_path),
             str(tmp / f"{run.notebook}.ipynb"),
             parameters=inject,
             kernel_name=KERNEL,
@@ -107,6 +116,7 @@ def execute_run(
         "batch": Path(batch_out).name,
         "run": run.name,
         "notebook": run.notebook,
+        "notebook_sha256": notebook_sha256(run.notebook_path),
         "scenario": run.scenario,
         "data_source": run.source,
         "data_is_synthetic": _synthetic(run.data),
@@ -136,7 +146,7 @@ def execute_run(
         }
         for f in tmp.iterdir():
             shutil.rmtree(f) if f.is_dir() else f.unlink()
-        (tmp / "README.txt").write_text(_how_to_see(run))
+        atomic_write_text(tmp / "README.txt", _how_to_see(run))
     _write_json(tmp / MANIFEST, manifest)
     if status == "ok":
         if final.exists():
@@ -199,13 +209,13 @@ def _write_html(nb_path: Path, html_path: Path, show_code: bool, stamp: bool = F
         body = body.replace("<body", "<body data-release='not-for-release'", 1)
         i = body.find(">", body.find("<body")) + 1
         body = body[:i] + NOT_FOR_RELEASE + body[i:]
-    html_path.write_text(body, encoding="utf-8")
+    atomic_write_text(html_path, body)
 
 
 def _rewrite_paths(nb_path: Path, tmp: Path, final: Path) -> None:
     """The executed notebook records the temporary folder; record the final one instead."""
     text = nb_path.read_text(encoding="utf-8")
-    nb_path.write_text(text.replace(str(tmp), str(final)), encoding="utf-8")
+    atomic_write_text(nb_path, text.replace(str(tmp), str(final)))
 
 
 def run_batch(
@@ -231,8 +241,8 @@ def run_batch(
             f"Batch {batch.name} reads data not marked synthetic: its outputs must go under "
             f"{paths.REPORTS} (git-ignored), not {out}."
         )
+    _refuse_foreign_files(batch)  # first: links are refused before any file is read
     _refuse_other_data(batch)
-    _refuse_foreign_files(batch)
     batch.out.mkdir(parents=True, exist_ok=True)
     for stale in _stale_temporaries(batch):  # left by an interrupted batch
         shutil.rmtree(stale, ignore_errors=True)
@@ -412,11 +422,7 @@ def write_index(batch: Batch) -> Path:
     from analysis.report_index import render_index
 
     html = render_index(batch)
-    target = batch.out / "index.html"
-    tmp = target.with_name(".index.html.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, target)
-    return target
+    return atomic_write_text(batch.out / "index.html", html, within=batch.out)
 
 
 def main_batch(path, jobs, only, force, show_code, reports=None, disclosure=None) -> int:

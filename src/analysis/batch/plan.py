@@ -55,15 +55,12 @@ def load_batch(
     path: str | Path | None = None, reports: str | Path | None = None, disclosure: str | None = None
 ) -> Batch:
     """Read a batch file and check every run's parameters before anything runs."""
-    import yaml
+    from analysis.inputs import read_yaml
 
     path = Path(path or paths.BATCHES / "paper.yaml")
-    if not path.exists():
-        raise AnalysisError(f"Batch file {path} does not exist.")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise AnalysisError(f"Batch file {path} is not valid YAML: {exc}") from None
+    raw = read_yaml(path, "Batch file") or {}
+    if not isinstance(raw, dict):
+        raise AnalysisError(f"Batch file {path} must hold a mapping (name, data, scenarios, ...).")
     from analysis.credentials import refuse_passwords_in
 
     refuse_passwords_in(raw, f"Batch file {path}")
@@ -240,7 +237,6 @@ RUN_FILES = (
     "disclosure.json",
     "results.csv",
     "README.txt",
-    ".disclosure.json.tmp",
 )
 
 
@@ -249,9 +245,17 @@ BATCH_FILES = (
     "release.md",
     "methods.md",
     "methods.html",
-    ".index.html.tmp",
-    ".release.md.tmp",
 )
+
+
+def _temporary_of(name: str, finals) -> bool:
+    """Whether ``name`` is the temporary of one of ``finals`` left by an interrupted write
+    (:func:`analysis.files.atomic_write` names them ``.<stem>.<random><suffix>``)."""
+    for final in finals:
+        stem, dot, suffix = final.rpartition(".")
+        if name.startswith(f".{stem}.") and name.endswith(f"{dot}{suffix}"):
+            return True
+    return False
 
 
 def _written_by_a_run(folder: Path) -> list[str]:
@@ -259,6 +263,9 @@ def _written_by_a_run(folder: Path) -> list[str]:
     other = []
     for f in sorted(folder.rglob("*")):
         rel = f.relative_to(folder)
+        if f.is_symlink():  # a link is never written by a run: a write could follow it
+            other.append(rel.as_posix())
+            continue
         if f.is_dir():
             if rel.as_posix() not in ("tables", "figures"):
                 other.append(rel.as_posix())
@@ -268,6 +275,7 @@ def _written_by_a_run(folder: Path) -> list[str]:
             len(parts) == 1
             and (
                 f.name in RUN_FILES
+                or _temporary_of(f.name, RUN_FILES)
                 or f.suffix in (".ipynb", ".html")
                 or (f.name.startswith(".results.") and f.suffix == ".csv")
             )
@@ -290,13 +298,16 @@ def _refuse_foreign_files(batch: Batch) -> None:
     folder only what a run writes; anything else stops the batch before it starts."""
     if not batch.out.exists():
         return
+    from analysis.files import real_folder
+
+    real_folder(batch.out, f"Batch {batch.name}: report folder")
     names = {r.name for r in batch.runs}
     other = []
     for e in sorted(batch.out.iterdir()):
-        if e.is_file() and (
-            e.name in BATCH_FILES
-            or (e.name.startswith(".methods.") and e.suffix in (".md", ".html"))
-        ):
+        if e.is_symlink():  # never written by a batch; a write could follow it
+            other.append(e.name)
+            continue
+        if e.is_file() and (e.name in BATCH_FILES or _temporary_of(e.name, BATCH_FILES)):
             continue
         if e.is_dir() and (
             (e / MANIFEST).exists()

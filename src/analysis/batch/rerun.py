@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from pathlib import Path
 
 from analysis import paths
+from analysis.batch.checked import read_manifest
 from analysis.batch.manifest import data_fingerprint, sha256_file
 from analysis.batch.plan import KERNEL
 from analysis.errors import AnalysisError
+from analysis.notebook import resolve
 
 
 def rerun_manifest(manifest_path: str | Path) -> int:
@@ -21,17 +22,10 @@ def rerun_manifest(manifest_path: str | Path) -> int:
     import papermill as pm
 
     manifest_path = Path(manifest_path)
-    if not manifest_path.exists():
-        raise AnalysisError(f"Manifest {manifest_path} does not exist.")
-    try:
-        m = json.loads(manifest_path.read_text())
-        notebook = m["notebook"]
-        resolved = m["resolved_parameters"]
-        data = m["parameters"]["data"]
-    except (json.JSONDecodeError, KeyError) as exc:
-        raise AnalysisError(f"{manifest_path} is not a run manifest ({exc}).") from None
+    m = read_manifest(manifest_path)  # checked before anything runs
+    notebook, data = m["notebook"], m["parameters"]["data"]
     run_dir = manifest_path.parent
-    now_fp = data_fingerprint(Path(data))
+    now_fp = data_fingerprint(resolve(data))
     if now_fp != m.get("input_fingerprint"):
         raise AnalysisError(
             f"The input data at {data} are not the files the run used (their "
@@ -40,16 +34,13 @@ def rerun_manifest(manifest_path: str | Path) -> int:
     lock = sha256_file(paths.LOCK_FILE) if paths.LOCK_FILE.exists() else None
     if m.get("lock_sha256") and lock != m["lock_sha256"]:
         print(
-            f"warning: requirements.lock differs from the run's ({m['lock_sha256'][:12]}...)",
+            f"warning: requirements.lock differs from the run's ({str(m['lock_sha256'])[:12]}...)",
             file=sys.stderr,
         )
     out = Path(tempfile.mkdtemp(prefix="rerun-"))
-    params = {**resolved, "data": data, "output_dir": str(out)}
-    for k in ("grid", "published"):
-        if k in m["parameters"]:
-            params[k] = m["parameters"][k]
+    params = {**m["checked_parameters"], "output_dir": str(out)}
     pm.execute_notebook(
-        str(paths.NOTEBOOKS / f"{notebook}.ipynb"),
+        str(m["notebook_path"]),
         str(out / f"{notebook}.ipynb"),
         parameters=params,
         kernel_name=KERNEL,

@@ -18,7 +18,7 @@ from analysis.data.validate import (
     _sql_str,
     validate_database,
 )
-from analysis.engines import DuckDBEngine
+from analysis.engines import DuckDBEngine, sql_identifier
 from analysis.errors import AnalysisError
 
 METADATA_FILE = "dataset.json"
@@ -227,8 +227,9 @@ def _validation_marker(db: Database, *, memo_only: bool = False) -> Path | None:
 
 def _touch(marker: Path) -> None:
     try:
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text("validated\n")
+        from analysis.files import atomic_write_text
+
+        atomic_write_text(marker, "validated\n")
     except OSError:  # a read-only home: validate every time
         pass
 
@@ -417,7 +418,9 @@ def _open_postgres(url: str, *, validate: bool) -> Database:
                 "Load a contract folder with: python -m analysis load --data FOLDER --into URL"
             )
         if "dataset_metadata" in tables:
-            rows = con.execute(f'SELECT key, value FROM "{schema}".dataset_metadata').fetchall()
+            rows = con.execute(
+                f"SELECT key, value FROM {sql_identifier(schema)}.dataset_metadata"
+            ).fetchall()
             db.metadata = {k: json.loads(v) for k, v in rows}
         db.files = {"database": db.url}
         for t in TABLES:
@@ -430,7 +433,10 @@ def _open_postgres(url: str, *, validate: bool) -> Database:
             absent = [c.name for c in SCHEMA[t] if c.name not in db.column_types[t]]
             if absent:
                 raise AnalysisError(f"{db.url}: table {t} misses column(s) {', '.join(absent)}.")
-            con.execute(f'CREATE TEMP VIEW src_{t} AS SELECT * FROM "{schema}"."{t}"')
+            con.execute(
+                f"CREATE TEMP VIEW src_{t} AS SELECT * FROM "
+                f"{sql_identifier(schema)}.{sql_identifier(t)}"
+            )
             con.execute(
                 f"CREATE TEMP VIEW raw_{t} AS SELECT *, row_number() OVER () AS __row FROM src_{t}"
             )

@@ -9,12 +9,11 @@ refuse a table that has not passed it (:func:`require_released`).
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 from analysis.errors import AnalysisError
+from analysis.files import atomic_write, atomic_write_text, inside
 from analysis.outputs.disclosure import Protected, protect
 from analysis.outputs.registry import declare_table, spec_for
 
@@ -27,31 +26,26 @@ __all__ = [
     "require_released",
     "safe_name",
     "inside",
+    "atomic_write",
+    "atomic_write_text",
 ]
 
 RELEASED = "released_as"
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+"""A name that becomes a file or folder name; always matched whole (``fullmatch``)."""
 
 
 def safe_name(name, what: str) -> str:
     """``name`` when it is letters, digits, ``-`` and ``_`` (it becomes a file or folder
     name); refused otherwise, without echoing more than its first characters."""
     text = str(name)
-    if not SAFE_NAME.match(text):
+    if not SAFE_NAME.fullmatch(text):
         shown = text[:40].encode("unicode_escape").decode("ascii")
         raise AnalysisError(
             f"{what} {shown!r} is not a safe name: use letters, digits, - and _ "
             "(it becomes a folder or file name)."
         )
     return text
-
-
-def inside(folder: Path, target: Path) -> Path:
-    """``target``, refused unless it lies inside ``folder`` (after resolving links and ..)."""
-    f, t = Path(folder).resolve(), Path(target).resolve()
-    if t != f and not t.is_relative_to(f):
-        raise AnalysisError(f"Refused to write {target}: outside the output folder {folder}.")
-    return Path(target)
 
 
 def save_table(df, name: str, folder: Path, rule, params=None) -> Protected:
@@ -104,35 +98,9 @@ def _defused(df):
 def write_csv(df, target: Path) -> Path:
     """Write a table atomically with a fixed float format (byte-identical reruns); text
     that a spreadsheet would run as a formula is defused (:func:`_defused`)."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".csv", dir=target.parent)
-    os.close(fd)
-    try:
-        _defused(df).to_csv(tmp, index=False, float_format="%.10g", lineterminator="\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
-
-
-def atomic_write(target: Path, write) -> Path:
-    """Call ``write(temporary path)`` and move the file into place: a reader never sees a
-    half-written file, and a failure leaves none."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
-
-
-def atomic_write_text(target: Path, text: str) -> Path:
-    """Write UTF-8 text atomically (:func:`atomic_write`)."""
-    return atomic_write(target, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return atomic_write(
+        target,
+        lambda tmp: _defused(df).to_csv(
+            tmp, index=False, float_format="%.10g", lineterminator="\n"
+        ),
+    )

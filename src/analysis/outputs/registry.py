@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from analysis.errors import AnalysisError
 
-NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")  # matched whole (fullmatch)
 
 
 class UndeclaredTable(AnalysisError):
@@ -92,7 +92,7 @@ class TableSpec:
     key_figure: Callable | None = None
 
     def __post_init__(self):
-        if not NAME.match(self.name):
+        if not NAME.fullmatch(self.name):
             raise AnalysisError(
                 f"Output table name {self.name!r} must be lower-case letters, digits "
                 "and _ (it becomes a file name)."
@@ -181,7 +181,7 @@ def declare_table(name: str, columns, *, counts=None, replace: bool = False, **k
 
 def spec_for(name: str) -> TableSpec:
     """The declaration of ``name``; an undeclared table is refused, under every rule."""
-    if not isinstance(name, str) or not NAME.match(name):
+    if not isinstance(name, str) or not NAME.fullmatch(name):
         raise UndeclaredTable(
             f"Output table name {name!r} must be lower-case letters, digits and _."
         )

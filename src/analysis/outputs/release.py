@@ -11,8 +11,9 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import os
 from pathlib import Path
+
+from analysis.files import atomic_write_text
 
 RECORDS = {
     "manifest.json": "parameters, fingerprints and package versions (no data values)",
@@ -233,11 +234,7 @@ def write_release_sheet(batch) -> Path:
             )
         )
     lines.append("")
-    target = out / "release.md"
-    tmp = target.with_name(".release.md.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, target)
-    return target
+    return atomic_write_text(out / "release.md", "\n".join(lines) + "\n", within=out)
 
 
 def _step(disc: dict) -> int:
