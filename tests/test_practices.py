@@ -412,3 +412,63 @@ def test_the_release_sheet_names_a_practice_released_in_one_run_only(tmp_path):
         "practices (practice_id=P2): a row in one run, left out of the other",
         "practices.target_n (practice_id=P1): 10 vs 8, a difference below 5",
     ]
+
+
+# ----------------------------------------------------------------------------- references
+# BCG vaccine trials (Colditz et al. 1994), metafor's dat.bcg: treated and control groups'
+# positive and negative counts; effects are log risk ratios.
+BCG = {
+    "tpos": [4, 6, 3, 62, 33, 180, 8, 505, 29, 17, 186, 5, 27],
+    "tneg": [119, 300, 228, 13536, 5036, 1361, 2537, 87886, 7470, 1699, 50448, 2493, 16886],
+    "cpos": [11, 29, 11, 248, 47, 372, 10, 499, 45, 65, 141, 3, 29],
+    "cneg": [128, 274, 209, 12619, 5761, 1079, 619, 87892, 7232, 1600, 27197, 2338, 17825],
+}
+
+
+@pytest.mark.parametrize(
+    "method, mu, se, tau2",
+    [
+        # metafor's documentation, rma(yi, vi, data = dat, method = "DL" / "REML" / "FE"):
+        # estimate, se and tau^2 as printed (4 decimals)
+        ("dl", -0.7141, 0.1787, 0.3088),
+        ("reml", -0.7145, 0.1798, 0.3132),
+        ("fixed", -0.4303, 0.0405, 0.0),
+    ],
+)
+def test_the_pool_reproduces_metafors_bcg_example(method, mu, se, tau2):
+    """Viechtbauer's metafor on the BCG trials: Q = 152.2330 on 12 df, so I² = 92.12%
+    (Higgins and Thompson's I² from Q, as metafor prints it for DL)."""
+    tp, tn, cp, cn = (np.array(BCG[k], float) for k in ("tpos", "tneg", "cpos", "cneg"))
+    y = np.log(tp / (tp + tn)) - np.log(cp / (cp + cn))
+    v = 1 / tp - 1 / (tp + tn) + 1 / cp - 1 / (cp + cn)
+    got = practices.random_effects(y, v, method)
+    assert got[0] == pytest.approx(mu, abs=5e-5) and got[1] == pytest.approx(se, abs=5e-5)
+    assert got[2] == pytest.approx(tau2, abs=5e-5)
+    assert got[3] == pytest.approx(100 * (152.2330 - 12) / 152.2330, abs=5e-3)
+
+
+def test_one_practice_has_no_heterogeneity_to_estimate():
+    """The default cohort is one practice: pool([121], [2503]) printed tau² 0.000 and
+    I² 100% (a Q of rounding error); with fewer than two practices they are not estimable,
+    and every output says so in the same words."""
+    p = practices.pool([121], [2503])
+    assert p.tau2 is None and p.i2 is None and p.prediction_low is None
+    assert p.estimate == pytest.approx(100 * 121 / 2503, rel=1e-12)
+    words = practices.heterogeneity(p.tau2, p.i2, p.practices)
+    assert words == "tau\u00b2 and I\u00b2 not estimable (fewer than two practices)"
+    assert practices.heterogeneity("0.0611", "93.5", "2000") == "tau\u00b2 0.061, I\u00b2 94%"
+    assert practices.heterogeneity("", "", 5) == "tau\u00b2 withheld, I\u00b2 withheld"
+
+
+def test_funnel_limits_lie_between_0_and_100_percent():
+    """At 4.83% and 20 patients the 2.5% binomial quantile is 0 and the interpolation gave
+    -4.66%; a limit of a proportion lies in [0, 100]%. Elsewhere the limit is Spiegelhalter's
+    interpolated quantile: at p0 = 0.5, n = 10, prob 0.975, r = 8, F(8) = 0.98926,
+    F(7) = 0.94531, alpha = (0.98926 - 0.975) / 0.04395 = 0.3244, limit (8 - 0.3244) / 10."""
+    lim = practices.funnel_limits(0.0483, [20, 5, 1])
+    assert (lim.drop(columns="n").to_numpy() >= 0).all()
+    assert (lim.drop(columns="n").to_numpy() <= 100).all()
+    assert lim.loc[0, "low_95"] == 0.0
+    assert practices.binomial_limit(0.5, 10, 0.975) == pytest.approx(
+        (8 - (0.9892578125 - 0.975) / (0.9892578125 - 0.9453125)) / 10, rel=1e-12
+    )

@@ -211,7 +211,7 @@ def cmd_methods(args) -> int:
 
 
 def cmd_practices(args) -> int:
-    from analysis.practices import practices_summary
+    from analysis.practices import heterogeneity, practices_summary
     from analysis.study import run_study
 
     study = run_study(args.data, _params(args), detail=False, by_practice=True)
@@ -248,8 +248,8 @@ def cmd_practices(args) -> int:
         print(
             f"Pooled target subgroup, % of the population ({pooled['method']}; "
             f"{pooled['practices']} practices): {pooled['estimate']:.2f}% "
-            f"({pooled['ci_low']:.2f}-{pooled['ci_high']:.2f}); tau^2 {pooled['tau2']:.4f}, "
-            f"I^2 {pooled['i2']:.1f}%{pred}"
+            f"({pooled['ci_low']:.2f}-{pooled['ci_high']:.2f}); "
+            f"{heterogeneity(pooled['tau2'], pooled['i2'], pooled['practices'])}{pred}"
         )
     return 0
 

@@ -299,16 +299,20 @@ def methods_text(
             "tau\u00b2 (Viechtbauer W. J Educ Behav Stat 2005;30:261-93)",
             "fixed": "a fixed (common) effect, inverse-variance model",
         }[p.pool_method]
-        + "; I\u00b2 is the share of the variation beyond chance, and the 95% prediction "
-        "interval for a new practice uses a t distribution with k - 2 degrees of freedom "
-        "(Higgins JPT, Thompson SG, Spiegelhalter DJ. J R Stat Soc A 2009;172:137-59). The "
-        "funnel plot shows each practice's share against its size with exact binomial 95% and "
-        "99.8% control limits around the network's share (Spiegelhalter DJ. Stat Med "
-        "2005;24:1185-202). Practices with a count withheld by disclosure control are left "
-        "out of the table, the plots and the pool, and counted; so that subtracting the "
-        "table from the network's totals cannot give them back, further practices (the "
-        "smallest target subgroup first) are left out with them until the left-out "
-        "practices together hold no count that the rule would withhold."
+        + "; I\u00b2 is the share of the variation beyond chance (with fewer than two "
+        "practices I\u00b2 and tau\u00b2 are not estimable), and the "
+        f"{100 * p.confidence_level:g}% prediction interval for a new practice uses a t "
+        "distribution with k - 2 degrees of freedom (Higgins JPT, Thompson SG, "
+        "Spiegelhalter DJ. J R Stat Soc A 2009;172:137-59). The funnel plot shows each "
+        "practice's share against its size with 95% and 99.8% control limits around the "
+        "network's share: the exact quantiles of the binomial distribution at that share and "
+        "size, interpolated as Spiegelhalter describes (Spiegelhalter DJ. Stat Med "
+        "2005;24:1185-202, appendix A.1.1) and kept within 0-100%. Practices with a count "
+        "withheld by disclosure control are left out of the table, the plots and the pool, "
+        "and counted; so that subtracting the table from the network's totals cannot give "
+        "them back, further practices (the smallest target subgroup first) are left out with "
+        "them until the left-out practices together hold no count that the rule would "
+        "withhold."
     )
     s["disclosure"] = _disclosure_words(p, study)
     s["software"] = _software_words(engine)

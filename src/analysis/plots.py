@@ -869,7 +869,9 @@ def practice_forest(table: pd.DataFrame, pooled: pd.DataFrame, data_label: str):
     ax.set_title("Practices and the pooled estimate")
     note = ""
     if row is not None:
-        note = f"Pool: {row['method']}; tau\u00b2 {row['tau2']:.3f}, I\u00b2 {row['i2']:.0f}%."
+        from analysis.practices import heterogeneity
+
+        note = f"Pool: {row['method']}; {heterogeneity(row['tau2'], row['i2'], row['practices'])}."
         if row.get("practices_left_out"):
             note += f" {int(row['practices_left_out'])} practice(s) left out by disclosure control."
     style.add_caption(fig, style.caption(note, data_label))

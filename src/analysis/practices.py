@@ -149,7 +149,7 @@ class Pooled:
     estimate: float  # percent
     ci_low: float
     ci_high: float
-    tau2: float  # between-practice variance of the logit
+    tau2: float | None  # between-practice variance of the logit (None: one practice)
     i2: float  # percent
     prediction_low: float | None  # percent; None with fewer than 3 practices
     prediction_high: float | None
@@ -206,21 +206,22 @@ def reml_tau2(y: np.ndarray, v: np.ndarray, tol: float = 1e-10, max_iter: int = 
     return tau2
 
 
-def pool(x, n, method: str = "dl", level: float = 0.95, left_out: int = 0) -> Pooled:
-    """Pool the practices' target proportions ``x / n`` (see the module's docstring)."""
-    from scipy.stats import norm, t
-
-    if method not in POOL_METHODS:
-        raise ValueError(f"pool_method must be one of {', '.join(POOL_METHODS)}, got {method!r}")
-    k = len(x)
-    if k == 0:
-        raise ValueError("no practice to pool")
-    y, v, corrected = logit_effects(x, n)
+def random_effects(y, v, method: str = "dl") -> tuple[float, float, float | None, float | None]:
+    """Inverse-variance pool of effects ``y`` with variances ``v``: (mean, its standard
+    error, tau², I² in percent); tau² by ``method`` (``dl``, ``reml``; 0 for ``fixed``),
+    I² = (Q - (k - 1)) / Q truncated at 0 (Higgins & Thompson 2002). With one effect,
+    tau² and I² are not estimable (None)."""
+    y, v = np.asarray(y, float), np.asarray(v, float)
+    k = len(y)
     w_fe = 1 / v
     mu_fe = float(np.sum(w_fe * y) / np.sum(w_fe))
     q = float(np.sum(w_fe * (y - mu_fe) ** 2))
-    i2 = 100.0 * max(0.0, (q - (k - 1)) / q) if q > 0 else 0.0
-    if method == "fixed" or k == 1:
+    # one practice has no between-practice variation to measure: I2 and tau2 are not
+    # estimable (None), not 100% and 0 (Q is a rounding error there)
+    i2 = (100.0 * max(0.0, (q - (k - 1)) / q) if q > 0 else 0.0) if k >= 2 else None
+    if k == 1:
+        tau2 = None
+    elif method == "fixed":
         tau2 = 0.0
     elif method == "dl":
         import warnings
@@ -234,9 +235,23 @@ def pool(x, n, method: str = "dl", level: float = 0.95, left_out: int = 0) -> Po
             tau2 = max(0.0, float(combine_effects(y, v, method_re="dl").tau2))
     else:
         tau2 = reml_tau2(y, v)
-    w = 1 / (v + tau2)
+    w = 1 / (v + (tau2 or 0.0))
     mu = float(np.sum(w * y) / np.sum(w))
     se = math.sqrt(1 / np.sum(w))
+    return mu, se, tau2, i2
+
+
+def pool(x, n, method: str = "dl", level: float = 0.95, left_out: int = 0) -> Pooled:
+    """Pool the practices' target proportions ``x / n`` (see the module's docstring)."""
+    from scipy.stats import norm, t
+
+    if method not in POOL_METHODS:
+        raise ValueError(f"pool_method must be one of {', '.join(POOL_METHODS)}, got {method!r}")
+    k = len(x)
+    if k == 0:
+        raise ValueError("no practice to pool")
+    y, v, corrected = logit_effects(x, n)
+    mu, se, tau2, i2 = random_effects(y, v, method)
     z = norm.ppf(0.5 + level / 2)
     if k >= 3 and method != "fixed":
         half = t.ppf(0.5 + level / 2, k - 2) * math.sqrt(tau2 + se**2)
@@ -261,6 +276,28 @@ def pool(x, n, method: str = "dl", level: float = 0.95, left_out: int = 0) -> Po
     )
 
 
+def heterogeneity(tau2, i2, practices) -> str:
+    """Between-practice heterogeneity in words, the one wording of every output: "tau² 0.061,
+    I² 94%", or that it is not estimable with fewer than two practices; a withheld value
+    reads "withheld" (values may come back from a CSV as text)."""
+
+    def num(v, digits):
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            return None
+        return None if math.isnan(x) else f"{x:.{digits}f}"
+
+    try:
+        k = int(float(practices))
+    except (TypeError, ValueError):
+        k = 0
+    if k < 2:
+        return "tau\u00b2 and I\u00b2 not estimable (fewer than two practices)"
+    t, i = num(tau2, 3), num(i2, 0)
+    return f"tau\u00b2 {t or 'withheld'}, I\u00b2 {i + '%' if i else 'withheld'}"
+
+
 # ----------------------------------------------------------------------------- funnel
 def binomial_limit(p0: float, n: int, prob: float) -> float:
     """The ``prob`` quantile of a proportion out of ``n`` under Binomial(n, p0), as a share,
@@ -271,7 +308,8 @@ def binomial_limit(p0: float, n: int, prob: float) -> float:
     r = binom.ppf(prob, n, p0)
     f_r, f_r1 = binom.cdf(r, n, p0), binom.cdf(r - 1, n, p0)
     alpha = (f_r - prob) / (f_r - f_r1) if f_r > f_r1 else 0.0
-    return float((r - alpha) / n)
+    # r - alpha can fall below 0 (r = 0) or above n: a limit of a proportion lies in [0, 1]
+    return float(min(1.0, max(0.0, (r - alpha) / n)))
 
 
 def funnel_limits(p0: float, sizes, levels=(0.95, 0.998)) -> pd.DataFrame:

@@ -12,6 +12,8 @@ import html
 import json
 from pathlib import Path
 
+from analysis.practices import heterogeneity
+
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;
 max-width:1180px;color:#222;padding:0 1rem}
@@ -262,8 +264,8 @@ def _practices_section(runs: dict) -> str:
             line = (
                 f"target subgroup {_fmt(float(r['estimate']), 2)}% of the population "
                 f"({_fmt(float(r['ci_low']), 2)}-{_fmt(float(r['ci_high']), 2)}) over "
-                f"{_esc(r['practices'])} practices, {_esc(r['method'])}; tau\u00b2 "
-                f"{_fmt(float(r['tau2']), 3)}, I\u00b2 {_fmt(float(r['i2']), 0)}%{pred}{left}"
+                f"{_esc(r['practices'])} practices, {_esc(r['method'])}; "
+                f"{_esc(heterogeneity(r['tau2'], r['i2'], r['practices']))}{pred}{left}"
             )
         s.append(
             f"<p><b><a href='{_href(d.name, '07_practices.html')}'>{_esc(d.name)}</a></b>: "

@@ -416,7 +416,7 @@ def combine(
     from analysis.folders import publish_folder
     from analysis.outputs import RELEASED, disclosure, protect, write_csv
     from analysis.params import Params
-    from analysis.practices import pool, practice_row
+    from analysis.practices import heterogeneity, pool, practice_row
 
     names = [Path(f).name for f in folders]
     if len(set(names)) != len(names):
@@ -561,16 +561,11 @@ def combine(
         ]
         if warning:
             page.append(f"<p class='warn'><b>{escape(warning)}</b></p>")
-        i2 = shown.get("i2")
-        heterogeneity = (
-            f"tau\u00b2 {_shown(shown.get('tau2'), '{:.3f}')}, I\u00b2 {_shown(i2, '{:.0f}')}%"
-            if len(kept) >= 2
-            else "tau\u00b2 and I\u00b2 not estimable (fewer than two units)"
-        )
+        spread = heterogeneity(shown.get("tau2"), shown.get("i2"), len(kept))
         page.append(
             f"<p><b>Pooled target subgroup</b>: {_shown(shown.get('estimate'))}% of the "
             f"population ({_shown(shown.get('ci_low'))}-{_shown(shown.get('ci_high'))}), "
-            f"{escape(str(shown.get('method')))}; {heterogeneity}{escape(pred)}.</p>"
+            f"{escape(str(shown.get('method')))}; {escape(spread)}{escape(pred)}.</p>"
             "<p><img src='funnel.png' style='max-width:48%' alt='funnel plot'> "
             "<img src='practice_forest.png' style='max-width:48%' alt='forest plot'></p>"
             "<p>Tables: <a href='practices.csv'>practices.csv</a>, <a "

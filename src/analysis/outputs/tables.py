@@ -10,7 +10,7 @@ from analysis.outputs import disclosure as _d
 from analysis.outputs.registry import TableSpec, declare
 from analysis.practices import COLUMNS as PRACTICE_COLUMNS
 from analysis.practices import ESTIMATES as PRACTICE_ESTIMATES
-from analysis.practices import POOLED_COLUMNS
+from analysis.practices import POOLED_COLUMNS, heterogeneity
 from analysis.sensitivity import GRID_ESTIMATES as _GRID_ESTIMATES
 
 PROPORTION = ("numerator", "denominator", "pct", "ci_low", "ci_high", "method", "level")
@@ -452,8 +452,8 @@ def _key_pooled(rows):
         return None
     return (
         f"pooled target {_num(float(r['estimate']), 2)}% ({_num(float(r['ci_low']), 2)}-"
-        f"{_num(float(r['ci_high']), 2)}) over {r['practices']} practices; I\u00b2 "
-        f"{_num(float(r['i2']))}%"
+        f"{_num(float(r['ci_high']), 2)}) over {r['practices']} practices; "
+        + heterogeneity(r.get("tau2"), r.get("i2"), r["practices"])
     )
 
 
