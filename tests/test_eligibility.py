@@ -129,13 +129,26 @@ def test_the_prediction_interval_for_one_list_is_the_beta_binomial():
 @pytest.mark.parametrize(
     "bad,name",
     [
-        ({"benefit_fraction": 0.4}, "benefit_fraction"),
+        ({"benefit_fraction": 1.2}, "benefit_fraction"),
+        ({"benefit_fraction": -0.1}, "benefit_fraction"),
         ({"benefit_low": 0.8, "benefit_high": 0.6, "benefit_fraction": 0.7}, "benefit_low"),
     ],
 )
 def test_incoherent_benefit_parameters_are_refused_by_name(bad, name):
     with pytest.raises(AnalysisError, match=f"parameter '{name}'"):
         Params.from_mapping(bad)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.3, 0.7, 1.0])
+def test_a_fixed_fraction_is_any_share_and_only_the_papers_half_is_a_lower_bound(fraction):
+    """benefit_low..benefit_high is the distributions' range: a pessimistic fixed 0.3 (as
+    the sensitivity grid uses) is a valid scenario. Only the paper's 0.5 is its "at least";
+    0.7 printed as "at least 84.7" claimed a bound nobody published."""
+    p = Params.from_mapping({"benefit_fraction": fraction})
+    e = eligibility_estimate(121, 2503, p)
+    assert e.candidates == pytest.approx(121 * fraction, rel=1e-12)
+    assert e.bound == "" and "lower bound" not in e.model
+    assert eligibility_estimate(121, 2503, Params()).bound == "at least "
 
 
 def test_a_benefit_distribution_does_not_need_the_fixed_fraction_inside_its_range():

@@ -39,6 +39,16 @@ from analysis.params import Params
 GRID = 2000  # equal-probability values of Q for the prediction interval and the picture
 
 
+PAPER_BENEFIT = 0.5
+"""The paper's benefit fraction: "at least 50%" of the target subgroup."""
+
+
+def is_lower_bound(distribution: str, fraction: float) -> bool:
+    """Whether the estimate is the paper's lower bound: the fixed fraction 0.5 ("at least
+    50%"); any other fixed fraction is an assumption, and a distribution an expectation."""
+    return distribution == "fixed" and fraction == PAPER_BENEFIT
+
+
 @dataclass(frozen=True)
 class EligibilityEstimate(Summary):
     """The expected number of candidates, as a count, a share, a rate and per GP list,
@@ -72,8 +82,11 @@ class EligibilityEstimate(Summary):
 
     @property
     def bound(self) -> str:
-        """'at least' for the paper's fixed lower bound, else ''."""
-        return "at least " if self.benefit_distribution == "fixed" else ""
+        """'at least ' for the paper's fixed 0.5 (its "at least 50%": a lower bound), else ''
+        (another fixed fraction is a scenario's assumption, not a bound)."""
+        return (
+            "at least " if is_lower_bound(self.benefit_distribution, self.benefit_fraction) else ""
+        )
 
     @property
     def summary_title(self):
@@ -220,11 +233,14 @@ def model_text(params: Params) -> str:
         "jeffreys": "Jeffreys",
     }[params.ci_method]
     if params.benefit_distribution == "fixed":
+        paper = (
+            " (the paper's 'at least', a lower bound)"
+            if is_lower_bound("fixed", params.benefit_fraction)
+            else " (an assumed share)"
+        )
         return (
-            f"target proportion x a fixed benefit fraction {params.benefit_fraction:g} (the "
-            f"paper's "
-            f"'at least', a lower bound); interval: the {m} interval of the target proportion x "
-            f"{params.benefit_fraction:g}"
+            f"target proportion x a fixed benefit fraction {params.benefit_fraction:g}{paper}; "
+            f"interval: the {m} interval of the target proportion x {params.benefit_fraction:g}"
         )
     lo, hi = benefit_support(params)
     dist = (

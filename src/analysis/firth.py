@@ -42,9 +42,22 @@ def penalized_loglik(b, X, events, trials) -> float:
     return float(events @ log_p + (trials - events) @ log_q + 0.5 * logdet)
 
 
-def _fit(X, events, trials, fixed: dict | None = None, start=None, tol=1e-10, max_iter=200):
-    """Maximise l* (Newton steps on Firth's modified score, with step halving); the
-    coefficients in ``fixed`` (index -> value) are held at their value."""
+class FirthNotConverged(ArithmeticError):
+    """The penalized likelihood's maximum was not found within the iterations allowed."""
+
+
+MAX_STEP = 5.0
+"""Largest change of any coefficient in one Newton step; a longer step is shortened as a
+whole (its direction kept), as logistf's ``maxstep``."""
+
+
+def _fit(X, events, trials, fixed: dict | None = None, start=None, max_iter=1000):
+    """Maximise l* by Newton steps on Firth's modified score with a line search that
+    accepts only a step that does not lower l* (halving it up to 30 times); the
+    coefficients in ``fixed`` (index -> value) are held at their value. Converged when the
+    modified score's largest free component is below 1e-8 or the last step below 1e-10
+    (held coefficients can make the climb slow: up to ``max_iter`` steps); otherwise
+    :class:`FirthNotConverged` is raised (never a silent number)."""
     k = X.shape[1]
     fixed = fixed or {}
     free = np.array([j for j in range(k) if j not in fixed], dtype=int)
@@ -52,6 +65,8 @@ def _fit(X, events, trials, fixed: dict | None = None, start=None, tol=1e-10, ma
     for j, v in fixed.items():
         b[j] = v
     ll = penalized_loglik(b, X, events, trials)
+    if len(free) == 0:
+        return b, ll
     for _ in range(max_iter):
         p = 1 / (1 + np.exp(-(X @ b)))
         w = trials * p * (1 - p)
@@ -60,22 +75,30 @@ def _fit(X, events, trials, fixed: dict | None = None, start=None, tol=1e-10, ma
         # leverages of the weighted hat matrix W^1/2 X I^-1 X' W^1/2
         h = np.einsum("ij,jk,ik->i", X, inv, X) * w
         score = X.T @ (events - trials * p + h * (0.5 - p))
-        if len(free) == 0:
-            break
+        if np.max(np.abs(score[free])) < 1e-8:
+            return b, ll
         step = np.zeros(k)
         step[free] = np.linalg.solve(info[np.ix_(free, free)], score[free])
-        step = np.clip(step, -5, 5)
-        t = 1.0
-        while True:
-            cand = b + t * step
+        longest = np.max(np.abs(step))
+        if longest > MAX_STEP:
+            step *= MAX_STEP / longest
+        for _halving in range(31):
+            cand = b + step
             new = penalized_loglik(cand, X, events, trials)
-            if new >= ll - 1e-12 or t < 1e-6:
+            if new >= ll:
                 break
-            t /= 2
-        b, ll_old, ll = cand, ll, new
-        if np.max(np.abs(t * step)) < tol and abs(ll - ll_old) < 1e-12:
+            step /= 2
+        else:  # no step along the direction raises l*: at the maximum up to rounding,
+            if np.max(np.abs(score[free])) < 1e-6:  # or stuck, which is reported
+                return b, ll
             break
-    return b, ll
+        b, ll = cand, new
+        if np.max(np.abs(step)) < 1e-10:
+            return b, ll
+    raise FirthNotConverged(
+        f"Firth's penalized likelihood did not converge in {max_iter} iterations "
+        f"(largest modified score {np.max(np.abs(score[free])):.3g})."
+    )
 
 
 def firth_logit(X, events, trials, level: float = 0.95) -> FirthFit:

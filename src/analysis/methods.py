@@ -480,7 +480,9 @@ def results_words(study) -> str:
     if c.get("value") is None:
         out.append("The eligibility estimate is withheld with the target subgroup.")
     else:
-        bound = "at least " if p.benefit_distribution == "fixed" else ""
+        from analysis.eligibility import is_lower_bound
+
+        bound = "at least " if is_lower_bound(p.benefit_distribution, p.benefit_fraction) else ""
         g, one = figs["candidates.per_gp_list"], figs["candidates.in_one_gp_list"]
         level = f"{100 * p.confidence_level:g}%"
         out.append(

@@ -203,15 +203,8 @@ class Params:
                 "benefit_low",
                 f"must not exceed benefit_high ({self.benefit_low} > {self.benefit_high})",
             )
-        elif (
-            self.benefit_distribution == "fixed"
-            and not self.benefit_low <= self.benefit_fraction <= self.benefit_high
-        ):
-            bad(
-                "benefit_fraction",
-                f"must lie in its range benefit_low..benefit_high "
-                f"({self.benefit_low}..{self.benefit_high}), got {self.benefit_fraction}",
-            )
+        # a fixed fraction is any share in [0, 1] (checked above): benefit_low..benefit_high
+        # is the range of the distributions only (0.3 is a pessimistic scenario)
         if self.benefit_distribution not in BENEFIT_DISTRIBUTIONS:
             bad("benefit_distribution", f"must be one of {', '.join(BENEFIT_DISTRIBUTIONS)}")
         for name in ("benefit_beta_a", "benefit_beta_b"):

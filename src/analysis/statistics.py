@@ -359,9 +359,21 @@ def fit_grouped_logit(cells: pd.DataFrame, p: Params) -> pd.DataFrame:
     elif not sparse:
         out = _ml_fit(X, g, p)
     if out is None:  # sparse, or maximum likelihood did not converge
-        from analysis.firth import firth_logit
+        from analysis.firth import FirthNotConverged, firth_logit
 
-        fit = firth_logit(X.to_numpy(), events, trials, p.confidence_level)
+        try:
+            fit = firth_logit(X.to_numpy(), events, trials, p.confidence_level)
+        except FirthNotConverged as exc:  # reported in the table, never a silent number
+            return pd.DataFrame(
+                {
+                    "term": [c for c in X.columns if c != "const"],
+                    "odds_ratio": np.nan,
+                    "ci_low": np.nan,
+                    "ci_high": np.nan,
+                    "p_value": np.nan,
+                    "method": f"not estimated: {exc}",
+                }
+            )
         with np.errstate(over="ignore"):
             out = pd.DataFrame(
                 {

@@ -334,10 +334,12 @@ class Study:
         t_rel, n_rel = group("target"), group("population")
         e = eligibility_estimate(t_rel, n_rel, p) if t_rel is not None and n_rel else None
         g = (lambda name: getattr(e, name)) if e else (lambda name: None)
-        from analysis.eligibility import model_text
+        from analysis.eligibility import is_lower_bound, model_text
 
         bound = (
-            " (a lower bound: the paper's 'at least')" if p.benefit_distribution == "fixed" else ""
+            " (a lower bound: the paper's 'at least')"
+            if is_lower_bound(p.benefit_distribution, p.benefit_fraction)
+            else ""
         )
         add(
             "candidates.n",

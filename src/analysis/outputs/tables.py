@@ -93,7 +93,13 @@ def _key_eligibility(rows):
     if not rows:
         return None
     e = rows[0]
-    bound = "at least " if e.get("benefit_distribution") == "fixed" else ""
+    from analysis.eligibility import is_lower_bound
+
+    try:
+        fraction = float(e.get("benefit_fraction"))
+    except (TypeError, ValueError):
+        fraction = None
+    bound = "at least " if is_lower_bound(e.get("benefit_distribution"), fraction) else ""
     level = _num(float(e["level"]) * 100, 0)
     return (
         f"{bound}{_num(e['per_gp_list'])} expected per GP list of {_count(e['gp_list_size'])} "
