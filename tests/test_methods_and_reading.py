@@ -267,3 +267,18 @@ def test_the_audit_prints_as_a_table():
     assert text.splitlines()[0].startswith("Audit of the published figures")
     assert len(text.splitlines()) == len(checks) + 4  # title, header, rule, rows, verdicts
     assert "<table>" in report._repr_html_()
+
+
+def test_every_level_in_the_text_is_the_level_used():
+    """With confidence_level 0.9 the text said "its 90% interval the exact 2.5% and 97.5%
+    quantiles" and "the 95% prediction interval for a new practice"; the code used 5% and
+    95%, and the set level."""
+    from analysis.methods import methods_text
+    from analysis.params import Params
+
+    text = str(
+        methods_text(Params(benefit_distribution="uniform", confidence_level=0.9), study=None)
+    )
+    assert "exact 5% and 95% quantiles" in text and "2.5%" not in text
+    assert "the 90% prediction interval for a new practice" in text
+    assert "95% prediction interval for a new practice" not in text

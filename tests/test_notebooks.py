@@ -78,7 +78,7 @@ def test_an_edit_of_either_side_reaches_the_other_and_a_divergence_fails(tmp_pat
 
     assert _cells(jupytext.read(py)) == _cells(nbformat.read(ipynb, as_version=4))
     py.write_text(py.read_text().replace("# ## Attrition\n", "# ## Attrition, step by step\n"))
-    later = time.time() + 2
+    later = max(time.time(), ipynb.stat().st_mtime) + 2
     os.utime(py, (later, later))
     assert _cells(jupytext.read(py)) != _cells(nbformat.read(ipynb, as_version=4))  # diverged
     sync(py)
@@ -88,7 +88,9 @@ def test_an_edit_of_either_side_reaches_the_other_and_a_divergence_fails(tmp_pat
     nb = nbformat.read(ipynb, as_version=4)
     nb.cells[0].source += "\n\nEdited in JupyterLab."
     nbformat.write(nb, ipynb)
-    later += 2
+    # newer than anything the sync above wrote, however long it took (under load it took
+    # over 2 s, and the .py it rewrote then looked newer than this edit)
+    later = max(time.time(), py.stat().st_mtime, ipynb.stat().st_mtime) + 2
     os.utime(ipynb, (later, later))
     sync(ipynb)
     assert "# Edited in JupyterLab." in py.read_text()

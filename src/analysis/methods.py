@@ -261,9 +261,11 @@ def methods_text(
         f"differences ({REFERENCES['austin']}). The odds of a risk condition in the pain "
         "cohort by age band and sex were estimated by grouped logistic regression: maximum "
         "likelihood with Wald intervals when every age band x sex cell has patients with and "
-        "without a risk condition, otherwise Firth's penalized likelihood with "
-        f"profile-likelihood intervals ({REFERENCES['firth']}; {REFERENCES['heinze']}), "
-        "named in the table. Age bands start at "
+        "without a risk condition and the fit converges, otherwise (an empty cell, or a "
+        "maximum-likelihood fit that does not converge) Firth's penalized likelihood with "
+        f"profile-likelihood intervals and penalized likelihood-ratio p-values "
+        f"({REFERENCES['firth']}; {REFERENCES['heinze']}), the method named in the table; a "
+        "fit that converges under neither is reported as not estimated. Age bands start at "
         f"{_and(str(e) for e in p.age_band_edges)} years."
     )
     s["eligibility"] = _eligibility_words(p)
@@ -354,7 +356,8 @@ def _eligibility_words(p: Params) -> str:
             "The target proportion is given its confidence distribution (the "
             f"{m} inverted at every level) and multiplied by the benefit share "
             f"({benefit_words(p)}); the estimate is the expectation of the product and its "
-            f"{level} interval the exact 2.5% and 97.5% quantiles of the product, computed by "
+            f"{level} interval the exact {50 * (1 - p.confidence_level):g}% and "
+            f"{50 * (1 + p.confidence_level):g}% quantiles of the product, computed by "
             "numerical integration (no simulation), so it carries both uncertainties."
         )
     return (
@@ -460,7 +463,7 @@ def results_words(study) -> str:
     age, female = v("population.age_mean"), v("population.female_pct")
     out.append(
         ("The share of women is withheld" if female is None else f"{_pct(female)}% were female")
-        + "; their mean age was "
+        + "; the population's mean age was "
         + (f"{age:.1f} years (SD {v('population.age_sd'):.1f})" if age is not None else "withheld")
         + "."
     )
