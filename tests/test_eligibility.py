@@ -78,8 +78,9 @@ def test_a_uniform_benefit_gives_the_exact_quantiles_of_the_product():
         benefit_distribution="uniform", benefit_low=0.5, benefit_high=1.0, ci_method="jeffreys"
     )
     e = eligibility_estimate(121, 2503, p)
-    # the point: E[P] E[F], the Jeffreys posterior mean times the middle of the range
-    assert e.pct_of_population == pytest.approx(100 * (121.5 / 2504) * 0.75, rel=1e-12)
+    # the point: the observed proportion times the middle of the range (issue 25: the same
+    # whatever the interval method and level)
+    assert e.pct_of_population == pytest.approx(100 * (121 / 2503) * 0.75, rel=1e-12)
     assert _product_cdf(e.pct_low / 100, 121, 2503, 0.5, 1.0) == pytest.approx(0.025, abs=2e-6)
     assert _product_cdf(e.pct_high / 100, 121, 2503, 0.5, 1.0) == pytest.approx(0.975, abs=2e-6)
     assert e.pct_low <= e.pct_of_population <= e.pct_high
@@ -175,3 +176,73 @@ def test_zero_target_gives_zero_with_an_upper_end():
     e = eligibility_estimate(0, 2503)
     assert e.candidates == 0 and e.candidates_low == 0 and e.candidates_high > 0
     assert math.isfinite(e.per_gp_list_high)
+
+
+# ----------------------------------------------------------------------------- issue 25 §6
+def test_the_one_list_prediction_interval_is_the_exact_mixtures():
+    """Uniform benefit 0.5-1.0 on the default counts: K | P, F ~ Binomial(1500, P F), P
+    following the Wilson confidence distribution and F uniform. The mixture is computed here
+    apart from the project: P's quantiles are Wilson limits from statsmodels (the u quantile
+    is the lower limit at level 1 - 2u, the upper one at 2u - 1), F on a fine grid. The
+    subsampled grid gave 31-82, where 2.54% of the mixture lies above 82."""
+    from scipy.special import bdtr
+    from statsmodels.stats.proportion import proportion_confint
+
+    x, n, m = 121, 2503, 1500
+    us = (np.arange(2000) + 0.5) / 2000
+    pq = np.array(
+        [
+            proportion_confint(x, n, alpha=2 * u, method="wilson")[0]
+            if u < 0.5
+            else proportion_confint(x, n, alpha=2 * (1 - u), method="wilson")[1]
+            for u in us
+        ]
+    )
+    fq = 0.5 + 0.5 * (np.arange(100) + 0.5) / 100
+    ks = np.arange(20, 100)
+    cdf = np.mean([bdtr(ks[None, :], m, (pq * f)[:, None]).mean(axis=0) for f in fq], axis=0)
+    exact = (int(ks[np.searchsorted(cdf, 0.025)]), int(ks[np.searchsorted(cdf, 0.975)]))
+    assert exact == (31, 83)
+    e = eligibility_estimate(x, n, Params(benefit_distribution="uniform"))
+    assert (e.in_one_list_low, e.in_one_list_high) == exact
+
+
+def test_the_point_estimate_does_not_move_with_the_interval_method_or_level():
+    """Agresti-Coull with a benefit distribution put the point at 103.6 / 126.4 / 152.5 per
+    list at 80 / 95 / 99%: the point is (x / n) E[F], one quantity; x = n no longer fails."""
+    points = {
+        round(
+            eligibility_estimate(
+                121,
+                2503,
+                Params(benefit_distribution="uniform", ci_method=m, confidence_level=lvl),
+            ).per_gp_list,
+            10,
+        )
+        for m in ("wilson", "agresti_coull", "clopper_pearson", "jeffreys")
+        for lvl in (0.8, 0.95, 0.99)
+    }
+    assert points == {round(121 / 2503 * 0.75 * 1500, 10)}
+    e = eligibility_estimate(
+        40, 40, Params(benefit_distribution="uniform", ci_method="agresti_coull")
+    )
+    assert e.pct_of_population == pytest.approx(75.0) and e.pct_high <= 100
+
+
+@pytest.mark.parametrize("x, n", [(3, 40), (0, 40), (40, 40), (121, 2503)])
+def test_the_clopper_pearson_distribution_has_clopper_pearson_quantiles(x, n):
+    """With the benefit fixed at 0.5 by a zero-width range, the product's quantiles are the
+    proportion's: they must be the Clopper-Pearson limits (statsmodels' 'beta'); the average
+    of the two limits' distributions gave 0.972-9.534% at 3/40 against 0.787-10.193%."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    p = Params(
+        benefit_distribution="uniform",
+        benefit_low=0.5,
+        benefit_high=0.5,
+        ci_method="clopper_pearson",
+    )
+    e = eligibility_estimate(x, n, p, prediction=False)
+    lo, hi = proportion_confint(x, n, alpha=0.05, method="beta")
+    assert e.pct_low == pytest.approx(50 * lo, abs=1e-7)
+    assert e.pct_high == pytest.approx(50 * hi, abs=1e-7)

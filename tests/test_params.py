@@ -71,9 +71,13 @@ def test_comma_separated_lists_from_the_command_line():
     assert Params.from_mapping({"pain_sites": "back, knee"}).pain_sites == ("back", "knee")
 
 
-def test_benefit_fraction_must_lie_in_its_range():
-    with pytest.raises(AnalysisError, match="benefit_fraction"):
-        Params.from_mapping({"benefit_fraction": 0.4})
+def test_benefit_fraction_is_a_share():
+    """Any share in [0, 1] (0.3 is a pessimistic scenario, as the sensitivity grid has);
+    benefit_low..benefit_high is the distributions' range, not the fixed fraction's."""
+    assert Params.from_mapping({"benefit_fraction": 0.3}).benefit_fraction == 0.3
+    for bad in (1.5, -0.2):
+        with pytest.raises(AnalysisError, match="benefit_fraction"):
+            Params.from_mapping({"benefit_fraction": bad})
 
 
 def test_window_start_for_a_29_february_index_date():

@@ -13,9 +13,10 @@ that would benefit (the paper's "at least 50%").
   scaled to [low, high]): P follows the confidence distribution of ``ci_method`` (the
   distribution whose quantiles are that method's interval limits at every level: the
   Jeffreys posterior Beta(x + 1/2, n - x + 1/2); the score distribution for Wilson; the
-  normal one of Agresti-Coull; for Clopper-Pearson, the average of its two Beta limits'
-  distributions), independent of F. The point is the expectation E[P] E[F] and the
-  interval the central quantiles of Q, from its distribution function
+  normal one of Agresti-Coull, its mass beyond 0 and 1 at the ends; for Clopper-Pearson,
+  the distribution of its lower limit below its median and of its upper limit above it),
+  independent of F. The point is (x / n) E[F], the same whatever the method and level, and
+  the interval the central quantiles of Q, from its distribution function
   P(Q <= q) = E_F[G(q / F)] by numerical integration (scipy's ``quad``) and root finding.
 
 Per GP list: ``per_gp_list`` is the *expected* number of candidates per list of
@@ -164,11 +165,15 @@ def confidence_cdf(p, x: int, n: int, method: str, level: float):
         zq = normal_quantile(0.5 + level / 2)
         nt = n + zq * zq
         pt = (x + zq * zq / 2) / nt
-        return ndtr((p - pt) / math.sqrt(pt * (1 - pt) / nt))
-    # clopper_pearson: the average of the distributions of its two limits
+        # the normal's mass beyond [0, 1] sits at the ends (the interval is clipped so)
+        return np.where(p >= 1, 1.0, ndtr((p - pt) / math.sqrt(pt * (1 - pt) / nt)))
+    # clopper_pearson: below its median the distribution of the lower limit, above it that
+    # of the upper limit (flat between the two medians), so that every quantile is a
+    # Clopper-Pearson limit: the u quantile is the lower limit at level 1 - 2u (u < 1/2)
+    # and the upper limit at level 2u - 1 (u > 1/2)
     lo = betainc(x, n - x + 1, p) if x > 0 else np.ones_like(p)
     hi = betainc(x + 1, n - x, p) if x < n else np.where(p >= 1, 1.0, 0.0)
-    return (lo + hi) / 2
+    return np.where(lo < 0.5, lo, np.maximum(hi, 0.5))
 
 
 def benefit_support(params: Params) -> tuple[float, float]:
@@ -271,8 +276,10 @@ def eligibility_estimate(
         ci = proportion_ci(x, n, p.confidence_level, p.ci_method)
         point, lo, hi = x / n * f, ci[0] * f, ci[1] * f
     else:
-        ep = _confidence_mean(x, n, p)
-        point = ep * benefit_mean(p)
+        # the point is one quantity whatever the interval method and level: the observed
+        # target proportion x / n times the mean benefit E[F]; only the interval uses the
+        # method's confidence distribution
+        point = x / n * benefit_mean(p)
         lo, hi = share_quantile(a, x, n, p), share_quantile(1 - a, x, n, p)
     k_lo, k_hi = one_list_prediction(x, n, p) if n and prediction else (None, None)
     L = p.gp_list_size
@@ -302,14 +309,6 @@ def eligibility_estimate(
     )
 
 
-def _confidence_mean(x: int, n: int, params: Params) -> float:
-    """E[P] under the confidence distribution (on a fine grid of its quantiles)."""
-    if params.ci_method == "jeffreys":
-        return (x + 0.5) / (n + 1)
-    probs = (np.arange(GRID) + 0.5) / GRID
-    return float(np.mean(_proportion_quantiles(probs, x, n, params)))
-
-
 def _proportion_quantiles(probs, x, n, params):
     """Quantiles of the confidence distribution of P (vectorised bisection)."""
     lo, hi = np.zeros(len(probs)), np.ones(len(probs))
@@ -336,7 +335,8 @@ def share_grid(x: int, n: int, params: Params) -> np.ndarray:
         from scipy.stats import beta as beta_dist
 
         fq = lo + (hi - lo) * beta_dist.ppf(fp, params.benefit_beta_a, params.benefit_beta_b)
-    prod = np.sort((pq[::10][:, None] * fq[None, :]).ravel())
+    # every quantile of P (a subsample such as pq[::10] drops P's top 0.5%: too narrow)
+    prod = np.sort((pq[:, None] * fq[None, :]).ravel())
     idx = np.minimum((probs * len(prod)).astype(int), len(prod) - 1)
     return prod[idx]
 
