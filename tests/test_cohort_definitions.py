@@ -204,3 +204,36 @@ def test_attrition_table(tmp_path, default_db):
     assert round(a.loc["target", "pct_of_previous"], 2) == P["target.pct_of_pain"]
     assert a.loc["candidates", "n"] == pytest.approx(60.5)
     assert a.loc["candidates", "pct_of_previous"] == pytest.approx(50.0)
+
+
+def test_events_outside_registration_count_unless_left_out(tmp_path):
+    """The paper's query counts an event whatever its date against the registration;
+    ``events_outside_registration: leave_out`` counts only events within it. Patient 1 left
+    the practice at the end of 2011: her second knee episode (2013), her hypertension
+    (diagnosed 2012) and her antithrombotic (2014) are outside her registration."""
+    db = write_db(
+        tmp_path / "db",
+        {
+            "patients": [
+                patient(1, birth="1930-01-01", registered_to="2011-12-31"),
+                patient(2, birth="1931-01-01"),
+            ],
+            "pain_episodes": [
+                pain(1, "2010-05-01"),
+                pain(1, "2013-05-01"),
+                pain(2),
+                pain(2, "2014-01-01"),
+            ],
+            "diagnoses": [dx(1, "401.9", "2012-06-01"), dx(2, "401.9")],
+            "prescriptions": [rx(1, "B01AC06", "2014-01-01")],
+        },
+        synthetic=True,
+    )
+    counted = run_study(db, Params(disclosure="off"))
+    left_out = run_study(db, Params(disclosure="off", events_outside_registration="leave_out"))
+    f, g = counted.cube.flag_arrays(), left_out.cube.flag_arrays()
+    # counted: both are recurrent, elderly and at risk; left out: patient 1 has one episode
+    # in her registration and no risk condition or drug dated within it
+    assert counted.cube.count(f["target"]) == 2 and left_out.cube.count(g["target"]) == 1
+    assert counted.cube.count(f["pain_risk"]) == 2 and left_out.cube.count(g["pain_risk"]) == 1
+    assert counted.cube.count(f["pain"]) == left_out.cube.count(g["pain"]) == 2

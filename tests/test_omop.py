@@ -323,3 +323,21 @@ def test_a_code_list_matches_only_its_own_vocabulary(tmp_path):
     s = run_study(db)
     assert s.cube.count(s.cube.flag_arrays()["risk_condition"]) == 0
     assert any("match none of them" in n for n in s.cube.notes)
+
+
+@pytest.mark.parametrize(
+    "drop", [["birth_datetime"], ["birth_datetime", "month_of_birth", "day_of_birth"]]
+)
+def test_person_without_the_optional_birth_columns(tmp_path, drop):
+    """CDM 5.4: year_of_birth is required; month_of_birth, day_of_birth and birth_datetime
+    are optional and an export may leave the columns out (it crashed with BinderException).
+    The date is built from what there is: month and day 1 where missing, and counted."""
+    f = omop_folder(tmp_path)
+    person = pd.read_csv(f / "person.csv").drop(columns=drop)
+    person.to_csv(f / "person.csv", index=False)
+    report = import_omop(f, tmp_path / "db", code_system="icd10")
+    pts = pd.read_parquet(tmp_path / "db" / "patients.parquet").set_index("patient_id")
+    expected = "1935-03-04" if "month_of_birth" not in drop else "1935-01-01"
+    assert str(pts.loc[1, "birth_date"]) == expected
+    assert str(pts.loc[2, "birth_date"]) == "1960-01-01"
+    assert report["repairs"]["birth_date_from_year_only"] == (1 if len(drop) == 1 else 2)

@@ -186,6 +186,19 @@ def _code_map_sql(
     return other
 
 
+def registered_events_sql(params: Params, alias: str = "e") -> str:
+    """The condition that an event ``alias`` lies within its patient's registration, as an
+    ``AND ...`` to append to a WHERE clause; empty when events outside count (the default,
+    so the query is the same as without the parameter)."""
+    if params.events_outside_registration == "count":
+        return ""
+    return (
+        f" AND EXISTS (SELECT 1 FROM patients rp WHERE rp.patient_id = {alias}.patient_id "
+        f"AND {alias}.date >= rp.registered_from "
+        f"AND (rp.registered_to IS NULL OR {alias}.date <= rp.registered_to))"
+    )
+
+
 def population_condition(params: Params, alias: str = "p") -> str:
     """SQL condition (on the patients table as ``alias``) of the population (module docstring)."""
     idx, ws = params.index.isoformat(), params.window_start.isoformat()
@@ -296,7 +309,8 @@ def profile_cube(
     if drug_counts:
         n_drugs_sql = (
             f"SELECT patient_id, count(*) AS n_drugs FROM (SELECT DISTINCT patient_id, atc_code "
-            f"FROM prescriptions WHERE date BETWEEN DATE '{ws}' AND DATE '{idx}') AS "
+            f"FROM prescriptions e WHERE date BETWEEN DATE '{ws}' AND DATE '{idx}'"
+            f"{registered_events_sql(params)}) AS "
             f"distinct_drugs "
             "GROUP BY patient_id"
         )
@@ -318,25 +332,26 @@ def profile_cube(
         site_col = "0"
         cond_col = f"CASE WHEN coalesce(c.cond_mask, 0) & {cb} <> 0 THEN {cb} ELSE 0 END"
         drug_col = f"CASE WHEN coalesce(r.drug_mask, 0) & {db_} <> 0 THEN {db_} ELSE 0 END"
+    registered = registered_events_sql(params)
     query = f"""
     WITH qual AS (
         SELECT patient_id, {q_cols},
                bit_or(CASE site {site_case} END) FILTER (WHERE severity >= {base}) AS site_mask
-        FROM pain_episodes
-        WHERE site IN ({sql_list(sites)}) AND cause IN ({sql_list(params.pain_causes)})
+        FROM pain_episodes e
+        WHERE site IN ({sql_list(sites)}){registered} AND cause IN ({sql_list(params.pain_causes)})
           AND date BETWEEN DATE '{ws}' AND DATE '{idx}'
           AND severity >= {min(sev)}
         GROUP BY patient_id),
     cond AS (
-        SELECT d.patient_id, bit_or(m.mask) AS cond_mask
-        FROM diagnoses d JOIN cond_map m ON d.code = m.code
-        WHERE d.date <= DATE '{idx}'
-        GROUP BY d.patient_id),
+        SELECT e.patient_id, bit_or(m.mask) AS cond_mask
+        FROM diagnoses e JOIN cond_map m ON e.code = m.code
+        WHERE e.date <= DATE '{idx}'{registered}
+        GROUP BY e.patient_id),
     rx AS (
-        SELECT r.patient_id, bit_or(m.mask) AS drug_mask
-        FROM prescriptions r JOIN drug_map m ON r.atc_code = m.code
-        WHERE r.date <= DATE '{idx}'
-        GROUP BY r.patient_id),
+        SELECT e.patient_id, bit_or(m.mask) AS drug_mask
+        FROM prescriptions e JOIN drug_map m ON e.atc_code = m.code
+        WHERE e.date <= DATE '{idx}'{registered}
+        GROUP BY e.patient_id),
     nd AS ({n_drugs_sql}),
     prof AS (
         SELECT

@@ -245,7 +245,17 @@ def methods_text(
         f"{_or(list_words(d) for d in p.risk_drugs) or 'none'}. **Elderly** patients were "
         f"aged {p.elderly_age} years or more. The **target subgroup** comprised "
         f"{target_words(p)}. **Candidates** for a local treatment (mesotherapy) are the target "
-        f"subgroup times the share expected to benefit, {benefit_words(p)}."
+        f"subgroup times the share expected to benefit, {benefit_words(p)}. "
+        + (
+            "Events (pain episodes, diagnoses, prescriptions) counted whatever their date "
+            "against the patient's registration, as in the paper's query; the data-quality "
+            "report counts those dated outside it."
+            if p.events_outside_registration == "count"
+            else "Only events (pain episodes, diagnoses, prescriptions) dated within the "
+            "patient's registration (from registered_from to registered_to, open-ended when "
+            "the patient is still registered) counted; those outside it were left out "
+            "(events_outside_registration: leave_out)."
+        )
     )
     s["codelists"] = (
         "Each list is a versioned CSV file in `data/codelists/` (a recorded code matches an "

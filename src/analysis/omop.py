@@ -117,6 +117,29 @@ def _columns(con, view: str) -> set[str]:
     return {r[0].lower() for r in con.execute(f"DESCRIBE SELECT * FROM {view}").fetchall()}
 
 
+def _birth_date_sql(con) -> tuple[str, str, str]:
+    """The date of birth as the CDM defines it (5.3/5.4: ``year_of_birth`` required;
+    ``month_of_birth``, ``day_of_birth`` and ``birth_datetime`` optional, and may be absent
+    as columns): ``birth_datetime`` where given, else the year with the month and day (1
+    where missing). Returns (the date, the condition of a missing year, the condition of a
+    date built from the year alone), as SQL over ``omop_person p``."""
+    cols = {r[0].lower() for r in con.execute("DESCRIBE omop_person").fetchall()}
+
+    def part(name: str) -> str:
+        return f"TRY_CAST(p.{name} AS INTEGER)" if name in cols else "NULL"
+
+    ymd = (
+        f"make_date(CAST(p.year_of_birth AS INTEGER), coalesce({part('month_of_birth')}, 1), "
+        f"coalesce({part('day_of_birth')}, 1))"
+    )
+    has_dt = "birth_datetime" in cols
+    date = f"coalesce(TRY_CAST(p.birth_datetime AS DATE), {ymd})" if has_dt else ymd
+    no_dt = "TRY_CAST(p.birth_datetime AS DATE) IS NULL" if has_dt else "TRUE"
+    missing = f"{no_dt} AND TRY_CAST(p.year_of_birth AS INTEGER) IS NULL"
+    year_only = f"{no_dt} AND {part('month_of_birth')} IS NULL"
+    return date, missing, year_only
+
+
 def import_omop(
     folder: str | Path,
     into: str | Path,
@@ -148,17 +171,14 @@ def import_omop(
             "icd9cm|icd10|icd10cm|snomed; nothing was imported."
         )
     codes = ", ".join(sql_literal(c) for c in pain_codes)
+    birth, birth_missing, year_only = _birth_date_sql(con)
     queries = {
-        "patients": """
+        "patients": f"""
             SELECT CAST(p.person_id AS BIGINT) AS patient_id,
                    coalesce(CAST(p.care_site_id AS VARCHAR), 'unknown') AS practice_id,
                    CASE CAST(p.gender_concept_id AS VARCHAR) WHEN '8532' THEN 'F' WHEN '8507' THEN
                    'M' END AS sex,
-                   coalesce(TRY_CAST(p.birth_datetime AS DATE),
-                            make_date(CAST(p.year_of_birth AS INTEGER),
-                            coalesce(TRY_CAST(p.month_of_birth AS INTEGER), 1),
-                                      coalesce(TRY_CAST(p.day_of_birth AS INTEGER), 1))) AS
-                                      birth_date,
+                   {birth} AS birth_date,
                    op.start_date AS registered_from, op.end_date AS registered_to
             FROM omop_person p LEFT JOIN (
                 SELECT person_id, min(CAST(observation_period_start_date AS DATE)) AS start_date,
@@ -189,7 +209,7 @@ def import_omop(
         (
             "person",
             "year_of_birth",
-            "birth_datetime IS NULL AND TRY_CAST(year_of_birth AS INTEGER) IS NULL",
+            birth_missing,
             "a year of birth (or birth_datetime)",
         ),
         (
@@ -208,7 +228,7 @@ def import_omop(
     problems = []
     for table, col, pred, expected in checks:
         for r, v in con.execute(
-            f"SELECT __row, CAST({col} AS VARCHAR) FROM omop_{table} WHERE {pred} "
+            f"SELECT __row, CAST({col} AS VARCHAR) FROM omop_{table} p WHERE {pred} "
             "ORDER BY __row LIMIT 20"
         ).fetchall():
             problems.append(
@@ -221,8 +241,7 @@ def import_omop(
     report = {"source": "OMOP CDM", "tables": {}, "repairs": {}}
     try:
         report["repairs"]["birth_date_from_year_only"] = con.execute(
-            "SELECT count(*) FROM omop_person WHERE birth_datetime IS NULL AND month_of_birth IS "
-            "NULL"
+            f"SELECT count(*) FROM omop_person p WHERE {year_only}"
         ).fetchone()[0]
         for table, q in queries.items():
             if table == "diagnoses":

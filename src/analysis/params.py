@@ -33,6 +33,7 @@ CI_METHODS = ("wilson", "clopper_pearson", "agresti_coull", "jeffreys")
 BENEFIT_DISTRIBUTIONS = ("uniform", "beta", "fixed")
 DISCLOSURE_RULES = ("auto", "off", "opensafely", "ohdsi", "datashield")
 POPULATIONS = ("registered_in_window", "registered_on_index_date", "all_patients")
+EVENTS_OUTSIDE_REGISTRATION = ("count", "leave_out")
 POOL_METHODS = ("dl", "reml", "fixed")
 
 
@@ -63,6 +64,10 @@ class Params:
     risk_drugs : names of ATC code lists; a risk drug is a prescription in any of them on
         or before the index date.
     min_episodes : recurrence, the least number of qualifying episodes in the window.
+    events_outside_registration : ``count`` (default, as the paper's query): a pain episode,
+        diagnosis or prescription counts whatever its date against the patient's
+        registration; ``leave_out``: only events dated within the patient's registration
+        (``registered_from`` to ``registered_to``, open-ended when empty) count.
     elderly_age : elderly = aged at least this many completed years at the index date.
     benefit_fraction, benefit_low, benefit_high, benefit_distribution, benefit_beta_a,
     benefit_beta_b : share of the target subgroup expected to benefit from a local
@@ -108,6 +113,7 @@ class Params:
     gp_list_size: int = 1500
     age_band_edges: tuple[int, ...] = (45, 55, 65, 75)
     pool_method: str = "dl"
+    events_outside_registration: str = "count"
     monte_carlo_draws: int = 20000
     seed: int = 20160601
 
@@ -169,6 +175,12 @@ class Params:
             bad("index_date", f"must be an ISO date like 2015-12-31, got {self.index_date!r}")
         if self.population not in POPULATIONS:
             bad("population", f"must be one of {', '.join(POPULATIONS)}, got {self.population!r}")
+        if self.events_outside_registration not in EVENTS_OUTSIDE_REGISTRATION:
+            bad(
+                "events_outside_registration",
+                f"must be one of {', '.join(EVENTS_OUTSIDE_REGISTRATION)}, "
+                f"got {self.events_outside_registration!r}",
+            )
         if self.lookback_years < 1:
             bad("lookback_years", f"must be at least 1 year, got {self.lookback_years}")
         if not self.pain_sites:

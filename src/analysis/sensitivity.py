@@ -129,7 +129,13 @@ GRID_ESTIMATES = (
     "per_gp_list_high",
 )
 
-UNSUPPORTED = {"index_date", "lookback_years", "pain_sites", "pain_causes"}
+UNSUPPORTED = {
+    "index_date",
+    "lookback_years",
+    "pain_sites",
+    "pain_causes",
+    "events_outside_registration",
+}
 
 
 def sensitivity_table(
