@@ -330,3 +330,31 @@ def test_a_column_mixing_us_and_european_dates_is_refused_row_by_row(tmp_path):
         tmp_path, "no one date format reads every value", "row 3", pain1=mixed, pain2=US_PAIN2
     )
     assert "'02/13/2011'" in msg
+
+
+def test_the_methods_say_how_codes_were_mapped_and_what_was_left_out(tmp_path):
+    """A reviewer asks how ICD-10 was mapped and how many records could not be: the import
+    records the mapping file with its digest and the counts, and the methods say them."""
+    import hashlib
+
+    from analysis import paths
+    from analysis.methods import methods_text
+
+    mapping = make_extract(tmp_path / "extract")
+    import_extract(mapping, tmp_path / "db")
+    meta = json.loads((tmp_path / "db" / "dataset.json").read_text())
+    table = paths.DATA / "mappings" / "icd10_to_icd9cm.csv"
+    assert meta["code_mapping"] == {
+        "from": "ICD10",
+        "to": "ICD9CM",
+        "file": "icd10_to_icd9cm.csv",
+        "sha256": hashlib.sha256(table.read_bytes()).hexdigest(),
+        "mapped_records": 3,  # I10, E11.9, I50.0
+        "unmapped_records": 1,  # Z99.9
+    }
+    assert meta["unmapped_diagnoses"] == {"ICD10": 1}
+    study = run_study(tmp_path / "db", Params(disclosure="off"))
+    text = str(methods_text(study.params, study))
+    assert "mapped to ICD9CM by the longest matching code prefix in `icd10_to_icd9cm.csv`" in text
+    assert meta["code_mapping"]["sha256"][:16] in text
+    assert "could not be mapped were left out (1 of ICD10)" in text

@@ -282,3 +282,15 @@ def test_every_level_in_the_text_is_the_level_used():
     assert "exact 5% and 95% quantiles" in text and "2.5%" not in text
     assert "the 90% prediction interval for a new practice" in text
     assert "95% prediction interval for a new practice" not in text
+
+
+def test_the_estimate_says_the_benefit_share_is_an_assumption(default_db):
+    """The 50% is the paper's assumption, not a finding; the interval treats the
+    patients as a sample. Said in the results beside the number."""
+    from analysis.methods import results_words
+
+    text = results_words(run_study(default_db, Params()))
+    assert "is the paper's assumption" in text and "not a finding of these data" in text
+    assert "treats the practice's patients as a sample" in text
+    other = results_words(run_study(default_db, Params(benefit_fraction=0.3)))
+    assert "0.3, is an assumed value" in other and "at least" not in other.split("candidates")[1]

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import json
 import shutil
 import tempfile
@@ -118,6 +119,15 @@ def map_icd10(
     ).fetchone()[0]
     report["repairs"]["icd10_unmapped_records"] = int(sum(n for _, n in unmapped))
     report["repairs"]["icd10_unmapped_codes"] = len(unmapped)
+    # what the methods say: the mapping file (name and digest) and what it could not map
+    report["code_mapping"] = {
+        "from": "ICD10",
+        "to": "ICD9CM",
+        "file": map_path.name,
+        "sha256": hashlib.sha256(map_path.read_bytes()).hexdigest(),
+        "mapped_records": int(report["repairs"]["icd10_mapped"]),
+        "unmapped_records": report["repairs"]["icd10_unmapped_records"],
+    }
     return (
         "SELECT d.patient_id, d.date, c.icd9 AS code FROM dx_source d JOIN code_map c USING (code)"
     )
@@ -588,6 +598,10 @@ def import_extract(mapping: str | Path, into: str | Path) -> dict:
         meta = {"synthetic": False, "imported_from": mapping.name, "diagnosis_vocabulary": "ICD9CM"}
         if m.get("extract_date"):
             meta["extract_date"] = str(m["extract_date"])
+        if report.get("code_mapping"):
+            meta["code_mapping"] = report["code_mapping"]
+            if report["code_mapping"]["unmapped_records"]:
+                meta["unmapped_diagnoses"] = {"ICD10": report["code_mapping"]["unmapped_records"]}
         atomic_write_text(tmp / "dataset.json", json.dumps(meta, indent=2) + "\n")
         atomic_write_text(
             tmp / "import_report.json", json.dumps(report, indent=2, default=int) + "\n"

@@ -142,6 +142,54 @@ def list_words(name: str) -> str:
     return name.replace("copd_asthma", "COPD or asthma").replace("ssri", "SSRIs").replace("_", " ")
 
 
+def _assumption_words(p: Params) -> str:
+    """What the eligibility estimate rests on, said beside it: the benefit share is an
+    assumption (the paper's, from a review of open studies), not a finding of this data;
+    the interval treats the practice's patients as a sample of patients like them."""
+    from analysis.eligibility import is_lower_bound
+
+    if is_lower_bound(p.benefit_distribution, p.benefit_fraction):
+        share = (
+            'The 50% who would benefit is the paper\'s assumption ("at least 50%", from a '
+            "review of open studies), not a finding of these data"
+        )
+    elif p.benefit_distribution == "fixed":
+        share = f"The share who would benefit, {p.benefit_fraction:g}, is an assumed value"
+    else:
+        share = f"The share who would benefit ({benefit_words(p)}) is an assumed distribution"
+    return (
+        f"{share}; the interval treats the practice's patients as a sample of patients like "
+        "them, and carries the sampling uncertainty of the target proportion"
+        + (
+            " and the assumed spread of the benefit share."
+            if p.benefit_distribution != "fixed"
+            else ", not any uncertainty of the benefit share."
+        )
+    )
+
+
+def coding_words(metadata: dict) -> str:
+    """How the import mapped diagnosis codes, and what it left out (from the database's
+    ``dataset.json``), as sentences; empty when nothing was mapped."""
+    out = ""
+    m = metadata.get("code_mapping") or {}
+    if m:
+        out += (
+            f" Diagnoses recorded in {m.get('from')} were mapped to {m.get('to')} by the "
+            f"longest matching code prefix in `{m.get('file')}` (SHA-256 "
+            f"{str(m.get('sha256', ''))[:16]}); {_count(m.get('mapped_records'))} record(s) "
+            "were mapped."
+        )
+    un = metadata.get("unmapped_diagnoses") or {}
+    if un:
+        parts = _and(f"{_count(v)} of {k}" for k, v in sorted(un.items()))
+        out += (
+            f" Diagnosis records that could not be mapped were left out ({parts}): the risk "
+            "definitions see none of them."
+        )
+    return out
+
+
 def interval_words(p: Params) -> str:
     level = f"{100 * p.confidence_level:g}%"
     refs = {
@@ -221,6 +269,7 @@ def methods_text(
             "`data/README.md`) and validated against it before any count was made"
             + (f"; it was read with {engine}" if engine else "")
             + "."
+            + coding_words(getattr(study, "metadata", None) or {})
         )
     else:
         s["data"] = (
@@ -504,7 +553,7 @@ def results_words(study) -> str:
             f"{g['value']:.1f} per GP list of {p.gp_list_size:,} patients "
             f"({g['ci_low']:.1f}\u2013{g['ci_high']:.1f}); one actual list of "
             f"{p.gp_list_size:,} patients would hold {one['ci_low']}\u2013{one['ci_high']} "
-            f"candidates ({level} prediction interval)."
+            f"candidates ({level} prediction interval). " + _assumption_words(p)
         )
     if rule is not None:
         out.append(f"Counts are released under the {rule.describe()}.")

@@ -256,6 +256,8 @@ def import_omop(
         meta = {"synthetic": False, "imported_from": "OMOP CDM", "diagnosis_vocabulary": "ICD9CM"}
         if report["unmapped_diagnoses"]:
             meta["unmapped_diagnoses"] = report["unmapped_diagnoses"]
+        if report.get("code_mapping"):
+            meta["code_mapping"] = report["code_mapping"]
         atomic_write_text(tmp / "dataset.json", json.dumps(meta) + "\n")
         atomic_write_text(
             tmp / "import_report.json", json.dumps(report, indent=2, default=int) + "\n"

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -22,6 +22,7 @@ class Study:
     cube: ProfileCube
     data_location: str
     is_synthetic: bool
+    metadata: dict = field(default_factory=dict)  # the database's dataset.json
 
     # ---- labels ---------------------------------------------------------------------
     @property
@@ -462,4 +463,10 @@ def run_study(
         # under disclosure control ages of 90 and over count as 90 in every table and
         # statistic (an extreme age identifies a patient), or the oldest threshold in use
         cube = cube.top_coded(max([TOP_AGE_FLOOR, p.elderly_age, *p.age_band_edges]))
-    return Study(params=p, cube=cube, data_location=str(db.location), is_synthetic=db.is_synthetic)
+    return Study(
+        params=p,
+        cube=cube,
+        data_location=str(db.location),
+        is_synthetic=db.is_synthetic,
+        metadata=dict(db.metadata or {}),
+    )
