@@ -26,7 +26,8 @@
 # "candidates per GP list" as a distribution across practices instead of a single figure.
 #
 # **Data.** By default the synthetic default cohort in `data/synthetic/`, a single practice:
-# there is then nothing to pool, and the notebook says so. `batches/practices.yaml` runs it on
+# there is then nothing to compare or pool; the notebook says so once and its report leaves
+# out the comparison sections. `batches/practices.yaml` runs it on
 # a synthetic network of 20 practices (`make network`).
 #
 # **Run it on your network**:
@@ -48,6 +49,8 @@ pool_method = "dl"  # dl, reml or fixed
 disclosure = "auto"
 
 # %%
+from IPython.display import display
+
 from analysis import notebook, plots, practices
 
 run = notebook.start(globals(), notebook="07_practices", by_practice=True)
@@ -63,7 +66,7 @@ run.header("Practices")
 # %%
 run.methods()
 
-# %% [markdown]
+# %% [markdown] tags=["compare"]
 # ## Practices
 #
 # One row per practice: its population, pain cohort and target subgroup, the target share of
@@ -78,9 +81,14 @@ table, left_out = practices.practice_table(study)
 table = run.save_table(table, "practices")
 if left_out:
     print(f"{left_out} practice(s) left out by disclosure control.")
-run.show(table, "practice_id")
+pooled = practices.pooled_table(table, left_out, run.params)
+pooled = run.save_table(pooled, "practices_pooled")
+run.record_practices(table, pooled.iloc[0].to_dict() if len(pooled) else None)
+compare = run.compare_practices(table, left_out)  # two or more practices, or says why not
+if compare:
+    display(run.show(table, index="practice_id"))
 
-# %% [markdown]
+# %% [markdown] tags=["compare"]
 # ## The pooled estimate
 #
 # A random-effects meta-analysis of the practices' target shares on the logit scale (the
@@ -90,13 +98,11 @@ run.show(table, "practice_id")
 # network: it is the honest answer to "how many candidates will my practice have?", and it is
 # wider than the interval of the mean whenever practices differ.
 
-# %%
-pooled = practices.pooled_table(table, left_out, run.params)
-pooled = run.save_table(pooled, "practices_pooled")
-run.record_practices(table, pooled.iloc[0].to_dict() if len(pooled) else None)
-run.show(pooled)
+# %% tags=["compare"]
+if compare:
+    display(run.show(pooled))
 
-# %% [markdown]
+# %% [markdown] tags=["compare"]
 # ## Funnel plot
 #
 # Each practice's target share against its size, with control limits around the network's
@@ -105,30 +111,33 @@ run.show(pooled)
 # are labelled; a point outside is a reason to look at that practice's data and population,
 # not a verdict on its care.
 
-# %%
-run.show_figure(plots.funnel(table, pooled, run.data_label, left_out), "funnel");
+# %% tags=["compare"]
+if compare:
+    run.show_figure(plots.funnel(table, pooled, run.data_label, left_out), "funnel")
 
-# %% [markdown]
+# %% [markdown] tags=["compare"]
 # ## Forest plot
 #
 # Practices ordered by their share, each with its interval; the diamond is the pooled
 # estimate and the line through it the prediction interval for a new practice.
 
-# %%
-run.show_figure(plots.practice_forest(table, pooled, run.data_label), "practice_forest");
+# %% tags=["compare"]
+if compare:
+    run.show_figure(plots.practice_forest(table, pooled, run.data_label), "practice_forest")
 
-# %% [markdown]
+# %% [markdown] tags=["compare"]
 # ## Candidates per GP list across practices
 #
 # The paper's single "per GP list" figure becomes a distribution: the expected candidates per
 # list of `gp_list_size` patients in each practice. The spread is what a network planning a
 # service must budget for.
 
-# %%
-run.show_figure(
-    plots.per_list_across_practices(table, run.data_label, run.params.gp_list_size),
-    "per_list_across_practices",
-);
+# %% tags=["compare"]
+if compare:
+    run.show_figure(
+        plots.per_list_across_practices(table, run.data_label, run.params.gp_list_size),
+        "per_list_across_practices",
+    )
 
 # %% [markdown]
 # ## What disclosure control did

@@ -353,15 +353,24 @@ def test_a_scenario_name_with_a_trailing_newline_is_refused(tmp_path):
 
 
 # ----------------------------------------------------------------------------- 7. combine
-def _site(root: Path, name: str, counts: dict, *, synthetic=False, disclosure="opensafely"):
+def _site(
+    root: Path,
+    name: str,
+    counts: dict,
+    *,
+    synthetic=False,
+    disclosure="opensafely",
+    scenario="default",
+    overrides=None,
+):
     """A site's report folder as a batch writes it: one practices run with its released
     counts (practice -> (population, pain, target)) and its manifest."""
     from analysis.outputs.disclosure import release_status
     from analysis.params import Params
     from analysis.results import COLUMNS
 
-    params = Params.from_mapping({"disclosure": disclosure})
-    run = root / name / "default-07_practices"
+    params = Params.from_mapping({"disclosure": disclosure, **(overrides or {})})
+    run = root / name / f"{scenario}-07_practices"
     run.mkdir(parents=True)
     with (run / "results.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=COLUMNS)
@@ -377,7 +386,7 @@ def _site(root: Path, name: str, counts: dict, *, synthetic=False, disclosure="o
             {
                 "status": "ok",
                 "notebook": "07_practices",
-                "scenario": "default",
+                "scenario": scenario,
                 "data_source": "default",
                 "data_is_synthetic": synthetic,
                 "release": release_status(params, synthetic),
@@ -535,3 +544,30 @@ def test_any_mapping_imports_or_is_refused_and_writes_only_its_folder(
     assert {k: v for k, v in after.items() if k in before} == before
     if done.returncode != 0:
         assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+
+
+def test_combine_pools_the_scenario_asked_for_at_every_site(tmp_path):
+    """Issue 25: combine took the parameters of the first site's alphabetically first
+    results.csv (a scenario `aa_elderly_65`) and refused a site with a false claim. The run
+    of each site is now chosen: by default the one with the paper's definitions, else
+    --scenario, said on every output."""
+    from analysis.results import combine
+
+    a = tmp_path / "sites"
+    _site(a, "surgery_a", {"P1": (400, 120, 40)}, synthetic=True, disclosure="off")
+    _site(a, "surgery_a_65", {"P1": (400, 120, 90)}, synthetic=True, disclosure="off",
+          scenario="aa_elderly_65", overrides={"elderly_age": 65})  # fmt: skip
+    # one site folder holding both scenarios' runs
+    shutil.move(str(a / "surgery_a_65" / "aa_elderly_65-07_practices"), str(a / "surgery_a"))
+    _site(a, "surgery_b", {"P2": (500, 150, 45)}, synthetic=True, disclosure="off")
+    out = combine([a / "surgery_b", a / "surgery_a"], tmp_path / "net")
+    assert out["scenario"] == ["default"] and out["units"] == 2
+    rows = list(csv.DictReader((tmp_path / "net" / "practices.csv").read_text().splitlines()))
+    assert {r["practice_id"]: r["target_n"] for r in rows} == {
+        "surgery_a/P1": "40",
+        "surgery_b/P2": "45",
+    }
+    pooled = (tmp_path / "net" / "practices_pooled.csv").read_text()
+    assert "default" in pooled and "nan" not in (tmp_path / "net" / "index.html").read_text()
+    with pytest.raises(AnalysisError, match="Site surgery_b: no run of scenario 'aa_elderly_65'"):
+        combine([a / "surgery_a", a / "surgery_b"], tmp_path / "net2", scenario="aa_elderly_65")

@@ -472,3 +472,41 @@ def test_funnel_limits_lie_between_0_and_100_percent():
     assert practices.binomial_limit(0.5, 10, 0.975) == pytest.approx(
         (8 - (0.9892578125 - 0.975) / (0.9892578125 - 0.9453125)) / 10, rel=1e-12
     )
+
+
+def test_sections_between_practices_appear_only_where_there_are_two(tmp_path, small_db):
+    """The single-practice default drew a funnel, a forest plot and "over 1 practices"; now
+    a run with one practice says once why there is nothing to compare, writes no such
+    figure, and its report, the batch index and the methods leave the sections out. A
+    network of four shows them all."""
+    from analysis import synth
+    from analysis.batch import load_batch, run_batch
+
+    four = synth.generate(tmp_path / "four", patients=2400, practices=4, seed=3)
+    shown = {}
+    for name, data in (("one", small_db), ("four", four)):
+        f = tmp_path / f"{name}.yaml"
+        f.write_text(f"name: {name}\ndata: {data}\nruns:\n  - notebooks: [07_practices]\n")
+        b = load_batch(f, reports=tmp_path / "reports")
+        assert [r["status"] for r in run_batch(b, jobs=1, progress=False)] == ["ok"]
+        run = b.out / "default-07_practices"
+        html = (run / "07_practices.html").read_text()
+        shown[name] = {
+            "figures": sorted(p.name for p in (run / "figures").glob("*.png")),
+            "sections": [
+                h for h in ("Funnel plot", "Forest plot", "The pooled estimate") if h in html
+            ],  # fmt: skip
+            "said": "The data hold one practice" in html,
+            "index": "<h2>Practices</h2>" in (b.out / "index.html").read_text(),
+            "methods": "Practices and pooling" in (b.out / "methods.md").read_text(),
+        }
+    assert shown["one"] == {
+        "figures": [], "sections": [], "said": True, "index": False, "methods": False
+    }  # fmt: skip
+    assert shown["four"] == {
+        "figures": ["funnel.png", "per_list_across_practices.png", "practice_forest.png"],
+        "sections": ["Funnel plot", "Forest plot", "The pooled estimate"],
+        "said": False,
+        "index": True,
+        "methods": True,
+    }

@@ -375,6 +375,12 @@ def methods_text(
         "them until the left-out practices together hold no count that the rule would "
         "withhold."
     )
+    held = getattr(getattr(study, "cube", None), "practices", None)
+    if held is not None and len(held.practice_ids) < 2:
+        s["practices"] = (
+            "The data hold one practice, so practices were not compared or pooled (at least "
+            "two are needed)."
+        )
     s["disclosure"] = _disclosure_words(p, study)
     s["software"] = _software_words(engine)
     if study is not None:
@@ -573,6 +579,7 @@ def batch_methods(batch, results: list[dict]) -> Methods | None:
         return None
     sections: dict[str, str] = {}
     parts = []
+    compares = _compares_practices(batch, runs)
     for source in dict.fromkeys(r.source for r in runs):
         base = min((r for r in runs if r.source == source), key=lambda r: len(r.overrides))
         params = Params.from_mapping(
@@ -582,6 +589,8 @@ def batch_methods(batch, results: list[dict]) -> Methods | None:
         text = methods_text(
             params, study, data_name=source_name(base.data), engine=engine_label(base.data)
         )
+        if not compares:  # pooling is described only where practices are compared
+            text.sections.pop("practices", None)
         parts.append(
             f"## Data source `{source}` (scenario `{base.scenario}`)\n\n"
             + text.markdown(level=2).split("\n", 2)[2]  # without its own title
@@ -609,6 +618,24 @@ def batch_methods(batch, results: list[dict]) -> Methods | None:
     sections["results"] = "\n\n".join(parts)
     doc = Methods(sections, title=f"Methods and results: batch {batch.name}")
     return doc
+
+
+def _compares_practices(batch, runs) -> bool:
+    """Whether a practices run of the batch pooled two practices or more (its released
+    practices_pooled table says how many)."""
+    import csv
+
+    from analysis.practices import comparable
+
+    for r in runs:
+        if r.notebook != "07_practices":
+            continue
+        f = batch.out / r.name / "tables" / "practices_pooled.csv"
+        if f.is_file():
+            with f.open(newline="", encoding="utf-8") as fh:
+                if any(comparable(row.get("practices")) for row in csv.DictReader(fh)):
+                    return True
+    return False
 
 
 def write_batch_methods(batch, results: list[dict]) -> list[str]:

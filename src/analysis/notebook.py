@@ -22,6 +22,9 @@ from analysis.files import atomic_write_text
 from analysis.outputs import write_csv  # noqa: F401  (re-exported)
 from analysis.params import Params, check_names
 
+HIDE_TAGS = "analysis_hide_cells_tagged"
+"""Output metadata key: cells with these tags are left out of the run's HTML report."""
+
 # names every notebook may take besides the analysis parameters
 RUN_PARAMETERS = ("data", "output_dir", "params_file", "grid", "published")
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
@@ -342,6 +345,23 @@ class NotebookRun:
         self.figures[name] = "drawn from this run's released tables"
         self._write_disclosure()
         return style.save_figure(fig, inside(self.out, self.out / "figures"), name)
+
+    def compare_practices(self, table, left_out: int = 0) -> bool:
+        """Whether there are practices to compare (two or more released,
+        :func:`analysis.practices.comparable`). When not, says why in one sentence and
+        marks the notebook's comparison sections (cells tagged ``compare``) to be left out
+        of the HTML report (:data:`HIDE_TAGS` in this output's metadata)."""
+        from IPython.display import Markdown, display
+
+        from analysis.practices import comparable, no_comparison_words
+
+        if comparable(len(table)):
+            return True
+        display(
+            Markdown(no_comparison_words(len(table), left_out)),
+            metadata={HIDE_TAGS: ["compare"]},
+        )
+        return False
 
     def show_figure(self, fig, name: str):
         """Save (PNG + SVG) and return the figure so the notebook displays it inline."""

@@ -276,6 +276,32 @@ def pool(x, n, method: str = "dl", level: float = 0.95, left_out: int = 0) -> Po
     )
 
 
+MIN_TO_COMPARE = 2
+"""Practices needed for anything between practices (a pool, heterogeneity, a funnel, a
+forest plot, a spread across practices)."""
+
+
+def comparable(practices) -> bool:
+    """Whether there are practices to compare: ``MIN_TO_COMPARE`` or more (released)."""
+    try:
+        return int(float(practices)) >= MIN_TO_COMPARE
+    except (TypeError, ValueError):
+        return False
+
+
+def no_comparison_words(released: int, left_out: int = 0) -> str:
+    """Why there is nothing between practices to show, in one sentence."""
+    held = (
+        "The data hold one practice"
+        if released == 1 and not left_out
+        else f"{released} practice(s) released ({left_out} left out by disclosure control)"
+    )
+    return (
+        f"{held}: there is nothing to compare or pool, so no pooled estimate, funnel plot, "
+        "forest plot or spread across practices is shown."
+    )
+
+
 def heterogeneity(tau2, i2, practices) -> str:
     """Between-practice heterogeneity in words, the one wording of every output: "tau² 0.061,
     I² 94%", or that it is not estimable with fewer than two practices; a withheld value

@@ -12,7 +12,7 @@ import html
 import json
 from pathlib import Path
 
-from analysis.practices import heterogeneity
+from analysis.practices import comparable, heterogeneity
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;
@@ -246,6 +246,8 @@ def _practices_section(runs: dict) -> str:
             continue
         rows = _read_csv(d / "tables" / "practices_pooled.csv")
         r = rows[0] if rows else {}
+        if not comparable(r.get("practices")):  # one practice: nothing between practices
+            continue
         if not s:
             s.append("<h2>Practices</h2>")
         line = "one practice or none released: nothing to pool"

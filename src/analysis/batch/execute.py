@@ -199,11 +199,24 @@ NOT_FOR_RELEASE = (
 def _write_html(nb_path: Path, html_path: Path, show_code: bool, stamp: bool = False) -> None:
     import nbformat
     from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import TagRemovePreprocessor
+
+    from analysis.notebook import HIDE_TAGS
 
     nb = nbformat.read(nb_path, as_version=4)
     exporter = HTMLExporter(
         exclude_input=not show_code, exclude_input_prompt=True, exclude_output_prompt=True
     )
+    # sections the run said have nothing to show (one practice: no funnel, no forest plot)
+    hide = {
+        tag
+        for cell in nb.cells
+        for out in cell.get("outputs", [])
+        for tag in (out.get("metadata") or {}).get(HIDE_TAGS, [])
+        if isinstance(tag, str)
+    }
+    if hide:
+        exporter.register_preprocessor(TagRemovePreprocessor(remove_cell_tags=hide), enabled=True)
     body, _ = exporter.from_notebook_node(nb)
     if stamp:
         body = body.replace("<body", "<body data-release='not-for-release'", 1)
