@@ -51,7 +51,10 @@ from analysis import audit, notebook
 
 run = notebook.start(globals(), notebook="05_reproduction")
 published = audit.load_published(notebook.resolve(published))
-comparison = not audit.is_reproduction(run.params, run.study.is_synthetic)
+# another paper's figures, other data or other definitions: a comparison, not a reproduction
+comparison = published != audit.load_published() or not audit.is_reproduction(
+    run.params, run.study.is_synthetic
+)
 run.header("Compared with the paper" if comparison else "Reproduction of the published figures")
 
 # %% [markdown]

@@ -4,7 +4,10 @@ reproduction table on the synthetic default."""
 import itertools
 import math
 import statistics as pystats
+import subprocess
+import sys
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 
@@ -162,3 +165,65 @@ def test_reproduction_table_on_the_synthetic_default(default_db):
     assert t.loc["pain.age_sd", "verdict"].startswith("differs (the published value is impossible")
     assert t.loc["benefit.fraction", "verdict"].startswith("not computable")
     assert t.loc["population.female_pct", "recomputed"] == "58.01"
+
+
+# ----------------------------------------------------------------------------- other papers
+OTHER = Path(__file__).with_name("data")
+
+
+def _verdicts(path):
+    from analysis.audit import consistency_audit, load_published
+
+    return dict(
+        zip(
+            *[consistency_audit(load_published(path))[c] for c in ("check", "verdict")], strict=True
+        )
+    )
+
+
+def test_a_consistent_made_up_paper_passes_every_check():
+    """200 patients aged 20-80, mean 45.30 (9060 / 200) and SD 10.00; 110 women (55.00%);
+    50 with pain (25.00%), mean age 50.0, SD 9.50, 22 men (44.0%); 20 at risk (40.0%);
+    5 in the target subgroup (10.00% of 50, 2.50% of 200)."""
+    v = _verdicts(OTHER / "paper_consistent.csv")
+    failing = {k: x for k, x in v.items() if x not in ("consistent", "possible")}
+    assert failing == {k: "impossible" for k in failing if k.startswith("reading ±")}
+    assert v["SD 10.00 of the population's ages"] == "possible"
+    assert v["SD 9.50 of the pain cohort's ages"] == "possible"
+
+
+def test_each_kind_of_inconsistency_is_reported_and_the_audit_goes_on():
+    """Made up: 28 children aged 1-9 whose mean 5.19 no 28 integers give (145 / 28 = 5.18,
+    146 / 28 = 5.21); 33.33% of 28 (9 / 28 = 32.14%, 10 / 28 = 35.71%); 10 with pain printed
+    as 50.0% of 28 (that is 14); a target subgroup of 20.0% of 10 (2) and 10.00% of 28 (no
+    count); an SD of 30.00 for ten ages in 1-9 (at most 4.2). The audit stopped at the first
+    with "SD bounds: no 28 integers...", the very finding it exists for."""
+    v = _verdicts(OTHER / "paper_inconsistent.csv")
+    assert v["GRIM: mean 5.19 of 28 integer ages"] == "inconsistent"
+    assert v["SD 2.00 of the population's ages"] == "impossible"
+    assert v["GRIM: 33.33% of 28"] == "inconsistent"
+    assert v["count 10 against 50.0% of 28"] == "inconsistent"
+    assert v["target subgroup: 20.0% of 10 and 10.00% of 28"] == "inconsistent"
+    assert v["SD 30.00 of the pain cohort's ages"] == "impossible"
+    assert v["GRIM: 50.0% of 28"] == "consistent"  # the checks after the failures ran
+
+
+def test_the_audit_command_and_its_words_read_any_paper():
+    from analysis.audit import consistency_audit, load_published, narrative, reproduction_table
+
+    for name, sd in (("paper_consistent.csv", "9.50"), ("paper_inconsistent.csv", "30.00")):
+        path = OTHER / name
+        done = subprocess.run(
+            [sys.executable, "-m", "analysis", "audit", "--published", str(path)],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "Compared with the published figures" in done.stdout  # not the paper's
+        assert "reproduced" not in done.stdout.split("Consistency")[0]
+        pub = load_published(path)
+        checks = consistency_audit(pub)
+        words = narrative(checks, reproduction_table(None, pub))
+        assert "1.52" not in words and " 57" not in words and "synthetic" not in words
+        if "inconsistent" in name:
+            assert f"'± {sd}'" in words and "cannot be right as printed" in words

@@ -286,3 +286,19 @@ def test_a_parameters_file_and_any_valid_parameter_reach_every_notebook(small_db
     (tmp_path / "bad.yaml").write_text("elderly_agee: 80\n")
     with pytest.raises(pm.PapermillExecutionError, match="elderly_agee"):
         execute("03_eligibility", small_db, tmp_path / "b", params_file=str(tmp_path / "bad.yaml"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("paper", ["paper_consistent", "paper_inconsistent"])
+def test_the_reproduction_notebook_reads_another_papers_figures(paper, small_db, tmp_path):
+    """Notebook 05 with `published` naming another paper's figures: a comparison, its
+    words from that paper's numbers (never the seed's 57 ± 1.52), every check reported."""
+    published = ROOT / "tests" / "data" / f"{paper}.csv"
+    nb = execute("05_reproduction", small_db, tmp_path, published=str(published))
+    text = json.dumps([c.get("outputs", []) for c in nb.cells])
+    assert "Compared with the paper" in text and "1.52" not in text
+    checks = pd.read_csv(tmp_path / "tables" / "consistency_audit.csv")
+    printed = checks[~checks["check"].str.startswith("reading ±")]  # readings, not findings
+    assert (printed["verdict"] == "impossible").any() == (paper == "paper_inconsistent")
+    repro = pd.read_csv(tmp_path / "tables" / "reproduction.csv")
+    assert not repro["verdict"].astype(str).str.startswith("reproduced").any()

@@ -36,6 +36,10 @@ from analysis import paths
 from analysis.display import Summary
 from analysis.errors import AnalysisError
 
+ELDERLY_AGE = 75
+"""The paper's target subgroup is aged this or more (years): a constraint on the ages."""
+AGE_SPAN = 120
+"""The oldest age assumed when a paper prints no age range (years)."""
 GRIM_REF = "Brown NJL, Heathers JAJ. The GRIM test. Soc Psychol Personal Sci 2017;8:363-369"
 SPRITE_REF = (
     "Heathers JAJ et al. Recovering data from summary statistics: SPRITE. "
@@ -375,7 +379,9 @@ def _consistency_audit(published: tuple[Published, ...]) -> pd.DataFrame:
                 f"{len(ks)} possible sums"
                 + ("" if informative else " (uninformative: n >= 10^decimals)"),
                 "consistent" if ks else "inconsistent",
-                f"sums {ks[0] if ks else '-'}..{ks[-1] if ks else '-'} over {p.denominator_n}",
+                f"sums {ks[0]}..{ks[-1]} over {p.denominator_n}"
+                if ks
+                else f"no integer sum S gives S / {p.denominator_n} printing as {p.published}",
             )
 
     # counts against their percentages
@@ -440,45 +446,81 @@ def _consistency_audit(published: tuple[Published, ...]) -> pd.DataFrame:
         tp = pub["target.pct_of_pain"]
         ka = grim_counts(tp.published, tp.denominator_n or n_pain, decimals=tp.decimals)
         target_k = min(ka) if ka else None
+    # the published age range, or the span of human ages when a paper prints none
+    ranged = {"population.age_min", "population.age_max"} <= set(pub)
+    lo, hi = (
+        (int(pub["population.age_min"].published), int(pub["population.age_max"].published))
+        if ranged
+        else (0, AGE_SPAN)
+    )
+    range_words = "" if ranged else f" (no range printed: ages 0-{AGE_SPAN} assumed)"
+
+    # the target subgroup is aged 75 or more (the paper's definition): where the printed
+    # range reaches 75, at least that many ages are 75+; another paper's range may not
+    elderly = (target_k, ELDERLY_AGE) if target_k and ELDERLY_AGE <= hi else None
+
+    def bounds_or_impossible(check, figures, m, **kw):
+        """sd_bounds, or a row saying the mean itself is impossible (None returned): the
+        audit goes on with its other checks."""
+        try:
+            return sd_bounds(m.denominator_n, m.published, lo, hi, **kw)
+        except AnalysisError as exc:
+            add(
+                check,
+                figures,
+                "integers in the age range with a mean that prints as the published one",
+                GRIM_REF,
+                f"no SD possible: {str(exc).removeprefix('SD bounds: ')}",
+                "impossible",
+                f"the mean {m.published} of {m.denominator_n} integer ages in {lo}-{hi} is "
+                f"impossible (GRIM){range_words}, so no SD is",
+            )
+            return None
+
     if {"population.age_mean", "population.age_sd"} <= set(pub):
         m, s = pub["population.age_mean"], pub["population.age_sd"]
-        lo, hi = int(pub["population.age_min"].published), int(pub["population.age_max"].published)
-        b = sd_bounds(
-            m.denominator_n,
-            m.published,
-            lo,
-            hi,
-            require_extremes=True,
-            at_least=(target_k, 75) if target_k else None,
+        b = bounds_or_impossible(
+            f"SD {s.published} of the population's ages",
+            "P2, P3, P9",
+            m,
+            require_extremes=ranged,
+            at_least=elderly,
         )
+    if {"population.age_mean", "population.age_sd"} <= set(pub) and b is not None:
         add(
             f"SD {s.published} of the population's ages",
             "P2, P3, P9",
-            _sd_method(target_k, True),
+            _sd_method(elderly[0] if elderly else None, True),
             SPRITE_REF,
             f"possible SD: {b.min_sd:.3f} to {b.max_sd:.3f}",
             "possible" if b.possible(s.published) else "impossible",
             f"n {b.n}, mean {m.published} (sum of ages {b.sum_range[0]}-{b.sum_range[1]}), range "
-            f"{lo}-{hi}: "
+            f"{lo}-{hi}{range_words}: "
             f"smallest SD with ages {_ex(b.min_example)}; largest with {_ex(b.max_example)}",
         )
+    b = None
     if {"pain.age_mean", "pain.age_sd"} <= set(pub):
         m, s = pub["pain.age_mean"], pub["pain.age_sd"]
-        lo, hi = int(pub["population.age_min"].published), int(pub["population.age_max"].published)
-        b = sd_bounds(
-            m.denominator_n,
-            m.published,
-            lo,
-            hi,
+        b = bounds_or_impossible(
+            f"SD {s.published} of the pain cohort's ages",
+            "P6, P3, P9",
+            m,
             require_extremes=False,
-            at_least=(target_k, 75) if target_k else None,
+            at_least=elderly,
         )
-        ceiling = subgroup_sd_ceiling(
-            n_pop or pub["population.age_mean"].denominator_n,
-            pub["population.age_mean"].published,
-            pub["population.age_sd"].published,
-            m.denominator_n,
-            m.published,
+    if {"pain.age_mean", "pain.age_sd"} <= set(pub) and b is not None:
+        m, s = pub["pain.age_mean"], pub["pain.age_sd"]
+        whole = {"population.age_mean", "population.age_sd"} <= set(pub)
+        ceiling = (
+            subgroup_sd_ceiling(
+                n_pop or pub["population.age_mean"].denominator_n,
+                pub["population.age_mean"].published,
+                pub["population.age_sd"].published,
+                m.denominator_n,
+                m.published,
+            )
+            if whole
+            else math.inf
         )
         top = min(b.max_sd, ceiling)
         verdict = (
@@ -489,16 +531,20 @@ def _consistency_audit(published: tuple[Published, ...]) -> pd.DataFrame:
         add(
             f"SD {s.published} of the pain cohort's ages",
             "P6, P3, P9",
-            _sd_method(target_k, False),
+            _sd_method(elderly[0] if elderly else None, False),
             SPRITE_REF,
             f"possible SD: {b.min_sd:.3f} to {top:.3f}",
             verdict,
-            f"n {b.n}, mean {m.published}, ages within the population's {lo}-{hi}, and at least "
-            f"{target_k} aged 75+ (the target subgroup): the smallest SD puts "
-            f"{_ex(b.min_example)}; "
-            f"the population's SD {pub['population.age_sd'].published} leaves the pain cohort an "
-            f"SD of "
-            f"at most {ceiling:.2f} (its sum of squares cannot exceed the population's)",
+            f"n {b.n}, mean {m.published}, ages within the population's {lo}-{hi}{range_words}"
+            + (f", and at least {target_k} aged 75+ (the target subgroup)" if elderly else "")
+            + f": the smallest SD puts {_ex(b.min_example)}; "
+            + (
+                f"the population's SD {pub['population.age_sd'].published} leaves the pain "
+                f"cohort an SD of at most {ceiling:.2f} (its sum of squares cannot exceed the "
+                "population's)"
+                if whole
+                else "no population SD printed to bound it further"
+            ),
         )
         n = m.denominator_n
         v = float(Fraction(s.published))
@@ -630,7 +676,8 @@ def reproduction_table(
 
 
 def narrative(checks: pd.DataFrame, repro: pd.DataFrame) -> str:
-    """A short plain-language summary of the audit (Markdown)."""
+    """A short plain-language summary of the audit (Markdown); every number in it comes
+    from the audited figures and the checks, so it reads right on any paper's file."""
     n_pub = int((repro["verdict"] != "").sum())
     ok = int((repro["verdict"] == "reproduced").sum())
     lines = [f"**{ok} of {n_pub} published figures reproduced** at the published precision."]
@@ -640,6 +687,8 @@ def narrative(checks: pd.DataFrame, repro: pd.DataFrame) -> str:
                 f"- {r['figure']} `{r['id']}` (published {r['published']}): {r['verdict']}"
                 + (f"; recomputed {r['recomputed']}." if r["recomputed"] else ".")
             )
+    published = dict(zip(repro["id"], repro["published"], strict=True))
+    recomputed = dict(zip(repro["id"], repro["verdict"], strict=True))
     bad = checks[checks["verdict"].isin(["impossible", "inconsistent"])]
     if len(bad):
         lines.append("")
@@ -648,40 +697,42 @@ def narrative(checks: pd.DataFrame, repro: pd.DataFrame) -> str:
             lines.append(f"- {r['check']} ({r['figures']}): {r['verdict']}. {r['arithmetic']}.")
         readings = checks[checks["check"].str.startswith("reading ±")]
         if len(readings):
-            possible = [
-                c.split(" as ", 1)[1]
-                for c in readings.loc[readings["verdict"] == "possible", "check"]
-            ]
+            sd, mean = published.get("pain.age_sd", "?"), published.get("pain.age_mean", "?")
+            fits = readings["verdict"] == "possible"
+            possible = [c.split(" as ", 1)[1] for c in readings.loc[fits, "check"]]
+            impossible = [c.split(" as ", 1)[1] for c in readings.loc[~fits, "check"]]
+            same = (
+                f" These data reproduce the pain cohort's mean age of {mean}."
+                if recomputed.get("pain.age_mean") == "reproduced"
+                else ""
+            )
             lines.append("")
             if possible:
-                impossible = [
-                    c.split(" as ", 1)[1]
-                    for c in readings.loc[readings["verdict"] != "possible", "check"]
-                ]
                 lines.append(
-                    "The pain cohort's '± 1.52' is not an SD"
+                    f"The pain cohort's '± {sd}' is not an SD"
                     + "".join(f", nor {r}" for r in impossible)
                     + "; it is consistent only with "
                     + " or ".join(possible)
                     + " ("
-                    + "; ".join(readings.loc[readings["verdict"] == "possible", "method"])
-                    + "). The "
-                    "synthetic cohort reproduces the mean age of 57 and has an SD inside the "
-                    "possible range."
+                    + "; ".join(readings.loc[fits, "method"])
+                    + ")."
+                    + same
                 )
             else:
                 lines.append(
-                    "No reading of the pain cohort's '± 1.52' tried here (SD, standard error, "
-                    "half-width of a 95% or 99% CI) is arithmetically possible; the synthetic "
-                    "cohort reproduces the mean age of 57 and has an SD inside the possible range."
+                    f"No reading of the pain cohort's '± {sd}' tried here (SD, "
+                    + ", ".join(impossible)
+                    + ") is arithmetically possible."
+                    + same
                 )
     good = checks[checks["verdict"].isin(["consistent", "possible"])]
-    lines.append("")
-    lines.append(
-        f"The other {len(good)} checks pass: every percentage implies a whole number of "
-        "patients, the subgroup counts agree across denominators, and the population's "
-        "SD is possible."
-    )
+    if len(good):
+        lines.append("")
+        lines.append(
+            f"The other {len(good)} check(s) pass: "
+            + "; ".join(str(c) for c in good["check"])
+            + "."
+        )
     return "\n".join(lines)
 
 

@@ -300,22 +300,26 @@ def cmd_batch(args) -> int:
 
 
 def cmd_audit(args) -> int:
-    from analysis.audit import consistency_audit, load_published, reproduction_table
+    from analysis import paths
+    from analysis.audit import (
+        consistency_audit,
+        is_reproduction,
+        load_published,
+        reproduction_table,
+    )
 
     published = load_published(args.published)
-    figures = None
-    if args.data is not None or args.params or args.set:
+    figures, study = None, None
+    if args.data is not None or args.params or args.set or paths.SYNTHETIC.exists():
         from analysis.study import run_study
 
-        figures = run_study(args.data, _params(args)).figures()
-    else:
-        from analysis import paths
-
-        if paths.SYNTHETIC.exists():
-            from analysis.study import run_study
-
-            figures = run_study(None, _params(args)).figures()
-    repro = reproduction_table(figures, published)
+        study = run_study(args.data, _params(args))
+        figures = study.figures()
+    # another paper's figures, other data or other definitions: a comparison
+    comparison = study is not None and (
+        published != load_published() or not is_reproduction(study.params, study.is_synthetic)
+    )
+    repro = reproduction_table(figures, published, comparison=comparison)
     checks = consistency_audit(published)
     stamp = any(f.get("release") == "NOT FOR RELEASE" for f in figures or [])
     if args.json:
@@ -335,7 +339,11 @@ def cmd_audit(args) -> int:
         "display.max_rows", None, "display.width", 250, "display.max_colwidth", 90
     ):
         print(
-            "Reproduction of the published figures"
+            (
+                "Compared with the published figures"
+                if comparison
+                else "Reproduction of the published figures"
+            )
             + ("" if figures else " (no data: nothing recomputed)")
         )
         print(
