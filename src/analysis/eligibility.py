@@ -255,7 +255,7 @@ def model_text(params: Params) -> str:
     )
     return (
         f"target proportion ({m} confidence distribution) x benefit fraction ({dist}); point: the "
-        "expectation; interval: exact quantiles of the product"
+        "observed proportion x the mean benefit fraction; interval: exact quantiles of the product"
     )
 
 
