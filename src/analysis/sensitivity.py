@@ -153,6 +153,11 @@ def sensitivity_table(
     base = _cell_params(base, grid.base, source=f"{grid.source} (base)")
     grid = with_base(grid, base)
     names = list(grid.vary)
+    if rule is not None:  # top-coding at 90 holds in every cell too
+        from analysis.outputs.disclosure import refuse_ages_above_top
+
+        for _label, age in grid.vary.get("elderly_age", []):
+            refuse_ages_above_top(base.replace(elderly_age=age), rule, grid.source)
     rows = []
     n_all = cube.n_total
     combos = list(itertools.product(*[grid.vary[n] for n in names]))

@@ -438,7 +438,7 @@ def run_study(
     """Open and validate ``data`` (a contract folder, ``data/synthetic`` by default), build
     the profile cube under ``params`` and return the :class:`Study`."""
     from analysis.data import open_database
-    from analysis.outputs.disclosure import TOP_AGE_FLOOR, resolve
+    from analysis.outputs.disclosure import TOP_AGE_FLOOR, refuse_ages_above_top, resolve
 
     p = params or Params()
     db = open_database(data, validate="alongside")  # the cube is built while it validates
@@ -459,10 +459,12 @@ def run_study(
             db.check_valid()  # nothing is returned, and no engine error shown, for bad data
     finally:
         db.close()
-    if resolve(p, db.is_synthetic) is not None:
+    rule = resolve(p, db.is_synthetic)
+    if rule is not None:
         # under disclosure control ages of 90 and over count as 90 in every table and
-        # statistic (an extreme age identifies a patient), or the oldest threshold in use
-        cube = cube.top_coded(max([TOP_AGE_FLOOR, p.elderly_age, *p.age_band_edges]))
+        # statistic (an extreme age identifies a patient), whatever the parameters
+        refuse_ages_above_top(p, rule, f"Parameters for {db.location}")
+        cube = cube.top_coded(TOP_AGE_FLOOR)
     return Study(
         params=p,
         cube=cube,

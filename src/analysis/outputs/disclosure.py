@@ -37,6 +37,25 @@ from dataclasses import dataclass
 
 RELEASE_SYNTHETIC = "synthetic data"
 TOP_AGE_FLOOR = 90  # under a rule, ages of 90 and over count as 90 (top-coded)
+
+
+def refuse_ages_above_top(params, rule, source: str = "parameters") -> None:
+    """Under a rule ages of 90 and over count as 90 whatever the parameters: an elderly age
+    or an age-band edge above 90 would need the exact ages above it (the oldest patients
+    are the easiest to identify), so it is refused by name."""
+    if rule is None:
+        return
+    bad = [f"elderly_age {params.elderly_age}"] if params.elderly_age > TOP_AGE_FLOOR else []
+    bad += [f"age_band_edges {e}" for e in params.age_band_edges if e > TOP_AGE_FLOOR]
+    if bad:
+        from analysis.errors import AnalysisError
+
+        raise AnalysisError(
+            f"{source}: {', '.join(bad)} is above {TOP_AGE_FLOOR}; under the {rule.name} rule "
+            f"ages of {TOP_AGE_FLOOR} and over count as {TOP_AGE_FLOOR} (top-coded), so no "
+            f"threshold above it can be used. Choose {TOP_AGE_FLOOR} or less. Nothing was "
+            "computed."
+        )
 RELEASE_CONTROLLED = "aggregates under disclosure control"
 NOT_FOR_RELEASE = "NOT FOR RELEASE"
 
