@@ -143,6 +143,7 @@ class Protected:
     table: object  # the released DataFrame
     withheld_cells: int
     dropped_rows: int
+    dropped: object = None  # the rows left out (unprotected), for the disclosure audit
 
 
 def protect(df, name: str, rule: Rule | None, params=None, force=None) -> Protected:
@@ -210,10 +211,13 @@ def protect(df, name: str, rule: Rule | None, params=None, force=None) -> Protec
             axis=1
         )
         dropped = int(gone.sum())
+        left_out = df.loc[gone[gone].index.intersection(df.index)]
         t = t[~gone]
+    else:
+        left_out = None
     if spec.counts:
         t["disclosure"] = rule.name
-    return Protected(t, withheld, dropped)
+    return Protected(t, withheld, dropped, left_out)
 
 
 def nested_withheld(counts: dict, parents: dict, rule: Rule) -> set:
