@@ -52,3 +52,226 @@ def test_a_grid_cell_above_90_is_refused_under_a_rule(tmp_path):
     grid = Grid(base={}, vary={"elderly_age": [("75", 75), ("95", 95)]}, source="grid.yaml")
     with pytest.raises(AnalysisError, match="grid.yaml: elderly_age 95"):
         sensitivity_table(study.cube, grid, study.params, rule=study.disclosure_rule)
+
+
+# ----------------------------------------------------------------------------- the attacks
+def _release(study, tables, audit=True):
+    """Release ``tables`` (name -> statistics function of the cube) as a notebook run
+    does; ``audit=False``: the rules alone, as before the audit."""
+    from analysis.notebook import NotebookRun
+    from analysis.outputs import protect
+
+    run = NotebookRun(notebook="t", params=study.params, data=study.data_location,
+                      out=__import__("pathlib").Path("/dev/null"), study=study)  # fmt: skip
+    out = {}
+    for name, fn in tables.items():
+        df = fn(study.cube)
+        if audit:
+            out[name] = run.auditor.release(
+                df,
+                name,
+                lambda force, df=df, name=name: protect(
+                    df, name, run.rule, study.params, force=force
+                ),
+            ).table
+        else:
+            out[name] = protect(df, name, run.rule, study.params).table
+    figs = {f["id"]: f for f in study.figures()}
+    return out, figs, run
+
+
+def _attack_one_practice(tmp_path):
+    """Attack 1's practice: 5 women aged 76, 5 men aged 80, one woman aged 87, and 40
+    women and 40 men under 75."""
+    pts, i = [], 0
+    for age, sex, k in ((76, "F", 5), (80, "M", 5), (87, "F", 1)):
+        for _ in range(k):
+            pts.append(patient(i, birth=f"{2015 - age}-01-01", sex=sex))
+            i += 1
+    for j in range(40):
+        for sex, age in (("F", 30 + (j * 7) % 41), ("M", 31 + (j * 11) % 41)):
+            pts.append(patient(i, birth=f"{2015 - age}-01-01", sex=sex))
+            i += 1
+    return write_db(tmp_path / "practice", {"patients": pts})
+
+
+def _band_attacker(tables, figs, lo=75, hi=90):
+    """An attacker written apart from the auditor: every multiset of ages of the oldest
+    band consistent with what was released about it (its n, mean and SD; the 5-year
+    groups of both sexes; the single years), enumerated. Returns the ages every solution
+    holds beyond what a released count shows (pinned ages), and the number of solutions."""
+    import math
+
+    ages = tables["age_summary"].set_index("group").loc[f"age >={lo}"]
+    n_released, mean, sd = ages["n"], ages["mean"], ages["sd"]
+    if mean != mean or n_released != n_released:
+        return set(), None  # the band's mean or size withheld: nothing to search
+    step = 1 if figs["population.n"].get("value") == int(figs["population.n"]["value"]) else 5
+    sizes = [int(n_released)] if step == 1 else range(int(n_released) - 2, int(n_released) + 3)
+    shown = {}  # released lower bounds per age (single years)
+    for _, r in tables["age_by_sex_counts"].iterrows():
+        a = str(r["age"])
+        if r["n"] == r["n"] and not a.endswith("+") and lo <= int(float(a)) <= hi:
+            shown[int(float(a))] = shown.get(int(float(a)), 0) + int(r["n"])
+    bins = {}  # 5-year groups released for both sexes: exact totals
+    for _, r in tables["age_sex_pyramid"].iterrows():
+        g = str(r["group_lo"])
+        start = int(g.rstrip("+")) if g.rstrip("+").isdigit() else None
+        if (
+            start is not None
+            and start >= lo
+            and r["female"] == r["female"]
+            and r["male"] == r["male"]
+        ):
+            bins[start] = int(r["female"] + r["male"])
+    values = list(range(lo, hi + 1))
+    solutions = []
+
+    def fits(counts, n):
+        s = sum(a * c for a, c in zip(values, counts, strict=True))
+        m = s / n
+        if not (mean - 0.05 <= m <= mean + 0.05):
+            return False
+        ss = sum(a * a * c for a, c in zip(values, counts, strict=True))
+        v = (ss - n * m * m) / (n - 1) if n > 1 else 0.0
+        if not (sd - 0.05 <= math.sqrt(max(v, 0)) <= sd + 0.05):
+            return False
+        for start, total in bins.items():
+            if (
+                sum(c for a, c in zip(values, counts, strict=True) if start <= a <= start + 4)
+                != total
+            ):
+                return False
+        return all(counts[a - lo] >= k for a, k in shown.items())
+
+    def walk(i, left, counts, n, total):
+        lo_sum, hi_sum = (mean - 0.05) * n, (mean + 0.05) * n
+        if i == len(values):
+            if left == 0 and fits(counts, n):
+                solutions.append(tuple(counts))
+            return
+        # prune: the ages left can only add between left x this age and left x the oldest
+        if total + left * values[i] > hi_sum or total + left * values[-1] < lo_sum:
+            return
+        for c in range(left + 1):
+            counts.append(c)
+            walk(i + 1, left - c, counts, n, total + c * values[i])
+            counts.pop()
+
+    for n in sizes:
+        walk(0, n, [], n, 0)
+    if not solutions:
+        return set(), 0
+    pinned = {a for k, a in enumerate(values) if min(s[k] for s in solutions) > shown.get(a, 0)}
+    return pinned, len(solutions)
+
+
+@pytest.mark.parametrize("rule", ["ohdsi", "opensafely"])
+def test_attack_1_no_age_follows_from_one_notebooks_tables(tmp_path, rule):
+    """Attack 1: one run of notebook 01 on a practice of 91 patients released, under the
+    ohdsi rule, the oldest band's size, mean and SD (11, 78.8, 3.4), the women's 5-year
+    groups and single years: searching every set of ages gave one answer, 76 x5, 80 x5
+    and 87: the oldest woman's age. The attacker (apart from the auditor) finds her before
+    the audit and nothing after it."""
+    from analysis import statistics
+
+    study = run_study(_attack_one_practice(tmp_path), Params(disclosure=rule))
+    tables = {
+        "age_summary": statistics.age_table,
+        "sex": statistics.sex_table,
+        "age_sex_pyramid": statistics.age_sex_counts,
+        "age_by_sex_counts": statistics.age_by_sex_counts,
+    }
+    before, figs, _ = _release(study, tables, audit=False)
+    after, figs, run = _release(study, tables, audit=True)
+    pinned, n = _band_attacker(after, figs)
+    assert pinned == set(), (pinned, n)
+    if rule == "ohdsi":
+        assert _band_attacker(before, figs)[0] == {87}  # the attacker works
+        assert run.auditor.withheld_by_audit  # and the audit is what stopped it
+        assert all(w["why"].startswith("with ") for w in run.auditor.withheld_by_audit)
+
+
+def _attack_three_practice(tmp_path):
+    from conftest import dx, pain
+
+    pts, eps, dxs, i = [], [], [], 0
+    for k, codes in ((28, []), (25, ["401.9"]), (5, ["401.9", "250.00"]), (2, ["250.00"])):
+        for _ in range(k):
+            pts.append(patient(i, birth=f"{1940 + i % 30}-05-01", sex="F" if i % 2 else "M"))
+            eps.append(pain(i))
+            dxs += [dx(i, c) for c in codes]
+            i += 1
+    for _ in range(40):
+        pts.append(patient(i, birth=f"{1950 + i % 30}-05-01", sex="F" if i % 2 else "M"))
+        i += 1
+    return write_db(
+        tmp_path / "practice", {"patients": pts, "pain_episodes": eps, "diagnoses": dxs}
+    )
+
+
+def _pattern_attacker(tables, threshold, step=1):
+    """Apart from the auditor: every split of the pain cohort into none / hypertension
+    only / both / diabetes only consistent with the released prevalences and
+    combinations (an attacker who even knows no other group occurs; a count released
+    rounded to ``step`` is any count that rounds to it), enumerated. Returns the withheld
+    splits whose presence or exact count follows."""
+    prev = tables["condition_prevalence"].set_index("condition")
+    names = ("hypertension", "diabetes mellitus", "any risk condition")
+    got = {k: prev.loc[k, "numerator"] for k in names}
+    pain_released = prev["denominator"].iloc[0]
+    half = step // 2
+
+    def fits(true, released):
+        return released != released or abs(true - released) <= half
+
+    combos = {}
+    for _, r in tables["condition_combinations"].iterrows():
+        flags = [c for c in r.index if c not in ("n", "n_conditions", "pct_of_pain", "disclosure")]
+        key = (bool(r["hypertension"]), bool(r["diabetes mellitus"]))
+        if sum(bool(r[c]) for c in flags) == sum(key):
+            combos[key] = r["n"]
+    sols = []
+    for pain in range(int(pain_released) - half, int(pain_released) + half + 1):
+        for a in range(pain + 1):  # hypertension only
+            for b in range(pain + 1 - a):  # both
+                for c in range(pain + 1 - a - b):  # diabetes only
+                    z = pain - a - b - c
+                    split = {(False, False): z, (True, False): a, (True, True): b, (False, True): c}
+                    if (
+                        fits(a + b, got["hypertension"])
+                        and fits(b + c, got["diabetes mellitus"])
+                        and fits(a + b + c, got["any risk condition"])
+                        and all(fits(split[k], v) for k, v in combos.items())
+                    ):
+                        sols.append({"both": b, "diabetes only": c})
+    bad = {}
+    for k, key in (("both", (True, True)), ("diabetes only", (False, True))):
+        if key in combos:
+            continue  # released
+        lo, hi = min(s[k] for s in sols), max(s[k] for s in sols)
+        if not ((lo == 0 and hi >= 1) or hi - lo >= threshold):  # presence or exact count
+            bad[k] = (lo, hi)
+    return bad
+
+
+@pytest.mark.parametrize("rule", ["ohdsi", "opensafely"])
+def test_attack_3_no_combination_follows_from_prevalence_and_combinations(tmp_path, rule):
+    """Attack 3: notebook 02 released "any risk condition" 32 and hypertension 30 of 60,
+    and the combinations 28 none and 25 hypertension only (2 rows left out): the hidden
+    rows held 5 with hypertension and diabetes and 2 with diabetes only."""
+    from analysis import statistics
+
+    study = run_study(_attack_three_practice(tmp_path), Params(disclosure=rule))
+    tables = {
+        "condition_prevalence": statistics.condition_prevalence,
+        "condition_combinations": statistics.condition_combinations,
+    }
+    rule_ = study.disclosure_rule
+    before, _, _ = _release(study, tables, audit=False)
+    after, _, run = _release(study, tables, audit=True)
+    assert _pattern_attacker(after, rule_.threshold, rule_.round_to) == {}
+    if rule == "ohdsi":
+        found = _pattern_attacker(before, rule_.threshold)
+        assert found == {"both": (5, 5), "diabetes only": (2, 2)}
+        assert run.auditor.withheld_by_audit

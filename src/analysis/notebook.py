@@ -80,6 +80,7 @@ class NotebookRun:
     tables: dict = field(default_factory=dict)
     figures: dict = field(default_factory=dict)
     _synthetic: bool | None = None
+    _auditor: object | None = None
 
     @property
     def data_label(self) -> str:
@@ -178,7 +179,7 @@ class NotebookRun:
         released table; show and plot what this returns (it is what was released)."""
         from analysis.outputs import save_table, spec_for
 
-        released = save_table(df, name, self.out, self.rule, self.params)
+        released = save_table(df, name, self.out, self.rule, self.params, self.auditor)
         t = released.table
         n = released.withheld_cells
         if self.rule is not None and not n:
@@ -243,9 +244,24 @@ class NotebookRun:
             "tables": self.tables,
             "figures": self.figures,
         }
+        if self.auditor is not None:
+            record["audit"] = {
+                "method": self.auditor.method
+                or "no table of this run holds numbers the audit declares",
+                "withheld": self.auditor.withheld_by_audit,
+            }
         atomic_write_text(
             self.out / "disclosure.json", json.dumps(record, indent=2, sort_keys=True) + "\n"
         )
+
+    @property
+    def auditor(self):
+        """The run's disclosure audit (:mod:`analysis.outputs.auditor`), under a rule."""
+        if self._auditor is None and self.rule is not None and self.study is not None:
+            from analysis.outputs.auditor import RunAuditor
+
+            self._auditor = RunAuditor(self.study, self.rule)
+        return self._auditor
 
     @property
     def run_name(self) -> str:

@@ -48,10 +48,18 @@ def safe_name(name, what: str) -> str:
     return text
 
 
-def save_table(df, name: str, folder: Path, rule, params=None) -> Protected:
+def save_table(df, name: str, folder: Path, rule, params=None, auditor=None) -> Protected:
     """Protect ``df`` as the declared table ``name`` and write ``folder/tables/<name>.csv``
-    atomically; returns the protected table (marked as released, for the figures)."""
-    released = protect(df, name, rule, params)
+    atomically; returns the protected table (marked as released, for the figures). With an
+    ``auditor`` (:class:`analysis.outputs.auditor.RunAuditor`), the table is audited with
+    everything the run released before it, and withheld further where that finds a
+    quantity unprotected, before anything is written."""
+    if auditor is not None and rule is not None:
+        released = auditor.release(
+            df, name, lambda force: protect(df, name, rule, params, force=force)
+        )
+    else:
+        released = protect(df, name, rule, params)
     released.table.attrs[RELEASED] = name
     write_csv(released.table, inside(folder, Path(folder) / "tables" / f"{name}.csv"))
     return released

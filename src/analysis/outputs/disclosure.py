@@ -56,6 +56,8 @@ def refuse_ages_above_top(params, rule, source: str = "parameters") -> None:
             f"threshold above it can be used. Choose {TOP_AGE_FLOOR} or less. Nothing was "
             "computed."
         )
+
+
 RELEASE_CONTROLLED = "aggregates under disclosure control"
 NOT_FOR_RELEASE = "NOT FOR RELEASE"
 
@@ -141,9 +143,10 @@ class Protected:
     table: object  # the released DataFrame
     withheld_cells: int
     dropped_rows: int
+    dropped: object = None  # the rows left out (unprotected), for the disclosure audit
 
 
-def protect(df, name: str, rule: Rule | None, params=None) -> Protected:
+def protect(df, name: str, rule: Rule | None, params=None, force=None) -> Protected:
     """The table ``name`` as released under ``rule`` (see the module docstring). The table
     must be declared and match its declaration, under every rule (``rule`` None included:
     a table that would be refused on real data is refused on synthetic data too)."""
@@ -165,7 +168,8 @@ def protect(df, name: str, rule: Rule | None, params=None) -> Protected:
     for col in spec.withhold:
         t[col] = np.nan
     original = t.copy()
-    masks = _suppression_masks(t, spec, rule)
+    force = force or {}  # column -> rows the disclosure audit withholds besides
+    masks = _suppression_masks(t, spec, rule, force)
     withheld = 0
     for col, mask in masks.items():
         withheld += int((mask & original[col].notna()).sum())
@@ -197,16 +201,23 @@ def protect(df, name: str, rule: Rule | None, params=None) -> Protected:
         t[lo], t[hi] = _proportion_intervals(t[num], t[den], params)
     for col, digits in spec.round_to_decimals.items():
         t[col] = t[col].astype(float).round(digits)
+    for col, rows in force.items():  # statistics (a mean, an SD) the audit withholds
+        if col not in spec.counts and col in t.columns:
+            t[col] = t[col].astype(float)
+            t.loc[sorted(rows), col] = np.nan
     dropped = 0
     if spec.rows_exist_only_with_patients and spec.counts:
         gone = t[list(spec.counts)].isna().all(axis=1) & original[list(spec.counts)].notna().any(
             axis=1
         )
         dropped = int(gone.sum())
+        left_out = df.loc[gone[gone].index.intersection(df.index)]
         t = t[~gone]
+    else:
+        left_out = None
     if spec.counts:
         t["disclosure"] = rule.name
-    return Protected(t, withheld, dropped)
+    return Protected(t, withheld, dropped, left_out)
 
 
 def nested_withheld(counts: dict, parents: dict, rule: Rule) -> set:
@@ -268,7 +279,7 @@ def nested_withheld_by_masks(counts, masks, rule: Rule, keep=(), withheld=()) ->
     return out
 
 
-def _suppression_masks(t, spec, rule) -> dict:
+def _suppression_masks(t, spec, rule, force=None) -> dict:
     """Per count column, the rows withheld: below the threshold (counts of records follow
     the patient count that governs them), plus complementary cells of partitions."""
     order = sorted(spec.counts, key=lambda c: spec.counts[c].startswith("records:"))
@@ -277,6 +288,9 @@ def _suppression_masks(t, spec, rule) -> dict:
         unit = spec.counts[col]
         vals = t[col].astype(float)
         mask = vals.apply(rule.suppressed) & vals.notna()
+        forced = (force or {}).get(col, ())
+        if forced:
+            mask |= t.index.isin(sorted(forced))
         for num, den in spec.pct.values():
             if num == col and unit == "patients" and spec.counts.get(den) == "patients":
                 # those of the denominator without the attribute follow by subtraction
