@@ -43,7 +43,7 @@ EXACT_ATOMS = 3000
 """Largest problem solved as an integer programme (atoms); larger ones as an LP."""
 MAX_ATOMS = 60_000
 """Largest attacker space built; beyond it the finest dimensions are merged (said)."""
-TIME_LIMIT = 0.5
+TIME_LIMIT = 0.2
 """Seconds one integer question may take; then the LP relaxation answers it (said)."""
 MAX_ROUNDS = 60
 """Most secondary suppressions one table may need before the audit refuses it."""
@@ -337,8 +337,12 @@ def audit(
     ]
     quantities = []  # (label, mask, kind)
     seen = set()
+    # what must stay protected is what is small (fewer patients than the threshold, none
+    # included): a count withheld only to protect another (secondary) could have been
+    # released, so its range is not a disclosure
     for e, m in zip(entries, p.masks, strict=True):
-        if e.kind == "count" and not e.released and m.tobytes() not in seen:
+        small = int(truth[m].sum()) < threshold
+        if e.kind == "count" and not e.released and small and m.tobytes() not in seen:
             seen.add(m.tobytes())
             quantities.append((e.label, m, "count"))
     # the difference of two released counts, one within the other, is a group too
@@ -365,6 +369,8 @@ def audit(
             continue
         for a in np.unique(age[m & (truth > 0)]):
             q = m & (age == a)
+            if int(truth[q].sum()) >= threshold:  # as many as a released count may show
+                continue
             if q.tobytes() in seen or any(np.array_equal(q, r) for r in released_counts):
                 continue
             seen.add(q.tobytes())
