@@ -201,6 +201,16 @@ def write_release_sheet(batch) -> Path:
                 + " |"
             )
         lines.append("")
+        audit = disc.get("audit")
+        if audit:
+            lines.append(
+                f"Disclosure audit of this run's released numbers: {_md(audit['method'])}."
+            )
+            lines += [
+                f"- withheld by the audit: {_md(w['withheld'])} ({_md(w['why'])})"
+                for w in audit.get("withheld", [])
+            ] or ["- the audit withheld nothing beyond the rule."]
+            lines.append("")
     ok = [(d, m) for d, m, _ in runs if m.get("status") == "ok"]
     pairs = _pairs(ok)
     lines += [
