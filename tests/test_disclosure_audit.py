@@ -275,3 +275,18 @@ def test_attack_3_no_combination_follows_from_prevalence_and_combinations(tmp_pa
         found = _pattern_attacker(before, rule_.threshold)
         assert found == {"both": (5, 5), "diabetes only": (2, 2)}
         assert run.auditor.withheld_by_audit
+
+
+def test_what_follows_from_earlier_releases_is_said_not_refused():
+    """The figures every run writes (results.csv) are released before any table; where
+    they alone pin a small group (data/edge_cases: no man in the population, from its
+    size and its women), no number of a table can prevent it: the run goes on and the
+    audit records it for the output checker."""
+    from analysis import statistics
+    from conftest import ROOT
+
+    study = run_study(ROOT / "data" / "edge_cases", Params(disclosure="ohdsi"))
+    tables, _, run = _release(study, {"age_summary": statistics.age_table})
+    assert len(tables["age_summary"])
+    said = [u["what"] for u in run.auditor.unresolved]
+    assert any("would follow as 0" in w for w in said), said

@@ -249,6 +249,7 @@ class NotebookRun:
                 "method": self.auditor.method
                 or "no table of this run holds numbers the audit declares",
                 "withheld": self.auditor.withheld_by_audit,
+                "follows_from_earlier_releases": self.auditor.unresolved,
             }
         atomic_write_text(
             self.out / "disclosure.json", json.dumps(record, indent=2, sort_keys=True) + "\n"

@@ -806,6 +806,8 @@ class RunAuditor:
         self.cells = self.d.cells()
         self.released: list[Entry] = _figure_entries(self.d, study.figures(), rule.round_to)
         self.withheld_by_audit: list[dict] = []
+        self.unresolved: list[dict] = []  # what follows from numbers released before a table
+        self.known: set = set()
         self.method = ""
         self.sensitive: list = []
         self._pending: list = []
@@ -910,6 +912,7 @@ class RunAuditor:
             sensitive = self.sensitive + SENSITIVE.get(name, lambda d: [])(self.d)
             self._dims = {dim for x in entries for dim, _ in x.group.tests()}
             found, self.method = self._audit(self.released + entries, sensitive, self._dims)
+            found = [f for f in found if f.quantity not in self.known]
             if not found:
                 self.released = self.released + entries
                 self.sensitive = sensitive
@@ -917,10 +920,12 @@ class RunAuditor:
             self._pending = sensitive
             choice = self._least_loss(entries, found[0])
             if choice is None:
-                raise AnalysisError(
-                    f"Table {name}: the disclosure audit finds that {found[0].words()}, and no "
-                    "number of this table can be withheld to prevent it. Nothing was written."
-                )
+                # every number of this table is withheld and it still follows: from what
+                # was released before (the figures every run writes): said, not this
+                # table's to prevent
+                self.known.add(found[0].quantity)
+                self.unresolved.append({"table": name, "what": found[0].words()})
+                continue
             for c in ("mean", "sd") if choice.kind == "moments" else (choice.column,):
                 force.setdefault(c, set()).add(choice.row)
             self.withheld_by_audit.append(

@@ -210,6 +210,11 @@ def write_release_sheet(batch) -> Path:
                 f"- withheld by the audit: {_md(w['withheld'])} ({_md(w['why'])})"
                 for w in audit.get("withheld", [])
             ] or ["- the audit withheld nothing beyond the rule."]
+            lines += [
+                f"- **to check**: {_md(u['what'])} (from numbers released before table "
+                f"{_md(u['table'])}; no number of that table could prevent it)"
+                for u in audit.get("follows_from_earlier_releases", [])
+            ]
             lines.append("")
     ok = [(d, m) for d, m, _ in runs if m.get("status") == "ok"]
     pairs = _pairs(ok)
