@@ -316,11 +316,11 @@ class Problem:
         return None if res.x is None else np.round(res.x, 9)
 
     def blamed(self, mask) -> list[str]:
-        return [
-            e.label
-            for e, m in zip(self.entries, self.masks, strict=True)
-            if e.released and np.any(m & mask)
-        ]
+        """The released numbers whose groups hold patients of ``mask``, the latest first
+        (the table being audited, then the tables before it, then the figures)."""
+        pairs = list(zip(self.entries, self.masks, strict=True))
+        found = [e.label for e, m in reversed(pairs) if e.released and np.any(m & mask)]
+        return list(dict.fromkeys(found))
 
 
 def audit(
