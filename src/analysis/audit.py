@@ -477,6 +477,7 @@ def _consistency_audit(published: tuple[Published, ...]) -> pd.DataFrame:
             )
             return None
 
+    b = None
     if {"population.age_mean", "population.age_sd"} <= set(pub):
         m, s = pub["population.age_mean"], pub["population.age_sd"]
         b = bounds_or_impossible(
@@ -486,7 +487,7 @@ def _consistency_audit(published: tuple[Published, ...]) -> pd.DataFrame:
             require_extremes=ranged,
             at_least=elderly,
         )
-    if {"population.age_mean", "population.age_sd"} <= set(pub) and b is not None:
+    if b is not None:
         add(
             f"SD {s.published} of the population's ages",
             "P2, P3, P9",
@@ -508,8 +509,7 @@ def _consistency_audit(published: tuple[Published, ...]) -> pd.DataFrame:
             require_extremes=False,
             at_least=elderly,
         )
-    if {"pain.age_mean", "pain.age_sd"} <= set(pub) and b is not None:
-        m, s = pub["pain.age_mean"], pub["pain.age_sd"]
+    if b is not None:
         whole = {"population.age_mean", "population.age_sd"} <= set(pub)
         ceiling = (
             subgroup_sd_ceiling(

@@ -546,6 +546,11 @@ class Declarations:
         }
 
 
+def _count(table, row, column, label, group, value, step) -> Entry:
+    """A released (or, NaN, withheld) count of ``group``: one number of ``table``."""
+    return Entry(table, row, column, label, group, "count", _num(value), step)
+
+
 def _decl_age_summary(d: Declarations, t, step):
     from analysis.statistics import age_bands
 
@@ -585,18 +590,7 @@ def _decl_sex(d, t, step):
         out.append(
             Entry("sex", i, "numerator", f"sex {r['sex']}", g, "count", _num(r["numerator"]), step)
         )
-        out.append(
-            Entry(
-                "sex",
-                i,
-                "denominator",
-                "sex denominator",
-                ALL,
-                "count",
-                _num(r["denominator"]),
-                step,
-            )
-        )
+        out.append(_count("sex", i, "denominator", "sex denominator", ALL, r["denominator"], step))
     return out
 
 
@@ -611,14 +605,13 @@ def _decl_pyramid(d, t, step):
         )
         for col, s in (("female", "F"), ("male", "M")):
             out.append(
-                Entry(
+                _count(
                     "age_sex_pyramid",
                     i,
                     col,
                     f"age_sex_pyramid {col} {r['age_group']}",
                     Group.of(sex=sex_is(s), age=age),
-                    "count",
-                    _num(r[col]),
+                    r[col],
                     step,
                 )
             )
@@ -630,14 +623,13 @@ def _decl_age_by_sex(d, t, step):
     for i, r in t.iterrows():
         g = _with(_age_key(r["age"]), sex=sex_is(str(r["sex"])))
         out.append(
-            Entry(
+            _count(
                 "age_by_sex_counts",
                 i,
                 "n",
                 f"age_by_sex_counts {r['sex']} {r['age']}",
                 g,
-                "count",
-                _num(r["n"]),
+                r["n"],
                 step,
             )
         )
@@ -657,26 +649,24 @@ def _decl_condition_prevalence(d, t, step):
         else:
             continue
         out.append(
-            Entry(
+            _count(
                 "condition_prevalence",
                 i,
                 "numerator",
                 f"condition_prevalence {r['condition']}",
                 g,
-                "count",
-                _num(r["numerator"]),
+                r["numerator"],
                 step,
             )
         )
         out.append(
-            Entry(
+            _count(
                 "condition_prevalence",
                 i,
                 "denominator",
                 "the pain cohort (condition_prevalence)",
                 d.pain,
-                "count",
-                _num(r["denominator"]),
+                r["denominator"],
                 step,
             )
         )
@@ -694,14 +684,13 @@ def _decl_combinations(d, t, step):
                 pattern |= d.cond(name)
         yes = [condition_label(n) for n in d.cond_lists if pattern & d.cond(n)] or ["none"]
         out.append(
-            Entry(
+            _count(
                 "condition_combinations",
                 i,
                 "n",
                 f"condition_combinations ({' + '.join(yes)})",
                 _with(d.pain, cond=bits_equal(pattern, d.any_cond)),
-                "count",
-                _num(r["n"]),
+                r["n"],
                 step,
             )
         )
@@ -715,26 +704,24 @@ def _decl_site_prevalence(d, t, step):
             continue
         g = _with(d.pain, site=bits_any(1 << d.cube.sites.index(r["site"])))
         out.append(
-            Entry(
+            _count(
                 "site_prevalence",
                 i,
                 "numerator",
                 f"site_prevalence {r['site']}",
                 g,
-                "count",
-                _num(r["numerator"]),
+                r["numerator"],
                 step,
             )
         )
         out.append(
-            Entry(
+            _count(
                 "site_prevalence",
                 i,
                 "denominator",
                 "the pain cohort (site_prevalence)",
                 d.pain,
-                "count",
-                _num(r["denominator"]),
+                r["denominator"],
                 step,
             )
         )
