@@ -52,7 +52,7 @@ from analysis import notebook, plots, sensitivity
 run = notebook.start(globals(), notebook="04_sensitivity", study=False)
 g = run.grid = sensitivity.load_grid(notebook.resolve(grid))
 db = run.open_database()
-cube = sensitivity.grid_cube(db, run.params, g)
+cube = run.cube = sensitivity.grid_cube(db, run.params, g)
 db.close()
 label = run.cube_label(cube)
 print(f"Sensitivity grid {g.source}: {g.size} cells; data: {label}")

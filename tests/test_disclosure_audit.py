@@ -55,14 +55,20 @@ def test_a_grid_cell_above_90_is_refused_under_a_rule(tmp_path):
 
 
 # ----------------------------------------------------------------------------- the attacks
-def _release(study, tables, audit=True):
+def _release(study, tables, audit=True, run_name="t", reports=None):
     """Release ``tables`` (name -> statistics function of the cube) as a notebook run
-    does; ``audit=False``: the rules alone, as before the audit."""
+    does, into ``reports/<run_name>`` beside the data; ``audit=False``: the rules alone,
+    as before the audit."""
+    from pathlib import Path
+
     from analysis.notebook import NotebookRun
     from analysis.outputs import protect
 
+    folder = Path(reports or Path(study.data_location).parent / "reports") / run_name
     run = NotebookRun(notebook="t", params=study.params, data=study.data_location,
-                      out=__import__("pathlib").Path("/dev/null"), study=study)  # fmt: skip
+                      out=folder, study=study)  # fmt: skip
+    if audit:
+        assert run.auditor is not None  # as notebook.start: the figures audited, recorded
     out = {}
     for name, fn in tables.items():
         df = fn(study.cube)
@@ -277,7 +283,7 @@ def test_attack_3_no_combination_follows_from_prevalence_and_combinations(tmp_pa
         assert run.auditor.withheld_by_audit
 
 
-def test_what_follows_from_earlier_releases_is_said_not_refused():
+def test_what_follows_from_earlier_releases_is_said_not_refused(tmp_path):
     """The figures every run writes (results.csv) are released before any table; where
     they alone pin a small group (data/edge_cases: no man in the population, from its
     size and its women), no number of a table can prevent it: the run goes on and the
@@ -286,7 +292,148 @@ def test_what_follows_from_earlier_releases_is_said_not_refused():
     from conftest import ROOT
 
     study = run_study(ROOT / "data" / "edge_cases", Params(disclosure="ohdsi"))
-    tables, _, run = _release(study, {"age_summary": statistics.age_table})
+    tables, _, run = _release(study, {"age_summary": statistics.age_table}, reports=tmp_path)
     assert len(tables["age_summary"])
     said = [u["what"] for u in run.auditor.unresolved]
     assert any("would follow as 0" in w for w in said), said
+
+
+# ----------------------------------------------------------------------------- across runs
+def _attack_four_practice(tmp_path):
+    """12 patients with recurrent pain: 10 aged 70 with hypertension, 2 aged 50 with
+    hypertension; 20 with one episode; 60 without pain."""
+    from conftest import dx, pain
+
+    pts, eps, dxs, i = [], [], [], 0
+    for k, age, episodes, codes in ((10, 70, 2, ["401.9"]), (2, 50, 2, ["401.9"]),
+                                    (20, 60, 1, []), (60, 55, 0, [])):  # fmt: skip
+        for _ in range(k):
+            pts.append(patient(i, birth=f"{2015 - age}-03-01", sex="F" if i % 2 else "M"))
+            eps += [pain(i, date=f"{2008 + e}-05-01") for e in range(episodes)]
+            dxs += [dx(i, c) for c in codes]
+            i += 1
+    return write_db(
+        tmp_path / "practice", {"patients": pts, "pain_episodes": eps, "diagnoses": dxs}
+    )
+
+
+def _grid_release(study, folder_name, audit=True):
+    """Notebook 04's grid (elderly age 65 or 75) released into ``reports/<folder_name>``
+    as the notebook does (its own cube, the ledger of the same folder)."""
+    from pathlib import Path
+
+    from analysis import sensitivity
+    from analysis.notebook import NotebookRun
+    from analysis.outputs import protect
+
+    params = study.params
+    grid = sensitivity.Grid(base={}, vary={"elderly_age": [("65", 65), ("75", 75)]}, source="g")
+    data = Path(study.data_location)
+    run = NotebookRun("04_sensitivity", params, data, data.parent / "reports" / folder_name)
+    run.grid = grid
+    db = run.open_database()
+    run.cube = sensitivity.grid_cube(db, params, grid)
+    db.close()
+    t = sensitivity.sensitivity_table(run.cube, grid, params, rule=run.rule)
+    if not audit:
+        return protect(t, "sensitivity_grid", run.rule, params).table, run
+    return run.auditor.release(
+        t,
+        "sensitivity_grid",
+        lambda force: protect(t, "sensitivity_grid", run.rule, params, force=force),
+    ).table, run
+
+
+def _difference_attacker(recurrent, target_65, step):
+    """Apart from the auditor: the recurrent patients outside the target subgroup at
+    elderly age 65 (young, or without a risk group), from the two released counts (each
+    any count that rounds to it). Returns its (low, high), or None where one is withheld."""
+    if recurrent is None or target_65 != target_65:
+        return None
+    half = step // 2
+    lows = [r - t for r in range(int(recurrent) - half, int(recurrent) + half + 1)
+            for t in range(int(target_65) - half, int(target_65) + half + 1) if r >= t]  # fmt: skip
+    return min(lows), max(lows)
+
+
+@pytest.mark.parametrize("rule", ["ohdsi", "opensafely"])
+def test_attack_4_no_count_follows_across_notebooks_of_one_batch(tmp_path, rule):
+    """Attack 4: notebook 03 released 12 patients with recurrent pain; notebook 04's grid
+    released the target subgroup at elderly age 65 as 10: the 2 young recurrent patients.
+    Every run now audits with what earlier runs released into the same reports folder
+    (the ledger), so the grid withholds that cell."""
+    study = run_study(_attack_four_practice(tmp_path), Params(disclosure=rule))
+    step = study.disclosure_rule.round_to
+    threshold = study.disclosure_rule.threshold
+    _, figs, run03 = _release(study, {}, run_name="03_eligibility")  # its figures
+    recurrent = figs["pain.recurrent_pct"]["numerator"]
+
+    def grid_65(t):
+        return t.set_index("elderly_age").loc["65", "target_n"]
+
+    if rule == "ohdsi":  # the attack works without the ledger (another folder)
+        alone, _ = _grid_release(study, "elsewhere/04_sensitivity", audit=False)
+        assert (recurrent, grid_65(alone)) == (12, 10)
+        assert _difference_attacker(recurrent, grid_65(alone), step) == (2, 2)
+    grid, run04 = _grid_release(study, "04_sensitivity")
+    rng = _difference_attacker(recurrent, grid_65(grid), step)
+    assert rng is None or rng[0] == 0 and rng[1] >= 1 or rng[1] - rng[0] >= threshold
+    if rule == "ohdsi":
+        assert grid_65(grid) != grid_65(grid)  # withheld
+        assert run04.auditor.earlier_runs == ["03_eligibility"]
+        assert any("03_eligibility: results pain.recurrent_pct" in w["why"]
+                   for w in run04.auditor.withheld_by_audit)  # fmt: skip
+
+
+@pytest.mark.parametrize("rule", ["ohdsi", "opensafely"])
+def test_attack_4_in_the_other_order_the_figures_follow(tmp_path, rule):
+    """The grid first, then notebook 03: its figures are audited with the grid before
+    anything is shown, and the recurrent group is withheld (in every figure, table and
+    sentence of the run)."""
+    study = run_study(_attack_four_practice(tmp_path), Params(disclosure=rule))
+    grid, _ = _grid_release(study, "04_sensitivity")
+    target_65 = grid.set_index("elderly_age").loc["65", "target_n"]
+    _, figs, run03 = _release(study, {}, run_name="03_eligibility")
+    recurrent = figs["pain.recurrent_pct"]["numerator"]
+    rng = _difference_attacker(recurrent, target_65, study.disclosure_rule.round_to)
+    threshold = study.disclosure_rule.threshold
+    assert rng is None or rng[0] == 0 and rng[1] >= 1 or rng[1] - rng[0] >= threshold
+    if rule == "ohdsi":
+        assert recurrent is None and target_65 == 10
+        assert run03.auditor.withheld_by_audit[0]["table"] == "results"
+
+
+def test_the_ledger_holds_released_numbers_only(tmp_path):
+    """What the ledger keeps is what the files already show: no withheld value."""
+    import json
+
+    study = run_study(_attack_four_practice(tmp_path), Params(disclosure="ohdsi"))
+    _release(study, {}, run_name="03_eligibility")
+    _grid_release(study, "04_sensitivity")
+    (ledger,) = (tmp_path / "practice").parent.glob("reports/.disclosure-ledger/*.jsonl")
+    values = [e["value"] for line in ledger.read_text().splitlines()
+              for e in json.loads(line)["entries"] if e["kind"] == "count"]  # fmt: skip
+    assert 2.0 not in values and 0.0 not in values  # the small groups, never written
+    assert None in values  # withheld: null
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        '{"run": "x", "table": "t", "entries": [{"kind": "count", "value": 3, "group": '
+        '[[["age", "__import__", [1]]]]}]}',
+        '{"run": "x", "table": "t", "entries": [{"kind": "count", "value": "3", "group": [[]]}]}',
+        '{"run": "x", "table": "t", "entries": [{"kind": "count", "value": 3, "group": '
+        '[[["../etc", "is", ["F"]]]]}]}',
+        "not json",
+    ],
+)
+def test_an_altered_ledger_stops_the_release(tmp_path, record):
+    """The ledger is a file in the reports folder: a record the audit did not write is
+    refused by name (nothing is evaluated from it), and nothing is released."""
+    study = run_study(_attack_four_practice(tmp_path), Params(disclosure="ohdsi"))
+    _release(study, {}, run_name="03_eligibility")
+    (ledger,) = tmp_path.glob("reports/.disclosure-ledger/*.jsonl")
+    ledger.write_text(ledger.read_text() + record + "\n")
+    with pytest.raises((AnalysisError, ValueError), match="ledger"):
+        _release(study, {}, run_name="03_again")

@@ -79,8 +79,11 @@ class NotebookRun:
     suppressed: dict = field(default_factory=dict)
     tables: dict = field(default_factory=dict)
     figures: dict = field(default_factory=dict)
+    cube: object | None = None  # the cube of a notebook that builds its own (04)
+    grid: object | None = None  # the sensitivity grid the notebook releases (04)
     _synthetic: bool | None = None
     _auditor: object | None = None
+    _fingerprint: dict | None = None
 
     @property
     def data_label(self) -> str:
@@ -257,11 +260,34 @@ class NotebookRun:
 
     @property
     def auditor(self):
-        """The run's disclosure audit (:mod:`analysis.outputs.auditor`), under a rule."""
-        if self._auditor is None and self.rule is not None and self.study is not None:
+        """The run's disclosure audit (:mod:`analysis.outputs.auditor`), under a rule: of
+        what it releases, with what runs before it released from the same data into the
+        same reports folder (:mod:`analysis.outputs.ledger`)."""
+        cube = self.study.cube if self.study is not None else self.cube
+        if self._auditor is None and self.rule is not None and cube is not None:
             from analysis.outputs.auditor import RunAuditor
+            from analysis.outputs.ledger import Ledger
+            from analysis.study import run_study
 
-            self._auditor = RunAuditor(self.study, self.rule)
+            fingerprint = (
+                self.study.fingerprint if self.study is not None else self._fingerprint
+            ) or {"data": str(self.data)}
+            ledger = Ledger.for_run(self.out.parent, fingerprint, self.params, self.run_name)
+
+            def rebuild(**options):
+                with self.guard():
+                    return run_study(self.data, self.params, **options).cube
+
+            self._auditor = RunAuditor(
+                cube,
+                self.params,
+                self.rule,
+                figures=self.study.figures() if self.study is not None else (),
+                ledger=ledger,
+                rebuild=rebuild,
+                grid=self.grid,
+                study=self.study,
+            )
         return self._auditor
 
     @property
@@ -353,7 +379,9 @@ class NotebookRun:
         from analysis.data import open_database
 
         with self.guard():
-            return open_database(self.data)
+            db = open_database(self.data)
+        self._fingerprint = db.fingerprint()
+        return db
 
     def save_figure(self, fig, name: str) -> dict:
         from analysis.outputs import inside, safe_name
@@ -501,6 +529,11 @@ def start(
                 drug_counts=drug_counts,
                 by_practice=by_practice,
             )
+        if run.rule is not None:
+            # the audit of the figures with what earlier runs released comes before
+            # anything is shown: a group it withholds is withheld everywhere
+            with run.guard():
+                run.auditor  # noqa: B018
     return run
 
 

@@ -23,6 +23,7 @@ class Study:
     data_location: str
     is_synthetic: bool
     metadata: dict = field(default_factory=dict)  # the database's dataset.json
+    fingerprint: dict = field(default_factory=dict)  # the data's (Database.fingerprint)
 
     # ---- labels ---------------------------------------------------------------------
     @property
@@ -471,4 +472,5 @@ def run_study(
         data_location=str(db.location),
         is_synthetic=db.is_synthetic,
         metadata=dict(db.metadata or {}),
+        fingerprint=db.fingerprint(),
     )

@@ -34,10 +34,24 @@ from analysis.params import Params
 
 
 def execute_run(
-    run: Run, batch_out: str, key: str, code: dict, data_fp: dict, show_code: bool
+    run: Run,
+    batch_out: str,
+    key: str,
+    code: dict,
+    data_fp: dict,
+    show_code: bool,
+    turn: dict | None = None,
 ) -> dict:
-    """Execute one run in a worker process; returns its summary. Never raises."""
+    """Execute one run in a worker process; returns its summary. Never raises. ``turn``:
+    the batch's order for the disclosure audit (:mod:`analysis.outputs.ledger`)."""
     import logging
+
+    from analysis.outputs.ledger import TURN_ENV
+
+    if turn is not None:  # the kernel inherits the worker's environment
+        os.environ[TURN_ENV] = json.dumps(turn)
+    else:
+        os.environ.pop(TURN_ENV, None)
 
     from analysis.outputs import inside
 
@@ -291,7 +305,15 @@ def run_batch(
     )
     if todo:
         import multiprocessing as mp
+        import uuid
 
+        from analysis.outputs import ledger
+
+        # the disclosure audit reads what runs before each released, in the batch's order
+        exec_id = uuid.uuid4().hex
+        turns = [
+            {"exec": exec_id, "before": [r.name for r, *_ in todo[:k]]} for k in range(len(todo))
+        ]
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(
             max_workers=min(jobs, len(todo)),
@@ -300,8 +322,8 @@ def run_batch(
             initargs=(os.getpid(),),
         ) as pool:
             futures = {
-                pool.submit(execute_run, run, str(batch.out), key, code, fp, show): run
-                for run, key, code, fp in todo
+                pool.submit(execute_run, run, str(batch.out), key, code, fp, show, turn): run
+                for (run, key, code, fp), turn in zip(todo, turns, strict=True)
             }
             pending = set(futures)
             try:
@@ -309,6 +331,7 @@ def run_batch(
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in done:
                         run = futures[fut]
+                        ledger.mark_done(batch.out, exec_id, run.name)
                         try:
                             results.append(fut.result())
                         except Exception as exc:  # a killed worker
@@ -337,6 +360,8 @@ def run_batch(
                 for proc in list((pool._processes or {}).values()):  # workers stop with the batch
                     proc.terminate()
                 raise
+            finally:
+                ledger.end_execution(batch.out, exec_id)
     bar.close()
     order = {r.name: i for i, r in enumerate(batch.runs)}
     results.sort(key=lambda r: order.get(r["run"], 0))

@@ -34,6 +34,7 @@ audits again, before anything is written.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from dataclasses import dataclass, field
 
@@ -47,17 +48,18 @@ TIME_LIMIT = 0.2
 """Seconds one integer question may take; then the LP relaxation answers it (said)."""
 MAX_ROUNDS = 60
 """Most secondary suppressions one table may need before the audit refuses it."""
-DIMENSIONS = ("sex", "age", "level", "cond", "drug", "site")
+MAX_TRIES = 40
+"""Numbers tried, smallest first, for the one whose withholding protects a finding."""
 
 
 # ----------------------------------------------------------------------------- groups
 @dataclass(frozen=True)
 class Group:
     """A group of patients: a union of conjunctions, each a mapping dimension -> test
-    (a function of an array of that dimension's values, returning booleans). Dimensions:
-    ``sex`` (F/M), ``age`` (completed years), ``level`` (0 no qualifying pain, 1 pain,
-    2 recurrent pain), ``cond`` / ``drug`` / ``site`` (bit patterns of the risk-condition
-    groups, the risk drugs and the pain sites, in the order of the parameters)."""
+    (:class:`Test`). Dimensions: ``sex`` (F/M), ``age`` (completed years), ``q<s>`` (the
+    patient's pain episodes of severity s or more in the window, capped: :func:`episodes`),
+    ``cond`` / ``drug`` / ``site`` (bit patterns of the risk-condition groups, the risk
+    drugs and the pain sites, in the order of :class:`Declarations`)."""
 
     terms: tuple  # of tuples of (dimension, test)
 
@@ -83,28 +85,55 @@ class Group:
         return out
 
 
+@dataclass(frozen=True)
+class Test:
+    """A test of one dimension's values: ``is`` (equal to), ``between`` (lo to hi, both
+    included; hi None: lo and over), ``any`` (a bit of the mask set), ``equal`` (the bits
+    of the mask exactly the pattern). Plain data, so a ledger of what earlier runs released
+    can hold it (:mod:`analysis.outputs.ledger`)."""
+
+    op: str
+    args: tuple
+
+    def __call__(self, v):
+        v = np.asarray(v)
+        a = self.args
+        if self.op == "is":
+            return v == a[0]
+        if self.op == "between":
+            return (v >= a[0]) if a[1] is None else ((v >= a[0]) & (v <= a[1]))
+        if self.op == "any":
+            return (v & a[0]) != 0
+        if self.op == "equal":
+            return (v & a[1]) == a[0]
+        raise ValueError(f"unknown test {self.op!r}")
+
+
 def sex_is(s):
-    return lambda v, s=s: v == s
+    return Test("is", (s,))
 
 
 def age_in(lo, hi=None):
-    return (
-        (lambda v, lo=lo: v >= lo)
-        if hi is None
-        else (lambda v, lo=lo, hi=hi: (v >= lo) & (v <= hi))
-    )
+    return Test("between", (int(lo), None if hi is None else int(hi)))
 
 
-def level_at_least(k):
-    return lambda v, k=k: v >= k
+def at_least(k):
+    return Test("between", (int(k), None))
 
 
 def bits_any(mask):
-    return lambda v, mask=mask: (v & mask) != 0
+    return Test("any", (int(mask),))
 
 
 def bits_equal(pattern, mask):
-    return lambda v, pattern=pattern, mask=mask: (v & mask) == pattern
+    return Test("equal", (int(pattern), int(mask)))
+
+
+def episodes(severity: int) -> str:
+    """The dimension of the number of pain episodes of at least ``severity`` (capped at
+    the largest recurrence threshold asked about): pain under a definition is q >= 1,
+    recurrent pain q >= min_episodes."""
+    return f"q{int(severity)}"
 
 
 @dataclass
@@ -124,6 +153,7 @@ class Entry:
     mean: float | None = None
     sd: float | None = None
     decimals: int = 1
+    earlier: bool = False  # released by an earlier run (the ledger)
 
     @property
     def released(self) -> bool:
@@ -137,6 +167,7 @@ class Finding:
     high: float
     blamed: list = field(default_factory=list)
     what: tuple = ()  # (the quantity's atoms, its kind), for choosing what to withhold
+    stage: str = ""  # the attacker's space it was found in (RunAuditor._stages)
 
     def words(self) -> str:
         shown = "; ".join(self.blamed[:3]) + ("; ..." if len(self.blamed) > 3 else "")
@@ -152,40 +183,63 @@ def _n(v) -> str:
 class Space:
     """The attacker's atoms: every combination of the dimensions' classes, where a class
     holds the values no released test tells apart (ages stay single years where a mean of
-    age is released)."""
+    age is released). ``schema``: dimension -> its possible values, in the order of
+    :meth:`Declarations.schema` (sex, age, the episode counts by severity, cond, drug,
+    site); ``site_episodes``: the episode dimension whose pain the sites are of."""
 
-    def __init__(self, schema: dict, groups: list[Group], moments: bool):
-        self.schema = schema  # dimension -> array of its possible values
+    def __init__(self, schema: dict, groups: list[Group], moments: bool, site_episodes=None):
+        self.schema = schema
+        self.dims = tuple(schema)
         self.dropped: list[str] = []
-        tests = {d: [] for d in DIMENSIONS}
+        tests = {d: [] for d in self.dims}
         for g in groups:
             for dim, test in g.tests():
                 tests[dim].append(test)
-        if tests["site"]:  # no site without pain, some with it: zero is a class of its own
-            tests["site"].append(lambda v: v != 0)
-        classes = {}
-        for dim in DIMENSIONS:
+        if tests["site"] and site_episodes:
+            # no site without pain, some with it: zero is a class of its own, both sides
+            tests["site"].append(Test("any", (-1,)))
+            tests[site_episodes].append(at_least(1))
+        classes, spans = {}, {}
+        for dim in self.dims:
             values = np.asarray(schema[dim])
             if dim == "age" and moments:
                 classes[dim] = values
                 continue
             if not tests[dim]:
                 classes[dim] = values[:1]
+                if dim.startswith("q"):
+                    spans[dim] = [(values.min(), values.max())]
                 continue
             sig = np.column_stack([np.asarray(t(values), bool) for t in tests[dim]])
-            _, first = np.unique(sig, axis=0, return_index=True)
-            classes[dim] = values[np.sort(first)]
+            _, first, inverse = np.unique(sig, axis=0, return_index=True, return_inverse=True)
+            order = np.argsort(first)
+            classes[dim] = values[first[order]]
+            inverse = np.asarray(inverse).ravel()
+            if dim.startswith("q"):
+                spans[dim] = [
+                    (values[inverse == k].min(), values[inverse == k].max()) for k in order
+                ]
         self.classes = classes
         self.sig_tests = tests
         size = int(np.prod([len(v) for v in classes.values()]))
         if size > MAX_ATOMS:
             raise _TooLarge(size)
-        grids = np.meshgrid(*[np.arange(len(classes[d])) for d in DIMENSIONS], indexing="ij")
-        idx = {d: g.ravel() for d, g in zip(DIMENSIONS, grids, strict=True)}
-        atoms = {d: np.asarray(classes[d])[idx[d]] for d in DIMENSIONS}
-        # the sites are those of qualifying episodes: none without pain, some with it
-        ok = (atoms["level"] == 0) == (atoms["site"] == 0) if len(classes["site"]) > 1 else True
-        keep = np.asarray(ok, bool) if not isinstance(ok, bool) else np.ones(size, bool)
+        grids = np.meshgrid(*[np.arange(len(classes[d])) for d in self.dims], indexing="ij")
+        idx = {d: g.ravel() for d, g in zip(self.dims, grids, strict=True)}
+        atoms = {d: np.asarray(classes[d])[idx[d]] for d in self.dims}
+        keep = np.ones(size, bool)
+        # more episodes of at least a lower severity than of a higher one: a chain, checked
+        # on the classes' spans (the highest severity's smallest value carried down)
+        qs = sorted((d for d in self.dims if d.startswith("q")), key=lambda d: -int(d[1:]))
+        if len(qs) > 1:
+            carried = np.full(size, -np.inf)
+            for d in qs:
+                lo = np.array([spans[d][k][0] for k in idx[d]], float)
+                hi = np.array([spans[d][k][1] for k in idx[d]], float)
+                carried = np.maximum(lo, carried)
+                keep &= carried <= hi
+        if site_episodes and len(classes["site"]) > 1:
+            keep &= (atoms[site_episodes] == 0) == (atoms["site"] == 0)
         self.atoms = {d: v[keep] for d, v in atoms.items()}
         self.size = int(keep.sum())
 
@@ -207,14 +261,14 @@ class Space:
 
     def truth(self, cells: dict) -> np.ndarray:
         """The true patients per atom, from the cube's cells in the same dimensions."""
-        rep = {d: self.class_of(d, cells[d]) for d in DIMENSIONS}
+        rep = {d: self.class_of(d, cells[d]) for d in self.dims}
         index = {
             key: i
-            for i, key in enumerate(zip(*[self.atoms[d].tolist() for d in DIMENSIONS], strict=True))
+            for i, key in enumerate(zip(*[self.atoms[d].tolist() for d in self.dims], strict=True))
         }
         out = np.zeros(self.size, dtype=np.int64)
         for key, n in zip(
-            zip(*[rep[d].tolist() for d in DIMENSIONS], strict=True), cells["n"], strict=True
+            zip(*[rep[d].tolist() for d in self.dims], strict=True), cells["n"], strict=True
         ):
             out[index[key]] += int(n)
         return out
@@ -274,7 +328,9 @@ class Problem:
         )
 
     def solve(self, objective: np.ndarray, sense: int = 1):
-        """(optimum, solution) of min (sense 1) or max (sense -1) objective . x."""
+        """(optimum, solution) of min (sense 1) or max (sense -1) objective . x. An integer
+        programme not solved in ``TIME_LIMIT`` is answered by its LP relaxation (its
+        optimum bounds the integer one: the range it gives holds the attacker's)."""
         from scipy.optimize import Bounds, LinearConstraint, milp
 
         cons = [LinearConstraint(self.A, self.lb, self.ub)] if len(self.A) else []
@@ -285,10 +341,14 @@ class Problem:
             bounds=Bounds(0, np.inf),
             options={"disp": False, "time_limit": TIME_LIMIT},
         )
-        if res.x is None:  # unbounded (nothing released bounds it), or no solution in time
+        if res.status == 1 and self.exact:  # the time limit: the LP answers (said)
+            self.timeouts += 1
+            res = milp(
+                sense * objective, constraints=cons, bounds=Bounds(0, np.inf),
+                options={"disp": False},
+            )  # fmt: skip
+        if res.x is None:  # unbounded: nothing released bounds it
             return (math.inf if sense < 0 else 0.0), None
-        # at the time limit the best solution found stands: its value overstates the
-        # minimum and understates the maximum, so the audit errs towards withholding
         return float(sense * res.fun), res.x
 
     def feasible(self, q: np.ndarray, lo: float, hi: float):
@@ -315,6 +375,29 @@ class Problem:
             )
         return None if res.x is None else np.round(res.x, 9)
 
+    def check_truth(self, truth: np.ndarray) -> None:
+        """The data must satisfy every released number's constraint; a number that does
+        not was declared wrong (or a ledger was altered): the audit stops, naming it."""
+        if not len(self.A):
+            return
+        x = truth.astype(float)
+        ax = self.A @ x
+        bad = (ax < self.lb - 1e-6) | (ax > self.ub + 1e-6)
+        if not bad.any():
+            return
+        from analysis.errors import AnalysisError
+
+        row = 0
+        for e, m in zip(self.entries, self.masks, strict=True):
+            n = len(_rows([e], self.space, [m]))
+            if bad[row : row + n].any():
+                raise AnalysisError(
+                    f"The disclosure audit: the released number '{e.label}' does not match "
+                    "the data it is declared a function of (a wrong declaration, or an "
+                    "altered disclosure ledger); nothing more is released."
+                )
+            row += n
+
     def blamed(self, mask) -> list[str]:
         """The released numbers whose groups hold patients of ``mask``, the latest first
         (the table being audited, then the tables before it, then the figures)."""
@@ -332,9 +415,35 @@ def audit(
     age): those holding 1 to threshold - 1 patients must stay protected too, whichever
     table would show them."""
     p = Problem(space, entries, exact)
+    p.check_truth(truth)
     released_counts = [
         m for e, m in zip(entries, p.masks, strict=True) if e.kind == "count" and e.released
     ]
+    # the quantities of this run's numbers are checked; those of earlier runs' (the ledger)
+    # where this run says something new about their patients: a number no earlier run
+    # released (a count of other patients, or another value), whose group meets theirs
+    known = {
+        (m.tobytes(), e.kind, e.value, e.mean, e.sd)
+        for e, m in zip(entries, p.masks, strict=True)
+        if e.earlier and e.released
+    }
+    new = [
+        (e, m)
+        for e, m in zip(entries, p.masks, strict=True)
+        if not e.earlier
+        and e.released
+        and (m.tobytes(), e.kind, e.value, e.mean, e.sd) not in known
+    ]
+    touched = np.zeros(space.size, bool)
+    touched_ages = np.zeros(space.size, bool)
+    for e, m in new:
+        touched |= m
+        if any(dim == "age" for dim, _ in e.group.tests()) or e.kind == "moments":
+            touched_ages |= m
+
+    def checked(e, m, ages=False):
+        return not e.earlier or bool(np.any(m & (touched_ages if ages else touched)))
+
     quantities = []  # (label, mask, kind)
     seen = set()
     # what must stay protected is what is small (fewer patients than the threshold, none
@@ -343,16 +452,18 @@ def audit(
     for e, m in zip(entries, p.masks, strict=True):
         small = int(truth[m].sum()) < threshold
         if e.kind == "count" and not e.released and small and m.tobytes() not in seen:
+            if not checked(e, m):
+                continue
             seen.add(m.tobytes())
             quantities.append((e.label, m, "count"))
     # the difference of two released counts, one within the other, is a group too
     labelled = [
-        (e.label, m)
+        (e.label, m, e.earlier)
         for e, m in zip(entries, p.masks, strict=True)
         if e.kind == "count" and e.released
     ]
-    for (la, a), (lb, b) in itertools.permutations(labelled, 2):
-        if np.array_equal(a, b) or np.any(b & ~a):
+    for (la, a, ea), (lb, b, eb) in itertools.permutations(labelled, 2):
+        if (ea and eb) or np.array_equal(a, b) or np.any(b & ~a):
             continue
         diff = a & ~b
         if 1 <= int(truth[diff].sum()) < threshold and diff.tobytes() not in seen:
@@ -365,7 +476,7 @@ def audit(
             quantities.append((label, m, "count"))
     age = space.atoms["age"]
     for e, m in zip(entries, p.masks, strict=True):
-        if e.kind != "moments" or not e.released:
+        if e.kind != "moments" or not e.released or not checked(e, m, ages=True):
             continue
         for a in np.unique(age[m & (truth > 0)]):
             q = m & (age == a)
@@ -481,17 +592,22 @@ def _with(g: Group, **tests) -> Group:
 
 
 class Declarations:
-    """The groups of one parameter set, in the attacker's dimensions."""
+    """The groups of one parameter set, in the attacker's dimensions. ``cond_lists`` /
+    ``drug_lists``: the code lists the bits stand for (the parameter set's first, then
+    those of earlier runs' releases); the cube must hold them, and the severities and
+    episode counts the groups ask about (:meth:`covers`)."""
 
-    def __init__(self, cube, params):
+    def __init__(self, cube, params, cond_lists=(), drug_lists=()):
         self.cube, self.params = cube, params
-        self.cond_lists = tuple(params.risk_conditions)
-        self.drug_lists = tuple(params.risk_drugs)
-        self.pain = Group.of(level=level_at_least(1))
-        self.recurrent = Group.of(level=level_at_least(2))
-        self.any_cond = (1 << len(self.cond_lists)) - 1
-        self.any_drug = (1 << len(self.drug_lists)) - 1
+        self.cond_lists = tuple(dict.fromkeys((*params.risk_conditions, *cond_lists)))
+        self.drug_lists = tuple(dict.fromkeys((*params.risk_drugs, *drug_lists)))
+        self.q = episodes(params.min_severity)
+        self.pain = Group.of(**{self.q: at_least(1)})
+        self.recurrent = Group.of(**{self.q: at_least(max(1, params.min_episodes))})
+        self.any_cond = self.cond_mask(params.risk_conditions)
+        self.any_drug = self.drug_mask(params.risk_drugs)
         self.elderly = age_in(params.elderly_age)
+        self.grid = None  # the sensitivity grid the run releases (its cells' parameters)
 
     def cond(self, name) -> int:
         return 1 << self.cond_lists.index(name)
@@ -499,51 +615,107 @@ class Declarations:
     def drug(self, name) -> int:
         return 1 << self.drug_lists.index(name)
 
+    def cond_mask(self, names) -> int:
+        return sum(self.cond(n) for n in names)
+
+    def drug_mask(self, names) -> int:
+        return sum(self.drug(n) for n in names)
+
     def pain_risk(self) -> Group:
         return _with(self.pain, cond=bits_any(self.any_cond))
 
-    def target(self) -> Group:
-        base = {"level": level_at_least(2), "age": self.elderly}
-        return Group.of(**base, cond=bits_any(self.any_cond)) | Group.of(
-            **base, drug=bits_any(self.any_drug)
+    def target(self, params=None) -> Group:
+        """The target subgroup of ``params`` (default: the run's): recurrent pain, elderly,
+        with a risk condition or a risk drug."""
+        p = params or self.params
+        base = {
+            episodes(p.min_severity): at_least(max(1, p.min_episodes)),
+            "age": age_in(p.elderly_age),
+        }
+        return Group.of(**base, cond=bits_any(self.cond_mask(p.risk_conditions))) | Group.of(
+            **base, drug=bits_any(self.drug_mask(p.risk_drugs))
         )
+
+    def pain_of(self, params) -> Group:
+        return Group.of(**{episodes(params.min_severity): at_least(1)})
+
+    def severities(self) -> tuple:
+        return tuple(sorted(self.cube.severities))
 
     def cells(self) -> dict:
         """The cube's cells in the attacker's dimensions."""
-        c, f = self.cube.columns, self.cube.flag_arrays(self.params)
-        level = np.where(
-            np.asarray(f["recurrent"], bool) & np.asarray(f["pain"], bool),
-            2,
-            np.where(np.asarray(f["pain"], bool), 1, 0),
-        )
-        cond = np.zeros(len(level), dtype=np.int64)
+        c = self.cube.columns
+        n_cells = len(c["n"])
+        cond = np.zeros(n_cells, dtype=np.int64)
         for i, name in enumerate(self.cond_lists):
             cond |= np.where((c["cond_mask"] & self.cube.condition_bits([name])) != 0, 1 << i, 0)
-        drug = np.zeros(len(level), dtype=np.int64)
+        drug = np.zeros(n_cells, dtype=np.int64)
         for i, name in enumerate(self.drug_lists):
             drug |= np.where((c["drug_mask"] & self.cube.drug_bits([name])) != 0, 1 << i, 0)
-        return {
+        out = {
             "sex": np.asarray(c["sex"]).astype(str),
             "age": np.asarray(c["age"], dtype=np.int64),
-            "level": level,
-            "cond": cond,
-            "drug": drug,
-            "site": np.asarray(c["site_mask"], dtype=np.int64)
-            if self.cube.detail
-            else np.zeros(len(level), dtype=np.int64),
-            "n": np.asarray(c["n"], dtype=np.int64),
         }
+        for s in self.severities():
+            out[episodes(s)] = np.asarray(c[f"q{s}"], dtype=np.int64)
+        out.update(
+            {
+                "cond": cond,
+                "drug": drug,
+                "site": np.asarray(c["site_mask"], dtype=np.int64)
+                if self.cube.detail
+                else np.zeros(n_cells, dtype=np.int64),
+                "n": np.asarray(c["n"], dtype=np.int64),
+            }
+        )
+        return out
 
     def schema(self) -> dict:
         top = int(self.cube.top_age or max(90, int(np.max(self.cube.columns["age"]))))
-        return {
-            "sex": np.array(["F", "M"]),
-            "age": np.arange(0, top + 1),
-            "level": np.array([0, 1, 2]),
-            "cond": np.arange(1 << len(self.cond_lists)),
-            "drug": np.arange(1 << len(self.drug_lists)),
-            "site": np.arange(1 << len(self.cube.sites)),
-        }
+        out = {"sex": np.array(["F", "M"]), "age": np.arange(0, top + 1)}
+        for s in self.severities():
+            out[episodes(s)] = np.arange(0, self.cube.episode_cap + 1)
+        out.update(
+            {
+                "cond": np.arange(1 << len(self.cond_lists)),
+                "drug": np.arange(1 << len(self.drug_lists)),
+                "site": np.arange(1 << len(self.cube.sites)),
+            }
+        )
+        return out
+
+    def space(self, groups, moments: bool) -> Space:
+        return Space(self.schema(), groups, moments, self.q)
+
+    # ---- groups as plain data (the ledger): code lists by name -------------------------
+    def to_data(self, g: Group) -> list:
+        """``g`` as JSON-able data, the bits of code lists named."""
+        terms = []
+        for term in g.terms:
+            out = []
+            for dim, t in term:
+                args = list(t.args)
+                if dim in ("cond", "drug"):
+                    names = self.cond_lists if dim == "cond" else self.drug_lists
+                    args = [[n for i, n in enumerate(names) if a & (1 << i)] for a in args]
+                out.append([dim, t.op, args])
+            terms.append(out)
+        return terms
+
+    def from_data(self, terms) -> Group:
+        """A group written by :meth:`to_data` (of this or another run's declarations)."""
+        out = []
+        for term in terms:
+            tests = {}
+            for item in term:
+                dim, op, args = item
+                _check_test(dim, op, args)
+                if dim in ("cond", "drug"):
+                    mask = self.cond_mask if dim == "cond" else self.drug_mask
+                    args = [mask(a) for a in args]
+                tests[dim] = Test(op, tuple(args))
+            out.append(tuple(sorted(tests.items(), key=lambda kv: kv[0])))
+        return Group(tuple(out))
 
 
 def _count(table, row, column, label, group, value, step) -> Entry:
@@ -728,7 +900,48 @@ def _decl_site_prevalence(d, t, step):
     return out
 
 
+def _decl_sensitivity_grid(d, t, step):
+    """Each cell of the grid counts the population, its pain cohort and its target
+    subgroup under the cell's parameters (:func:`analysis.sensitivity.sensitivity_table`)."""
+    from analysis.sensitivity import _cell_params, with_base
+
+    if d.grid is None:
+        return []
+    base = _cell_params(d.params, d.grid.base, source=f"{d.grid.source} (base)")
+    grid = with_base(d.grid, base)
+    out = []
+    for i, r in t.iterrows():
+        changes = {}
+        for name, items in grid.vary.items():
+            value = dict((str(label), v) for label, v in items).get(str(r[name]))
+            if value is None:
+                break
+            changes[name] = value
+        else:
+            p = _cell_params(base, changes, source=grid.source)
+            cell = ", ".join(f"{n} {r[n]}" for n in grid.vary)
+            for col, g, what in (
+                ("target_n", d.target(p), "target subgroup"),
+                ("pain_n", d.pain_of(p), "pain cohort"),
+                ("population_n", ALL, "population"),
+            ):
+                if col in t.columns:
+                    out.append(
+                        _count(
+                            "sensitivity_grid",
+                            i,
+                            col,
+                            f"sensitivity_grid {what} ({cell})",
+                            g,
+                            r[col],
+                            step,
+                        )  # fmt: skip
+                    )
+    return out
+
+
 DECLARED = {
+    "sensitivity_grid": _decl_sensitivity_grid,
     "age_summary": _decl_age_summary,
     "sex": _decl_sex,
     "age_sex_pyramid": _decl_pyramid,
@@ -761,7 +974,7 @@ def _figure_entries(d: Declarations, figures: list[dict], step: int) -> list[Ent
         f = figs.get(fid)
         if f is None:
             continue
-        v = f.get("numerator") if fid.endswith("_pct") else f.get("value")
+        v = f.get("numerator") if "pct" in fid else f.get("value")  # a share: its count
         out.append(Entry("results", fid, "value", f"results {fid}", g, "count", _num(v), step))
     for name, g in (("population", ALL), ("pain", d.pain)):
         m = figs.get(f"{name}.age_mean")
@@ -783,65 +996,237 @@ def _figure_entries(d: Declarations, figures: list[dict], step: int) -> list[Ent
     return out
 
 
+FIGURE_GROUPS = {
+    "population.n": "population",
+    "population.female_pct": "female",
+    "population.elderly_pct": "elderly",
+    "pain.n": "pain",
+    "pain.male_pct": "pain_male",
+    "pain.recurrent_pct": "pain_recurrent",
+    "pain.elderly_pct": "pain_elderly",
+    "pain_risk.n": "pain_risk",
+    "pain_risk_drug.pct_of_pain": "pain_risk_drug",
+    "target.n": "target",
+    "population.age": "population",
+    "pain.age": "pain",
+}
+"""Figure -> the group of :func:`analysis.cohort.nested_groups` it counts (withholding the
+group withholds every figure and statistic of it)."""
+
+
 # ----------------------------------------------------------------------------- a run's audit
 class RunAuditor:
-    """What one run has released so far, and the audit of each table it releases next."""
+    """What one run has released so far (with what earlier runs on the same data released,
+    from the ledger), and the audit of each table it releases next.
 
-    def __init__(self, study, rule):
+    ``cube`` / ``params``: the run's; ``figures``: the ``results.csv`` figures it releases
+    (:meth:`analysis.study.Study.figures`; none for a notebook without them); ``ledger``
+    (:class:`analysis.outputs.ledger.Ledger`): what runs before it released, and where its
+    own releases go; ``rebuild(**cube options)`` -> a cube of the same data that holds the
+    severities, episode counts and code lists the ledger's numbers ask about, where the
+    run's own does not; ``grid``: the sensitivity grid the run releases, if any."""
+
+    def __init__(
+        self, cube, params, rule, figures=(), ledger=None, rebuild=None, grid=None, study=None
+    ):
+        from analysis.outputs.disclosure import TOP_AGE_FLOOR
+
         self.rule = rule
-        self.d = Declarations(study.cube, study.params)
+        self.ledger = ledger
+        self.grid = grid
+        earlier = ledger.earlier() if ledger is not None else []
+        if cube.top_age is None or cube.top_age > TOP_AGE_FLOOR:
+            cube = cube.top_coded(TOP_AGE_FLOOR)
+        try:
+            need = _needs(earlier)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            from analysis.errors import AnalysisError
+
+            raise AnalysisError(
+                f"Disclosure ledger {ledger.path}: a record is not one the audit wrote "
+                f"({type(exc).__name__}); nothing is released."
+            ) from None
+        if not _covers(cube, need):
+            if rebuild is None:
+                raise ValueError("the ledger asks about definitions this run's cube lacks")
+            cube = rebuild(
+                severities=tuple(sorted(need["severities"] | set(cube.severities))),
+                episode_cap=max(need["cap"], cube.episode_cap),
+                condition_lists=tuple(dict.fromkeys((*cube.condition_lists, *need["cond"]))),
+                drug_lists=tuple(dict.fromkeys((*cube.drug_lists, *need["drug"]))),
+            )
+            if cube.top_age is None or cube.top_age > TOP_AGE_FLOOR:
+                cube = cube.top_coded(TOP_AGE_FLOOR)
+        self.d = Declarations(cube, params, cube.condition_lists, cube.drug_lists)
+        self.d.grid = grid
         self.cells = self.d.cells()
-        self.released: list[Entry] = _figure_entries(self.d, study.figures(), rule.round_to)
         self.withheld_by_audit: list[dict] = []
         self.unresolved: list[dict] = []  # what follows from numbers released before a table
         self.known: set = set()
         self.method = ""
         self.sensitive: list = []
+        self.earlier_runs: list[str] = []
+        self.left_aside = 0  # numbers of earlier runs about another definition's sites
+        self.released: list[Entry] = []
+        self.earlier_sensitive: list = []  # the finest cells earlier runs' tables classify
+        seen, tables_seen = set(), set()
+        for rec in earlier:
+            if rec.get("site_severity") != params.min_severity and any(
+                dim == "site" for e in rec["entries"] for t in e["group"] for dim, *_ in t
+            ):
+                self.left_aside += len(rec["entries"])
+                continue
+            for x in rec["entries"]:  # each number once (every run releases the figures)
+                key = json.dumps([x.get(k) for k in ("group", "kind", "value", "mean", "sd")])
+                if key not in seen:
+                    seen.add(key)
+                    try:
+                        self.released.append(_entry_from(self.d, str(rec.get("run", "?")), x))
+                    except (KeyError, TypeError, ValueError) as exc:
+                        from analysis.errors import AnalysisError
+
+                        raise AnalysisError(
+                            f"Disclosure ledger {ledger.path}: a record of run "
+                            f"{str(rec.get('run'))[:80]!r} is not one the audit wrote ({exc}); "
+                            "nothing is released. Remove the ledger only if no file of this "
+                            "reports folder was ever released."
+                        ) from None
+            if rec.get("table") not in tables_seen:
+                tables_seen.add(rec.get("table"))
+                self.earlier_sensitive += SENSITIVE.get(rec.get("table"), lambda d: [])(self.d)
+            self.earlier_runs.append(str(rec.get("run", "?")))
+        self.earlier_runs = sorted(set(self.earlier_runs))
         self._pending: list = []
         self._dims: set = set()
+        self._table_tests: set = set()
+        self.study = study
+        mine = _figure_entries(self.d, list(figures), rule.round_to)
+        if self.released and study is not None:
+            mine = self._audit_figures(mine)
+        self._record("results", mine)
+        self.released += mine
+
+    def _audit_figures(self, mine: list[Entry]) -> list[Entry]:
+        """The figures every run writes, audited with what earlier runs released: where
+        one would follow, the group the figures count is withheld (as the rule withholds
+        a nested group: every figure, table and sentence of the group follows it)."""
+        for _ in range(MAX_ROUNDS):
+            self._dims = {dim for x in mine for dim, _ in x.group.tests()}
+            self._table_tests = {t for x in mine for t in x.group.tests()}
+            found, self.method = self._audit(self.released + mine, self.sensitive, self._dims)
+            found = [f for f in found if f.quantity not in self.known]
+            if not found:
+                return mine
+            self._pending = self.sensitive
+            choice = self._least_loss(mine, found[0])
+            group = FIGURE_GROUPS.get(str(choice.row)) if choice is not None else None
+            if group is None or group in self.study.withheld_groups:
+                self.known.add(found[0].quantity)
+                self.unresolved.append({"table": "results", "what": found[0].words()})
+                continue
+            self.study.withheld_groups.add(group)
+            self.withheld_by_audit.append(
+                {"table": "results", "withheld": choice.label, "why": found[0].words()}
+            )
+            mine = _figure_entries(self.d, self.study.figures(), self.rule.round_to)
+        from analysis.errors import AnalysisError
+
+        raise AnalysisError(
+            f"The disclosure audit of the figures did not settle in {MAX_ROUNDS} rounds."
+        )
+
+    def _record(self, table: str, entries: list[Entry]) -> None:
+        if self.ledger is not None and entries:
+            self.ledger.append(
+                table,
+                [_entry_to(self.d, e) for e in entries],
+                site_severity=self.d.params.min_severity,
+            )
 
     def _stages(self, entries, sensitive, dims):
-        """The attacker's spaces, in order: (1) the numbers about the dimensions of the table
-        being audited (and sex and age), exactly, as an integer programme; (2) every number
-        the run released, as the LP relaxation (a lower bound on the attacker), the means
-        of age left out where single years would make the space too large."""
+        """The attacker's spaces, in order: (1) this run's numbers about the dimensions of
+        the table being audited (and sex and age), exactly, as an integer programme; (2)
+        every number of this run, as the LP relaxation (a lower bound on the attacker), the
+        means of age left out where single years would make the space too large; (3) with
+        the numbers of earlier runs (the ledger) about the table's own dimensions: for a
+        table of ages, every earlier number of sex and age; for a table of pain, risk
+        groups or sites, the earlier numbers that count those (the episode counts of every
+        severity are one family). Exact where small, else the LP."""
         dims = set(dims or ()) | {"sex", "age"}
+        own = [x for x in entries if not x.earlier]
+        earlier = [x for x in entries if x.earlier]
+        family = set(dims)
+        if any(d.startswith("q") for d in dims):
+            family |= {episodes(s) for s in self.d.severities()}
+        profile = family - {"sex", "age"}
 
-        def within(g):
-            return {dim for dim, _ in g.tests()} <= dims
+        def tested(g):
+            return {dim for dim, _ in g.tests()}
 
-        def build(es, ss, single_ages=True):
-            moments = single_ages and any(x.kind == "moments" and x.released for x in es)
+        def within(g, allowed=dims):
+            return tested(g) <= allowed
+
+        def build(es, ss):
+            # single years wherever a mean of age is declared (released or not), so that
+            # withholding a number keeps the same space
+            moments = any(x.kind == "moments" for x in es)
             groups = [x.group for x in es] + [g for _, g in ss]
             try:
-                return Space(self.d.schema(), groups, moments), es, ss, ""
+                return self.d.space(groups, moments), es, ss, ""
             except _TooLarge:
                 es = [x for x in es if x.kind != "moments"]
                 groups = [x.group for x in es] + [g for _, g in ss]
-                return Space(self.d.schema(), groups, False), es, ss, ", means of age left out"
+                try:
+                    return self.d.space(groups, False), es, ss, ", means of age left out"
+                except _TooLarge:
+                    return None
 
-        es = [x for x in entries if within(x.group)]
+        es = [x for x in own if within(x.group)]
         ss = [(label, g) for label, g in sensitive if within(g)]
-        try:
-            yield (*build(es, ss), None, f"the numbers about {', '.join(sorted(dims))}")
-        except _TooLarge:
-            yield (
-                *build(es, ss, single_ages=False),
-                None,
-                f"the numbers about {', '.join(sorted(dims - {'age'}))}",
-            )
-        if len(es) < len(entries) or len(ss) < len(sensitive):
-            try:
-                yield (*build(entries, sensitive), False, "every number of the run")
-            except _TooLarge:  # too many combinations: those of the table's dimensions
-                dims |= {"level"}
-                es = [x for x in entries if within(x.group)]
-                ss = [(label, g) for label, g in sensitive if within(g)]
-                yield (
-                    *build(es, ss),
-                    False,
-                    f"every number of the run about {', '.join(sorted(dims))}",
+        built = build(es, ss)
+        if built is not None:
+            yield (*built, None, f"the numbers about {', '.join(sorted(dims))}")
+        if len(es) < len(own) or len(ss) < len(sensitive):
+            built = build(own, sensitive)
+            what = "every number of the run"
+            if built is None:  # too many combinations: those of the table's dimensions
+                wider = dims | {episodes(s) for s in self.d.severities()}
+                built = build(
+                    [x for x in own if within(x.group, wider)],
+                    [(label, g) for label, g in sensitive if within(g, wider)],
                 )
+                what = f"every number of the run about {', '.join(sorted(wider))}"
+            if built is not None:
+                yield (*built, False, what)
+        if earlier:
+            mine = [x for x in own if within(x.group, family)]
+            theirs = [
+                x
+                for x in earlier
+                if within(x.group, family) and (not profile or tested(x.group) & profile)
+            ]
+            ss = [
+                (label, g) for label, g in sensitive + self.earlier_sensitive if within(g, family)
+            ]
+            built = build(theirs + mine, ss)
+            what = (
+                f"with {len(theirs)} numbers of earlier runs on the same data, those about "
+                f"{', '.join(sorted(family))}"
+            )
+            if built is None:
+                # too many combinations: the earlier numbers that ask the table's own
+                # questions (each of their tests one of the table's), a lower bound
+                asked = self._table_tests
+                theirs = [x for x in theirs if set(x.group.tests()) <= asked]
+                mine = [x for x in mine if set(x.group.tests()) <= asked]
+                built = build(theirs + mine, [])
+                what = (
+                    f"with {len(theirs)} numbers of earlier runs on the same data that ask "
+                    "the table's own questions (a lower bound: a space of every earlier "
+                    "number about them would be too large)"
+                )
+            if built is not None:
+                yield (*built, None, what)
 
     def _audit(self, entries, sensitive, dims=None):
         methods = []
@@ -850,38 +1235,52 @@ class RunAuditor:
                 space, es, space.truth(self.cells), self.rule.threshold, ss, exact
             )
             methods.append(f"{what}: {method}{note}")
+            for f in found:
+                f.stage = what
             if found:
                 return found, "; ".join(methods)
         return [], "; ".join(methods)
 
     def _least_loss(self, entries, finding):
         """The released number of this table that loses least and protects what the
-        finding names: the smallest group whose withholding does (a mean and SD before
-        the count they describe)."""
+        finding names: the smallest group, among those that hold its patients, whose
+        withholding does (a mean and SD before the count they describe); None when
+        withholding every number of the table would not (it follows from what was
+        released before). At most ``MAX_TRIES`` are tried; else the smallest goes first
+        and the audit runs again."""
         import dataclasses
 
         q, kind = finding.what
-        pool = sorted(
-            (e for e in entries if e.released),
-            key=lambda e: (e.value if e.value is not None else math.inf, e.kind != "moments"),
-        )
-        for e in pool:
+
+        def fixes(withheld: set) -> bool:
             trial = [
-                dataclasses.replace(x, value=None, mean=None) if x is e else x
+                dataclasses.replace(x, value=None, mean=None) if id(x) in withheld else x
                 for x in self.released + entries
             ]
-            for space, es, _ss, _note, exact, _what in self._stages(
+            for space, es, _ss, _note, exact, what in self._stages(
                 trial, self._pending, self._dims
             ):
-                # the same quantity in this space: the atoms of the finding's group
+                if what != finding.stage:
+                    continue
                 mask = _same_atoms(finding, space, self)
                 if mask is None:
-                    continue
-                if check(Problem(space, es, exact), mask, kind, self.rule.threshold)[0] is None:
-                    return e
-        # no one number does it alone: the smallest goes first and the audit runs again
-        # (withholding all of this table returns to what was released before, which passed)
-        return pool[0] if pool else None
+                    return False
+                return check(Problem(space, es, exact), mask, kind, self.rule.threshold)[0] is None
+            return False
+
+        def order(e):
+            return (e.value if e.value is not None else math.inf, e.kind != "moments")
+
+        released = [e for e in entries if e.released]
+        if not released or not fixes({id(e) for e in released}):
+            return None
+        # first the numbers the quantity is made of ("A but not B"), then the smallest
+        named = [e for e in released if e.label and e.label in finding.quantity]
+        pool = sorted(named, key=order) + sorted((e for e in released if e not in named), key=order)
+        for e in pool[:MAX_TRIES]:
+            if fixes({id(e)}):
+                return e
+        return pool[0]
 
     def release(self, df, name: str, protect_with):
         """Protect ``df`` as ``name`` (``protect_with(force)`` -> Protected), audit it with
@@ -898,11 +1297,13 @@ class RunAuditor:
                 return protected
             sensitive = self.sensitive + SENSITIVE.get(name, lambda d: [])(self.d)
             self._dims = {dim for x in entries for dim, _ in x.group.tests()}
+            self._table_tests = {t for x in entries for t in x.group.tests()}
             found, self.method = self._audit(self.released + entries, sensitive, self._dims)
             found = [f for f in found if f.quantity not in self.known]
             if not found:
                 self.released = self.released + entries
                 self.sensitive = sensitive
+                self._record(name, entries)
                 return protected
             self._pending = sensitive
             choice = self._least_loss(entries, found[0])
@@ -921,6 +1322,100 @@ class RunAuditor:
         raise AnalysisError(
             f"Table {name}: the disclosure audit did not settle in {MAX_ROUNDS} rounds."
         )
+
+
+OPS = {"is": 1, "between": 2, "any": 1, "equal": 2}
+
+
+def _check_test(dim, op, args) -> None:
+    """A test read from a ledger: a known dimension, operation and arguments, or refused."""
+    import re
+
+    ok = (
+        isinstance(dim, str)
+        and (dim in ("sex", "age", "cond", "drug", "site") or re.fullmatch(r"q\d{1,2}", dim))
+        and op in OPS
+        and isinstance(args, list)
+        and len(args) == OPS[op]
+    )
+    if ok and dim in ("cond", "drug"):
+        ok = op in ("any", "equal") and all(
+            isinstance(a, list) and all(isinstance(n, str) for n in a) for a in args
+        )
+    elif ok and dim == "sex":
+        ok = op == "is" and args[0] in ("F", "M")
+    elif ok:
+        ok = all(a is None or (isinstance(a, int) and not isinstance(a, bool)) for a in args)
+    if not ok:
+        raise ValueError(f"not a test of the disclosure ledger: {[dim, op, args]!r}")
+
+
+def _entry_to(d: Declarations, e: Entry) -> dict:
+    """An entry as a ledger holds it: the released number and the group it counts."""
+    return {
+        "label": e.label,
+        "kind": e.kind,
+        "value": e.value,
+        "step": e.step,
+        "mean": e.mean,
+        "sd": e.sd,
+        "decimals": e.decimals,
+        "group": d.to_data(e.group),
+    }
+
+
+def _entry_from(d: Declarations, run: str, x: dict) -> Entry:
+    """A ledger's entry as an entry of this run's audit (its label names the run)."""
+
+    def num(v):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+            raise ValueError(f"not a number: {v!r}")
+        return None if v is None else float(v)
+
+    if x.get("kind") not in ("count", "moments"):
+        raise ValueError(f"not a kind of number: {x.get('kind')!r}")
+
+    return Entry(
+        "earlier",
+        None,
+        "value",
+        f"{run}: {x['label']}",
+        d.from_data(x["group"]),
+        str(x["kind"]),
+        num(x.get("value")),
+        int(x.get("step") or 1),
+        num(x.get("mean")),
+        num(x.get("sd")),
+        int(x.get("decimals") or 1),
+        earlier=True,
+    )
+
+
+def _needs(records) -> dict:
+    """The severities, largest episode count and code lists the records' groups ask about."""
+    need = {"severities": set(), "cap": 0, "cond": [], "drug": []}
+    for rec in records:
+        for e in rec["entries"]:
+            for term in e["group"]:
+                for dim, op, args in term:
+                    _check_test(dim, op, args)
+                    if dim.startswith("q"):
+                        need["severities"].add(int(dim[1:]))
+                        need["cap"] = max(need["cap"], int(args[0]))
+                    elif dim in ("cond", "drug"):
+                        for names in args:
+                            need[dim] += [n for n in names if n not in need[dim]]
+    return need
+
+
+def _covers(cube, need) -> bool:
+    return (
+        need["severities"] <= set(cube.severities)
+        and need["cap"] <= cube.episode_cap
+        and set(need["cond"]) <= set(cube.condition_lists)
+        and set(need["drug"]) <= set(cube.drug_lists)
+        and (cube.detail or not (need["cond"] or need["drug"]))
+    )
 
 
 def _same_atoms(finding, space, auditor):
