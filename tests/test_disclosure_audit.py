@@ -437,3 +437,27 @@ def test_an_altered_ledger_stops_the_release(tmp_path, record):
     ledger.write_text(ledger.read_text() + record + "\n")
     with pytest.raises((AnalysisError, ValueError), match="ledger"):
         _release(study, {}, run_name="03_again")
+
+
+@pytest.mark.parametrize("rule", ["ohdsi", "opensafely"])
+def test_attack_5_means_do_not_move_between_runs(tmp_path, rule):
+    """Attack 5: two runs with elderly age 75 and 120 moved the population's mean age from
+    57.9 to 58.1 and placed the oldest patient at about 100-106. Under a rule every age of
+    90 and over counts as 90 in every run (120 is refused), so runs that differ in any
+    parameter release the same mean and SD of the same group; the second run is audited
+    with the first's numbers (the ledger) and no age follows from the two together."""
+    from analysis import statistics
+
+    db = _old_practice(tmp_path)
+    means = []
+    for elderly in (75, 90):
+        study = run_study(db, Params(disclosure=rule, elderly_age=elderly))
+        tables, figs, run = _release(
+            study, {"age_summary": statistics.age_table}, run_name=f"01_elderly_{elderly}"
+        )
+        means.append((figs["population.age_mean"]["value"], figs["population.age_sd"]["value"]))
+        released = tables["age_summary"]["mean"].dropna()
+        assert (released <= 90).all()
+        if elderly == 90:
+            assert run.auditor.earlier_runs == ["01_elderly_75"]
+    assert means[0] == means[1]

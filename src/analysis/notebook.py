@@ -253,6 +253,8 @@ class NotebookRun:
                 or "no table of this run holds numbers the audit declares",
                 "withheld": self.auditor.withheld_by_audit,
                 "follows_from_earlier_releases": self.auditor.unresolved,
+                "earlier_runs": self.auditor.earlier_runs,
+                "earlier_numbers_left_aside": self.auditor.left_aside,
             }
         atomic_write_text(
             self.out / "disclosure.json", json.dumps(record, indent=2, sort_keys=True) + "\n"

@@ -457,18 +457,33 @@ def audit(
             seen.add(m.tobytes())
             quantities.append((e.label, m, "count"))
     # the difference of two released counts, one within the other, is a group too
-    labelled = [
-        (e.label, m, e.earlier)
-        for e, m in zip(entries, p.masks, strict=True)
-        if e.kind == "count" and e.released
-    ]
-    for (la, a, ea), (lb, b, eb) in itertools.permutations(labelled, 2):
-        if (ea and eb) or np.array_equal(a, b) or np.any(b & ~a):
-            continue
-        diff = a & ~b
-        if 1 <= int(truth[diff].sum()) < threshold and diff.tobytes() not in seen:
-            seen.add(diff.tobytes())
-            quantities.append((f"{la} but not {lb}", diff, "count"))
+    # (each group once: a count released by several runs or rows is one group; it is
+    # this run's where any copy is; containment and sizes for every pair at once)
+    groups: dict = {}
+    for e, m in zip(entries, p.masks, strict=True):
+        if e.kind == "count" and e.released:
+            label, _, earlier = groups.get(m.tobytes(), (e.label, m, True))
+            groups[m.tobytes()] = (label, m, earlier and e.earlier)
+    labelled = list(groups.values())
+    if len(labelled) > 1:
+        M = np.array([m for _, m, _ in labelled], dtype=np.float32)
+        outside = M @ (1.0 - M).T  # [i, j]: atoms of i outside j
+        sizes = np.array([int(truth[m].sum()) for _, m, _ in labelled])
+        diff = sizes[:, None] - sizes[None, :]  # [a, b]: a's patients less b's
+        fresh = np.array([not earlier for _, _, earlier in labelled])
+        pairs = (
+            (outside.T < 0.5)  # b within a
+            & (outside > 0.5)  # a not within b (not the same group)
+            & (diff >= 1)
+            & (diff < threshold)
+            & (fresh[:, None] | fresh[None, :])
+        )
+        for ia, ib in zip(*np.nonzero(pairs), strict=True):
+            (la, a, _), (lb, b, _) = labelled[ia], labelled[ib]
+            d = a & ~b
+            if d.tobytes() not in seen:
+                seen.add(d.tobytes())
+                quantities.append((f"{la} but not {lb}", d, "count"))
     for label, g in sensitive:
         m = g.evaluate(space.atoms)
         if 1 <= int(truth[m].sum()) < threshold and m.tobytes() not in seen:
@@ -1099,6 +1114,7 @@ class RunAuditor:
         self._pending: list = []
         self._dims: set = set()
         self._table_tests: set = set()
+        self._table_ages = True
         self.study = study
         mine = _figure_entries(self.d, list(figures), rule.round_to)
         if self.released and study is not None:
@@ -1113,6 +1129,7 @@ class RunAuditor:
         for _ in range(MAX_ROUNDS):
             self._dims = {dim for x in mine for dim, _ in x.group.tests()}
             self._table_tests = {t for x in mine for t in x.group.tests()}
+            self._table_ages = _speaks_of_ages(mine)
             found, self.method = self._audit(self.released + mine, self.sensitive, self._dims)
             found = [f for f in found if f.quantity not in self.known]
             if not found:
@@ -1166,9 +1183,11 @@ class RunAuditor:
         def within(g, allowed=dims):
             return tested(g) <= allowed
 
-        def build(es, ss):
+        def build(es, ss, ages=True):
             # single years wherever a mean of age is declared (released or not), so that
             # withholding a number keeps the same space
+            if not ages:
+                es = [x for x in es if x.kind != "moments"]
             moments = any(x.kind == "moments" for x in es)
             groups = [x.group for x in es] + [g for _, g in ss]
             try:
@@ -1208,10 +1227,13 @@ class RunAuditor:
             ss = [
                 (label, g) for label, g in sensitive + self.earlier_sensitive if within(g, family)
             ]
-            built = build(theirs + mine, ss)
+            # means of age across runs where the table speaks of ages (a mean, or counts
+            # of 5 years or less): elsewhere they stay within their own runs' audits
+            ages = self._table_ages
+            built = build(theirs + mine, ss, ages)
             what = (
                 f"with {len(theirs)} numbers of earlier runs on the same data, those about "
-                f"{', '.join(sorted(family))}"
+                f"{', '.join(sorted(family))}" + ("" if ages else " (means of age within runs)")
             )
             if built is None:
                 # too many combinations: the earlier numbers that ask the table's own
@@ -1219,7 +1241,7 @@ class RunAuditor:
                 asked = self._table_tests
                 theirs = [x for x in theirs if set(x.group.tests()) <= asked]
                 mine = [x for x in mine if set(x.group.tests()) <= asked]
-                built = build(theirs + mine, [])
+                built = build(theirs + mine, [], ages)
                 what = (
                     f"with {len(theirs)} numbers of earlier runs on the same data that ask "
                     "the table's own questions (a lower bound: a space of every earlier "
@@ -1298,6 +1320,7 @@ class RunAuditor:
             sensitive = self.sensitive + SENSITIVE.get(name, lambda d: [])(self.d)
             self._dims = {dim for x in entries for dim, _ in x.group.tests()}
             self._table_tests = {t for x in entries for t in x.group.tests()}
+            self._table_ages = _speaks_of_ages(entries)
             found, self.method = self._audit(self.released + entries, sensitive, self._dims)
             found = [f for f in found if f.quantity not in self.known]
             if not found:
@@ -1322,6 +1345,18 @@ class RunAuditor:
         raise AnalysisError(
             f"Table {name}: the disclosure audit did not settle in {MAX_ROUNDS} rounds."
         )
+
+
+def _speaks_of_ages(entries) -> bool:
+    """A mean of age, or a count of an age span of 5 years or less."""
+    return any(
+        x.kind == "moments"
+        or any(
+            dim == "age" and t.args[1] is not None and t.args[1] - t.args[0] < 5
+            for dim, t in x.group.tests()
+        )
+        for x in entries
+    )
 
 
 OPS = {"is": 1, "between": 2, "any": 1, "equal": 2}

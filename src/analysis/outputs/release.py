@@ -206,6 +206,18 @@ def write_release_sheet(batch) -> Path:
             lines.append(
                 f"Disclosure audit of this run's released numbers: {_md(audit['method'])}."
             )
+            earlier = audit.get("earlier_runs") or []
+            lines.append(
+                "- audited with what earlier runs on the same data released into this reports "
+                f"folder: {_md(', '.join(earlier))}"
+                if earlier
+                else "- no earlier run on the same data released into this reports folder"
+            )
+            if audit.get("earlier_numbers_left_aside"):
+                lines.append(
+                    f"- **to check**: {audit['earlier_numbers_left_aside']} number(s) of earlier "
+                    "runs about pain sites under another severity were not combined"
+                )
             lines += [
                 f"- withheld by the audit: {_md(w['withheld'])} ({_md(w['why'])})"
                 for w in audit.get("withheld", [])
@@ -228,11 +240,16 @@ def write_release_sheet(batch) -> Path:
         "threshold, and, under rounding, counts that differ by one rounding step (when the two "
         "runs differ only slightly, for example by one day of the index date, such a step can "
         "pin the exact count at the rounding boundary). Several runs that differ step by step "
-        "in one parameter (an index-date sweep) should not be released together.",
+        "in one parameter (an index-date sweep) should not be released together. Runs of the "
+        "same data and definitions (any notebooks; elderly age, severity, episodes and code "
+        "lists may differ) were also audited together, each with every number released "
+        "before it into this folder (listed above per run); runs with another index date, "
+        "window, population, sites or causes count other variables and are not combined by "
+        "the audit: compare them here.",
         "",
     ]
     if not pairs:
-        lines.append("No such pairs in this batch.")
+        lines.append("No runs of one notebook that differ in one parameter only.")
     for d1, d2, why in pairs:
         disc = next((x for d, _, x in runs if d == d1), {})
         threshold, step = _threshold(disc), _step(disc)
