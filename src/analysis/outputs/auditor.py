@@ -33,7 +33,6 @@ audits again, before anything is written.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 from dataclasses import dataclass, field
