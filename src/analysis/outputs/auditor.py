@@ -340,7 +340,7 @@ class Problem:
             bounds=Bounds(0, np.inf),
             options={"disp": False, "time_limit": TIME_LIMIT},
         )
-        if res.status == 1 and self.exact:  # the time limit: the LP answers (said)
+        if res.status == 1:  # the time limit: the LP answers, without one (said)
             self.timeouts += 1
             res = milp(
                 sense * objective, constraints=cons, bounds=Bounds(0, np.inf),
@@ -363,7 +363,7 @@ class Problem:
             bounds=Bounds(0, np.inf),
             options={"disp": False, "time_limit": TIME_LIMIT},
         )
-        if res.status == 1 and res.x is None and self.exact:
+        if res.status == 1 and res.x is None:
             # no answer in time: the LP relaxation answers (a lower bound; counted, said)
             self.timeouts += 1
             res = milp(
