@@ -461,3 +461,35 @@ def test_attack_5_means_do_not_move_between_runs(tmp_path, rule):
         if elderly == 90:
             assert run.auditor.earlier_runs == ["01_elderly_75"]
     assert means[0] == means[1]
+
+
+def test_a_table_whose_counts_are_not_declared_is_refused(tmp_path, monkeypatch):
+    """Every released count declares the group it counts; a table with counts and no
+    declaration (nor a reason to lie outside the attacker's space) is refused under a
+    rule, as an undeclared table is."""
+    from analysis.outputs import auditor
+
+    study = run_study(_attack_four_practice(tmp_path), Params(disclosure="ohdsi"))
+    monkeypatch.delitem(auditor.DECLARED, "attrition")
+    with pytest.raises(AnalysisError, match="attrition: its counts are not declared"):
+        _release(study, {"attrition": lambda cube: study.attrition()})
+    assert set(auditor.OUTSIDE) <= set(
+        __import__("analysis.outputs.registry").outputs.registry.declared()
+    )
+
+
+def test_every_declared_table_matches_the_data(tmp_path):
+    """The audit checks that the data satisfy every declared number (a wrong declaration
+    stops the release): Table 1, the attrition and the estimate of a small practice."""
+    from analysis import statistics
+
+    study = run_study(_attack_four_practice(tmp_path), Params(disclosure="ohdsi"))
+    tables, _, run = _release(
+        study,
+        {
+            "table_one": lambda cube: statistics.table_one(cube, study.params),
+            "attrition": lambda cube: study.attrition(),
+        },
+    )
+    assert run.auditor.method
+    assert len(tables["table_one"]) and len(tables["attrition"])

@@ -914,6 +914,88 @@ def _decl_site_prevalence(d, t, step):
     return out
 
 
+def _decl_table_one(d, t, step):
+    """Table 1: each characteristic's count in the pain cohort and in the rest; the mean and
+    SD of age of both (the number of drugs is not a dimension of the attacker's space)."""
+    from analysis.statistics import condition_label
+
+    rest = Group.of(**{d.q: age_in(0, 0)})
+    rows = {
+        "patients, n": ALL,
+        "female": Group.of(sex=sex_is("F")),
+        f"aged >= {d.params.elderly_age}": Group.of(age=d.elderly),
+        "any risk condition": Group.of(cond=bits_any(d.any_cond)),
+        "any risk drug": Group.of(drug=bits_any(d.any_drug)),
+    }
+    for name in d.params.risk_conditions:
+        rows[condition_label(name)] = Group.of(cond=bits_any(d.cond(name)))
+    out = []
+    n_of = {}
+    for i, r in t.iterrows():
+        v = str(r["variable"])
+        for side, among in (("pain", d.pain), ("rest", rest)):
+            if v == "patients, n":
+                n_of[side] = _num(r[f"{side}_n"])
+            if v in rows:
+                g = _and(among, rows[v])
+                label = f"table_one {v} ({side})"
+                out.append(_count("table_one", i, f"{side}_n", label, g, r[f"{side}_n"], step))
+            elif v == "age, years":
+                out.append(
+                    Entry(
+                        "table_one",
+                        i,
+                        f"{side}_mean",
+                        f"table_one mean and SD of age ({side})",
+                        among,
+                        "moments",
+                        n_of.get(side),
+                        step,
+                        mean=_num(r[f"{side}_mean"]),
+                        sd=_num(r[f"{side}_sd"]),
+                    )
+                )
+    return out
+
+
+def _decl_attrition(d, t, step):
+    """The attrition steps inside the population (the database's own steps and the left
+    out lie outside the attacker's space, the population's patients)."""
+    groups = {
+        "all_patients": ALL,
+        "pain": d.pain,
+        "pain_risk_condition": d.pain_risk(),
+        "target": d.target(),
+    }
+    return [
+        _count("attrition", i, "n", f"attrition {r['step']}", groups[r["step"]], r["n"], step)
+        for i, r in t.iterrows()
+        if r["step"] in groups
+    ]
+
+
+def _decl_eligibility_estimate(d, t, step):
+    out = []
+    for i, r in t.iterrows():
+        what = "eligibility_estimate"
+        out.append(_count(what, i, "target_n", f"{what} target", d.target(), r["target_n"], step))
+        out.append(
+            _count(what, i, "population_n", f"{what} population", ALL, r["population_n"], step)
+        )
+    return out
+
+
+def _and(a: Group, b: Group) -> Group:
+    """Both groups: every term of ``a`` with every term of ``b``."""
+    return Group(
+        tuple(
+            tuple(sorted({**dict(x), **dict(y)}.items(), key=lambda kv: kv[0]))
+            for x in a.terms
+            for y in b.terms
+        )
+    )
+
+
 def _decl_sensitivity_grid(d, t, step):
     """Each cell of the grid counts the population, its pain cohort and its target
     subgroup under the cell's parameters (:func:`analysis.sensitivity.sensitivity_table`)."""
@@ -955,6 +1037,9 @@ def _decl_sensitivity_grid(d, t, step):
 
 
 DECLARED = {
+    "table_one": _decl_table_one,
+    "attrition": _decl_attrition,
+    "eligibility_estimate": _decl_eligibility_estimate,
     "sensitivity_grid": _decl_sensitivity_grid,
     "age_summary": _decl_age_summary,
     "sex": _decl_sex,
@@ -965,6 +1050,18 @@ DECLARED = {
     "site_prevalence": _decl_site_prevalence,
 }
 """Table -> the function that declares each of its numbers as a function of a group."""
+
+OUTSIDE = {
+    "code_coverage": "records of the database (codes), not patients of the population",
+    "completeness": "records of the database, not patients of the population",
+    "duplicates": "records and patients of the database, before the population is drawn",
+    "plausibility": "records and patients of the database, before the population is drawn",
+    "unmatched_codes": "records and patients of the database, before the population is drawn",
+    "practices": "counts per practice: the practice is not a dimension of the attacker's "
+    "space (the complementary-practices rule protects them)",
+}
+"""Tables with counts the attacker's space does not hold, and why; any other table with
+counts and no declaration is refused under a rule."""
 
 
 def _figure_entries(d: Declarations, figures: list[dict], step: int) -> list[Entry]:
@@ -1313,6 +1410,8 @@ class RunAuditor:
         for _ in range(MAX_ROUNDS):
             protected = protect_with(force)
             fn = DECLARED.get(name)
+            if fn is None:
+                _refuse_undeclared(name)
             entries = fn(self.d, _with_left_out(protected), self.rule.round_to) if fn else []
             if not entries:
                 return protected
@@ -1450,6 +1549,20 @@ def _covers(cube, need) -> bool:
         and set(need["drug"]) <= set(cube.drug_lists)
         and (cube.detail or not (need["cond"] or need["drug"]))
     )
+
+
+def _refuse_undeclared(name: str) -> None:
+    """A table with counts and neither a declaration nor a reason to lie outside the
+    attacker's space is refused (as an undeclared table is)."""
+    from analysis.errors import AnalysisError
+    from analysis.outputs.registry import spec_for
+
+    if spec_for(name).counts and name not in OUTSIDE:
+        raise AnalysisError(
+            f"Table {name}: its counts are not declared to the disclosure audit "
+            "(analysis.outputs.auditor.DECLARED: each count as a group of patients), so it "
+            "cannot be released under a rule."
+        )
 
 
 def _same_atoms(finding, space, auditor):
