@@ -493,3 +493,93 @@ def test_every_declared_table_matches_the_data(tmp_path):
     )
     assert run.auditor.method
     assert len(tables["table_one"]) and len(tables["attrition"])
+
+
+# ----------------------------------------------------------------------------- brute force
+AGES = {"young": 50, "middle": 70, "old": 80}  # < 65, 65-74, >= 75
+
+
+def _brute_practice(tmp_path, seed):
+    """A small practice (not marked synthetic): patients aged 50, 70 or 80, each without
+    pain or with recurrent pain and hypertension, in random numbers (0-6 per cell)."""
+    import random
+
+    from conftest import dx, pain
+
+    rng = random.Random(seed)
+    cells = {(a, p): rng.randint(0, 6) for a in AGES for p in ("none", "recurrent")}
+    pts, eps, dxs, i = [], [], [], 0
+    for (a, p), k in cells.items():
+        for _ in range(k):
+            pts.append(patient(i, birth=f"{2015 - AGES[a]}-03-01", sex="F" if i % 2 else "M"))
+            if p == "recurrent":
+                eps += [pain(i, date="2009-05-01"), pain(i, date="2011-05-01")]
+                dxs.append(dx(i, "401.9"))
+            i += 1
+    folder = tmp_path / f"practice{seed}"
+    write_db(folder, {"patients": pts, "pain_episodes": eps, "diagnoses": dxs})
+    return folder, cells
+
+
+def _brute_attacker(released: list[tuple[set, float]], n_max: int, threshold: int):
+    """Apart from the auditor: every data set of the six cells (age class x none or
+    recurrent) consistent with the released counts (each a set of cells and its exact
+    count), enumerated; returns the range of every union of cells over them."""
+    import itertools
+
+    cells = [(a, p) for a in AGES for p in ("none", "recurrent")]
+    ranges = {}
+    for counts in itertools.product(range(n_max + 1), repeat=len(cells)):
+        data = dict(zip(cells, counts, strict=True))
+        if all(sum(data[c] for c in group) == v for group, v in released):
+            for k in range(1, len(cells) + 1):
+                for union in itertools.combinations(cells, k):
+                    v = sum(data[c] for c in union)
+                    lo, hi = ranges.get(union, (v, v))
+                    ranges[union] = (min(lo, v), max(hi, v))
+    return ranges
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_brute_force_attacker_finds_nothing_across_runs(tmp_path, seed):
+    """Several small practices; in one reports folder, notebook 03 at elderly age 75 and
+    at 65 (their figures) and notebook 04's grid (elderly 65 and 75); an attacker who reads
+    every count they release together (population, elderly, pain, recurrent, pain and
+    elderly, pain with a risk condition, target; the grid's target and pain cells) and
+    enumerates every data set of the six cells consistent with them pins no small group
+    (1 to 4 patients): none from some, or its exact count."""
+    folder, truth = _brute_practice(tmp_path, seed)
+    released = []
+    every = {(a, p) for a in AGES for p in ("none", "recurrent")}
+    pain = {(a, "recurrent") for a in AGES}
+
+    def older(age):
+        return {a for a in AGES if AGES[a] >= age}
+
+    def add(cells, v):
+        if v is not None and v == v:
+            released.append((cells, int(v)))
+
+    for elderly in (75, 65):
+        study = run_study(folder, Params(disclosure="ohdsi", elderly_age=elderly))
+        _, figs, _ = _release(study, {}, run_name=f"03_elderly_{elderly}")
+        add(every, figs["population.n"]["value"])
+        add({(a, p) for a in older(elderly) for p in ("none", "recurrent")},
+            figs["population.elderly_pct"]["numerator"])  # fmt: skip
+        add(pain, figs["pain.n"]["value"])
+        add(pain, figs["pain.recurrent_pct"]["numerator"])
+        add({(a, "recurrent") for a in older(elderly)}, figs["pain.elderly_pct"]["numerator"])
+        add(pain, figs["pain_risk.n"]["value"])
+        add({(a, "recurrent") for a in older(elderly)}, figs["target.n"]["value"])
+    grid, _ = _grid_release(study, "04_sensitivity")
+    for _, r in grid.iterrows():
+        add({(a, "recurrent") for a in older(int(r["elderly_age"]))}, r["target_n"])
+        add(pain, r["pain_n"])
+    ranges = _brute_attacker(released, max(truth.values()) + 2, 5)
+    pinned = {
+        u: rng
+        for u, rng in ranges.items()
+        if 1 <= sum(truth[c] for c in u) < 5 and not (rng[0] == 0 and rng[1] >= 1)
+        and rng[1] - rng[0] < 5
+    }  # fmt: skip
+    assert pinned == {}, (truth, released, pinned)

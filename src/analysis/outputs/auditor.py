@@ -456,29 +456,33 @@ def audit(
             seen.add(m.tobytes())
             quantities.append((e.label, m, "count"))
     # the difference of two released counts, one within the other, is a group too
-    # (each group once: a count released by several runs or rows is one group; it is
-    # this run's where any copy is; containment and sizes for every pair at once)
+    # ... and so is a released count less a group within it that was withheld (62 patients
+    # released and 60 women withheld still tell that 2 are men). Each group once (a count
+    # released by several runs or rows is one group; it is this run's where any copy is);
+    # containment and sizes for every pair at once.
     groups: dict = {}
     for e, m in zip(entries, p.masks, strict=True):
-        if e.kind == "count" and e.released:
-            label, _, earlier = groups.get(m.tobytes(), (e.label, m, True))
-            groups[m.tobytes()] = (label, m, earlier and e.earlier)
+        if e.kind == "count":
+            label, _, earlier, rel = groups.get(m.tobytes(), (e.label, m, True, False))
+            groups[m.tobytes()] = (label, m, earlier and e.earlier, rel or e.released)
     labelled = list(groups.values())
     if len(labelled) > 1:
-        M = np.array([m for _, m, _ in labelled], dtype=np.float32)
+        M = np.array([m for _, m, _, _ in labelled], dtype=np.float32)
         outside = M @ (1.0 - M).T  # [i, j]: atoms of i outside j
-        sizes = np.array([int(truth[m].sum()) for _, m, _ in labelled])
+        sizes = np.array([int(truth[m].sum()) for _, m, _, _ in labelled])
         diff = sizes[:, None] - sizes[None, :]  # [a, b]: a's patients less b's
-        fresh = np.array([not earlier for _, _, earlier in labelled])
+        fresh = np.array([not earlier for _, _, earlier, _ in labelled])
+        rel = np.array([r for _, _, _, r in labelled])
         pairs = (
-            (outside.T < 0.5)  # b within a
+            rel[:, None]  # a released
+            & (outside.T < 0.5)  # b within a
             & (outside > 0.5)  # a not within b (not the same group)
             & (diff >= 1)
             & (diff < threshold)
             & (fresh[:, None] | fresh[None, :])
         )
         for ia, ib in zip(*np.nonzero(pairs), strict=True):
-            (la, a, _), (lb, b, _) = labelled[ia], labelled[ib]
+            (la, a, _, _), (lb, b, _, _) = labelled[ia], labelled[ib]
             d = a & ~b
             if d.tobytes() not in seen:
                 seen.add(d.tobytes())
