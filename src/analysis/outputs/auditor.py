@@ -29,6 +29,12 @@ a group); :meth:`RunAuditor.release` audits a table with everything the run rele
 it (its ``results.csv`` figures included) and, where it finds an unprotected quantity,
 withholds the released number of the table that loses least (the smallest group), then
 audits again, before anything is written.
+
+Across runs: what every run released is in a ledger of the reports folder
+(:mod:`analysis.outputs.ledger`); a run's figures and tables are audited with the numbers of
+the runs before it on the same data and definitions too (the third space of
+:meth:`RunAuditor._stages`), and a group of the figures that would reveal a small group is
+withheld in the whole run (``Study.withheld_groups``).
 """
 
 from __future__ import annotations
