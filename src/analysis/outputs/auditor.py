@@ -314,7 +314,17 @@ class Problem:
         self.space = space
         self.entries = entries
         self.masks = [e.group.evaluate(space.atoms) for e in entries]
-        rows = _rows(entries, space, self.masks)
+        # each constraint once (a grid repeats its population in every cell; every run
+        # releases the same figures): the rows of the first entry of each
+        rows, self.row_entry, seen = [], [], set()
+        for i, (e, m) in enumerate(zip(entries, self.masks, strict=True)):
+            key = (m.tobytes(), e.kind, e.value, e.step, e.mean, e.sd, e.decimals)
+            if key in seen:
+                continue
+            seen.add(key)
+            mine = _rows([e], space, [m])
+            rows += mine
+            self.row_entry += [i] * len(mine)
         self.A = np.array([r[0] for r in rows]) if rows else np.zeros((0, space.size))
         self.lb = np.array([r[1] for r in rows], dtype=float)
         self.ub = np.array([r[2] for r in rows], dtype=float)
@@ -392,16 +402,12 @@ class Problem:
             return
         from analysis.errors import AnalysisError
 
-        row = 0
-        for e, m in zip(self.entries, self.masks, strict=True):
-            n = len(_rows([e], self.space, [m]))
-            if bad[row : row + n].any():
-                raise AnalysisError(
-                    f"The disclosure audit: the released number '{e.label}' does not match "
-                    "the data it is declared a function of (a wrong declaration, or an "
-                    "altered disclosure ledger); nothing more is released."
-                )
-            row += n
+        e = self.entries[self.row_entry[int(np.nonzero(bad)[0][0])]]
+        raise AnalysisError(
+            f"The disclosure audit: the released number '{e.label}' does not match "
+            "the data it is declared a function of (a wrong declaration, or an "
+            "altered disclosure ledger); nothing more is released."
+        )
 
     def blamed(self, mask) -> list[str]:
         """The released numbers whose groups hold patients of ``mask``, the latest first
