@@ -49,8 +49,10 @@ format: $(STAMP) ## format the code with ruff
 test: lint $(DATA)/dataset.json ## run the whole test suite (lint and format check included)
 	$(PY) -m pytest -q -n auto --dist loadgroup
 
-lab: $(STAMP) $(DATA)/dataset.json ## open the notebooks in JupyterLab (project kernel)
-	cd notebooks && ../$(VENV)/bin/jupyter lab
+LAB_ARGS ?=
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+lab: $(STAMP) $(DATA)/dataset.json ## open the notebooks in JupyterLab (project kernel); LAB_ARGS="--port 8890 --no-browser"
+	cd notebooks && ../$(VENV)/bin/jupyter lab $(ROOT_FLAG) $(LAB_ARGS)
 
 notebooks: $(STAMP) ## sync each notebook with its .py source (jupytext), outputs cleared
 	$(VENV)/bin/jupytext --sync notebooks/[0-9][0-9]_*.ipynb

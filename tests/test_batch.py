@@ -198,6 +198,7 @@ def test_a_run_is_repeated_from_its_manifest_alone(tmp_path, small_db):
         [sys.executable, "-m", "analysis", "rerun", str(manifest)], capture_output=True, text=True
     )
     assert ok.returncode == 0 and "byte-identical" in ok.stdout
+    assert "Passed unknown parameter" not in ok.stderr  # a run that succeeded: no noise
     table = b.out / "elderly_80-03_eligibility" / "tables" / "attrition.csv"
     table.write_text(table.read_text().replace("121", "122") + "tampered\n")
     bad = subprocess.run(

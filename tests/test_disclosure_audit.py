@@ -583,3 +583,10 @@ def test_a_brute_force_attacker_finds_nothing_across_runs(tmp_path, seed):
         and rng[1] - rng[0] < 5
     }  # fmt: skip
     assert pinned == {}, (truth, released, pinned)
+
+
+def test_the_release_sheet_writes_an_arrow_as_one():
+    """A value with an arrow reads as one in release.md, not as '-&gt;' (issue 27)."""
+    from analysis.outputs.release import _md
+
+    assert _md("elderly_age 75 -> 65 | <b>") == "elderly_age 75 → 65 / &lt;b&gt;"

@@ -37,16 +37,28 @@ def rerun_manifest(manifest_path: str | Path) -> int:
             f"warning: requirements.lock differs from the run's ({str(m['lock_sha256'])[:12]}...)",
             file=sys.stderr,
         )
-    out = Path(tempfile.mkdtemp(prefix="rerun-"))
+    # a folder of its own inside a private temporary one: the disclosure ledger the run
+    # writes (analysis.outputs.ledger) stays in it, never shared with other reruns
+    out = Path(tempfile.mkdtemp(prefix="rerun-")) / "run"
+    out.mkdir()
     params = {**m["checked_parameters"], "output_dir": str(out)}
-    pm.execute_notebook(
-        str(m["notebook_path"]),
-        str(out / f"{notebook}.ipynb"),
-        parameters=params,
-        kernel_name=KERNEL,
-        cwd=str(paths.NOTEBOOKS),
-        progress_bar=False,
-    )
+    import logging
+
+    quiet = logging.Filter()
+    quiet.filter = lambda rec: "Passed unknown parameter" not in rec.getMessage()
+    pm_log = logging.getLogger("papermill")
+    pm_log.addFilter(quiet)  # the notebook takes any parameter of the set: not a warning
+    try:
+        pm.execute_notebook(
+            str(m["notebook_path"]),
+            str(out / f"{notebook}.ipynb"),
+            parameters=params,
+            kernel_name=KERNEL,
+            cwd=str(paths.NOTEBOOKS),
+            progress_bar=False,
+        )
+    finally:
+        pm_log.removeFilter(quiet)
     differ = []
     tables = sorted((run_dir / "tables").glob("*.csv"))
     for t in tables:

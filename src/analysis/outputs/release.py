@@ -27,7 +27,8 @@ RECORDS = {
 
 def _md(text) -> str:
     """A value for a Markdown table cell: no pipes, no HTML."""
-    return str(text).replace("|", "/").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+    text = str(text).replace("->", "→")  # an arrow reads as one, not as "-&gt;"
+    return text.replace("|", "/").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
 
 
 def _file_row(f: Path, out: Path, disc: dict, notebook: str) -> tuple[str, str, str, str]:
