@@ -590,3 +590,27 @@ def test_the_release_sheet_writes_an_arrow_as_one():
     from analysis.outputs.release import _md
 
     assert _md("elderly_age 75 -> 65 | <b>") == "elderly_age 75 → 65 / &lt;b&gt;"
+
+
+@pytest.mark.parametrize(
+    "turn, named",
+    [
+        ("not json", "expected the batch's JSON"),
+        ('{"exec": "../../../tmp/x", "before": []}', "expected the batch's JSON"),
+        ('{"exec": "' + "a" * 32 + '", "before": ["../../x"]}', "expected the batch's JSON"),
+        ('{"exec": "' + "a" * 32 + '", "before": [], "more": 1}', "expected the batch's JSON"),
+        ('{"exec": "' + "a" * 32 + '", "before": []}', "not running"),
+    ],
+)
+def test_a_hostile_batch_turn_is_refused(tmp_path, monkeypatch, turn, named):
+    """The batch's order reaches a kernel through ANALYSIS_AUDIT_TURN. A value the batch did
+    not set (a path, an execution that is not running, whose later runs' records the audit
+    would then leave aside) is refused by name: nothing is released."""
+    from analysis.outputs.ledger import TURN_ENV
+
+    study = run_study(_attack_four_practice(tmp_path), Params(disclosure="ohdsi"))
+    _release(study, {}, run_name="03_eligibility")
+    monkeypatch.setenv(TURN_ENV, turn)
+    with pytest.raises(AnalysisError, match=named):
+        _release(study, {}, run_name="03_again")
+    assert not (tmp_path / "tmp").exists()

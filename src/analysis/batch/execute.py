@@ -111,6 +111,10 @@ def execute_run(
         os.dup2(saved_stderr, 2)
         os.close(saved_stderr)
         os.close(log_fd)
+        if turn is not None:  # its kernel has ended: every release is in the ledger
+            from analysis.outputs import ledger
+
+            ledger.mark_done(batch_out, turn["exec"], run.name)
     executed = tmp / f"{run.notebook}.ipynb"
     if executed.exists():
         t = time.perf_counter()
@@ -310,9 +314,12 @@ def run_batch(
         from analysis.outputs import ledger
 
         # the disclosure audit reads what runs before each released, in the batch's order
+        # (only those on the same data under the same definitions share a ledger)
         exec_id = uuid.uuid4().hex
+        ledger.start_execution(batch.out, exec_id)
         turns = [
-            {"exec": exec_id, "before": [r.name for r, *_ in todo[:k]]} for k in range(len(todo))
+            {"exec": exec_id, "before": [r.name for r, *_ in todo[:k] if _one_ledger(r, run)]}
+            for k, (run, *_) in enumerate(todo)
         ]
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(
@@ -399,6 +406,16 @@ def _report_failures_on_real_data(batch: Batch, results: list[dict]) -> None:
             text += f"\nThe data's problems:\n{checked[data]}"
         path = write_problem_log(text, f"batch-{batch.name}")
         print(f"{text}\n(not written to the report folder; also in {path})", file=sys.stderr)
+
+
+def _one_ledger(a: Run, b: Run) -> bool:
+    """Whether two runs may release from one disclosure ledger (same data, same definition
+    parameters): a run waits for the runs before it only where they do."""
+    from analysis.outputs.ledger import DEFINITION
+
+    return a.data == b.data and all(
+        a.overrides.get(k) == b.overrides.get(k) for k in DEFINITION
+    )
 
 
 def _worker_init(parent_pid: int) -> None:

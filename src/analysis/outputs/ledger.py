@@ -28,6 +28,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import time
 import uuid
 from pathlib import Path
@@ -96,8 +97,16 @@ class Ledger:
 
     @classmethod
     def for_run(cls, root: Path, fingerprint: dict, params, run: str) -> Ledger:
-        turn = os.environ.get(TURN_ENV)
-        return cls(root, ledger_key(fingerprint, params), run, json.loads(turn) if turn else None)
+        turn = parse_turn(os.environ.get(TURN_ENV))
+        if turn is not None and not (_folder(root) / "turns" / turn["exec"] / OPEN).exists():
+            from analysis.errors import AnalysisError
+
+            raise AnalysisError(
+                f"{TURN_ENV} names batch execution {turn['exec']}, which is not running in "
+                f"{root}: a run outside a batch audits with every run before it. Unset "
+                f"{TURN_ENV} (it is set by `analysis batch` for its own kernels only)."
+            )
+        return cls(root, ledger_key(fingerprint, params), run, turn)
 
     @property
     def path(self) -> Path:
@@ -140,6 +149,49 @@ class Ledger:
         rec = {"exec": self.exec, "run": self.run, "table": table, **about, "entries": entries}
         with _locked(self.path, "w") as f:
             f.write(json.dumps(rec, sort_keys=True) + "\n")
+
+
+OPEN = ".open"
+"""The mark of a batch execution that is running (only then do its runs leave aside the
+records of its later runs)."""
+_EXEC = re.compile(r"[0-9a-f]{32}")
+_RUN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
+
+
+def parse_turn(text: str | None) -> dict | None:
+    """The batch order of :data:`TURN_ENV`, checked: ``{"exec": 32 hex digits, "before":
+    [run names]}``. Anything else is refused (it would name files and decide which
+    earlier releases the audit reads)."""
+    if not text:
+        return None
+    from analysis.errors import AnalysisError
+
+    try:
+        turn = json.loads(text)
+    except json.JSONDecodeError:
+        turn = None
+    ok = (
+        isinstance(turn, dict)
+        and set(turn) == {"exec", "before"}
+        and isinstance(turn["exec"], str)
+        and _EXEC.fullmatch(turn["exec"]) is not None
+        and isinstance(turn["before"], list)
+        and all(isinstance(n, str) and _RUN.fullmatch(n) for n in turn["before"])
+    )
+    if not ok:
+        raise AnalysisError(
+            f"{TURN_ENV}: expected the batch's JSON {{\"exec\": 32 hex digits, \"before\": "
+            f"[run names]}}, got {text[:120]!r}. Unset it: `analysis batch` sets it for its "
+            "own kernels."
+        )
+    return turn
+
+
+def start_execution(root: Path, exec_id: str) -> None:
+    """Mark a batch execution as running (:data:`OPEN`)."""
+    turns = _folder(root) / "turns" / exec_id
+    turns.mkdir(parents=True, exist_ok=True)
+    (turns / OPEN).touch()
 
 
 def mark_done(root: Path, exec_id: str, run: str) -> None:
