@@ -187,7 +187,9 @@ def read_batch(folder: Path) -> Released:
             if row["min_severity"] == "4":
                 r.count(pain, row["pain_n"], "sensitivity_grid")
             if (row["min_severity"], row["min_episodes"], row["risk_conditions"]) == (
-                "4", "2", "all_seven"
+                "4",
+                "2",
+                "all_seven",
             ):
                 ks = kinds(ages=_older(int(row["elderly_age"])), pain="recurrent")
                 r.count(ks, row["target_n"], "sensitivity_grid")

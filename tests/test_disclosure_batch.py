@@ -9,9 +9,9 @@ import random
 import subprocess
 import sys
 
+import batch_attacker as ba
 import pytest
 
-import batch_attacker as ba
 from conftest import dx, pain, patient, write_db
 
 

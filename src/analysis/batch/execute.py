@@ -413,9 +413,7 @@ def _one_ledger(a: Run, b: Run) -> bool:
     parameters): a run waits for the runs before it only where they do."""
     from analysis.outputs.ledger import DEFINITION
 
-    return a.data == b.data and all(
-        a.overrides.get(k) == b.overrides.get(k) for k in DEFINITION
-    )
+    return a.data == b.data and all(a.overrides.get(k) == b.overrides.get(k) for k in DEFINITION)
 
 
 def _worker_init(parent_pid: int) -> None:

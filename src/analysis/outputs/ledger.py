@@ -180,7 +180,7 @@ def parse_turn(text: str | None) -> dict | None:
     )
     if not ok:
         raise AnalysisError(
-            f"{TURN_ENV}: expected the batch's JSON {{\"exec\": 32 hex digits, \"before\": "
+            f'{TURN_ENV}: expected the batch\'s JSON {{"exec": 32 hex digits, "before": '
             f"[run names]}}, got {text[:120]!r}. Unset it: `analysis batch` sets it for its "
             "own kernels."
         )
