@@ -6,6 +6,7 @@ count it can pin."""
 from __future__ import annotations
 
 import random
+import re
 import subprocess
 import sys
 
@@ -53,6 +54,14 @@ def test_a_brute_force_attacker_finds_nothing_in_a_whole_batch(tmp_path, seed):
         capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
+    # every page reads with its values withheld (issue 27): no sentence built on one
+    pages = [*(tmp_path / "reports" / "attack").rglob("*.html"),
+             *(tmp_path / "reports" / "attack").rglob("*.md")]  # fmt: skip
+    assert len(pages) >= 10
+    for page in pages:
+        text = re.sub(r"data:image/[^\"')]+", "", page.read_text(encoding="utf-8"))
+        for bad in ("withheld were", "withheld%", "withheld-withheld", " nan ", ">nan<", "NaN"):
+            assert bad not in text, (page.name, bad)
     released = ba.read_batch(tmp_path / "reports" / "attack")
     assert len(released.read) >= 15  # every run's results.csv and the tables were read
     assert ba.attack(released, truth) == {}

@@ -514,36 +514,78 @@ def results_words(study) -> str:
             "count, and everything computed from one, is withheld."
         )
     out = []
+
+    def some(items, withheld):
+        """Released items joined; withheld ones named once ("... is withheld")."""
+        said = _and(items)
+        if withheld:
+            held = f"the number {_and(withheld)} {'is' if len(withheld) == 1 else 'are'} withheld"
+            said = f"{said}; {held}" if said else held
+        return said
+
     if "database.n" in figs:
-        born, unreg = v("excluded.born_after_index"), v("excluded.not_registered")
+        known, held = [], []
+        for fid, what in (
+            ("excluded.born_after_index", "born after the index date"),
+            ("excluded.not_registered", f"not {cohort.registration_words(p)}"),
+        ):
+            n = v(fid)
+            if n is None:
+                held.append(what)
+            else:
+                known.append(f"{_count(n)} {'was' if n == 1 else 'were'} {what}")
+        left = _and(known) + "; " if known else ""
         out.append(
-            f"Of {_count(v('database.n'))} patients in the database, "
-            f"{_count(born)} {'was' if born == 1 else 'were'} born after the index date and "
-            f"{_count(unreg)} {'was' if unreg == 1 else 'were'} not "
-            f"{cohort.registration_words(p)}; {_count(v('population.n'))} formed the "
-            "population."
+            f"Of {_count(v('database.n'))} patients in the database, {left}"
+            f"{_count(v('population.n'))} formed the population"
+            + (f" (the number left out as {_or(held)} is withheld)" if held else "")
+            + "."
         )
     else:
         out.append(f"The population comprised {_count(v('population.n'))} patients.")
-    age, female = v("population.age_mean"), v("population.female_pct")
+    age, sd, female = v("population.age_mean"), v("population.age_sd"), v("population.female_pct")
     out.append(
         ("The share of women is withheld" if female is None else f"{_pct(female)}% were female")
-        + "; the population's mean age was "
-        + (f"{age:.1f} years (SD {v('population.age_sd'):.1f})" if age is not None else "withheld")
+        + "; the population's mean age "
+        + (
+            "is withheld"
+            if age is None
+            else f"was {age:.1f} years" + (f" (SD {sd:.1f})" if sd is not None else "")
+        )
         + "."
     )
-    out.append(
-        f"{_count(v('pain.n'))} of {_count(v('population.n'))} patients "
-        f"({prop('pain.pct_of_population')}) had {cohort.pain_words(p)} in the window (the "
-        f"pain cohort). Of these, {_count(figs.get('pain_risk.pct_of_pain', {}).get('numerator'))}"
-        f" ({prop('pain_risk.pct_of_pain')}) had a risk condition and "
-        f"{_count(figs.get('pain.recurrent_pct', {}).get('numerator'))} "
-        f"({prop('pain.recurrent_pct')}) had recurrent pain."
-    )
-    out.append(
-        f"{_count(v('target.n'))} patients ({prop('target.pct_of_pain')} of the pain cohort; "
-        f"{prop('target.pct_of_population')} of the population) formed the target subgroup."
-    )
+    if v("pain.n") is None:
+        out.append(
+            f"The number of patients with {cohort.pain_words(p)} in the window (the pain "
+            "cohort) is withheld, and every count within it."
+        )
+    else:
+        known, held = [], []
+        for fid, what in (
+            ("pain_risk.pct_of_pain", "had a risk condition"),
+            ("pain.recurrent_pct", "had recurrent pain"),
+        ):
+            n = figs.get(fid, {}).get("numerator")
+            if n is None or figs.get(fid, {}).get("value") is None:
+                held.append("with " + what.split(" ", 1)[1])
+            else:
+                known.append(f"{_count(n)} ({prop(fid)}) {what}")
+        out.append(
+            f"{_count(v('pain.n'))} of {_count(v('population.n'))} patients "
+            f"({prop('pain.pct_of_population')}) had {cohort.pain_words(p)} in the window (the "
+            f"pain cohort). Of these, {some(known, held)}."
+        )
+    if v("target.n") is None:
+        out.append(
+            "The target subgroup is withheld by disclosure control, with its shares of the "
+            "pain cohort and of the population."
+        )
+    else:
+        out.append(
+            f"{_count(v('target.n'))} patients ({prop('target.pct_of_pain')} of the pain "
+            f"cohort; {prop('target.pct_of_population')} of the population) formed the target "
+            "subgroup."
+        )
     c = figs.get("candidates.n", {})
     if c.get("value") is None:
         out.append("The eligibility estimate is withheld with the target subgroup.")

@@ -342,17 +342,18 @@ class Problem:
             "attacker learns)"
         )
 
-    def solve(self, objective: np.ndarray, sense: int = 1):
-        """(optimum, solution) of min (sense 1) or max (sense -1) objective . x. An integer
-        programme not solved in ``TIME_LIMIT`` is answered by its LP relaxation (its
-        optimum bounds the integer one: the range it gives holds the attacker's)."""
+    def solve(self, objective: np.ndarray, sense: int = 1, relax: bool = False):
+        """(optimum, solution) of min (sense 1) or max (sense -1) objective . x (``relax``:
+        of the LP relaxation). An integer programme not solved in ``TIME_LIMIT`` is
+        answered by its LP relaxation (its optimum bounds the integer one: the range it
+        gives holds the attacker's)."""
         from scipy.optimize import Bounds, LinearConstraint, milp
 
         cons = [LinearConstraint(self.A, self.lb, self.ub)] if len(self.A) else []
         res = milp(
             sense * objective,
             constraints=cons,
-            integrality=np.ones(self.space.size) if self.exact else None,
+            integrality=np.ones(self.space.size) if self.exact and not relax else None,
             bounds=Bounds(0, np.inf),
             options={"disp": False, "time_limit": TIME_LIMIT},
         )
@@ -526,12 +527,12 @@ def audit(
     # every solution found is a witness for every quantity; the data themselves are one
     # (they satisfy every released number: check_truth), and show that some is possible
     solutions = [truth.astype(float)]
-    _, x = p.solve(total, 1)  # few patients in every quantity at once
-    if x is not None:
-        solutions.append(np.round(x, 9))
-    _, x = p.solve(total, -1)  # many at once
-    if x is not None:
-        solutions.append(np.round(x, 9))
+    for sense in (1, -1):  # few patients in every quantity at once, then many
+        for relax in (True, False):  # a vertex of the LP is often whole already
+            _, x = p.solve(total, sense, relax=relax)
+            if x is not None and (relax is False or np.allclose(x, np.round(x), atol=1e-6)):
+                solutions.append(np.round(x, 9))
+                break
     for label, q, kind in quantities:
         lo, hi = check(p, q, kind, threshold, solutions)
         if lo is not None:
@@ -568,13 +569,16 @@ def check(p: Problem, q: np.ndarray, kind: str, threshold: int, solutions=None):
             seen.append(float(qf @ x))
     if none_possible and any(v >= 1 for v in seen):
         return None, None  # none and some both possible: protected
-    lo, _ = p.solve(qf, 1)
-    hi, _ = p.solve(qf, -1)
-    lo = math.ceil(lo - 1e-6)
-    hi = hi if hi == math.inf else math.floor(hi + 1e-6)
-    if protected(lo, hi, threshold):
-        return None, None
-    return lo, hi
+    # the LP's range holds the integer one: where it is already narrower than the threshold,
+    # so is the attacker's (no integer programme needed); else the exact range decides
+    for relax in (True, False) if p.exact else (False,):
+        lo, _ = p.solve(qf, 1, relax=relax)
+        hi, _ = p.solve(qf, -1, relax=relax)
+        lo = math.ceil(lo - 1e-6)
+        hi = hi if hi == math.inf else math.floor(hi + 1e-6)
+        if not protected(lo, hi, threshold):
+            return lo, hi
+    return None, None
 
 
 def protected(lo, hi, threshold: int) -> bool:

@@ -47,6 +47,8 @@ def _key_sex(rows):
     n = _count(f.get("denominator")) if f else "withheld"
     if f is None:
         return f"{n} patients"
+    if _num(f["pct"]) == "withheld":
+        return f"{n} patients; share of women withheld"
     return f"{n} patients; female {_num(f['pct'], 2)}% ({_interval(f['ci_low'], f['ci_high'], 2)})"
 
 
@@ -54,6 +56,8 @@ def _key_conditions(rows):
     r = next((x for x in rows if x.get("condition") == "any risk condition"), None)
     if r is None:
         return None
+    if _num(r["pct"]) == "withheld":
+        return f"pain cohort {_count(r.get('denominator'))}; share with a risk condition withheld"
     return (
         f"pain cohort {_count(r.get('denominator'))}; with a risk condition {_num(r['pct'])}% "
         f"({_interval(r['ci_low'], r['ci_high'])})"
@@ -64,6 +68,8 @@ def _key_tornado(rows):
     if not rows:
         return None
     t = rows[0]
+    if "withheld" in (_num(t["low_estimate"]), _num(t["high_estimate"])):
+        return "swings withheld (the target subgroup is withheld in the cells)"
     return (
         f"largest swing: {t['parameter'].replace('_', ' ')} ({_num(t['low_estimate'])}-"
         f"{_num(t['high_estimate'])} per GP list; base {_num(t['base_estimate'])})"
