@@ -40,8 +40,8 @@ report: $(STAMP) $(DATA)/dataset.json $(if $(findstring practices,$(BATCH)),data
 	$(PY) -m analysis batch $(BATCH) $(if $(JOBS),--jobs $(JOBS),)
 
 lint: $(STAMP) ## check style: ruff's lint rules and its formatting (make format fixes the latter)
-	$(PY) -m ruff check src tests tools benchmarks
-	$(PY) -m ruff format --check src tests tools benchmarks
+	$(PY) -m ruff check src tests tools benchmarks notebooks
+	$(PY) -m ruff format --check src tests tools benchmarks notebooks/*.ipynb
 
 format: $(STAMP) ## format the code with ruff
 	$(PY) -m ruff format src tests tools benchmarks

@@ -51,6 +51,8 @@ ci_method = "wilson"
 disclosure = "auto"
 
 # %%
+from IPython.display import display
+
 from analysis import notebook, plots, statistics
 
 run = notebook.start(globals(), notebook="01_cohort_profile", drug_counts=True)
@@ -80,8 +82,8 @@ run.methods()
 # %%
 ages = run.save_table(statistics.age_table(cube), "age_summary")
 sexes = run.save_table(statistics.sex_table(cube), "sex")
-display(run.show(ages, "group"))
-run.show(sexes, "sex")
+display(run.show(ages, index="group"))
+run.show(sexes, index="sex")
 
 # %% [markdown]
 # ## Table 1: the pain cohort against the rest of the population
@@ -123,6 +125,8 @@ run.show_figure(
 # ## What disclosure control did
 #
 # For each table: how many cells were withheld and how many rows left out, and why.
+# `run.finish()` writes the run's figures (`results.csv`, read by `analysis combine` and
+# the batch index) and what disclosure control did (`disclosure.json`): keep it last.
 
 # %%
-run.disclosure_summary()
+run.finish()

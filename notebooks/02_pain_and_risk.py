@@ -60,6 +60,8 @@ ci_method = "wilson"
 disclosure = "auto"
 
 # %%
+from IPython.display import display
+
 from analysis import notebook, plots, statistics
 
 run = notebook.start(globals(), notebook="02_pain_and_risk", drug_counts=True)
@@ -152,7 +154,7 @@ run.manuscript_table(t1, "table_one")
 
 # %%
 ors = run.save_table(statistics.risk_condition_regression(cube), "risk_condition_odds_ratios")
-display(run.show(ors, "term"))
+display(run.show(ors, index="term"))
 run.show_figure(
     plots.odds_ratio_forest(ors, run.data_label, "Odds of a risk condition in the pain cohort"),
     "risk_condition_odds_ratios",
@@ -160,6 +162,9 @@ run.show_figure(
 
 # %% [markdown]
 # ## What disclosure control did
+#
+# `run.finish()` writes the run's figures (`results.csv`, read by `analysis combine` and
+# the batch index) and what disclosure control did (`disclosure.json`): keep it last.
 
 # %%
-run.disclosure_summary()
+run.finish()

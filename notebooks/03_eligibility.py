@@ -55,6 +55,7 @@ disclosure = "auto"
 
 # %%
 import pandas as pd
+from IPython.display import display
 
 from analysis import eligibility, notebook, plots
 
@@ -83,7 +84,7 @@ run.methods()
 
 # %%
 attrition = run.save_table(study.attrition(), "attrition")
-display(run.show(attrition, "step"))
+display(run.show(attrition, index="step"))
 run.show_figure(plots.flow_diagram(attrition, run.data_label), "flow_diagram");
 
 # %% [markdown]
@@ -130,6 +131,9 @@ else:
 
 # %% [markdown]
 # ## What disclosure control did
+#
+# `run.finish()` writes the run's figures (`results.csv`, read by `analysis combine` and
+# the batch index) and what disclosure control did (`disclosure.json`): keep it last.
 
 # %%
-run.disclosure_summary()
+run.finish()

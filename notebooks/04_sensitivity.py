@@ -47,6 +47,8 @@ ci_method = "wilson"
 disclosure = "auto"
 
 # %%
+from IPython.display import display
+
 from analysis import notebook, plots, sensitivity
 
 run = notebook.start(globals(), notebook="04_sensitivity", study=False)
@@ -91,7 +93,7 @@ run.show(table)
 
 # %%
 tor = run.save_table(sensitivity.tornado_table(table, g, run.params), "tornado")
-display(run.show(tor, "parameter"))
+display(run.show(tor, index="parameter"))
 run.show_figure(plots.tornado(tor, label), "tornado");
 
 # %% [markdown]
@@ -117,6 +119,9 @@ run.show_figure(
 
 # %% [markdown]
 # ## What disclosure control did
+#
+# `run.finish()` writes the run's figures (`results.csv`, read by `analysis combine` and
+# the batch index) and what disclosure control did (`disclosure.json`): keep it last.
 
 # %%
-run.disclosure_summary()
+run.finish()

@@ -78,7 +78,7 @@ repro = run.save_table(
     audit.reproduction_table(run.study.figures(), published, comparison=comparison),
     "reproduction",
 )
-run.show(repro.drop(columns=["description"]), "id")
+run.show(repro.drop(columns=["description"]), index="id")
 
 # %% [markdown]
 # ## The arithmetic of the published figures
@@ -103,6 +103,9 @@ Markdown(escape(audit.narrative(checks, repro), quote=False))
 
 # %% [markdown]
 # ## What disclosure control did
+#
+# `run.finish()` writes the run's figures (`results.csv`, read by `analysis combine` and
+# the batch index) and what disclosure control did (`disclosure.json`): keep it last.
 
 # %%
-run.disclosure_summary()
+run.finish()

@@ -51,6 +51,8 @@ risk_drugs = ["risk_drug_antithrombotics", "risk_drug_corticosteroids", "risk_dr
 disclosure = "auto"
 
 # %%
+from IPython.display import display
+
 from analysis import notebook, quality
 
 run = notebook.start(globals(), notebook="06_data_quality")
@@ -113,6 +115,9 @@ run.show(unmatched)
 
 # %% [markdown]
 # ## What disclosure control did
+#
+# `run.finish()` writes the run's figures (`results.csv`, read by `analysis combine` and
+# the batch index) and what disclosure control did (`disclosure.json`): keep it last.
 
 # %%
-run.disclosure_summary()
+run.finish()

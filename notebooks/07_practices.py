@@ -141,6 +141,9 @@ if compare:
 
 # %% [markdown]
 # ## What disclosure control did
+#
+# `run.finish()` writes the run's figures (`results.csv`, read by `analysis combine` and
+# the batch index) and what disclosure control did (`disclosure.json`): keep it last.
 
 # %%
-run.disclosure_summary()
+run.finish()

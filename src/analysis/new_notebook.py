@@ -79,13 +79,16 @@ run.methods("population", "definitions")
 
 # %%
 sexes = run.save_table(statistics.sex_table(cube), "sex")
-run.show(sexes, "sex")
+run.show(sexes, index="sex")
 
 # %% [markdown]
 # ## What disclosure control did
+#
+# `run.finish()` writes the run's figures (`results.csv`, read by `analysis combine` and
+# the batch index) and what disclosure control did (`disclosure.json`): keep it last.
 
 # %%
-run.disclosure_summary()
+run.finish()
 """
 
 

@@ -8,6 +8,7 @@ builds the parameter set and the study, and returns a :class:`NotebookRun`.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from html import escape
@@ -43,6 +44,10 @@ def resolve(path: str | os.PathLike | None, default: Path | None = None) -> Path
     if p.is_absolute() or p.exists():
         return p
     return paths.ROOT / p
+
+
+_FIRST_NAMES = "_analysis_parameter_names"
+"""Where :func:`start` keeps the names of the parameters it first saw in a namespace."""
 
 
 def injected_parameters(namespace: dict) -> dict:
@@ -119,9 +124,20 @@ class NotebookRun:
             f"{self.params.window_start} to {self.params.index_date}.{escape(note, quote=False)}"
         )
 
-    def show(self, df: pd.DataFrame, index: str | None = None, digits: int = 2):
-        """A table for display (:func:`display_table`); under a disclosure rule the cells
+    def show(self, df: pd.DataFrame, *args, index: str | None = None, digits: int = 2):
+        """A table for display (:func:`display_table`), ``index``: the column that labels
+        its rows (``run.show(sexes, index="sex")``); under a disclosure rule the cells
         withheld (a count below the threshold and what derives from it) read "withheld"."""
+        if args:  # run.show(df, "sex"), as notebooks wrote it before the name was given
+            index, *rest = args
+            if rest:
+                digits = rest[0]
+        if index is not None and index not in df.columns:
+            raise AnalysisError(
+                f"run.show(..., index={index!r}): the table has no column {index!r}; "
+                f"index names the column that labels the rows, one of: "
+                f"{', '.join(map(str, df.columns))}."
+            )
         return display_table(df, index=index, digits=digits, withheld=self._withheld(df))
 
     def _withheld(self, df: pd.DataFrame) -> dict:
@@ -323,14 +339,24 @@ class NotebookRun:
         rows += getattr(self, "_practice_rows", [])
         write_results(rows, inside(self.out, self.out / "results.csv"))
 
-    def disclosure_summary(self):
-        """What disclosure control did to this notebook's tables, and why (Markdown); also
-        writes the run's ``results.csv``."""
+    def finish(self):
+        """The run's last step: write what it did (``disclosure.json``) and its figures
+        (``results.csv``, what ``analysis combine`` and the batch index read), and show
+        what disclosure control did (Markdown). A run that does not call it leaves no
+        ``results.csv`` (a batch reports the run as failed)."""
+        self._write_disclosure()
+        self.write_results()
+        return self.disclosure_summary(write=False)
+
+    def disclosure_summary(self, write: bool = True):
+        """What disclosure control did to this notebook's tables, and why (Markdown);
+        ``write``: also write the run's outputs, as :meth:`finish` does."""
         from IPython.display import Markdown
 
         rule = self.rule
-        self._write_disclosure()
-        self.write_results()
+        if write:
+            self._write_disclosure()
+            self.write_results()
         if rule is None:
             why = (
                 "synthetic data"
@@ -507,15 +533,37 @@ def start(
     drug_counts: bool = False,
     by_practice: bool = False,
 ) -> NotebookRun:
-    """Check the notebook's parameters, build the parameter set, open the study."""
+    """Check the notebook's parameters, build the parameter set, open the study.
+
+    The cell that calls it can be run again in the same kernel (after editing a
+    parameter): the names the first call saw, any name of a parameter, and any name close
+    to one (a misspelling, refused), are read again; what later cells defined (``run``,
+    ``study``, tables) is not a parameter."""
     from analysis.credentials import refuse_passwords
 
     given = injected_parameters(namespace)
+    first = namespace.get(_FIRST_NAMES)
+    if isinstance(first, tuple):
+        import difflib
+
+        known = set(first) | set(Params.names()) | set(RUN_PARAMETERS)
+        names = [*Params.names(), *RUN_PARAMETERS]
+        given = {
+            k: v
+            for k, v in given.items()
+            # a name close to a parameter's is a misspelt parameter: refused by name
+            if k in known or difflib.get_close_matches(k, names, n=1, cutoff=0.85)
+        }
     refuse_passwords(given, f"notebook {notebook}")
     check_notebook_parameters(given, notebook=notebook)
+    namespace.setdefault(_FIRST_NAMES, tuple(given))
     params = notebook_params(given, notebook)
     data = resolve(given.get("data"), paths.SYNTHETIC)
-    out = resolve(given.get("output_dir"), paths.REPORTS / "interactive" / notebook)
+    out = (
+        resolve(given["output_dir"], None)
+        if given.get("output_dir")
+        else interactive_folder(notebook, params, data)
+    )
     run = NotebookRun(notebook=notebook, params=params, data=data, out=out)
     _inline_style()
     if study:
@@ -537,6 +585,32 @@ def start(
             with run.guard():
                 run.auditor  # noqa: B018
     return run
+
+
+def interactive_folder(notebook: str, params: Params, data: Path) -> Path:
+    """Where a run without ``output_dir`` writes: ``reports/interactive/<notebook>`` with the
+    default parameters on the default data, else one folder per parameter set, named like
+    a batch run: ``<changes>-<notebook>`` (e.g. ``elderly_age_80-03_eligibility``), a short
+    hash of the changes where they would make too long a name. A folder of the same
+    parameter set is replaced (said), never one of another."""
+    import hashlib
+    import re
+
+    default = Params().to_dict()
+    changes = {k: v for k, v in params.to_dict().items() if v != default.get(k)}
+    if Path(data).resolve() != Path(paths.SYNTHETIC).resolve():
+        changes = {"data": Path(str(data)).name, **changes}
+    if not changes:
+        return paths.REPORTS / "interactive" / notebook
+    words = "_".join(f"{k}_{v}" for k, v in changes.items())
+    words = re.sub(r"[^A-Za-z0-9_-]+", "_", words).strip("_")
+    if len(words) > 60:
+        digest = hashlib.sha256(json.dumps(changes, sort_keys=True, default=str).encode())
+        words = f"{words[:40].rstrip('_')}_{digest.hexdigest()[:8]}"
+    folder = paths.REPORTS / "interactive" / f"{words}-{notebook}"
+    if folder.exists():
+        print(f"Replacing the outputs of an earlier run with the same parameters in {folder}.")
+    return folder
 
 
 def _inline_style() -> None:

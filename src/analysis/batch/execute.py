@@ -115,6 +115,12 @@ def execute_run(
             from analysis.outputs import ledger
 
             ledger.mark_done(batch_out, turn["exec"], run.name)
+    if status == "ok" and not (tmp / "results.csv").exists():
+        status = "failed"
+        error = {
+            "cell": None,
+            "error": f"{run.notebook} wrote no results.csv: its last cell must call run.finish()",
+        }
     executed = tmp / f"{run.notebook}.ipynb"
     if executed.exists():
         t = time.perf_counter()
