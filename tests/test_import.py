@@ -358,3 +358,17 @@ def test_the_methods_say_how_codes_were_mapped_and_what_was_left_out(tmp_path):
     assert "mapped to ICD9CM by the longest matching code prefix in `icd10_to_icd9cm.csv`" in text
     assert meta["code_mapping"]["sha256"][:16] in text
     assert "could not be mapped were left out (1 of ICD10)" in text
+
+
+@pytest.mark.parametrize("sheet", ['"Diagnosi"', "3"])
+def test_a_wrong_sheet_lists_the_sheets(tmp_path, sheet):
+    """The wrong-column error lists the columns; the wrong-sheet error lists the sheets."""
+    refused(
+        tmp_path,
+        "diagnosi.xlsx",
+        f"no sheet {sheet.strip(chr(34))!r}".replace("'3'", "3"),
+        "its sheets: 'Sheet1'",
+        mapping=MAPPING.replace(
+            "files: [diagnosi.xlsx]", f"files: [diagnosi.xlsx]\n    sheet: {sheet}"
+        ),
+    )

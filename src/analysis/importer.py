@@ -299,7 +299,17 @@ def _read_source(con, path: Path, spec: dict, view: str) -> None:
         elif suffix in (".xlsx", ".xlsm"):
             import pandas as pd
 
-            df = pd.read_excel(path, sheet_name=spec.get("sheet", 0), dtype=object)
+            sheet = spec.get("sheet", 0)
+            with pd.ExcelFile(path) as book:
+                names = [str(n) for n in book.sheet_names]
+                if (isinstance(sheet, str) and sheet not in names) or (
+                    isinstance(sheet, int) and not 0 <= sheet < len(names)
+                ):
+                    raise AnalysisError(
+                        f"Source file {path}: no sheet {sheet!r} (sheet: a name, or a number "
+                        f"from 0); its sheets: {', '.join(map(repr, names))}."
+                    )
+                df = pd.read_excel(book, sheet_name=sheet, dtype=object)
             df = df.map(_excel_text).astype(object)
             df["__row"] = range(1, len(df) + 1)
             con.register(f"{view}_df", df)

@@ -207,7 +207,13 @@ def condition_label(codelist_name: str) -> str:
     for prefix in ("risk_condition_", "risk_drug_"):
         if codelist_name.startswith(prefix):
             codelist_name = codelist_name[len(prefix) :]
-    return codelist_name.replace("_", " ").replace("copd asthma", "COPD/asthma")
+    words = codelist_name.replace("_", " ").replace("copd asthma", "COPD/asthma").split(" ")
+    return " ".join(ACRONYMS.get(w, w) for w in words)
+
+
+ACRONYMS = {"ssri": "SSRI", "ssris": "SSRIs", "snri": "SNRI", "nsaid": "NSAID", "nsaids": "NSAIDs",
+            "ppi": "PPI", "ppis": "PPIs", "copd": "COPD", "ckd": "CKD", "gi": "GI"}  # fmt: skip
+"""Words of code-list names written as acronyms in labels ('risk_drug_ssri' -> 'SSRI')."""
 
 
 # ----------------------------------------------------------------------------- prevalence

@@ -127,6 +127,10 @@ def _round(x: float) -> int:
 
 
 # ----------------------------------------------------------------------------- ages
+STEPS = 200
+"""Most moves of the age calibration (each one year for one or more patients)."""
+
+
 def _fit_sum_and_squares(ages, adjustable, target_sum, target_sq, tol_sq, rng, lo, hi):
     """Move integer ages by one year at a time until their sum is exactly ``target_sum``
     and their sum of squares is within ``tol_sq`` of ``target_sq``.
@@ -134,7 +138,7 @@ def _fit_sum_and_squares(ages, adjustable, target_sum, target_sq, tol_sq, rng, l
     Only positions in ``adjustable`` move, and only within [lo, hi].
     """
     adj = np.asarray(adjustable)
-    for _ in range(200):
+    for _ in range(STEPS):
         d = int(target_sum - ages.sum())
         if d:
             ok = adj[(ages[adj] + np.sign(d) >= lo) & (ages[adj] + np.sign(d) <= hi)]
@@ -185,9 +189,16 @@ def _fit_sum_and_squares(ages, adjustable, target_sum, target_sq, tol_sq, rng, l
         _, ii, jj = best
         ages[ii] += s
         ages[jj] -= s
+    q = float(np.dot(ages.astype(np.float64), ages))
+    what = (
+        f"the sum of ages is {int(ages.sum())} against {int(target_sum)}"
+        if int(ages.sum()) != int(target_sum)
+        else f"the sum of squared ages is {q:.0f} against {target_sq:.0f} (within {tol_sq:.0f})"
+    )
     raise AnalysisError(
-        "The synthetic generator could not calibrate the age distribution "
-        f"(sum {ages.sum()} vs {target_sum}); try a larger --patients."
+        f"The synthetic generator could not give {len(adj)} patients aged {lo}-{hi} the "
+        f"calibrated mean and SD of age: after {STEPS} steps {what}. Try more patients per "
+        "practice (a larger --patients or fewer --practices)."
     )
 
 
