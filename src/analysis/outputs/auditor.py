@@ -1432,11 +1432,19 @@ class RunAuditor:
         released = [e for e in entries if e.released]
         if not released or not fixes({id(e) for e in released}):
             return None
-        # first the numbers the quantity is made of ("A but not B"), then the smallest
+        # first the numbers the quantity is made of ("A but not B"), then the smallest;
+        # a number the table shows in several rows (a grid cell's count under each benefit
+        # share) is tried, and withheld, in all of them at once
         named = [e for e in released if e.label and e.label in finding.quantity]
-        pool = sorted(named, key=order) + sorted((e for e in released if e not in named), key=order)
+        pool, seen = [], set()
+        for e in sorted(named, key=order) + sorted(
+            (e for e in released if e not in named), key=order
+        ):
+            if _twin_key(e) not in seen:
+                seen.add(_twin_key(e))
+                pool.append(e)
         for e in pool[:MAX_TRIES]:
-            if fixes({id(e)}):
+            if fixes({id(x) for x in twins(e, entries)}):
                 return e
         return pool[0]
 
@@ -1482,14 +1490,31 @@ class RunAuditor:
                 self.known.add(found[0].quantity)
                 self.unresolved.append({"table": name, "what": found[0].words()})
                 continue
-            for c in ("mean", "sd") if choice.kind == "moments" else (choice.column,):
-                force.setdefault(c, set()).add(choice.row)
+            same = twins(choice, entries)
+            for twin in same:
+                for c in ("mean", "sd") if twin.kind == "moments" else (twin.column,):
+                    force.setdefault(c, set()).add(twin.row)
+            more = (
+                f" (and {len(same) - 1} more row(s) showing the same number)"
+                if len(same) > 1
+                else ""
+            )
             self.withheld_by_audit.append(
-                {"table": name, "withheld": choice.label, "why": found[0].words()}
+                {"table": name, "withheld": choice.label + more, "why": found[0].words()}
             )
         raise AnalysisError(
             f"Table {name}: the disclosure audit did not settle in {MAX_ROUNDS} rounds."
         )
+
+
+def _twin_key(e: Entry):
+    return (e.kind, e.group, e.value, e.mean, e.sd)
+
+
+def twins(e: Entry, entries: list[Entry]) -> list[Entry]:
+    """The released entries of a table that show the same number as ``e`` (same group,
+    same value): withholding one alone hides nothing."""
+    return [x for x in entries if x.released and _twin_key(x) == _twin_key(e)] or [e]
 
 
 def _speaks_of_ages(entries) -> bool:
