@@ -413,8 +413,13 @@ class NotebookRun:
 
     def save_figure(self, fig, name: str) -> dict:
         from analysis.outputs import inside, safe_name
+        from analysis.plots import NotDrawn
 
         safe_name(name, "Figure name")
+        if isinstance(fig, NotDrawn):  # nothing released to draw: no file, said
+            self.figures[name] = f"not drawn: {fig.reason}"
+            self._write_disclosure()
+            return {}
         self.figures[name] = "drawn from this run's released tables"
         self._write_disclosure()
         return style.save_figure(fig, inside(self.out, self.out / "figures"), name)
@@ -437,8 +442,16 @@ class NotebookRun:
         return False
 
     def show_figure(self, fig, name: str):
-        """Save (PNG + SVG) and return the figure so the notebook displays it inline."""
+        """Save (PNG + SVG) and return the figure so the notebook displays it inline; a
+        figure not drawn (:class:`analysis.plots.NotDrawn`) is said in one sentence."""
+        from analysis.plots import NotDrawn
+
         self.save_figure(fig, name)
+        if isinstance(fig, NotDrawn):
+            from IPython.display import Markdown, display
+
+            display(Markdown(f"*{fig.sentence()}*"))
+            return None
         return fig
 
 

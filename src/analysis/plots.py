@@ -2,16 +2,42 @@
 patient-level data) and returns a matplotlib Figure with a title that says what is shown
 and a caption that names the data and its n. Intervals are drawn wherever a proportion
 or a mean is shown. Every table a figure is drawn from must have passed the disclosure
-step (``run.save_table``); a figure of an unprotected table is refused.
+step (``run.save_table``); a figure of an unprotected table is refused. A figure whose
+values are all withheld is not drawn: the function returns :class:`NotDrawn`, which says
+why in one sentence (``run.show_figure`` shows it and writes no file).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from analysis import style
 from analysis.outputs import require_released
+
+
+@dataclass(frozen=True)
+class NotDrawn:
+    """A figure left undrawn, and why (one sentence)."""
+
+    what: str
+    reason: str = "every value it would show is withheld by disclosure control"
+
+    def sentence(self) -> str:
+        return f"{self.what[:1].upper()}{self.what[1:]} is not drawn: {self.reason}."
+
+    def _repr_markdown_(self) -> str:
+        return f"*{self.sentence()}*"
+
+
+def _nothing(table: pd.DataFrame, columns, what: str) -> NotDrawn | None:
+    """NotDrawn when ``table`` has no row or none of ``columns`` holds a value."""
+    cols = [c for c in columns if c in table.columns]
+    if table.empty or (cols and table[cols].isna().all().all()):
+        return NotDrawn(what)
+    return None
 
 
 def _figure(size=style.FULL, **kw):
@@ -25,6 +51,8 @@ def _figure(size=style.FULL, **kw):
 def age_sex_pyramid(counts: pd.DataFrame, data_label: str, title="Age-sex pyramid"):
     """Horizontal bars: women to the right, men to the left, by 5-year age group."""
     require_released(counts, "the age-sex pyramid")
+    if (nothing := _nothing(counts, ["female", "male"], "the age-sex pyramid")) is not None:
+        return nothing
     fig, ax = _figure((style.FULL[0], 4.6))
     y = np.arange(len(counts))
     male, female = counts["male"].astype(float), counts["female"].astype(float)
@@ -79,6 +107,8 @@ def age_distribution_by_sex(counts_by_age: pd.DataFrame, age_by_sex: pd.DataFram
     """Age histogram (1-year bins) by sex, with each sex's mean and its 95% CI."""
     require_released(counts_by_age, "the age distribution")
     require_released(age_by_sex, "the age distribution")
+    if (nothing := _nothing(counts_by_age, ["n"], "the age distribution by sex")) is not None:
+        return nothing
     fig, ax = _figure()
     top = (
         float(np.nanmax(counts_by_age["n"].astype(float))) * 1.12
@@ -199,14 +229,19 @@ def proportion_forest(
 ):
     """Point estimates (percent) with interval bars, one row per line of ``table``."""
     require_released(table, "proportion forest")
+    if (nothing := _nothing(table, ["pct"], f"the figure {title!r}")) is not None:
+        return nothing
     t = table.reset_index(drop=True)
     fig, ax = _figure((style.FULL[0], 0.9 + 0.32 * len(t)))
     y = np.arange(len(t))[::-1]
     has_ci = t["ci_low"].notna() & t["pct"].notna()
     ax.errorbar(
-        t["pct"][has_ci],
+        t["pct"][has_ci].to_numpy(float),
         y[has_ci.to_numpy()],
-        xerr=[(t["pct"] - t["ci_low"])[has_ci], (t["ci_high"] - t["pct"])[has_ci]],
+        xerr=[
+            (t["pct"] - t["ci_low"])[has_ci].to_numpy(float),
+            (t["ci_high"] - t["pct"])[has_ci].to_numpy(float),
+        ],
         fmt="o",
         color=colour,
         ecolor=colour,
@@ -259,6 +294,10 @@ def upset(combos: pd.DataFrame, condition_cols: list[str], data_label: str, top:
     """UpSet-style figure: bars of patients per exact combination of risk conditions,
     with a dot matrix showing the combination below each bar."""
     require_released(combos, "upset")
+    if (
+        nothing := _nothing(combos, ["n"], "the UpSet plot of risk-condition combinations")
+    ) is not None:
+        return nothing
     import matplotlib.pyplot as plt
 
     style.apply()
@@ -317,6 +356,8 @@ def upset(combos: pd.DataFrame, condition_cols: list[str], data_label: str, top:
 def odds_ratio_forest(table: pd.DataFrame, data_label: str, title: str):
     """Odds ratios with intervals on a log scale, reference line at 1."""
     require_released(table, "odds ratio forest")
+    if (nothing := _nothing(table, ["odds_ratio"], "the odds-ratio plot")) is not None:
+        return nothing
     t = table.reset_index(drop=True)
     fig, ax = _figure((style.FULL[0], 0.9 + 0.4 * len(t)))
     y = np.arange(len(t))[::-1]
@@ -327,9 +368,12 @@ def odds_ratio_forest(table: pd.DataFrame, data_label: str, title: str):
         & (t["ci_low"] > 0)
     ).to_numpy()
     ax.errorbar(
-        t["odds_ratio"][ok],
+        t["odds_ratio"][ok].to_numpy(float),
         y[ok],
-        xerr=[(t["odds_ratio"] - t["ci_low"])[ok], (t["ci_high"] - t["odds_ratio"])[ok]],
+        xerr=[
+            (t["odds_ratio"] - t["ci_low"])[ok].to_numpy(float),
+            (t["ci_high"] - t["odds_ratio"])[ok].to_numpy(float),
+        ],
         fmt="s",
         color=style.OKABE_ITO["vermillion"],
         capsize=3,
@@ -371,7 +415,15 @@ def odds_ratio_forest(table: pd.DataFrame, data_label: str, title: str):
     finite_hi = t["ci_high"][np.isfinite(t["ci_high"])]
     lo = finite_lo.min() if len(finite_lo) else 0.5
     hi = finite_hi.max() if len(finite_hi) else 2.0
-    ax.set_xlim(min(lo, 1) / 1.5, max(hi, 1) * (3 if hi < 100 else 30))
+    left, right = min(lo, 1) / 1.5, max(hi, 1) * (3 if hi < 100 else 30)
+    ax.set_xlim(left, right)
+    # ratios read as ratios (0.5, 1, 2, 5, 10), not as powers of ten
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    ticks = [m * 10.0**e for e in range(-3, 4) for m in (1, 2, 5)]
+    ax.xaxis.set_major_locator(FixedLocator([v for v in ticks if left <= v <= right]))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.set_ylim(-0.7, len(t) - 0.3)
     ax.set_xlabel("odds ratio (log scale)")
     ax.set_title(title)
@@ -621,6 +673,10 @@ def eligibility_histogram(dist: pd.DataFrame, estimate, data_label: str):
 def tornado(table: pd.DataFrame, data_label: str):
     """One-at-a-time swings of the estimate per GP list, largest first."""
     require_released(table, "tornado")
+    if (
+        nothing := _nothing(table, ["low_estimate", "high_estimate"], "the tornado plot")
+    ) is not None:
+        return nothing
     t = table.iloc[::-1].reset_index(drop=True)
     fig, ax = _figure((style.FULL[0], 0.9 + 0.5 * len(t)))
     base = float(t["base_estimate"].iloc[0])
@@ -718,6 +774,8 @@ def tornado(table: pd.DataFrame, data_label: str):
 def heatmap(pivot: pd.DataFrame, data_label: str, xlabel: str, ylabel: str, title: str):
     """Heatmap of the estimate per GP list (rows x columns of ``pivot``) with values."""
     require_released(pivot, "heatmap")
+    if (nothing := _nothing(pivot, list(pivot.columns), f"the heatmap {title!r}")) is not None:
+        return nothing
     fig, ax = _figure((style.FULL[0], 3.6))
     im = ax.imshow(pivot.to_numpy(dtype=float), cmap="viridis", aspect="auto")
     ax.set_xticks(range(pivot.shape[1]), [str(c) for c in pivot.columns])
@@ -765,6 +823,8 @@ def funnel(table: pd.DataFrame, pooled: pd.DataFrame, data_label: str, left_out:
     from analysis.practices import funnel_limits, outside_limits
 
     require_released(table, "the funnel plot")
+    if (nothing := _nothing(table, ["target_pct"], "the funnel plot")) is not None:
+        return nothing
     _pooled_row(pooled)
     fig, ax = _figure()
     if len(table) == 0:
@@ -828,6 +888,8 @@ def practice_forest(table: pd.DataFrame, pooled: pd.DataFrame, data_label: str):
     """Each practice's target share (%) with its interval, the pooled estimate (diamond) and
     the 95% prediction interval for a new practice."""
     require_released(table, "the forest plot")
+    if (nothing := _nothing(table, ["target_pct"], "the forest plot of practices")) is not None:
+        return nothing
     row = _pooled_row(pooled)
     t = table.sort_values("target_pct").reset_index(drop=True)
     fig, ax = _figure((style.FULL[0], 1.4 + 0.22 * len(t)))
@@ -882,6 +944,8 @@ def per_list_across_practices(table: pd.DataFrame, data_label: str, list_size: i
     """Expected candidates per GP list in each practice: the paper's single figure as an
     observed range."""
     require_released(table, "the per-list distribution")
+    if (nothing := _nothing(table, ["per_gp_list"], "the per-list distribution")) is not None:
+        return nothing
     fig, ax = _figure()
     v = table["per_gp_list"].dropna()
     if len(v) == 0:

@@ -1,0 +1,64 @@
+"""Figures (issue 27): a figure whose values are all withheld is not drawn; one sentence
+says why, and no file is written."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import plots
+from analysis.notebook import NotebookRun
+from analysis.outputs import RELEASED
+from analysis.params import Params
+
+
+def _released(df, name):
+    df.attrs[RELEASED] = name
+    return df
+
+
+@pytest.mark.parametrize(
+    "draw",
+    [
+        lambda: plots.age_sex_pyramid(
+            _released(
+                pd.DataFrame(
+                    {"age_group": ["50-54"], "group_lo": [50], "female": [np.nan], "male": [np.nan]}
+                ),
+                "age_sex_pyramid",
+            ),
+            "practice",
+        ),  # fmt: skip
+        lambda: plots.upset(_released(pd.DataFrame({"n": [np.nan], "a": [True]}), "x"), ["a"], "p"),
+        lambda: plots.odds_ratio_forest(
+            _released(
+                pd.DataFrame(
+                    {
+                        "term": ["male vs female"],
+                        "odds_ratio": [np.nan],
+                        "ci_low": [np.nan],
+                        "ci_high": [np.nan],
+                    }
+                ),
+                "x",
+            ),
+            "p",
+            "t",
+        ),  # fmt: skip
+        lambda: plots.age_distribution_by_sex(
+            _released(pd.DataFrame({"sex": [], "age": [], "n": []}), "age_by_sex_counts"),
+            _released(pd.DataFrame({"group": ["all"], "mean": [50.0]}), "age_summary"),
+            "p",
+        ),  # fmt: skip
+    ],
+)
+def test_a_figure_with_nothing_released_is_not_drawn(tmp_path, draw):
+    fig = draw()
+    assert isinstance(fig, plots.NotDrawn)
+    assert fig.sentence().endswith("is not drawn: every value it would show is withheld by "
+                                   "disclosure control.")  # fmt: skip
+    run = NotebookRun(notebook="t", params=Params(), data=tmp_path, out=tmp_path / "out")
+    assert run.show_figure(fig, "empty") is None
+    assert not list((tmp_path / "out").glob("figures/empty.*"))
+    assert run.figures["empty"].startswith("not drawn")
