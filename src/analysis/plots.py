@@ -515,19 +515,22 @@ def flow_diagram(attrition: pd.DataFrame, data_label: str):
             )
         )
         ax.text(0.82, y + 0.28, "Left out", ha="center", va="center", fontsize=8, weight="bold")
-        for k, r in enumerate(left_out):
+        items = []
+        for r in left_out:
             n = r["n"]
             what = str(r["definition"]).removeprefix("left out: ")
             val = "withheld" if n != n else f"{int(n):,}"
-            ax.text(
-                0.82,
-                y + 0.08 - 0.2 * k,
-                "\n".join(textwrap.wrap(f"{what}: {val}", 44)),
-                ha="center",
-                va="center",
-                fontsize=6.4,
-                color="#444444",
-            )
+            items.append("\n".join(textwrap.wrap(f"{what}: {val}", 46)))
+        ax.text(  # one block under the heading: items never overlap
+            0.82,
+            y + 0.16,
+            "\n".join(items),
+            ha="center",
+            va="top",
+            fontsize=6.2 if sum(i.count("\n") + 1 for i in items) <= 4 else 5.6,
+            color="#444444",
+            linespacing=1.15,
+        )
         ax.annotate(
             "",
             xy=(0.82, y + 0.43),
@@ -556,7 +559,9 @@ def flow_diagram(attrition: pd.DataFrame, data_label: str):
         if n != n:  # NaN: withheld by the disclosure rule
             line2, line3 = (
                 "n withheld",
-                f"small count ({r.get('disclosure', 'disclosure control')})",
+                "withheld with the target subgroup"
+                if is_last
+                else f"by disclosure control ({r.get('disclosure', 'the rule')})",
             )
         else:
             nval = f"n = {n:,.1f}" if is_last else f"n = {int(n):,}"
@@ -586,15 +591,22 @@ def flow_diagram(attrition: pd.DataFrame, data_label: str):
         )
         ax.text(xc, y + 0.1, line2, ha="center", va="center", fontsize=7.8)
         ax.text(xc, y - 0.07, line3, ha="center", va="center", fontsize=7.8)
-        width_chars = int((x1 - x0) * 105)
+        # the definition below the numbers, within the box: two lines, smaller where needed
+        width_chars, size = int((x1 - x0) * 105), 6.6
+        lines = textwrap.wrap(str(r["definition"]), width_chars)
+        while len(lines) > 2 and size > 5.2:
+            size -= 0.4
+            width_chars = int(width_chars * 1.08)
+            lines = textwrap.wrap(str(r["definition"]), width_chars)
         ax.text(
             xc,
-            y - 0.28,
-            "\n".join(textwrap.wrap(str(r["definition"]), width_chars)),
+            y - 0.17,
+            "\n".join(lines),
             ha="center",
-            va="center",
-            fontsize=6.6,
+            va="top",
+            fontsize=size,
             color="#444444",
+            linespacing=1.1,
         )
         prev = r["previous_step"]
         if prev:
