@@ -880,7 +880,9 @@ def funnel(table: pd.DataFrame, pooled: pd.DataFrame, data_label: str, left_out:
     ax.set_ylabel("target subgroup, % of the population")
     ax.set_title("Funnel plot of the target subgroup by practice")
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=7, loc="upper right")
+    # the legend beside the axes: inside, it sits on the limit curves
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    fig.subplots_adjust(right=0.72)
     note = (
         f"{int(out.sum())} of {len(table)} practices outside the 99.8% limits (expected by "
         f"chance: {0.002 * len(table):.2f}); limits: exact binomial around the network's share."

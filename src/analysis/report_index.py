@@ -21,7 +21,7 @@ h1{font-size:1.5rem;margin-bottom:.2rem}
 h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
 .sub{color:#555;margin-top:0} table{border-collapse:collapse;width:100%;font-size:.88rem}
 th,td{border-bottom:1px solid #e3e3e3;padding:.35rem .5rem;text-align:left;vertical-align:top}
-th{background:#f4f6f8} td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f4f6f8} td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .ok{color:#007a4d;font-weight:600} .failed{color:#b00020;font-weight:600}
 .stale{color:#8a6d00;font-weight:600}
 .banner{padding:.6rem .8rem;border-radius:4px;margin:1rem 0}
