@@ -614,3 +614,21 @@ def test_a_hostile_batch_turn_is_refused(tmp_path, monkeypatch, turn, named):
     with pytest.raises(AnalysisError, match=named):
         _release(study, {}, run_name="03_again")
     assert not (tmp_path / "tmp").exists()
+
+
+def test_the_sensitivity_command_is_audited_as_notebook_04(tmp_path, capsys):
+    """`analysis sensitivity` prints the grid that notebook 04 releases: audited, so no row
+    shows a pain cohort and a target subgroup within it that differ by 1 to 4 patients (the
+    command printed both before), and a withheld value reads "withheld", not NaN."""
+    import json
+
+    from analysis.cli import main
+
+    db, _ = _brute_practice(tmp_path, 1)  # the rule alone released pain 19, target 15
+    assert main(["sensitivity", "--data", str(db), "--disclosure", "ohdsi", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    shown = [r for r in rows if r["pain_n"] is not None and r["target_n"] is not None]
+    assert rows and all(not 1 <= r["pain_n"] - r["target_n"] < 5 for r in shown)
+    assert main(["sensitivity", "--data", str(db), "--disclosure", "ohdsi"]) == 0
+    text = capsys.readouterr().out
+    assert "withheld" in text and "NaN" not in text and max(map(len, text.splitlines())) < 160

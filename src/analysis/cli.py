@@ -168,26 +168,54 @@ def cmd_sensitivity(args) -> int:
             db.check_valid()  # bad data: the validation's message, never a result
     finally:
         db.close()
-    from analysis.outputs import disclosure
+    from analysis.outputs import disclosure, protect
 
-    table = sensitivity_table(
-        cube, grid, params, rule=disclosure.resolve(params, cube.is_synthetic)
-    )
+    rule = disclosure.resolve(params, cube.is_synthetic)
+    table = sensitivity_table(cube, grid, params, rule=rule)
+    if rule is not None:  # audited as notebook 04 releases it (a row's pain less target...)
+        from analysis.outputs.auditor import RunAuditor
+
+        auditor = RunAuditor(cube, params, rule, grid=grid)
+        raw = table
+        table = auditor.release(
+            raw,
+            "sensitivity_grid",
+            lambda force: protect(raw, "sensitivity_grid", rule, params, force=force),
+        ).table
     stamp = disclosure.release_status(params, cube.is_synthetic) == disclosure.NOT_FOR_RELEASE
     if args.json:
         if stamp:
             table["release"] = disclosure.NOT_FOR_RELEASE
         print(table.to_json(orient="records", indent=2))
     else:
-        import pandas as pd
-
         if stamp:
             print(_STAMP)
-        with pd.option_context("display.max_rows", None, "display.width", 200):
-            print(table.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+        print(_grid_text(table, grid, withheld="withheld" if rule is not None else ""))
         if stamp:
             print("NOT FOR RELEASE")
     return 0
+
+
+def _grid_text(table, grid, withheld: str) -> str:
+    """The grid as a terminal reads it: the varied parameters, the counts and the expected
+    candidates per GP list with its interval; a withheld value reads ``withheld`` (every
+    column: ``--json``)."""
+    import pandas as pd
+
+    def num(v, fmt):
+        return withheld if pd.isna(v) else fmt.format(v)
+
+    rows = []
+    for _, r in table.iterrows():
+        row = {k: str(r[k]) for k in grid.vary}
+        row["base"] = "yes" if r.get("is_base") else ""
+        for c in ("population_n", "pain_n", "target_n"):
+            row[c.removesuffix("_n")] = num(r[c], "{:,.0f}")
+        row["per GP list"] = num(r["per_gp_list"], "{:.1f}")
+        lo, hi = r["per_gp_list_low"], r["per_gp_list_high"]
+        row["interval"] = withheld if pd.isna(lo) else f"{lo:.1f}-{hi:.1f}"
+        rows.append(row)
+    return pd.DataFrame(rows).to_string(index=False)
 
 
 def cmd_methods(args) -> int:
