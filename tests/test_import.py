@@ -372,3 +372,32 @@ def test_a_wrong_sheet_lists_the_sheets(tmp_path, sheet):
             "files: [diagnosi.xlsx]", f"files: [diagnosi.xlsx]\n    sheet: {sheet}"
         ),
     )
+
+
+def test_a_wide_file_is_named_wide_with_how_to_reshape_it(tmp_path):
+    """A diagnoses file with one row per patient and a date and code column per condition
+    (HTN_date, HTN_code, DM_date, DM_code) is refused as wide, once, with how to reshape
+    it, not as hundreds of "expected a value (it is empty)" lines."""
+    wide = pd.DataFrame(
+        {
+            "ID_PAZ": ["101", "102", "104"],
+            "HTN_date": ["2008-03-01", None, "2001-01-01"],
+            "HTN_code": ["I10", None, "I10"],
+            "DM_date": [None, "2010-01-01", None],
+            "DM_code": [None, "E11.9", None],
+        }
+    )
+    message = refused(
+        tmp_path,
+        "diagnosi.xlsx",
+        "looks wide",
+        "dm, htn",
+        "one row per event",
+        "melt",
+        diagnoses=wide,
+        mapping=MAPPING.replace(
+            "columns: {patient_id: ID_PAZ, date: DATA, code: ICD10}",
+            "columns: {patient_id: ID_PAZ, date: HTN_date, code: HTN_code}",
+        ),
+    )
+    assert message.count("\n") < 5

@@ -406,6 +406,33 @@ def _date_formats(con, table: str, column: str, expr: str, excel: bool, src_col:
     return list(dict.fromkeys([first, *extra])), None
 
 
+def _refuse_wide(fpath: Path, table: str, have: list[str], cols: dict) -> None:
+    """An event table (one row per diagnosis, prescription or episode) read from a wide
+    file (one row per patient, a pair of columns per condition: ``HTN_date``, ``HTN_code``,
+    ``DM_date``...) fails row by row; say what the file is and how to reshape it."""
+    import re
+
+    if table == "patients":
+        return
+    stems: dict[str, set] = {}
+    for c in have:
+        m = re.fullmatch(r"(.+?)[_ .-]?(date|data|datum|code|codice|atc|icd10|icd9)", c, re.I)
+        if m:
+            stems.setdefault(m.group(1).lower(), set()).add(m.group(2).lower())
+    pairs = sorted(s for s, kinds in stems.items() if len(kinds) >= 2)
+    if len(pairs) < 2:
+        return
+    used = ", ".join(f"{k}: {v}" for k, v in cols.items())
+    raise AnalysisError(
+        f"Source file {fpath}: the {table} table looks wide (one row per patient, a pair of "
+        f"columns per item: {', '.join(pairs[:6])}{'...' if len(pairs) > 6 else ''}); the "
+        f"contract needs one row per event ({', '.join(c.name for c in SCHEMA[table])}). "
+        "Reshape it to long first, e.g. with pandas: "
+        "df.melt(id_vars=[patient id]) or one block per item stacked with pd.concat, "
+        f"then map the long file's columns (the mapping read {used or 'no columns'})."
+    )
+
+
 def import_extract(mapping: str | Path, into: str | Path) -> dict:
     """Import the extract described by ``mapping`` into the contract folder ``into``;
     returns the import report (also written as ``import_report.json``)."""
@@ -456,6 +483,7 @@ def import_extract(mapping: str | Path, into: str | Path) -> dict:
                         )
                         + f"; the file has {', '.join(have[:-1])}."
                     )
+                _refuse_wide(fpath, table, have, cols)
                 parts = [f"{_lit(fpath.name)} AS __file", "__row"]
                 for col in SCHEMA[table]:
                     if col.name in cols:
