@@ -49,6 +49,23 @@ def test_unparseable_date(tmp_path):
     refused(tmp_path, t, "pain_episodes.csv", "column date", "row 1", "ISO date")
 
 
+@pytest.mark.parametrize(
+    "dates, says",
+    [
+        (["31/05/2010", "13/01/2011"], "read as '%d/%m/%Y', e.g. '31/05/2010'"),
+        (["05/31/2010", "01/13/2011"], "read as '%m/%d/%Y', e.g. '05/31/2010'"),
+        (["05/03/2010", "01/02/2011"], "(they cannot tell which)"),
+    ],
+)
+def test_dates_in_another_format_say_which_and_how_to_convert(tmp_path, dates, says):
+    """A column of US or European dates: the error lists the rows (at most 20) and says
+    which format the values are in, and how `analysis import` converts them."""
+    t = good_tables()
+    t["pain_episodes"][0]["date"], t["pain_episodes"][1]["date"] = dates
+    msg = refused(tmp_path, t, "column date", says, "analysis import")
+    assert ('date_format: "' in msg) == ("cannot tell" not in says)
+
+
 def test_duplicate_patient_id(tmp_path):
     t = good_tables()
     t["patients"].append(patient(2))

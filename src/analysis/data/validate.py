@@ -345,8 +345,50 @@ def _raise(problems: list[str], total: int) -> None:
     msg = f"The data do not follow the contract ({total} problem(s)):\n  " + "\n  ".join(listed)
     if more > 0:
         msg += f"\n  ... and {more} more problem(s) not listed."
+    hint = _date_format_hint(listed)
+    if hint:
+        msg += "\n" + hint
     msg += "\nSee data/README.md for the contract."
     raise AnalysisError(msg)
+
+
+DATE_FORMATS = ("%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d-%m-%Y", "%Y/%m/%d", "%Y%m%d", "%d/%m/%y")
+"""Formats tried on dates that are not ISO, to say which one the file is in."""
+
+
+def _date_format_hint(problems: list[str]) -> str:
+    """Which format the listed non-ISO dates are in, and how to convert them."""
+    import datetime as dt
+    import re
+
+    found = [
+        m.group(1)
+        for p in problems
+        if "an ISO date" in p and (m := re.search(r"found '([^']+)'$", p))
+    ]
+    if not found:
+        return ""
+
+    def fits(fmt):
+        try:
+            return all(dt.datetime.strptime(v, fmt) for v in found)
+        except ValueError:
+            return False
+
+    ok = [f for f in DATE_FORMATS if fits(f)]
+    if not ok:
+        return ""
+    which = (
+        f"the dates read as {ok[0]!r}"
+        if len(ok) == 1
+        else f"the dates read as {' or '.join(map(repr, ok))} (they cannot tell which)"
+    )
+    fmt = f'date_format: "{ok[0]}"' if len(ok) == 1 else "the date_format the extract uses"
+    return (
+        f"Hint: {which}, e.g. {found[0]!r}; the contract wants YYYY-MM-DD. "
+        f"`python -m analysis import` converts them with {fmt} in its mapping (README, "
+        '"Your own data").'
+    )
 
 
 def _first_line(exc: Exception) -> str:
