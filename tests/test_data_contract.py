@@ -388,3 +388,9 @@ def test_every_consumer_derives_its_columns_from_the_contract():
         names = [c.name for c in SCHEMA[t]]
         assert _schemas({})[t].names == names == arrow_schema(t).names
         assert [n for n, _ in pg_columns(t, "BIGINT")] == names
+
+
+def test_a_registration_ending_before_it_starts_names_the_patient(tmp_path):
+    t = good_tables()
+    t["patients"][1].update(registered_from="2005-01-01", registered_to="2001-01-01")
+    refused(tmp_path, t, "row 2", "registered_from (2005-01-01) of patient 2", "'2001-01-01'")

@@ -226,13 +226,19 @@ def validate_database(db: Database, *, today: dt.date | None = None, fast: bool 
             )
     if n_reg:
         counts += n_reg
-        for r, v in db.con.execute(
-            f"SELECT __row, CAST(registered_to AS VARCHAR) FROM raw_patients "
+        for r, v, pid, start in db.con.execute(
+            f"SELECT __row, CAST(registered_to AS VARCHAR), CAST(patient_id AS VARCHAR), "
+            f"CAST(registered_from AS VARCHAR) FROM raw_patients "
             f"WHERE {reg_to} < {reg_from} ORDER BY 1 LIMIT {MAX_LISTED_PROBLEMS}"
         ).fetchall():
             problems.append(
                 _problem(
-                    pfile, "patients", "registered_to", r, v, "a date on or after registered_from"
+                    pfile,
+                    "patients",
+                    "registered_to",
+                    r,
+                    v,
+                    f"a date on or after registered_from ({start}) of patient {pid}",
                 )
             )
 
