@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
@@ -89,6 +90,7 @@ class NotebookRun:
     _synthetic: bool | None = None
     _auditor: object | None = None
     _fingerprint: dict | None = None
+    _reasons: dict = field(default_factory=dict)  # table -> column -> row -> why withheld
 
     @property
     def data_label(self) -> str:
@@ -138,7 +140,25 @@ class NotebookRun:
                 f"index names the column that labels the rows, one of: "
                 f"{', '.join(map(str, df.columns))}."
             )
-        return display_table(df, index=index, digits=digits, withheld=self._withheld(df))
+        return display_table(
+            df, index=index, digits=digits, withheld=self._withheld(df), why=self._why(df)
+        )
+
+    def _why(self, df: pd.DataFrame) -> dict:
+        """Column -> row position -> a short reason, for the counts the generic step withheld."""
+        from analysis.outputs import RELEASED
+
+        reasons = self._reasons.get(getattr(df, "attrs", {}).get(RELEASED), {})
+        short = {"small count": "small", "the audit": "audit"}
+        out = {}
+        for col, rows in reasons.items():
+            for label, text in rows.items():
+                if col in df.columns and label in df.index:
+                    word = next((v for k, v in short.items() if text.startswith(k)), "complement")
+                    if text.startswith("with the patient count"):
+                        continue
+                    out.setdefault(col, {})[int(df.index.get_loc(label))] = word
+        return out
 
     def _withheld(self, df: pd.DataFrame) -> dict:
         """Column -> row positions withheld, from the table's declaration."""
@@ -210,6 +230,10 @@ class NotebookRun:
             "cells_withheld": n,
             "rows_left_out": released.dropped_rows,
         }
+        because = Counter(w for rows in released.reasons.values() for w in rows.values())
+        if because:
+            self.tables[name]["withheld_because"] = dict(sorted(because.items()))
+        self._reasons[name] = released.reasons
         self._write_disclosure()
         return t
 
@@ -467,7 +491,11 @@ def _decimals_needed(values, digits: int) -> int:
 
 
 def display_table(
-    df: pd.DataFrame, index: str | None = None, digits: int = 2, withheld: dict | None = None
+    df: pd.DataFrame,
+    index: str | None = None,
+    digits: int = 2,
+    withheld: dict | None = None,
+    why: dict | None = None,
 ):
     """A table for display: counts as integers ("2,503", also in a column that holds an
     expectation such as 60.5), other numbers with the decimals they carry (at most
@@ -504,6 +532,13 @@ def display_table(
                 subset=pd.IndexSlice[d.index[sorted(rows)], [col]],
                 escape="html",
             )
+    for col, rows in (why or {}).items():  # the reason, where the step knows it
+        for pos, word in rows.items():
+            if col in d.columns and pos < len(d) and pd.isna(d[col].iloc[pos]):
+                styler = styler.format(
+                    lambda x, w=word: f"withheld ({w})",
+                    subset=pd.IndexSlice[d.index[[pos]], [col]],
+                )
     styler = styler.format_index(escape="html", axis=0).format_index(escape="html", axis=1)
     styler = styler.set_table_styles(
         [

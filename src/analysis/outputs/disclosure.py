@@ -33,7 +33,7 @@ and the number dropped is recorded. What each table holds is declared once in
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 RELEASE_SYNTHETIC = "synthetic data"
 TOP_AGE_FLOOR = 90  # under a rule, ages of 90 and over count as 90 (top-coded)
@@ -144,6 +144,19 @@ class Protected:
     withheld_cells: int
     dropped_rows: int
     dropped: object = None  # the rows left out (unprotected), for the disclosure audit
+    reasons: dict = field(default_factory=dict)
+    """Column -> row label -> why that count is withheld (:data:`REASONS`); for the tables
+    the generic step protects (a table's own protector says its reasons in its note)."""
+
+
+REASONS = {
+    "small": "small count",
+    "rest": "the rest of its denominator is small",
+    "complement": "complement of a withheld cell in its partition",
+    "records": "with the patient count it goes with",
+    "audit": "the audit (it would follow from other released numbers)",
+}
+"""Why a count is withheld, in words (``disclosure.json`` counts them per table)."""
 
 
 def protect(df, name: str, rule: Rule | None, params=None, force=None) -> Protected:
@@ -169,7 +182,8 @@ def protect(df, name: str, rule: Rule | None, params=None, force=None) -> Protec
         t[col] = np.nan
     original = t.copy()
     force = force or {}  # column -> rows the disclosure audit withholds besides
-    masks = _suppression_masks(t, spec, rule, force)
+    reasons: dict = {}
+    masks = _suppression_masks(t, spec, rule, force, reasons)
     withheld = 0
     for col, mask in masks.items():
         withheld += int((mask & original[col].notna()).sum())
@@ -217,7 +231,11 @@ def protect(df, name: str, rule: Rule | None, params=None, force=None) -> Protec
         left_out = None
     if spec.counts:
         t["disclosure"] = rule.name
-    return Protected(t, withheld, dropped, left_out)
+    reasons = {
+        col: {i: REASONS[w] for i, w in rows.items() if original.at[i, col] == original.at[i, col]}
+        for col, rows in reasons.items()
+    }
+    return Protected(t, withheld, dropped, left_out, reasons)
 
 
 def nested_withheld(counts: dict, parents: dict, rule: Rule) -> set:
@@ -279,24 +297,32 @@ def nested_withheld_by_masks(counts, masks, rule: Rule, keep=(), withheld=()) ->
     return out
 
 
-def _suppression_masks(t, spec, rule, force=None) -> dict:
+def _suppression_masks(t, spec, rule, force=None, reasons=None) -> dict:
     """Per count column, the rows withheld: below the threshold (counts of records follow
     the patient count that governs them), plus complementary cells of partitions."""
     order = sorted(spec.counts, key=lambda c: spec.counts[c].startswith("records:"))
     masks = {}
+    why = {} if reasons is None else reasons
     for col in order:
         unit = spec.counts[col]
         vals = t[col].astype(float)
         mask = vals.apply(rule.suppressed) & vals.notna()
+        because = {i: "small" for i in t.index[mask]}
         forced = (force or {}).get(col, ())
         if forced:
+            extra = t.index.isin(sorted(forced)) & ~mask
+            because.update({i: "audit" for i in t.index[extra]})
             mask |= t.index.isin(sorted(forced))
         for num, den in spec.pct.values():
             if num == col and unit == "patients" and spec.counts.get(den) == "patients":
                 # those of the denominator without the attribute follow by subtraction
                 rest = t[den].astype(float) - vals
-                mask |= rest.apply(lambda v: v == v and v > 0 and rule.suppressed(v))
+                extra = rest.apply(lambda v: v == v and v > 0 and rule.suppressed(v)) & ~mask
+                because.update({i: "rest" for i in t.index[extra]})
+                mask |= extra
         if unit.startswith("records:"):
+            extra = masks[unit[8:]] & ~mask
+            because.update({i: "records" for i in t.index[extra]})
             mask = mask | masks[unit[8:]]
         else:
             for g in _partitions(t, spec):
@@ -304,7 +330,9 @@ def _suppression_masks(t, spec, rule, force=None) -> dict:
                 visible = vals[g][~sub & vals[g].notna()]
                 if sub.sum() == 1 and len(visible) >= 1:
                     mask[visible.idxmin()] = True  # complementary suppression
+                    because[visible.idxmin()] = "complement"
         masks[col] = mask
+        why[col] = because
     return masks
 
 
