@@ -62,3 +62,19 @@ def test_a_figure_with_nothing_released_is_not_drawn(tmp_path, draw):
     assert run.show_figure(fig, "empty") is None
     assert not list((tmp_path / "out").glob("figures/empty.*"))
     assert run.figures["empty"].startswith("not drawn")
+
+
+def test_an_age_distribution_of_one_or_two_years_is_not_drawn():
+    """A 200-patient practice under opensafely released one single year of 79: one bar is
+    no distribution; the sentence says how many years were released and where the ages
+    are shown instead."""
+    counts = _released(
+        pd.DataFrame({"sex": ["F", "F", "M"], "age": [58, 60, 58], "n": [10.0, np.nan, np.nan]}),
+        "age_by_sex_counts",
+    )
+    summary = _released(
+        pd.DataFrame({"group": ["sex=F", "sex=M"], "mean": [58.4, 58.6]}), "age_summary"
+    )
+    fig = plots.age_distribution_by_sex(counts, summary, "practice")
+    assert isinstance(fig, plots.NotDrawn)
+    assert "only 1 single year(s)" in fig.sentence() and "pyramid" in fig.sentence()

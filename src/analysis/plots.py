@@ -32,6 +32,10 @@ class NotDrawn:
         return f"*{self.sentence()}*"
 
 
+MIN_YEARS_SHOWN = 5
+"""Fewest released single years (by sex) for the age distribution to be drawn."""
+
+
 def _nothing(table: pd.DataFrame, columns, what: str) -> NotDrawn | None:
     """NotDrawn when ``table`` has no row or none of ``columns`` holds a value."""
     cols = [c for c in columns if c in table.columns]
@@ -109,6 +113,13 @@ def age_distribution_by_sex(counts_by_age: pd.DataFrame, age_by_sex: pd.DataFram
     require_released(age_by_sex, "the age distribution")
     if (nothing := _nothing(counts_by_age, ["n"], "the age distribution by sex")) is not None:
         return nothing
+    shown = int(counts_by_age["n"].notna().sum())
+    if shown < MIN_YEARS_SHOWN:  # a distribution of one or two bars is no distribution
+        return NotDrawn(
+            "the age distribution by sex",
+            f"only {shown} single year(s) of age by sex hold enough patients to be released "
+            "(the age-sex pyramid shows 5-year groups)",
+        )
     fig, ax = _figure()
     top = (
         float(np.nanmax(counts_by_age["n"].astype(float))) * 1.12
