@@ -195,8 +195,9 @@ def render_index(batch) -> str:
             if e is None:
                 parts.append(
                     f"<tr><td>{_esc(name)}</td><td>{_esc(scen)}</td><td class='num'>withheld</td>"
-                    "<td colspan='5'>withheld: the target subgroup is below the disclosure "
-                    "threshold</td></tr>"
+                    "<td colspan='5'>withheld with the target subgroup by disclosure control "
+                    "(a small count, or one another released number would reveal; the run's "
+                    "disclosure.json says which)</td></tr>"
                 )
                 continue
             fixed = e.get("benefit_distribution") == "fixed"
