@@ -149,7 +149,7 @@ class NotebookRun:
         from analysis.outputs import RELEASED
 
         reasons = self._reasons.get(getattr(df, "attrs", {}).get(RELEASED), {})
-        short = {"small count": "small", "the audit": "audit"}
+        short = {"small count": "small", "the audit": "audit", "a released count": "derived"}
         out = {}
         for col, rows in reasons.items():
             for label, text in rows.items():

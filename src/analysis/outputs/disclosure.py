@@ -155,6 +155,7 @@ REASONS = {
     "complement": "complement of a withheld cell in its partition",
     "records": "with the patient count it goes with",
     "audit": "the audit (it would follow from other released numbers)",
+    "derived": "a released count would reveal a small group from it",
 }
 """Why a count is withheld, in words (``disclosure.json`` counts them per table)."""
 
@@ -173,9 +174,10 @@ def protect(df, name: str, rule: Rule | None, params=None, force=None) -> Protec
     if spec.top_code:
         t = _top_code(t, spec)
     if spec.protector is not None:
+        before = t.copy()
         t, n = spec.protector(t, rule, params)
         t["disclosure"] = rule.name
-        return Protected(t, n, 0)
+        return Protected(t, n, 0, reasons=_reasons_by_value(before, t, spec, rule))
     import numpy as np
 
     for col in spec.withhold:
@@ -294,6 +296,24 @@ def nested_withheld_by_masks(counts, masks, rule: Rule, keep=(), withheld=()) ->
             out.add(i)
         else:
             released.append(i)
+    return out
+
+
+def _reasons_by_value(before, after, spec, rule) -> dict:
+    """Why each count a table's own protector withheld is withheld, from its value: a small
+    count, or one a released count would reveal (a complement, a nested group)."""
+    out: dict = {}
+    if len(before) != len(after):
+        return out
+    for col in spec.counts:
+        if col not in before.columns or col not in after.columns:
+            continue
+        for i, (b, a) in enumerate(zip(before[col], after[col], strict=True)):
+            if b == b and b is not None and a != a:
+                label = after.index[i]
+                out.setdefault(col, {})[label] = (
+                    REASONS["small"] if rule.suppressed(float(b)) else REASONS["derived"]
+                )
     return out
 
 
