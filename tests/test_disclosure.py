@@ -296,3 +296,25 @@ def test_every_withheld_count_says_why(tmp_path):
                     assert p.reasons[col][label] in REASONS.values(), (name, col, label)
                     said += 1
     assert said >= 3  # the test saw withheld counts
+
+
+def test_a_withheld_database_count_does_not_hide_the_population_in_a_notebook(tmp_path):
+    """63 patients in the database, 3 of them never registered in the window: the
+    database's count is withheld (60 and 63 would tell that 3 were left out), the
+    population's is not. A notebook protects the study's attrition again as it saves it:
+    the population and the pain cohort stay released (the 200-patient practice's flow
+    diagram read "n withheld" in every box while its index said 200 patients)."""
+    from analysis.outputs import protect
+
+    pts = [patient(i) for i in range(60)]
+    pts += [patient(100 + i, registered_to="2001-01-01") for i in range(3)]
+    eps = [pain(i) for i in range(0, 60, 3)]
+    study = run_study(
+        write_db(tmp_path / "p", {"patients": pts, "pain_episodes": eps}),
+        Params(disclosure="ohdsi"),
+    )
+    once = study.attrition()
+    twice = protect(once, "attrition", study.disclosure_rule, study.params).table
+    for t in (once, twice):
+        n = dict(zip(t["step"], t["n"], strict=True))
+        assert math.isnan(n["database"]) and n["all_patients"] == 60 and n["pain"] == 20

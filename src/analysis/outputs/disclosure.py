@@ -565,7 +565,10 @@ def protect_attrition(table, rule: Rule, params=None):
         )
         if close and step == "all_patients":
             database_close, close = True, False
-        if n != n or prev in hidden or close or (float(n).is_integer() and rule.suppressed(n)):
+        # the population is not hidden with the database: the database's count is the one
+        # withheld to keep their difference (the patients left out) from following
+        drawn_from_hidden = prev in hidden and not (prev == "database" and step == "all_patients")
+        if n != n or drawn_from_hidden or close or (float(n).is_integer() and rule.suppressed(n)):
             hidden.add(step)
             withheld += int(n == n)
             t.loc[i, ["n", "pct_of_previous", "pct_of_all"]] = math.nan
