@@ -78,3 +78,26 @@ def test_an_age_distribution_of_one_or_two_years_is_not_drawn():
     fig = plots.age_distribution_by_sex(counts, summary, "practice")
     assert isinstance(fig, plots.NotDrawn)
     assert "only 1 single year(s)" in fig.sentence() and "pyramid" in fig.sentence()
+
+
+def test_a_tornado_without_its_base_is_not_drawn():
+    """A swing is measured from the base estimate: with the base withheld (a 200-patient
+    practice), the bars that remain would float and their labels overlap the note."""
+    tor = _released(
+        pd.DataFrame(
+            {
+                "parameter": ["elderly_age", "min_episodes"],
+                "base_value": ["75", "2"],
+                "base_estimate": [np.nan, np.nan],
+                "low_value": ["65", None],
+                "low_estimate": [37.5, np.nan],
+                "high_value": ["65", None],
+                "high_estimate": [37.5, np.nan],
+                "swing": [0.0, np.nan],
+                "withheld_values": ["75, 80, 85", "2, 3"],
+            }  # fmt: skip
+        ),
+        "tornado",
+    )
+    fig = plots.tornado(tor, "practice")
+    assert isinstance(fig, plots.NotDrawn) and "base estimate" in fig.sentence()

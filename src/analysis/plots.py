@@ -700,6 +700,11 @@ def tornado(table: pd.DataFrame, data_label: str):
         nothing := _nothing(table, ["low_estimate", "high_estimate"], "the tornado plot")
     ) is not None:
         return nothing
+    if "base_estimate" in table.columns and table["base_estimate"].isna().all():
+        return NotDrawn(
+            "the tornado plot",
+            "the base estimate it measures every swing from is withheld by disclosure control",
+        )
     t = table.iloc[::-1].reset_index(drop=True)
     fig, ax = _figure((style.FULL[0], 0.9 + 0.5 * len(t)))
     base = float(t["base_estimate"].iloc[0])
