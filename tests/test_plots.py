@@ -101,3 +101,26 @@ def test_a_tornado_without_its_base_is_not_drawn():
     )
     fig = plots.tornado(tor, "practice")
     assert isinstance(fig, plots.NotDrawn) and "base estimate" in fig.sentence()
+
+
+def test_the_flow_diagram_never_prints_nan():
+    """With the database's count withheld, the population's share of it is said withheld
+    (it read "nan% of the database")."""
+    t = _released(
+        pd.DataFrame(
+            {
+                "step": ["database", "all_patients", "pain"],
+                "definition": ["d", "p", "c"],
+                "n": [np.nan, 200.0, 65.0],
+                "previous_step": ["", "database", "all_patients"],
+                "pct_of_previous": [np.nan, np.nan, 32.5],
+                "pct_of_all": [np.nan, 100.0, 32.5],
+                "disclosure": ["opensafely"] * 3,
+            }  # fmt: skip
+        ),
+        "attrition",
+    )
+    fig = plots.flow_diagram(t, "practice")
+    texts = [x.get_text() for ax in fig.axes for x in ax.texts]
+    assert "share of the database withheld" in texts
+    assert not any("nan" in x.lower() for x in texts)

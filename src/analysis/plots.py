@@ -463,6 +463,11 @@ def odds_ratio_forest(table: pd.DataFrame, data_label: str, title: str):
 
 
 # ----------------------------------------------------------------------------- eligibility
+def _share(pct, of: str) -> str:
+    """'97.09% of the database', or 'share of the database withheld'."""
+    return f"share of {of} withheld" if pct != pct or pct is None else f"{pct:.2f}% of {of}"
+
+
 def flow_diagram(attrition: pd.DataFrame, data_label: str):
     """The attrition as a tree of boxes (each step under the step it is drawn from), each
     with its definition, n and percentages, all taken from the attrition table."""
@@ -581,16 +586,16 @@ def flow_diagram(attrition: pd.DataFrame, data_label: str):
             elif step == "all_patients":
                 line2 = nval
                 line3 = (
-                    f"{r['pct_of_previous']:.2f}% of the database"
+                    _share(r["pct_of_previous"], "the database")
                     if r["previous_step"]
                     else "the population"
                 )
             elif r["previous_step"] == "all_patients":
-                line2, line3 = nval, f"{r['pct_of_all']:.2f}% of all patients"
+                line2, line3 = nval, _share(r["pct_of_all"], "all patients")
             else:
                 prev_title = titles.get(r["previous_step"], r["previous_step"]).lower()
-                line2 = f"{nval}: {r['pct_of_previous']:.2f}% of {prev_title}"
-                line3 = f"{r['pct_of_all']:.2f}% of all patients"
+                line2 = f"{nval}: {_share(r['pct_of_previous'], prev_title)}"
+                line3 = _share(r["pct_of_all"], "all patients")
         ax.text(
             xc,
             y + 0.28,
