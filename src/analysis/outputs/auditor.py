@@ -19,10 +19,10 @@ attacker cannot tell none from some) or is at least the threshold wide
 (:func:`protected`); so is the difference of two released counts one within the other
 (62 patients and 60 women tell 2 men); an age is protected when no patient's age is
 pinned: the patients of a group with a released mean at an age whose count is not
-released can number 0. HiGHS (highspy; presolve reductions off, :data:`PRESOLVE_RULES_OFF`)
-solves the problem as an integer programme when it has at most ``EXACT_ATOMS`` atoms
-(small practices, where exact answers come back), else as its LP relaxation, a lower
-bound on what an attacker learns, and the method says which.
+released can number 0. HiGHS (:func:`scipy.optimize.milp`) solves the problem as an
+integer programme when it has at most ``EXACT_ATOMS`` atoms (small practices, where exact
+answers come back), else as its LP relaxation, a lower bound on what an attacker learns,
+and the method says which.
 
 Each released table declares what its numbers are functions of (:data:`DECLARED`: a row ->
 a group); :meth:`RunAuditor.release` audits a table with everything the run released before
@@ -309,59 +309,6 @@ def _rows(entries, space, masks):
     return rows
 
 
-@dataclass
-class _Result:
-    status: int  # 0 optimal, 1 time limit, 2 infeasible, 3 unbounded or other
-    x: np.ndarray | None
-    fun: float
-
-
-PRESOLVE_RULES_OFF = 0xFFFF
-"""HiGHS's presolve reductions, all off: on these problems (a few dozen rows over
-thousands of atoms) one of them spent 3.5 s whatever the time limit, and without them an
-integer programme the LP bounds closely is solved in 0.2 s."""
-
-
-def _highs(c, A, lb, ub, integer: bool, time_limit: float | None) -> _Result:
-    """min c . x subject to lb <= A x <= ub, x >= 0 (integer where ``integer``), with
-    HiGHS (highspy): the status, a solution where one was found, and its objective."""
-    import highspy
-
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("presolve_rule_off", PRESOLVE_RULES_OFF)
-    if time_limit is not None:
-        h.setOptionValue("time_limit", float(time_limit))
-    n, inf = len(c), highspy.kHighsInf
-    cols = np.arange(n, dtype=np.int32)
-    h.addVars(n, np.zeros(n), np.full(n, inf))
-    h.changeColsCost(n, cols, np.asarray(c, dtype=float))
-    if integer:
-        h.changeColsIntegrality(n, cols, np.full(n, highspy.HighsVarType.kInteger))
-    if len(A):
-        from scipy.sparse import csr_matrix
-
-        m = csr_matrix(np.asarray(A, dtype=float))
-        h.addRows(
-            m.shape[0],
-            np.where(np.isfinite(lb), lb, -inf),
-            np.where(np.isfinite(ub), ub, inf),
-            m.nnz,
-            m.indptr[:-1].astype(np.int32),
-            m.indices.astype(np.int32),
-            m.data,
-        )
-    h.run()
-    model = h.getModelStatus()
-    S = highspy.HighsModelStatus
-    status = {S.kOptimal: 0, S.kTimeLimit: 1, S.kInfeasible: 2}.get(model, 3)
-    found = h.getInfo().primal_solution_status == 2  # a feasible solution is at hand
-    if status == 0 or (status == 1 and found):
-        x = np.asarray(h.getSolution().col_value, dtype=float)
-        return _Result(status, x, float(np.dot(c, x)))
-    return _Result(status, None, math.nan)
-
-
 class Problem:
     def __init__(self, space: Space, entries: list[Entry], exact: bool | None = None):
         self.space = space
@@ -389,7 +336,7 @@ class Problem:
         self.exact = space.size <= EXACT_ATOMS if exact is None else exact
         self.timeouts = 0  # integer questions unanswered in TIME_LIMIT (the LP answered)
         self.method = (
-            f"integer programming over {space.size} atoms (HiGHS, highspy)"
+            f"integer programming over {space.size} atoms (HiGHS through scipy.optimize.milp)"
             if self.exact
             else f"the LP relaxation over {space.size} atoms (HiGHS; a lower bound on what an "
             "attacker learns)"
@@ -400,11 +347,22 @@ class Problem:
         of the LP relaxation). An integer programme not solved in ``TIME_LIMIT`` is
         answered by its LP relaxation (its optimum bounds the integer one: the range it
         gives holds the attacker's)."""
-        integer = self.exact and not relax
-        res = _highs(sense * objective, self.A, self.lb, self.ub, integer, TIME_LIMIT)
+        from scipy.optimize import Bounds, LinearConstraint, milp
+
+        cons = [LinearConstraint(self.A, self.lb, self.ub)] if len(self.A) else []
+        res = milp(
+            sense * objective,
+            constraints=cons,
+            integrality=np.ones(self.space.size) if self.exact and not relax else None,
+            bounds=Bounds(0, np.inf),
+            options={"disp": False, "time_limit": TIME_LIMIT},
+        )
         if res.status == 1:  # the time limit: the LP answers, without one (said)
             self.timeouts += 1
-            res = _highs(sense * objective, self.A, self.lb, self.ub, False, None)
+            res = milp(
+                sense * objective, constraints=cons, bounds=Bounds(0, np.inf),
+                options={"disp": False},
+            )  # fmt: skip
         if res.x is None:  # unbounded: nothing released bounds it
             return (math.inf if sense < 0 else 0.0), None
         return float(sense * res.fun), res.x
@@ -412,14 +370,25 @@ class Problem:
     def feasible(self, q: np.ndarray, lo: float, hi: float):
         """A solution with ``lo <= q . x <= hi``, or None: a feasibility question, which
         HiGHS answers at the first solution found (much faster than an optimum)."""
+        from scipy.optimize import Bounds, LinearConstraint, milp
+
         A = np.vstack([self.A, q[None, :]]) if len(self.A) else q[None, :]
-        lb, ub = np.append(self.lb, lo), np.append(self.ub, hi)
-        zero = np.zeros(self.space.size)
-        res = _highs(zero, A, lb, ub, self.exact, TIME_LIMIT)
+        res = milp(
+            np.zeros(self.space.size),
+            constraints=[LinearConstraint(A, np.append(self.lb, lo), np.append(self.ub, hi))],
+            integrality=np.ones(self.space.size) if self.exact else None,
+            bounds=Bounds(0, np.inf),
+            options={"disp": False, "time_limit": TIME_LIMIT},
+        )
         if res.status == 1 and res.x is None:
             # no answer in time: the LP relaxation answers (a lower bound; counted, said)
             self.timeouts += 1
-            res = _highs(zero, A, lb, ub, False, None)
+            res = milp(
+                np.zeros(self.space.size),
+                constraints=[LinearConstraint(A, np.append(self.lb, lo), np.append(self.ub, hi))],
+                bounds=Bounds(0, np.inf),
+                options={"disp": False},
+            )
         return None if res.x is None else np.round(res.x, 9)
 
     def check_truth(self, truth: np.ndarray) -> None:
