@@ -16,6 +16,9 @@ TABLES = ("patients", "diagnoses", "pain_episodes", "prescriptions")
 
 # vocabularies of the contract's coded columns
 SEXES = ("F", "M")
+DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y%m%d", "%Y/%m/%d", "%m/%d/%Y")
+"""Date formats an extract may be written in (the first, ISO, is the contract's): the
+importer reads them, and the contract's error says which one a column is in."""
 PAIN_SITES = ("hip", "neck", "back", "knee", "shoulder", "other")
 PAIN_CAUSES = ("osteoarticular", "traumatic", "neuropathic", "other")
 

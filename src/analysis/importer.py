@@ -38,7 +38,7 @@ import tempfile
 from pathlib import Path
 
 from analysis import paths
-from analysis.contract import SCHEMA, SEXES, TABLES
+from analysis.contract import DATE_FORMATS, SCHEMA, SEXES, TABLES
 from analysis.engines import sql_identifier as _q
 from analysis.engines import sql_list
 from analysis.engines import sql_literal as _lit
@@ -60,7 +60,6 @@ SEX_CODES = {
     "1": "M",
     "MAS": "M",
 }
-DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y%m%d", "%Y/%m/%d", "%m/%d/%Y")
 MAX_LISTED = 20
 TABLE_KEYS = {"files", "columns", "constants", "values", "date_format", "csv", "sheet"}
 

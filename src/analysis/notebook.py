@@ -147,16 +147,14 @@ class NotebookRun:
     def _why(self, df: pd.DataFrame) -> dict:
         """Column -> row position -> a short reason, for the counts the generic step withheld."""
         from analysis.outputs import RELEASED
+        from analysis.outputs.disclosure import REASON_WORDS
 
         reasons = self._reasons.get(getattr(df, "attrs", {}).get(RELEASED), {})
-        short = {"small count": "small", "the audit": "audit", "a released count": "derived"}
         out = {}
         for col, rows in reasons.items():
             for label, text in rows.items():
-                if col in df.columns and label in df.index:
-                    word = next((v for k, v in short.items() if text.startswith(k)), "complement")
-                    if text.startswith("with the patient count"):
-                        continue
+                word = REASON_WORDS.get(text)
+                if word and col in df.columns and label in df.index:
                     out.setdefault(col, {})[int(df.index.get_loc(label))] = word
         return out
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from analysis import validate_fast
-from analysis.contract import SCHEMA, TABLES, Column
+from analysis.contract import DATE_FORMATS, SCHEMA, TABLES, Column
 from analysis.engines import sql_literal as _sql_str
 from analysis.errors import AnalysisError
 
@@ -358,10 +358,6 @@ def _raise(problems: list[str], total: int) -> None:
     raise AnalysisError(msg)
 
 
-DATE_FORMATS = ("%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d-%m-%Y", "%Y/%m/%d", "%Y%m%d", "%d/%m/%y")
-"""Formats tried on dates that are not ISO, to say which one the file is in."""
-
-
 def _date_format_hint(problems: list[str]) -> str:
     """Which format the listed non-ISO dates are in, and how to convert them."""
     import datetime as dt
@@ -381,7 +377,7 @@ def _date_format_hint(problems: list[str]) -> str:
         except ValueError:
             return False
 
-    ok = [f for f in DATE_FORMATS if fits(f)]
+    ok = [f for f in DATE_FORMATS[1:] if fits(f)]  # the first is ISO
     if not ok:
         return ""
     which = (

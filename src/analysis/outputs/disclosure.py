@@ -158,6 +158,15 @@ REASONS = {
     "derived": "a released count would reveal a small group from it",
 }
 """Why a count is withheld, in words (``disclosure.json`` counts them per table)."""
+REASON_WORDS = {
+    REASONS["small"]: "small",
+    REASONS["rest"]: "complement",
+    REASONS["complement"]: "complement",
+    REASONS["audit"]: "audit",
+    REASONS["derived"]: "derived",
+}
+"""The reason a shown table gives next to "withheld" (none for records, which go with
+their patient count)."""
 
 
 def protect(df, name: str, rule: Rule | None, params=None, force=None) -> Protected:
