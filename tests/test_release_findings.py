@@ -259,7 +259,7 @@ def test_every_value_in_the_html_is_escaped(tmp_path):
     from types import SimpleNamespace
 
     from analysis.notebook import display_table
-    from analysis.report_index import render_index
+    from analysis.batch.index import render_index
 
     codes = pd.DataFrame(
         {"code": ["<img src=x onerror=alert(9)>"], "patients": [12], "records": [12]}

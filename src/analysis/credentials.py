@@ -16,9 +16,10 @@ import datetime as dt
 import os
 import re
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlparse, urlsplit
 
 from analysis.errors import AnalysisError
+from analysis.files import write_private
 
 _URL = re.compile(r"postgres(?:ql)?://\S*", re.IGNORECASE)
 _KEYWORD = re.compile(r"(^|[\s?&;=])password\s*=", re.IGNORECASE)
@@ -43,6 +44,18 @@ def holds_password(value) -> bool:
         if any(k.lower() == "password" for k in parse_qs(u.query, keep_blank_values=True)):
             return True
     return bool(_KEYWORD.search(text))
+
+
+def redact(url: str) -> str:
+    """The URL without any password (for messages and manifests)."""
+    text = str(url)
+    if not holds_password(text):
+        return text
+    u = urlparse(text)
+    if u.password:
+        u = u._replace(netloc=u.netloc.replace(f":{u.password}@", ":***@"))
+    text = u.geturl()
+    return re.sub(r"(?i)(password\s*=)[^&\s;]*", r"\1***", text)
 
 
 def refuse_passwords_in(obj, source: str) -> None:
@@ -141,8 +154,6 @@ def prune_logs(*, keep_days: int = LOG_KEEP_DAYS, keep_files: int = LOG_KEEP_FIL
 
 def write_problem_log(text: str, what: str) -> Path:
     """Write a problem log (0600, in a 0700 folder) and prune the old ones."""
-    from analysis.files import write_private
-
     d = _private_log_dir()
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     path = write_private(d / f"{what}-{stamp}.log", text + "\n")
@@ -155,8 +166,6 @@ def withheld_error(exc: BaseException, data, *, notebook: str = "") -> AnalysisE
     full message is printed to the terminal (stderr) and written to a log outside the
     report folder."""
     import sys
-
-    from analysis.engines import redact
 
     where = redact(str(data))
     path = write_problem_log(f"{type(exc).__name__}: {exc}", "problems")

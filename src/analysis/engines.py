@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
+from analysis.credentials import redact  # noqa: F401  (re-exported)
 from analysis.errors import AnalysisError
 
 
@@ -47,22 +48,6 @@ def sql_identifier(name) -> str:
 def is_url(location) -> bool:
     """A database URL (any letter case of the scheme), not a path."""
     return str(location).strip().lower().startswith(("postgresql://", "postgres://", "spark://"))
-
-
-def redact(url: str) -> str:
-    """The URL without any password (for messages and manifests)."""
-    import re
-
-    from analysis.credentials import holds_password
-
-    text = str(url)
-    if not holds_password(text):
-        return text
-    u = urlparse(text)
-    if u.password:
-        u = u._replace(netloc=u.netloc.replace(f":{u.password}@", ":***@"))
-    text = u.geturl()
-    return re.sub(r"(?i)(password\s*=)[^&\s;]*", r"\1***", text)
 
 
 class Engine:

@@ -78,7 +78,7 @@ def left_out_by_rule(counts: dict, rule) -> set:
     subgroup (then population, then id) is left out as well (complementary suppression)."""
     if rule is None:
         return set()
-    from analysis.outputs.disclosure import nested_withheld
+    from analysis.rules import nested_withheld
 
     names = ("population", "pain", "target")
     nested = {"pain": ("population",), "target": ("pain",)}

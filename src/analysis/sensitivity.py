@@ -154,7 +154,7 @@ def sensitivity_table(
     grid = with_base(grid, base)
     names = list(grid.vary)
     if rule is not None:  # top-coding at 90 holds in every cell too
-        from analysis.outputs.disclosure import refuse_ages_above_top
+        from analysis.rules import refuse_ages_above_top
 
         for _label, age in grid.vary.get("elderly_age", []):
             refuse_ages_above_top(base.replace(elderly_age=age), rule, grid.source)
@@ -177,7 +177,7 @@ def sensitivity_table(
         # difference is a small group; a cell of the same patients as the figures' pain
         # cohort or target subgroup is decided as the figures decide (released there)
         from analysis.cohort import nested_groups
-        from analysis.outputs.disclosure import nested_withheld, nested_withheld_by_masks
+        from analysis.rules import nested_withheld, nested_withheld_by_masks
 
         figures_held = nested_withheld(*nested_groups(cube, cube.params), rule)
         figures_flags = cube.flag_arrays(cube.params)

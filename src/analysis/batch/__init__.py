@@ -13,7 +13,7 @@ notebooks: it never computes a statistic itself.
 
 from analysis.batch.execute import execute_run, main_batch, run_batch, summary_table, write_index
 from analysis.batch.manifest import code_fingerprint, data_fingerprint, package_versions
-from analysis.batch.plan import MANIFEST, Batch, Run, load_batch, plan
+from analysis.batch.plan import MANIFEST, Batch, Run, load_batch, plan, run_parameters
 from analysis.batch.rerun import rerun_manifest
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "package_versions",
     "plan",
     "rerun_manifest",
+    "run_parameters",
     "run_batch",
     "summary_table",
     "write_index",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from analysis import paths
 from analysis.batch.checked import notebook_sha256
-from analysis.batch.manifest import _now, _write_json, package_versions, run_parameters, sha256_file
+from analysis.batch.manifest import _now, _write_json, package_versions, sha256_file
 from analysis.batch.plan import (
     KERNEL,
     MANIFEST,
@@ -26,6 +26,7 @@ from analysis.batch.plan import (
     _synthetic,
     load_batch,
     plan,
+    run_parameters,
 )
 from analysis.errors import AnalysisError
 from analysis.files import atomic_write_text
@@ -478,7 +479,7 @@ def _write_methods(batch: Batch, results: list[dict]) -> None:
 
 
 def write_index(batch: Batch) -> Path:
-    from analysis.report_index import render_index
+    from analysis.batch.index import render_index
 
     html = render_index(batch)
     return atomic_write_text(batch.out / "index.html", html, within=batch.out)

@@ -9,14 +9,11 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from analysis import paths
 from analysis.files import atomic_write_text
-from analysis.notebook import resolve
-
-if TYPE_CHECKING:
-    from analysis.batch.plan import Run
+from analysis.data import remembered_digests
+from analysis.engines import is_url, redact
 
 
 def code_fingerprint() -> dict:
@@ -56,8 +53,6 @@ def code_fingerprint() -> dict:
 
 
 def data_fingerprint(data) -> dict:
-    from analysis.engines import is_url, redact
-
     if is_url(data):
         return {"database": redact(str(data))}
     data = Path(data)
@@ -67,8 +62,6 @@ def data_fingerprint(data) -> dict:
         )
     else:
         files = [data] if data.exists() else []
-    from analysis.data import remembered_digests
-
     return {p.name: digest for p, digest in remembered_digests(files).items()}
 
 
@@ -97,17 +90,6 @@ def package_versions() -> dict:
     return out
 
 
-def run_parameters(run: Run, out_dir: Path) -> dict:
-    """What papermill injects: the scenario's overrides, the data and the output folder."""
-    params = dict(run.overrides)
-    params["data"] = str(resolve(run.data))
-    for k in ("grid", "published"):  # run-level file parameters, resolved
-        if params.get(k):
-            params[k] = str(resolve(params[k]))
-    params["output_dir"] = str(out_dir)
-    return params
-
-
 # ----------------------------------------------------------------------------- one run
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -120,6 +102,4 @@ def _write_json(path: Path, obj) -> None:
 # ----------------------------------------------------------------------------- fingerprints
 def sha256_file(p: Path) -> str:
     """sha256 of one file, through the digest memo (:func:`analysis.data.remembered_digests`)."""
-    from analysis.data import remembered_digests
-
     return remembered_digests([p])[Path(p)]

@@ -164,6 +164,17 @@ def load_batch(
     )
 
 
+def run_parameters(run: Run, out_dir: Path) -> dict:
+    """What papermill injects: the scenario's overrides, the data and the output folder."""
+    params = dict(run.overrides)
+    params["data"] = str(resolve(run.data))
+    for k in ("grid", "published"):  # run-level file parameters, resolved
+        if params.get(k):
+            params[k] = str(resolve(params[k]))
+    params["output_dir"] = str(out_dir)
+    return params
+
+
 def _normalized(overrides: dict) -> dict:
     """A scenario's overrides with YAML's reading of ``disclosure: off`` (a boolean) undone."""
     out = dict(overrides)

@@ -1,19 +1,15 @@
 """Validation of a database against the contract: one SQL pass per table (or the faster routes of
-:mod:`analysis.validate_fast` on typed Parquet), every problem collected into one error."""
+:mod:`analysis.data.validate_fast` on typed Parquet), every problem collected into one error."""
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from analysis import validate_fast
 from analysis.contract import DATE_FORMATS, SCHEMA, TABLES, Column
+from analysis.data import validate_fast
 from analysis.engines import sql_literal as _sql_str
 from analysis.errors import AnalysisError
-
-if TYPE_CHECKING:
-    from analysis.data.database import Database
 
 
 MAX_LISTED_PROBLEMS = 20
@@ -79,13 +75,13 @@ def _column_check(col: Column, col_type: str) -> str:
     raise ValueError(col.kind)
 
 
-def _column_types(db: Database, table: str) -> dict[str, str]:
+def _column_types(db, table: str) -> dict[str, str]:
     if table in db.column_types:
         return db.column_types[table]
     return {r[0]: r[1] for r in db.con.execute(f"DESCRIBE raw_{table}").fetchall()}
 
 
-def validate_database(db: Database, *, today: dt.date | None = None, fast: bool = True) -> None:
+def validate_database(db, *, today: dt.date | None = None, fast: bool = True) -> None:
     """Check every table against the contract; raise one error listing every problem.
 
     Refused: missing or unparseable values, values outside their vocabulary or range,
@@ -96,7 +92,7 @@ def validate_database(db: Database, *, today: dt.date | None = None, fast: bool 
 
     Cost: one scan per table counting every kind of problem at once, and one join of the
     event tables with ``patients``; rows are listed only when a count is not zero. With
-    ``fast`` (the default), :mod:`analysis.validate_fast` answers what Parquet statistics
+    ``fast`` (the default), :mod:`analysis.data.validate_fast` answers what Parquet statistics
     settle without a scan and does the join as an array lookup where the ids allow; the
     counts are the same either way.
     """
@@ -314,7 +310,7 @@ def validate_database(db: Database, *, today: dt.date | None = None, fast: bool 
         _raise(problems, counts)
 
 
-def _vocabulary_settled(db: Database, table: str, col: Column, most: int = 50) -> bool:
+def _vocabulary_settled(db, table: str, col: Column, most: int = 50) -> bool:
     """Whether every value of a vocabulary column is in its vocabulary, from its distinct
     values (a dictionary-encoded column groups faster than a filter scans it)."""
     if col.kind != "vocab":

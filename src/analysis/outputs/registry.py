@@ -185,7 +185,6 @@ def spec_for(name: str) -> TableSpec:
         raise UndeclaredTable(
             f"Output table name {name!r} must be lower-case letters, digits and _."
         )
-    _load_project_tables()
     spec = _REGISTRY.get(name)
     if spec is None:
         raise UndeclaredTable(
@@ -201,9 +200,5 @@ def spec_for(name: str) -> TableSpec:
 
 
 def declared() -> dict[str, TableSpec]:
-    _load_project_tables()
     return dict(_REGISTRY)
 
-
-def _load_project_tables() -> None:
-    from analysis.outputs import tables  # noqa: F401  (declares the project's tables on import)

@@ -1,7 +1,7 @@
 """Faster routes to the counts that :func:`analysis.data.validate_database` needs.
 
 Each route answers a question the SQL route answers with a scan or a join, gives exactly
-the same counts (``tests/test_validate_fast.py`` runs both on clean and broken data), and
+the same counts (``tests/test_data_validate_fast.py`` runs both on clean and broken data), and
 returns ``None`` when the input does not allow it, so the caller falls back to SQL. Rows
 are still listed by SQL whenever a count is not zero.
 

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analysis import data, validate_fast
+from analysis import data
+from analysis.data import validate_fast
 from analysis.contract import SCHEMA, TABLES
 from analysis.errors import AnalysisError
 
