@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from analysis import data
-from analysis.data import validate_fast
 from analysis.contract import SCHEMA, TABLES
+from analysis.data import validate_fast
 from analysis.errors import AnalysisError
 
 D = dt.date.fromisoformat

@@ -258,8 +258,8 @@ def test_a_validation_error_on_real_data_is_withheld_from_the_notebook(tmp_path,
 def test_every_value_in_the_html_is_escaped(tmp_path):
     from types import SimpleNamespace
 
-    from analysis.notebook import display_table
     from analysis.batch.index import render_index
+    from analysis.notebook import display_table
 
     codes = pd.DataFrame(
         {"code": ["<img src=x onerror=alert(9)>"], "patients": [12], "records": [12]}

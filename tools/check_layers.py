@@ -42,34 +42,32 @@ def imported(node: ast.AST, here: str, is_package: bool) -> list[str]:
     return []
 
 
+def _visit(node, in_function, mod, path, modules, graph, inner, long):
+    is_package = path.name == "__init__.py"
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.Import, ast.ImportFrom)):
+            names = [n for n in imported(child, mod, is_package) if n in modules]
+            # "from analysis import x" names the package and maybe module x
+            targets = [n for n in names if n != PACKAGE] or names
+            graph[mod].update(t for t in targets if t != mod)
+            if in_function and targets and path.name != "cli.py":
+                inner.append(f"{path}:{child.lineno}: {', '.join(targets)}")
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            n = child.end_lineno - child.lineno + 1
+            if n > MAX_LINES:
+                long.append(f"{path}:{child.lineno}: {child.name} ({n} lines)")
+            _visit(child, True, mod, path, modules, graph, inner, long)
+        else:
+            _visit(child, in_function, mod, path, modules, graph, inner, long)
+
+
 def scan(root: Path):
     modules = {module_name(p, root): p for p in sorted(root.rglob("*.py"))}
     graph: dict[str, set[str]] = {m: set() for m in modules}
     inner, long = [], []
     for mod, path in modules.items():
         tree = ast.parse(path.read_text(), str(path))
-        is_package = path.name == "__init__.py"
-
-        def visit(node, in_function):
-            for child in ast.iter_child_nodes(node):
-                if isinstance(child, (ast.Import, ast.ImportFrom)):
-                    names = [n for n in imported(child, mod, is_package) if n in modules]
-                    # "from analysis import x" names the package and maybe module x
-                    targets = [n for n in names if n != PACKAGE] or names
-                    for t in targets:
-                        if t != mod:
-                            graph[mod].add(t)
-                    if in_function and targets and path.name != "cli.py":
-                        inner.append(f"{path}:{child.lineno}: {', '.join(targets)}")
-                if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    n = child.end_lineno - child.lineno + 1
-                    if n > MAX_LINES:
-                        long.append(f"{path}:{child.lineno}: {child.name} ({n} lines)")
-                    visit(child, True)
-                else:
-                    visit(child, in_function)
-
-        visit(tree, False)
+        _visit(tree, False, mod, path, modules, graph, inner, long)
     # a package's __init__ imported by its submodules is not a cycle of interest
     for mod in graph:
         graph[mod] = {t for t in graph[mod] if not mod.startswith(t + ".")}

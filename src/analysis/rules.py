@@ -154,6 +154,7 @@ def nested_withheld_by_masks(counts, masks, rule: Rule, keep=(), withheld=()) ->
     one threshold apart). The groups of ``withheld`` are withheld (as they are elsewhere);
     those of ``keep`` (released elsewhere too) are decided first, then the others from the
     largest. Returns the indices withheld."""
+
     def nested(i, j):
         small, large = (i, j) if counts[i] <= counts[j] else (j, i)
         return not np.any(masks[small] & ~masks[large])

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 from analysis import paths
-from analysis.files import atomic_write_text
 from analysis.data import remembered_digests
 from analysis.engines import is_url, redact
+from analysis.files import atomic_write_text
 
 
 def code_fingerprint() -> dict:

@@ -11,7 +11,6 @@ from analysis.data import validate_fast
 from analysis.engines import sql_literal as _sql_str
 from analysis.errors import AnalysisError
 
-
 MAX_LISTED_PROBLEMS = 20
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from analysis.errors import AnalysisError
 from analysis.files import atomic_write, atomic_write_text, inside
+from analysis.outputs import tables  # noqa: F401  (declares the project's tables)
 from analysis.outputs.disclosure import Protected, protect
 from analysis.outputs.registry import declare_table, spec_for
-from analysis.outputs import tables  # noqa: F401, I001  (declares the project's tables)
 
 __all__ = [
     "declare_table",

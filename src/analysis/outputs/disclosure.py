@@ -260,7 +260,6 @@ def _proportion_intervals(num, den, params):
     """Intervals (percent) recomputed from released counts; withheld where either is."""
     import numpy as np
 
-
     if params is None:
         return np.full(len(num), np.nan), np.full(len(num), np.nan)
     lows, highs = [], []
@@ -284,7 +283,6 @@ def protect_table_one(t, rule: Rule, params):
     withheld count takes the other with it; shares, intervals and SMDs are recomputed from
     released counts and rounded means (SMD to 2 decimals, means and SDs to 1)."""
     import numpy as np
-
 
     t = t.copy().reset_index(drop=True)
     for c in t.columns:

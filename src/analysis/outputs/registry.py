@@ -201,4 +201,3 @@ def spec_for(name: str) -> TableSpec:
 
 def declared() -> dict[str, TableSpec]:
     return dict(_REGISTRY)
-
