@@ -39,8 +39,10 @@ network: data/network/dataset.json ## build the synthetic network of 20 practice
 report: $(STAMP) $(DATA)/dataset.json $(if $(findstring practices,$(BATCH)),data/network/dataset.json,) ## the main job: run the report batch on the default data
 	$(PY) -m analysis batch $(BATCH) $(if $(JOBS),--jobs $(JOBS),)
 
-lint: $(STAMP) ## check style: ruff's lint rules and its formatting (make format fixes the latter)
+lint: $(STAMP) ## check style (ruff's rules and formatting) and the module map's layers (import-linter)
 	$(PY) -m ruff check src tests tools benchmarks notebooks
+	$(VENV)/bin/lint-imports --no-cache
+	$(PY) tools/check_layers.py
 	$(PY) -m ruff format --check src tests tools benchmarks notebooks/*.ipynb
 
 format: $(STAMP) ## format the code with ruff

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,6 +46,27 @@ def small_db(tmp_path_factory) -> Path:
 
 # the contract's columns, from its one declaration
 COLUMNS = {t: column_names(t) for t in TABLES}
+
+
+def run_cli(*args, cwd=None, env=None, check=False, timeout=600) -> subprocess.CompletedProcess:
+    """``python -m analysis ARGS`` in a fresh process, as a user types it: the completed
+    process (``returncode``, ``stdout``, ``stderr`` as text). ``env`` adds to the
+    environment; ``check`` raises when the exit status is not 0."""
+    return subprocess.run(
+        [sys.executable, "-m", "analysis", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+        check=check,
+    )
+
+
+@pytest.fixture(name="run_cli")
+def run_cli_fixture():
+    """:func:`run_cli` as a fixture."""
+    return run_cli
 
 
 def write_db(folder: Path, tables: dict[str, list[dict]], synthetic: bool = False) -> Path:

@@ -4,8 +4,6 @@ reproduction table on the synthetic default."""
 import itertools
 import math
 import statistics as pystats
-import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from analysis.audit import (
     sd_bounds,
 )
 from analysis.study import run_study
+from conftest import run_cli
 
 # module-scoped fixtures (or fixed database schemas): one worker of a parallel run
 pytestmark = pytest.mark.xdist_group("test_audit")
@@ -213,11 +212,7 @@ def test_the_audit_command_and_its_words_read_any_paper():
 
     for name, sd in (("paper_consistent.csv", "9.50"), ("paper_inconsistent.csv", "30.00")):
         path = OTHER / name
-        done = subprocess.run(
-            [sys.executable, "-m", "analysis", "audit", "--published", str(path)],
-            capture_output=True,
-            text=True,
-        )
+        done = run_cli("audit", "--published", str(path))
         assert done.returncode == 0, done.stderr
         assert "Compared with the published figures" in done.stdout  # not the paper's
         assert "reproduced" not in done.stdout.split("Consistency")[0]

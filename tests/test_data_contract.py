@@ -9,7 +9,7 @@ import pytest
 from analysis.data import open_database
 from analysis.errors import AnalysisError
 from analysis.params import Params
-from conftest import dx, pain, patient, rx, write_db
+from conftest import dx, pain, patient, run_cli, rx, write_db
 
 
 def good_tables():
@@ -157,11 +157,7 @@ def test_command_refuses_bad_data_without_traceback_or_stdout(tmp_path):
     t = good_tables()
     t["patients"][0]["birth_date"] = "not a date"
     folder = write_db(tmp_path / "db", t)
-    r = subprocess.run(
-        [sys.executable, "-m", "analysis", "figures", "--data", str(folder), "--json"],
-        capture_output=True,
-        text=True,
-    )
+    r = run_cli("figures", "--data", str(folder), "--json")
     assert r.returncode != 0
     assert r.stdout == ""
     assert "Traceback" not in r.stderr
@@ -189,11 +185,7 @@ def test_command_refuses_bad_parameter_values(tmp_path, small_db):
 
 def test_command_refuses_bad_command_line_values(tmp_path):
     out = tmp_path / "syn"
-    r = subprocess.run(
-        [sys.executable, "-m", "analysis", "synth", "--patients", "-3", "--out", str(out)],
-        capture_output=True,
-        text=True,
-    )
+    r = run_cli("synth", "--patients", "-3", "--out", str(out))
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert not out.exists()
 

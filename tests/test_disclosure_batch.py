@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import random
 import re
-import subprocess
-import sys
 
 import batch_attacker as ba
 import pytest
 
-from conftest import dx, pain, patient, write_db
+from conftest import dx, pain, patient, run_cli, write_db
 
 
 def _practice(folder, seed):
@@ -48,11 +46,9 @@ def test_a_brute_force_attacker_finds_nothing_in_a_whole_batch(tmp_path, seed):
         "runs:\n  - notebooks: all\n    scenarios: [paper]\n"
         "  - notebooks: [03_eligibility]\n    scenarios: [elderly_65]\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "analysis", "batch", str(tmp_path / "batch.yaml"),
-         "--reports", str(tmp_path / "reports"), "--disclosure", "ohdsi", "--jobs", "2"],
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+    reports = tmp_path / "reports"
+    done = run_cli("batch", tmp_path / "batch.yaml", "--reports", reports,
+                   "--disclosure", "ohdsi", "--jobs", 2, timeout=900)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     # every page reads with its values withheld (issue 27): no sentence built on one
     pages = [*(tmp_path / "reports" / "attack").rglob("*.html"),

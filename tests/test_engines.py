@@ -5,8 +5,6 @@ on every engine with an independent pandas computation."""
 import datetime as dt
 import json
 import os
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -14,7 +12,7 @@ import pytest
 from analysis.errors import AnalysisError
 from analysis.params import Params
 from analysis.study import run_study
-from conftest import ROOT, dx, pain, patient, write_db
+from conftest import ROOT, dx, pain, patient, run_cli, write_db
 
 # module-scoped fixtures (or fixed database schemas): one worker of a parallel run
 pytestmark = pytest.mark.xdist_group("test_engines")
@@ -30,11 +28,7 @@ def with_schema(url, schema):
 
 
 def figures(data, *extra):
-    r = subprocess.run(
-        [sys.executable, "-m", "analysis", "figures", "--data", str(data), "--json", *extra],
-        capture_output=True,
-        text=True,
-    )
+    r = run_cli("figures", "--data", str(data), "--json", *extra)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 
@@ -42,11 +36,7 @@ def figures(data, *extra):
 @needs_pg
 def test_postgres_gives_the_same_figures_as_the_files(default_db):
     url = with_schema(PG_URL, "synthetic_default")
-    r = subprocess.run(
-        [sys.executable, "-m", "analysis", "load", "--data", str(default_db), "--into", url],
-        capture_output=True,
-        text=True,
-    )
+    r = run_cli("load", "--data", str(default_db), "--into", url)
     assert r.returncode == 0, r.stderr
     assert figures(url) == figures(default_db)
     assert figures(url, "--set", "elderly_age=80") == figures(default_db, "--set", "elderly_age=80")

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import PUB
+from conftest import PUB, run_cli
 
 # module-scoped fixtures (or fixed database schemas): one worker of a parallel run
 pytestmark = pytest.mark.xdist_group("test_figures_command")
@@ -36,12 +36,7 @@ PUBLISHED_IDS = [
 
 @pytest.fixture(scope="module")
 def figures(default_db):
-    r = subprocess.run(
-        [sys.executable, "-m", "analysis", "figures", "--data", str(default_db), "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    r = run_cli("figures", "--data", str(default_db), "--json", check=True)
     return {f["id"]: f for f in json.loads(r.stdout)}
 
 
@@ -78,12 +73,7 @@ def test_percentages_are_unrounded(figures):
 
 
 def test_the_readable_table(default_db):
-    r = subprocess.run(
-        [sys.executable, "-m", "analysis", "figures", "--data", str(default_db)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    r = run_cli("figures", "--data", str(default_db), check=True)
     assert "synthetic default data, n = 2,503" in r.stdout and "target.pct_of_pain" in r.stdout
 
 

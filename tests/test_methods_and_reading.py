@@ -2,8 +2,6 @@
 template, and `make lab`'s way of running a notebook: what a researcher reads and edits."""
 
 import hashlib
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -11,13 +9,11 @@ from statsmodels.stats.proportion import proportion_confint
 
 from analysis.params import Params
 from analysis.study import run_study
-from conftest import PUB, ROOT, pain, patient, write_db
+from conftest import PUB, ROOT, pain, patient, run_cli, write_db
 
 
 def methods(*args):
-    r = subprocess.run(
-        [sys.executable, "-m", "analysis", "methods", *args], capture_output=True, text=True
-    )
+    r = run_cli("methods", *args)
     assert r.returncode == 0, r.stderr
     return r.stdout
 

@@ -223,7 +223,9 @@ def test_no_share_or_interval_tells_more_than_the_released_counts(released):
 
 
 def test_estimates_are_released_counts_times_the_assumption(released):
+    checked = set()
     for _run, name, df in _tables(released):
+        checked.add(name)
         if name == "eligibility_estimate":
             r = df.iloc[0]
             assert r["target_n"] % 5 == 0 and r["population_n"] % 5 == 0
@@ -240,6 +242,13 @@ def test_estimates_are_released_counts_times_the_assumption(released):
             assert ((df["smd"].dropna() * 100).round(9) % 1 == 0).all()
         if name == "risk_condition_odds_ratios":
             assert ((df["odds_ratio"].dropna() * 100).round(9) % 1 == 0).all()
+    # the loop saw every kind of table it checks
+    assert {
+        "eligibility_estimate",
+        "attrition",
+        "table_one",
+        "risk_condition_odds_ratios",
+    } <= checked
 
 
 def test_runs_agree_and_one_patient_more_moves_counts_by_rounding_steps_only(released):
@@ -435,13 +444,11 @@ def test_a_population_of_one_is_said_to_be_withheld_not_counted(tmp_path, rule):
     """One patient (aged 85, recurrent pain, a risk drug): the labels of every output
     ("user data, n = ...") and the results in words say "withheld", not 1 (nor 0, its
     rounding: a zero is a count too)."""
-    import subprocess
-    import sys
 
     from analysis.methods import results_words
     from analysis.params import Params
     from analysis.study import run_study
-    from conftest import pain, patient, rx, write_db
+    from conftest import pain, patient, run_cli, rx, write_db
 
     db = write_db(
         tmp_path / "one",
@@ -456,10 +463,5 @@ def test_a_population_of_one_is_said_to_be_withheld_not_counted(tmp_path, rule):
     assert study.data_label.startswith("user data, n = withheld (")
     assert results_words(study).startswith("The population is too small to be released (")
     for command in ("figures", "practices"):
-        out = subprocess.run(
-            [sys.executable, "-m", "analysis", command, "--data", str(db), "--disclosure", rule],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        out = run_cli(command, "--data", str(db), "--disclosure", rule, check=True).stdout
         assert "n = withheld" in out and "n = 1 " not in out and "n = 0 " not in out

@@ -18,7 +18,7 @@ from analysis import practices, synth
 from analysis.contract import TABLES
 from analysis.params import Params
 from analysis.study import run_study
-from conftest import pain, patient, rx, write_db
+from conftest import pain, patient, run_cli, rx, write_db
 
 X = np.array([12, 30, 7, 45, 20])
 N = np.array([400, 600, 350, 900, 500])
@@ -250,11 +250,7 @@ def test_left_out_practices_cannot_be_recovered_from_the_network_totals(
 
 def test_the_practices_command_prints_the_documented_json(tmp_path):
     db = _network(tmp_path, [(60, 5), (80, 9), (40, 12), (70, 3)])
-    r = subprocess.run(
-        [sys.executable, "-m", "analysis", "practices", "--data", str(db), "--json"],
-        capture_output=True,
-        text=True,
-    )
+    r = run_cli("practices", "--data", str(db), "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert set(out["practices"][0]) == {

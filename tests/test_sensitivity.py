@@ -107,18 +107,11 @@ def test_a_base_value_outside_the_grid_is_added_to_it(default_db):
 
 
 def test_the_sensitivity_command_refuses_bad_data_with_the_validation_message(tmp_path):
-    import subprocess
-    import sys
-
-    from conftest import pain, patient, write_db
+    from conftest import pain, patient, run_cli, write_db
 
     folder = write_db(
         tmp_path / "db", {"patients": [patient(1, birth="1950-13-45")], "pain_episodes": [pain(1)]}
     )
-    r = subprocess.run(
-        [sys.executable, "-m", "analysis", "sensitivity", "--data", str(folder), "--json"],
-        capture_output=True,
-        text=True,
-    )
+    r = run_cli("sensitivity", "--data", str(folder), "--json")
     assert r.returncode != 0 and r.stdout == ""
     assert "column birth_date, row 1" in r.stderr and "Traceback" not in r.stderr

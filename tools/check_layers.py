@@ -5,7 +5,10 @@
 * import cycles among the package's modules, counting every import wherever it sits;
 * functions longer than ``MAX_LINES`` lines.
 
-Usage: python tools/check_layers.py [src/analysis]   (exit status 1 when any is found)
+Usage: python tools/check_layers.py [--strict] [src/analysis]
+
+Exit status 1 for an import inside a function or a cycle; long functions are listed (the
+issue-28 debt) and fail only with ``--strict``.
 """
 
 from __future__ import annotations
@@ -108,6 +111,8 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def main(argv: list[str]) -> int:
+    strict = "--strict" in argv
+    argv = [a for a in argv if a != "--strict"]
     root = Path(argv[0] if argv else "src/analysis")
     graph, inner, long = scan(root)
     found = cycles(graph)
@@ -119,7 +124,7 @@ def main(argv: list[str]) -> int:
         print(f"function over {MAX_LINES} lines: {line}")
     print(f"{len(inner)} imports inside functions, {len(found)} cycles, "
           f"{len(long)} functions over {MAX_LINES} lines")  # fmt: skip
-    return 1 if inner or found or long else 0
+    return 1 if inner or found or (strict and long) else 0
 
 
 if __name__ == "__main__":

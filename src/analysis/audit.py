@@ -35,6 +35,8 @@ import pandas as pd
 from analysis import paths
 from analysis.display import Summary
 from analysis.errors import AnalysisError
+from analysis.estimates import normal_quantile
+from analysis.params import DEFAULTS
 
 ELDERLY_AGE = 75
 """The paper's target subgroup is aged this or more (years): a constraint on the ages."""
@@ -548,7 +550,6 @@ def _consistency_audit(published: tuple[Published, ...]) -> pd.DataFrame:
         )
         n = m.denominator_n
         v = float(Fraction(s.published))
-        from analysis.estimates import normal_quantile
 
         z95, z99 = normal_quantile(0.975), normal_quantile(0.995)
         for reading, divisor in (
@@ -606,7 +607,6 @@ _NOT_DEFINITIONS = (
 def is_reproduction(params, is_synthetic: bool) -> bool:
     """True when a run can reproduce the paper: the synthetic default data (built to match
     it) under the paper's definitions; any other run is a comparison with the paper."""
-    from analysis.params import DEFAULTS
 
     mine = params.to_dict()
     return is_synthetic and all(

@@ -44,7 +44,8 @@ import numpy as np
 
 from analysis.codelists import load_codelist
 from analysis.data import Database
-from analysis.engines import sql_list, sql_literal
+from analysis.eligibility import benefit_mean
+from analysis.engines import create_temp_table, sql_list, sql_literal
 from analysis.params import Params
 
 
@@ -160,7 +161,6 @@ def _code_map_sql(
             other.append(f"{cl_name} ({cl.vocabulary})")
             continue
         rows.extend((bit, prefix) for prefix in cl.codes)
-    from analysis.engines import create_temp_table
 
     if rows:
         values = ", ".join(f"({bit}, {sql_literal(prefix)})" for bit, prefix in rows)
@@ -423,7 +423,6 @@ def _practice_stratum_sql(db: Database, params: Params, cond_lists, drug_lists, 
     tens of thousands of cells, not millions. The practice is an integer code (a small map
     code -> id): a string per cell costs more than its counts. Returns the grouping query,
     the select column and the join that bring the code into ``prof``."""
-    from analysis.engines import create_temp_table
 
     create_temp_table(
         db.con,
@@ -569,7 +568,6 @@ def attrition_table(cube: ProfileCube, params: Params | None = None):
     risk drug*), as in the paper's "14.63% of patients with ... localized pain". The last
     step is an expectation (target x benefit fraction), not a count.
     """
-    from analysis.eligibility import benefit_mean
 
     p = params or cube.params
     f = cube.flag_arrays(p)

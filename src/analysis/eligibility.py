@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from analysis.display import Summary, interval, number
+from analysis.estimates import normal_quantile, proportion_ci
 from analysis.params import Params
 
 GRID = 2000  # equal-probability values of Q for the prediction interval and the picture
@@ -160,8 +161,6 @@ def confidence_cdf(p, x: int, n: int, method: str, level: float):
         out = ndtr(z)
         return np.where(p >= 1, 1.0, out)
     if method == "agresti_coull":
-        from analysis.estimates import normal_quantile
-
         zq = normal_quantile(0.5 + level / 2)
         nt = n + zq * zq
         pt = (x + zq * zq / 2) / nt
@@ -264,7 +263,6 @@ def eligibility_estimate(
 ) -> EligibilityEstimate:
     """Expected candidates for a local treatment with its interval (module docstring);
     ``prediction=False`` leaves out the prediction interval for one list (None)."""
-    from analysis.estimates import proportion_ci
 
     p = params or Params()
     x, n = int(target_n), int(population_n)

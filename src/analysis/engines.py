@@ -241,9 +241,9 @@ class SparkEngine(Engine):
         try:
             return SparkResult(self.spark.sql(self.translate(sql)))
         except Exception as exc:
-            from analysis.errors import AnalysisError as AE
-
-            raise AE(f"Spark could not run a query: {str(exc).splitlines()[0][:300]}") from None
+            raise AnalysisError(
+                f"Spark could not run a query: {str(exc).splitlines()[0][:300]}"
+            ) from None
 
     def close(self) -> None:
         pass  # the session is reused by later queries in the same process

@@ -39,11 +39,14 @@ from pathlib import Path
 
 from analysis import paths
 from analysis.contract import DATE_FORMATS, SCHEMA, SEXES, TABLES
+from analysis.data import open_database
 from analysis.engines import sql_identifier as _q
 from analysis.engines import sql_list
 from analysis.engines import sql_literal as _lit
 from analysis.errors import AnalysisError, nearest_name
 from analysis.files import atomic_write_text
+from analysis.folders import publish_folder
+from analysis.inputs import read_yaml
 
 SEX_CODES = {
     "F": "F",
@@ -70,14 +73,12 @@ def publish(tmp: Path, into: Path, *, source_hint: str = "") -> None:
     (:mod:`analysis.folders`); nothing of the user's is ever deleted. A validation error names the
     imported tables (not the temporary folder) and
     ends with ``source_hint``, which tells how to find the row in the sources."""
-    from analysis.data import open_database
 
     try:
         open_database(tmp).close()  # the contract's own validation, before anything is kept
     except AnalysisError as exc:
         msg = str(exc).replace(str(tmp) + "/", "imported ")
         raise AnalysisError(msg + (f"\n({source_hint})" if source_hint else "")) from None
-    from analysis.folders import publish_folder
 
     publish_folder(tmp, into, "python -m analysis import")
 
@@ -133,8 +134,6 @@ def map_icd10(
 
 
 def _load_mapping(path: Path) -> dict:
-    from analysis.inputs import read_yaml
-
     m = read_yaml(path, "Mapping file") or {}
     if not isinstance(m, dict):
         raise AnalysisError(f"Mapping file {path} must hold a mapping (extract_date, tables, ...).")

@@ -17,8 +17,15 @@ from html import escape
 from pathlib import Path
 
 from analysis import cohort
+from analysis.codelists import load_codelist
+from analysis.eligibility import benefit_support, is_lower_bound
+from analysis.engines import engine_label, source_name
 from analysis.estimates import METHOD_LABEL
+from analysis.outputs import atomic_write_text, disclosure
 from analysis.params import Params
+from analysis.practices import comparable
+from analysis.sensitivity import load_grid
+from analysis.study import run_study
 
 # heading of each section, in the order of a methods section
 HEADINGS = {
@@ -146,7 +153,6 @@ def _assumption_words(p: Params) -> str:
     """What the eligibility estimate rests on, said beside it: the benefit share is an
     assumption (the paper's, from a review of open studies), not a finding of this data;
     the interval treats the practice's patients as a sample of patients like them."""
-    from analysis.eligibility import is_lower_bound
 
     if is_lower_bound(p.benefit_distribution, p.benefit_fraction):
         share = (
@@ -203,8 +209,6 @@ def interval_words(p: Params) -> str:
 
 
 def benefit_words(p: Params) -> str:
-    from analysis.eligibility import benefit_support
-
     if p.benefit_distribution == "fixed":
         lb = ' (the paper\'s "at least 50%": the estimate is a lower bound)'
         return f"a fixed share of {p.benefit_fraction:g}" + (
@@ -228,8 +232,6 @@ def target_words(p: Params) -> str:
 
 
 def _codelist_rows(p: Params) -> list[str]:
-    from analysis.codelists import load_codelist
-
     rows = []
     for name in (*p.risk_conditions, *p.risk_drugs):
         cl = load_codelist(name)
@@ -389,8 +391,6 @@ def methods_text(
 
 
 def sensitivity_words(grid=None) -> str:
-    from analysis.sensitivity import load_grid
-
     g = grid if grid is not None else load_grid()
     varied = []
     for name, items in g.vary.items():
@@ -436,8 +436,6 @@ def _eligibility_words(p: Params) -> str:
 
 
 def _disclosure_words(p: Params, study) -> str:
-    from analysis.outputs import disclosure
-
     synthetic = bool(study.is_synthetic) if study is not None else None
     rule = disclosure.resolve(p, synthetic) if synthetic is not None else None
     if synthetic is None:
@@ -590,8 +588,6 @@ def results_words(study) -> str:
     if c.get("value") is None:
         out.append("The eligibility estimate is withheld with the target subgroup.")
     else:
-        from analysis.eligibility import is_lower_bound
-
         bound = "at least " if is_lower_bound(p.benefit_distribution, p.benefit_fraction) else ""
         g, one = figs["candidates.per_gp_list"], figs["candidates.in_one_gp_list"]
         level = f"{100 * p.confidence_level:g}%"
@@ -612,8 +608,6 @@ def results_words(study) -> str:
 def batch_methods(batch, results: list[dict]) -> Methods | None:
     """The whole text for a batch: for each data source, the methods and results under
     its base scenario (the run with the fewest overrides), then each scenario's changes."""
-    from analysis.engines import engine_label, source_name
-    from analysis.study import run_study
 
     ok = {r["run"] for r in results if r.get("status") in ("ok", "up to date")}
     runs = [r for r in batch.runs if r.name in ok]
@@ -667,8 +661,6 @@ def _compares_practices(batch, runs) -> bool:
     practices_pooled table says how many)."""
     import csv
 
-    from analysis.practices import comparable
-
     for r in runs:
         if r.notebook != "07_practices":
             continue
@@ -683,7 +675,6 @@ def _compares_practices(batch, runs) -> bool:
 def write_batch_methods(batch, results: list[dict]) -> list[str]:
     """``methods.md`` and ``methods.html`` in the batch folder (atomically); [] when no
     run succeeded."""
-    from analysis.outputs import atomic_write_text
 
     doc = batch_methods(batch, results)
     if doc is None:

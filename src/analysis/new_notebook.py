@@ -10,6 +10,8 @@ from pathlib import Path
 
 from analysis import paths
 from analysis.errors import AnalysisError
+from analysis.methods import HEADINGS
+from analysis.outputs import atomic_write_text
 
 NAME = re.compile(r"(?:(\d\d)_)?([a-z][a-z0-9_]{1,40})")  # matched whole (fullmatch)
 
@@ -97,8 +99,6 @@ def create_notebook(name: str, folder: Path | None = None) -> list[Path]:
     refuses a name that exists."""
     import jupytext
 
-    from analysis.methods import HEADINGS
-
     folder = Path(folder or paths.NOTEBOOKS)
     m = NAME.fullmatch(name)
     if not m:
@@ -121,7 +121,6 @@ def create_notebook(name: str, folder: Path | None = None) -> list[Path]:
         stem=stem,
         sections=", ".join(HEADINGS),
     )
-    from analysis.outputs import atomic_write_text
 
     py = atomic_write_text(folder / f"{stem}.py", text)
     nb = jupytext.reads(text, fmt="py:percent")

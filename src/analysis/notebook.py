@@ -19,10 +19,31 @@ import numpy as np
 import pandas as pd
 
 from analysis import paths, style
+from analysis.credentials import refuse_passwords, withheld_error
+from analysis.data import is_synthetic, open_database
+from analysis.engines import engine_label, is_url, redact, source_name
 from analysis.errors import AnalysisError
 from analysis.files import atomic_write_text
-from analysis.outputs import write_csv  # noqa: F401  (re-exported)
-from analysis.params import Params, check_names
+from analysis.methods import NOTEBOOK_SECTIONS, methods_text
+from analysis.outputs import (
+    RELEASED,
+    disclosure,
+    inside,
+    require_released,
+    safe_name,
+    save_table,
+    spec_for,
+    write_csv,  # noqa: F401  (re-exported)
+)
+from analysis.outputs.auditor import RunAuditor
+from analysis.outputs.disclosure import REASON_WORDS, release_status
+from analysis.outputs.ledger import Ledger
+from analysis.outputs.manuscript import write_manuscript_table
+from analysis.params import DEFAULTS, Params, check_names, read_params_file
+from analysis.plots import NotDrawn
+from analysis.practices import comparable, no_comparison_words
+from analysis.results import figures_rows, practice_rows, write_results
+from analysis.study import data_label, run_study
 
 HIDE_TAGS = "analysis_hide_cells_tagged"
 """Output metadata key: cells with these tags are left out of the run's HTML report."""
@@ -37,7 +58,6 @@ def resolve(path: str | os.PathLike | None, default: Path | None = None) -> Path
     (notebooks run with the notebook folder as working directory in JupyterLab)."""
     if path in (None, ""):
         return default
-    from analysis.engines import is_url
 
     if is_url(path):
         return path  # a database URL (its password comes from the environment)
@@ -99,8 +119,6 @@ class NotebookRun:
     def header(self, title: str):
         from IPython.display import Markdown
 
-        from analysis.engines import redact
-
         s = self.study
         kind = (
             "**synthetic default data** (not real patients)" if s.is_synthetic else "**user data**"
@@ -146,8 +164,6 @@ class NotebookRun:
 
     def _why(self, df: pd.DataFrame) -> dict:
         """Column -> row position -> a short reason, for the counts the generic step withheld."""
-        from analysis.outputs import RELEASED
-        from analysis.outputs.disclosure import REASON_WORDS
 
         reasons = self._reasons.get(getattr(df, "attrs", {}).get(RELEASED), {})
         out = {}
@@ -160,7 +176,6 @@ class NotebookRun:
 
     def _withheld(self, df: pd.DataFrame) -> dict:
         """Column -> row positions withheld, from the table's declaration."""
-        from analysis.outputs import RELEASED, spec_for
 
         name = getattr(df, "attrs", {}).get(RELEASED)
         if self.rule is None or not name:
@@ -183,7 +198,6 @@ class NotebookRun:
     @property
     def rule(self):
         """The disclosure rule in force (None for synthetic data under ``auto``)."""
-        from analysis.outputs import disclosure
 
         return disclosure.resolve(self.params, self.is_synthetic)
 
@@ -192,21 +206,17 @@ class NotebookRun:
         if self.study:
             return self.study.is_synthetic
         if self._synthetic is None:
-            from analysis.data import is_synthetic
-
             self._synthetic = is_synthetic(self.data)
         return self._synthetic
 
     @property
     def release(self) -> str:
         """synthetic data / aggregates under disclosure control / NOT FOR RELEASE."""
-        from analysis.outputs.disclosure import release_status
 
         return release_status(self.params, self.is_synthetic)
 
     def cube_label(self, cube) -> str:
         """'synthetic default data, n = ...' for a cube the notebook built itself."""
-        from analysis.study import data_label
 
         return data_label(cube, self.rule)
 
@@ -214,7 +224,6 @@ class NotebookRun:
         """The one disclosure step: check ``df`` against the declaration of ``name``,
         protect it under the rule in force, write ``tables/<name>.csv`` and return the
         released table; show and plot what this returns (it is what was released)."""
-        from analysis.outputs import save_table, spec_for
 
         released = save_table(df, name, self.out, self.rule, self.params, self.auditor)
         t = released.table
@@ -239,7 +248,6 @@ class NotebookRun:
         """The released table ``name`` (Table 1, a prevalence table) as a paper prints it,
         also written as ``tables/<name>.docx`` and ``tables/<name>.xlsx``; displays as a
         table. Only a table returned by :meth:`save_table` is accepted."""
-        from analysis.outputs.manuscript import write_manuscript_table
 
         table, files = write_manuscript_table(released, name, self.out, self.data_label)
         self.tables.setdefault(name, {})["manuscript"] = files
@@ -249,8 +257,6 @@ class NotebookRun:
     def methods(self, *sections: str):
         """The methods (and results) in words for this notebook: the sections of
         :data:`analysis.methods.NOTEBOOK_SECTIONS`, or those named."""
-        from analysis.engines import engine_label, source_name
-        from analysis.methods import NOTEBOOK_SECTIONS, methods_text
 
         keys = sections or NOTEBOOK_SECTIONS.get(self.notebook, ("population", "definitions"))
         grid = getattr(self, "grid", None)
@@ -305,10 +311,6 @@ class NotebookRun:
         same reports folder (:mod:`analysis.outputs.ledger`)."""
         cube = self.study.cube if self.study is not None else self.cube
         if self._auditor is None and self.rule is not None and cube is not None:
-            from analysis.outputs.auditor import RunAuditor
-            from analysis.outputs.ledger import Ledger
-            from analysis.study import run_study
-
             fingerprint = (
                 self.study.fingerprint if self.study is not None else self._fingerprint
             ) or {"data": str(self.data)}
@@ -339,8 +341,6 @@ class NotebookRun:
 
     def record_practices(self, table: pd.DataFrame, pooled: dict | None) -> None:
         """Add a released practices table and its pool to the run's ``results.csv``."""
-        from analysis.outputs import require_released
-        from analysis.results import practice_rows
 
         require_released(table, "the practices results")
         self._practice_rows = practice_rows(
@@ -350,8 +350,6 @@ class NotebookRun:
     def write_results(self) -> None:
         """``results.csv``: the run's figures (released under the rule) as one long table,
         with the practices' rows when the notebook recorded them."""
-        from analysis.outputs import inside
-        from analysis.results import figures_rows, write_results
 
         rows = []
         if self.study is not None:
@@ -418,15 +416,12 @@ class NotebookRun:
             except Exception as exc:
                 if run.is_synthetic:
                     raise
-                from analysis.credentials import withheld_error
-
                 raise withheld_error(exc, run.data, notebook=run.notebook) from None
 
         return _guard()
 
     def open_database(self):
         """The run's database, validated (errors on real data withheld as by :meth:`guard`)."""
-        from analysis.data import open_database
 
         with self.guard():
             db = open_database(self.data)
@@ -434,9 +429,6 @@ class NotebookRun:
         return db
 
     def save_figure(self, fig, name: str) -> dict:
-        from analysis.outputs import inside, safe_name
-        from analysis.plots import NotDrawn
-
         safe_name(name, "Figure name")
         if isinstance(fig, NotDrawn):  # nothing released to draw: no file, said
             self.figures[name] = f"not drawn: {fig.reason}"
@@ -453,8 +445,6 @@ class NotebookRun:
         of the HTML report (:data:`HIDE_TAGS` in this output's metadata)."""
         from IPython.display import Markdown, display
 
-        from analysis.practices import comparable, no_comparison_words
-
         if comparable(len(table)):
             return True
         display(
@@ -466,7 +456,6 @@ class NotebookRun:
     def show_figure(self, fig, name: str):
         """Save (PNG + SVG) and return the figure so the notebook displays it inline; a
         figure not drawn (:class:`analysis.plots.NotDrawn`) is said in one sentence."""
-        from analysis.plots import NotDrawn
 
         self.save_figure(fig, name)
         if isinstance(fig, NotDrawn):
@@ -553,7 +542,6 @@ def notebook_params(given: dict, notebook: str) -> Params:
     """The parameter set of a notebook: the defaults, then ``params_file`` (a YAML of any
     parameters), then the values of the parameters cell and of papermill's ``-p`` that
     differ from the defaults (a literal default in the cell does not undo the file)."""
-    from analysis.params import DEFAULTS, read_params_file
 
     merged = {}
     if given.get("params_file"):
@@ -585,7 +573,6 @@ def start(
     parameter): the names the first call saw, any name of a parameter, and any name close
     to one (a misspelling, refused), are read again; what later cells defined (``run``,
     ``study``, tables) is not a parameter."""
-    from analysis.credentials import refuse_passwords
 
     given = injected_parameters(namespace)
     first = namespace.get(_FIRST_NAMES)
@@ -613,8 +600,6 @@ def start(
     run = NotebookRun(notebook=notebook, params=params, data=data, out=out)
     _inline_style()
     if study:
-        from analysis.study import run_study
-
         with run.guard():
             run.study = run_study(
                 data,

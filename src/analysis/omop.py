@@ -47,6 +47,7 @@ from pathlib import Path
 from analysis.engines import sql_identifier, sql_literal
 from analysis.errors import AnalysisError
 from analysis.files import atomic_write_text
+from analysis.importer import map_icd10, publish
 
 PAIN_SCORE_CODES = ("72514-3",)
 OMOP_TABLES = (
@@ -262,8 +263,6 @@ def import_omop(
         atomic_write_text(
             tmp / "import_report.json", json.dumps(report, indent=2, default=int) + "\n"
         )
-        from analysis.importer import publish
-
         publish(
             tmp,
             into,
@@ -318,8 +317,6 @@ def _diagnoses_sql(con, found: dict, code_system: str | None, tmp: Path, report:
         "SELECT count(*) FROM dx_all WHERE vocabulary IN ('ICD10', 'ICD10CM')"
     ).fetchone()[0]
     if icd10:
-        from analysis.importer import map_icd10
-
         parts.append(
             map_icd10(
                 con,

@@ -13,11 +13,14 @@ import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from analysis.codelists import available_codelists
 from analysis.contract import (  # noqa: F401  (the vocabularies: the contract's)
     PAIN_CAUSES,
     PAIN_SITES,
 )
+from analysis.credentials import refuse_passwords_in
 from analysis.errors import AnalysisError, nearest_name
+from analysis.inputs import read_yaml
 
 RISK_CONDITION_GROUPS = (
     "cardiovascular_disease",
@@ -247,7 +250,6 @@ class Params:
             bad("age_band_edges", f"must be increasing positive ages, got {edges}")
         if self.monte_carlo_draws < 1000:
             bad("monte_carlo_draws", f"must be at least 1000, got {self.monte_carlo_draws}")
-        from analysis.codelists import available_codelists
 
         known = available_codelists()
         for name in ("risk_conditions", "risk_drugs"):
@@ -329,13 +331,11 @@ def _type_name(hint) -> str:
 
 def read_params_file(path: str | Path) -> dict:
     """The overrides a YAML parameter file holds (names checked, passwords refused)."""
-    from analysis.inputs import read_yaml
 
     path = Path(path)
     loaded = read_yaml(path, "Parameter file") or {}
     if not isinstance(loaded, dict):
         raise AnalysisError(f"Parameter file {path} must hold a mapping of name: value.")
-    from analysis.credentials import refuse_passwords_in
 
     refuse_passwords_in(loaded, f"Parameter file {path}")
     check_names(loaded, source=str(path))
@@ -348,8 +348,6 @@ def load_params(path: str | Path | None = None, overrides: dict | None = None) -
     if path is not None:
         merged.update(read_params_file(path))
     if overrides:
-        from analysis.credentials import refuse_passwords_in
-
         refuse_passwords_in(overrides, "A parameter override")
         check_names(overrides, source="overrides")
         merged.update(overrides)

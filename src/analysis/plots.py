@@ -16,6 +16,7 @@ import pandas as pd
 
 from analysis import style
 from analysis.outputs import require_released
+from analysis.practices import funnel_limits, heterogeneity, outside_limits
 
 
 @dataclass(frozen=True)
@@ -853,7 +854,6 @@ def funnel(table: pd.DataFrame, pooled: pd.DataFrame, data_label: str, left_out:
     """Target share of the population (%) against practice size, with 95% and 99.8%
     binomial control limits around the network's proportion (Spiegelhalter 2005); practices
     outside the 99.8% limits are labelled."""
-    from analysis.practices import funnel_limits, outside_limits
 
     require_released(table, "the funnel plot")
     if (nothing := _nothing(table, ["target_pct"], "the funnel plot")) is not None:
@@ -966,8 +966,6 @@ def practice_forest(table: pd.DataFrame, pooled: pd.DataFrame, data_label: str):
     ax.set_title("Practices and the pooled estimate")
     note = ""
     if row is not None:
-        from analysis.practices import heterogeneity
-
         note = f"Pool: {row['method']}; {heterogeneity(row['tau2'], row['i2'], row['practices'])}."
         if row.get("practices_left_out"):
             note += f" {int(row['practices_left_out'])} practice(s) left out by disclosure control."

@@ -31,6 +31,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis.eligibility import eligibility_estimate
+from analysis.estimates import proportion
+from analysis.rules import nested_withheld
+
 POOL_METHODS = ("dl", "reml", "fixed")
 METHOD_NAMES = {
     "dl": "random effects, DerSimonian-Laird",
@@ -78,7 +82,6 @@ def left_out_by_rule(counts: dict, rule) -> set:
     subgroup (then population, then id) is left out as well (complementary suppression)."""
     if rule is None:
         return set()
-    from analysis.rules import nested_withheld
 
     names = ("population", "pain", "target")
     nested = {"pain": ("population",), "target": ("pain",)}
@@ -123,8 +126,6 @@ def practice_row(practice_id: str, population_n: int, pain_n: int, target_n: int
     """One row of the practices table from released counts: the target share (%) with the
     ``ci_method`` interval and the expected candidates per GP list with the interval of the
     expectation (no one-list prediction: an exact mixture per practice is too slow)."""
-    from analysis.eligibility import eligibility_estimate
-    from analysis.estimates import proportion
 
     pr = proportion(target_n, population_n, p)
     e = eligibility_estimate(target_n, population_n, p, prediction=False)

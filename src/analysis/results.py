@@ -22,7 +22,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis import plots, style
+from analysis.errors import AnalysisError
 from analysis.files import atomic_write_text
+from analysis.folders import publish_folder
+from analysis.outputs import RELEASED, disclosure, protect, write_csv
+from analysis.outputs.disclosure import Rule
+from analysis.params import Params
+from analysis.practices import heterogeneity, pool, practice_row
 
 COLUMNS = (
     "run",
@@ -158,8 +165,6 @@ def practice_rows(run: str, table: pd.DataFrame, pooled: dict | None, rule, ci_m
 
 
 def write_results(rows: list[dict], target: Path) -> Path:
-    from analysis.outputs import write_csv
-
     return write_csv(pd.DataFrame(rows, columns=list(COLUMNS)), target)
 
 
@@ -170,7 +175,6 @@ MAX_RESULTS_BYTES = 50_000_000
 
 def _read_json(path: Path) -> dict:
     """A site's manifest, parsed (a JSON object of a sane size, not through a link)."""
-    from analysis.errors import AnalysisError
 
     if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_RESULTS_BYTES:
         raise AnalysisError(f"{path}: not a run manifest (a link, not a file, or too large).")
@@ -186,7 +190,6 @@ def _read_json(path: Path) -> dict:
 def _site_runs(folder: Path) -> list[dict]:
     """The finished runs of a site's report folder that wrote results: their manifest and
     their results.csv (links and oversized files refused)."""
-    from analysis.errors import AnalysisError
 
     runs = []
     for f in sorted(Path(folder).rglob("results.csv")):
@@ -209,8 +212,6 @@ def _definitions(params: dict) -> dict:
 
 
 def _paper_definitions() -> dict:
-    from analysis.params import Params
-
     return _definitions(Params().to_dict())
 
 
@@ -219,9 +220,6 @@ def read_site(folder: Path, scenario: str | None = None) -> dict:
     paper's): its units (practices when it has a practices run, else the site as one unit)
     with released counts, the definitions and parameters the runs used, and the site's
     disclosure rule and release status as its manifests say."""
-    from analysis.errors import AnalysisError
-    from analysis.outputs import disclosure
-    from analysis.params import Params
 
     folder = Path(folder)
     name = folder.name
@@ -341,7 +339,6 @@ def _weaker(rule, than) -> bool:
 def strictest_rule(rules):
     """One rule at least as strict as each of ``rules`` (None: off): the highest threshold
     and the least common multiple of the roundings."""
-    from analysis.outputs.disclosure import Rule
 
     rules = [r for r in rules if r is not None]
     if not rules:
@@ -365,8 +362,6 @@ def _network_rule(sites, rule_name: str, not_for_release: bool):
     """The rule the combination applies, and the sites that make it NOT FOR RELEASE; a
     site that is NOT FOR RELEASE, or released under a weaker rule than the network's, is
     refused by name unless ``not_for_release``."""
-    from analysis.errors import AnalysisError
-    from analysis.outputs import disclosure
 
     synthetic = all(s["synthetic"] for s in sites)
     network = disclosure.resolve(rule_name, synthetic)
@@ -410,13 +405,6 @@ def combine(
     from html import escape
 
     import matplotlib.pyplot as plt
-
-    from analysis import plots, style
-    from analysis.errors import AnalysisError
-    from analysis.folders import publish_folder
-    from analysis.outputs import RELEASED, disclosure, protect, write_csv
-    from analysis.params import Params
-    from analysis.practices import heterogeneity, pool, practice_row
 
     names = [Path(f).name for f in folders]
     if len(set(names)) != len(names):

@@ -20,11 +20,14 @@ import numpy as np
 import pandas as pd
 
 from analysis import paths
-from analysis.cohort import ProfileCube, profile_cube
+from analysis.cohort import ProfileCube, nested_groups, profile_cube
+from analysis.credentials import refuse_passwords_in
 from analysis.data import Database
 from analysis.eligibility import eligibility_estimate
 from analysis.errors import AnalysisError
+from analysis.inputs import read_yaml
 from analysis.params import Params, check_names
+from analysis.rules import nested_withheld, nested_withheld_by_masks, refuse_ages_above_top
 
 
 @dataclass(frozen=True)
@@ -40,11 +43,9 @@ class Grid:
 
 def load_grid(path: str | Path | None = None) -> Grid:
     """Read and check a grid file (unknown parameter names are refused)."""
-    from analysis.inputs import read_yaml
 
     path = Path(path or paths.DEFAULT_GRID)
     raw = read_yaml(path, "Grid file") or {}
-    from analysis.credentials import refuse_passwords_in
 
     refuse_passwords_in(raw, f"Grid file {path}")
     if not isinstance(raw, dict) or set(raw) - {"base", "vary"}:
@@ -154,8 +155,6 @@ def sensitivity_table(
     grid = with_base(grid, base)
     names = list(grid.vary)
     if rule is not None:  # top-coding at 90 holds in every cell too
-        from analysis.rules import refuse_ages_above_top
-
         for _label, age in grid.vary.get("elderly_age", []):
             refuse_ages_above_top(base.replace(elderly_age=age), rule, grid.source)
     rows = []
@@ -176,8 +175,6 @@ def sensitivity_table(
         # released cell that contains it, or that it contains, is withheld, as the
         # difference is a small group; a cell of the same patients as the figures' pain
         # cohort or target subgroup is decided as the figures decide (released there)
-        from analysis.cohort import nested_groups
-        from analysis.rules import nested_withheld, nested_withheld_by_masks
 
         figures_held = nested_withheld(*nested_groups(cube, cube.params), rule)
         figures_flags = cube.flag_arrays(cube.params)

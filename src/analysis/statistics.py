@@ -22,6 +22,7 @@ from analysis.estimates import (  # noqa: F401  (re-exported: the statistics API
     proportion,
     proportion_ci,
 )
+from analysis.firth import FirthNotConverged, firth_logit
 from analysis.params import Params
 
 
@@ -365,8 +366,6 @@ def fit_grouped_logit(cells: pd.DataFrame, p: Params) -> pd.DataFrame:
     elif not sparse:
         out = _ml_fit(X, g, p)
     if out is None:  # sparse, or maximum likelihood did not converge
-        from analysis.firth import FirthNotConverged, firth_logit
-
         try:
             fit = firth_logit(X.to_numpy(), events, trials, p.confidence_level)
         except FirthNotConverged as exc:  # reported in the table, never a silent number

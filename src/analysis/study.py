@@ -11,8 +11,22 @@ from functools import cached_property
 from pathlib import Path
 
 from analysis import cohort, estimates
-from analysis.cohort import ProfileCube
-from analysis.eligibility import EligibilityEstimate, eligibility_estimate
+from analysis.cohort import ProfileCube, pain_words, population_words, registration_words
+from analysis.data import open_database
+from analysis.eligibility import (
+    EligibilityEstimate,
+    eligibility_estimate,
+    is_lower_bound,
+    model_text,
+)
+from analysis.outputs import disclosure, protect
+from analysis.outputs.disclosure import (
+    TOP_AGE_FLOOR,
+    nested_withheld,
+    refuse_ages_above_top,
+    release_status,
+    resolve,
+)
 from analysis.params import Params
 
 
@@ -46,14 +60,11 @@ class Study:
     # ---- tables ---------------------------------------------------------------------
     @property
     def disclosure_rule(self):
-        from analysis.outputs import disclosure
-
         return disclosure.resolve(self.params, self.is_synthetic)
 
     @property
     def release(self) -> str:
         """synthetic data / aggregates under disclosure control / NOT FOR RELEASE."""
-        from analysis.outputs.disclosure import release_status
 
         return release_status(self.params, self.is_synthetic)
 
@@ -67,7 +78,6 @@ class Study:
         """The groups of :func:`analysis.cohort.nested_groups` whose counts the rule in force
         withholds (below the threshold, or within it of a released group that contains
         them); every output that counts one of them follows it."""
-        from analysis.outputs.disclosure import nested_withheld
 
         rule = self.disclosure_rule
         if rule is None:
@@ -78,8 +88,6 @@ class Study:
         """The attrition table, under the disclosure rule in force; a step whose group the
         figures withhold is withheld here too, with the steps drawn from it."""
         import math
-
-        from analysis.outputs import protect
 
         t = protect(
             cohort.attrition_table(self.cube, self.params),
@@ -248,8 +256,6 @@ class Study:
             add(f"{prefix}.age_q1", f"lower quartile of age of {label}, years", a.q1)
             add(f"{prefix}.age_q3", f"upper quartile of age of {label}, years", a.q3)
 
-        from analysis.cohort import pain_words, population_words, registration_words
-
         everyone = np.ones(len(c["n"]), dtype=bool)
         if cube.population is not None:
             pop = cube.population
@@ -336,7 +342,6 @@ class Study:
         t_rel, n_rel = group("target"), group("population")
         e = eligibility_estimate(t_rel, n_rel, p) if t_rel is not None and n_rel else None
         g = (lambda name: getattr(e, name)) if e else (lambda name: None)
-        from analysis.eligibility import is_lower_bound, model_text
 
         bound = (
             " (a lower bound: the paper's 'at least')"
@@ -438,8 +443,6 @@ def run_study(
 ) -> Study:
     """Open and validate ``data`` (a contract folder, ``data/synthetic`` by default), build
     the profile cube under ``params`` and return the :class:`Study`."""
-    from analysis.data import open_database
-    from analysis.outputs.disclosure import TOP_AGE_FLOOR, refuse_ages_above_top, resolve
 
     p = params or Params()
     db = open_database(data, validate="alongside")  # the cube is built while it validates

@@ -25,8 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from analysis import paths
+from analysis.contract import TABLES, arrow_schema
 from analysis.errors import AnalysisError
 from analysis.files import atomic_write_text
+from analysis.folders import publish_folder
+from analysis.inputs import read_yaml
+from analysis.params import Params
 
 MIN_BLOCK = 200
 DEFAULT_SEED = 20160601
@@ -112,8 +116,6 @@ class Calibration:
 
 
 def load_calibration(path: Path | None = None) -> Calibration:
-    from analysis.inputs import read_yaml
-
     path = Path(path or paths.CALIBRATION)
     raw = read_yaml(path, "Calibration file")
     if not isinstance(raw, dict):
@@ -570,7 +572,6 @@ def _block(
     effects: tuple[float, float] = (0.0, 0.0),
 ):
     """Generate one calibrated block of ``n`` patients and their events, step by step."""
-    from analysis.params import Params
 
     b = _Block(
         n=n,
@@ -717,7 +718,6 @@ def _years_before(d: dt.date, years: int) -> dt.date:
 # ----------------------------------------------------------------------------- writing
 def _schemas(meta: dict):
     """The Arrow schemas of the four tables (the contract's), carrying the synthetic mark."""
-    from analysis.contract import TABLES, arrow_schema
 
     return {t: arrow_schema(t, meta) for t in TABLES}
 
@@ -884,8 +884,6 @@ def generate(
             f"{practices} practice(s)). No row describes a real patient. See data/README.md for "
             "the contract and the calibration.\n",
         )
-        from analysis.folders import publish_folder
-
         publish_folder(tmp, out, "python -m analysis synth")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

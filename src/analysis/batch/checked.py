@@ -18,8 +18,11 @@ import re
 from pathlib import Path
 
 from analysis import paths
+from analysis.credentials import refuse_passwords
 from analysis.errors import AnalysisError
 from analysis.inputs import full_match, shown
+from analysis.notebook import RUN_PARAMETERS
+from analysis.params import Params
 
 NOTEBOOK_NAME = re.compile(r"\d\d_[a-z][a-z0-9_]{1,60}")
 """A project notebook's name (its file stem), matched whole."""
@@ -71,8 +74,6 @@ def papermill_parameters(params: dict, *, source: str) -> dict:
     the notebooks' run parameters: data, output_dir, params_file, grid, published) and
     every value has its declared type; refused otherwise, naming the parameter. The only
     mapping handed to ``papermill.execute_notebook``."""
-    from analysis.notebook import RUN_PARAMETERS
-    from analysis.params import Params
 
     if not isinstance(params, dict):
         raise AnalysisError(f"{source}: the parameters must be a mapping of name: value.")
@@ -95,7 +96,6 @@ def papermill_parameters(params: dict, *, source: str) -> dict:
             problems.append(f"{source}: parameter {name} must be a path (a text)")
     if problems:
         raise AnalysisError("\n".join(problems) + "\nNothing was run.")
-    from analysis.credentials import refuse_passwords
 
     refuse_passwords(params, source)
     Params.from_mapping({k: v for k, v in params.items() if k in Params.names()}, source=source)

@@ -12,7 +12,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 from analysis import paths
-from analysis.batch.checked import notebook_sha256
+from analysis.batch.checked import notebook_sha256, papermill_parameters, project_notebook
+from analysis.batch.index import render_index
 from analysis.batch.manifest import _now, _write_json, package_versions, sha256_file
 from analysis.batch.plan import (
     KERNEL,
@@ -28,9 +29,16 @@ from analysis.batch.plan import (
     plan,
     run_parameters,
 )
+from analysis.credentials import write_problem_log
+from analysis.data import open_database
+from analysis.engines import redact
 from analysis.errors import AnalysisError
 from analysis.files import atomic_write_text
-from analysis.notebook import resolve
+from analysis.methods import write_batch_methods
+from analysis.notebook import HIDE_TAGS, resolve
+from analysis.outputs import inside, ledger
+from analysis.outputs.ledger import DEFINITION, TURN_ENV
+from analysis.outputs.release import write_release_sheet
 from analysis.params import Params
 
 
@@ -47,14 +55,10 @@ def execute_run(
     the batch's order for the disclosure audit (:mod:`analysis.outputs.ledger`)."""
     import logging
 
-    from analysis.outputs.ledger import TURN_ENV
-
     if turn is not None:  # the kernel inherits the worker's environment
         os.environ[TURN_ENV] = json.dumps(turn)
     else:
         os.environ.pop(TURN_ENV, None)
-
-    from analysis.outputs import inside
 
     final = inside(batch_out, Path(batch_out) / run.name)
     tmp = inside(batch_out, Path(batch_out) / f".tmp-{run.name}-{os.getpid()}")
@@ -86,8 +90,6 @@ def execute_run(
     try:
         import papermill as pm
 
-        from analysis.batch.checked import papermill_parameters, project_notebook
-
         source = f"Batch {Path(batch_out).name}, run {run.name}"
         nb_path = project_notebook(run.notebook, source=source)
         inject = papermill_parameters(inject, source=source)
@@ -113,8 +115,6 @@ def execute_run(
         os.close(saved_stderr)
         os.close(log_fd)
         if turn is not None:  # its kernel has ended: every release is in the ledger
-            from analysis.outputs import ledger
-
             ledger.mark_done(batch_out, turn["exec"], run.name)
     if status == "ok" and not (tmp / "results.csv").exists():
         status = "failed"
@@ -193,8 +193,6 @@ def execute_run(
 
 
 def _how_to_see(run: Run) -> str:
-    from analysis.engines import redact
-
     data = redact(str(resolve(run.data)))
     return (
         f"This run ({run.name}) failed on data not marked synthetic. What went wrong may quote a "
@@ -225,8 +223,6 @@ def _write_html(nb_path: Path, html_path: Path, show_code: bool, stamp: bool = F
     import nbformat
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import TagRemovePreprocessor
-
-    from analysis.notebook import HIDE_TAGS
 
     nb = nbformat.read(nb_path, as_version=4)
     exporter = HTMLExporter(
@@ -318,8 +314,6 @@ def run_batch(
         import multiprocessing as mp
         import uuid
 
-        from analysis.outputs import ledger
-
         # the disclosure audit reads what runs before each released, in the batch's order
         # (only those on the same data under the same definitions share a ledger)
         exec_id = uuid.uuid4().hex
@@ -383,8 +377,6 @@ def run_batch(
     _write_methods(batch, results)
     write_index(batch)
     if real:
-        from analysis.outputs.release import write_release_sheet
-
         write_release_sheet(batch)
     return results
 
@@ -393,8 +385,6 @@ def _report_failures_on_real_data(batch: Batch, results: list[dict]) -> None:
     """A run that failed on data not marked synthetic keeps no details in its files; they
     go to the terminal and a log outside the report folder: the run's error, and the data's
     validation problems when the data are what failed."""
-    from analysis.credentials import write_problem_log
-    from analysis.data import open_database
 
     runs = {r.name: r for r in batch.runs}
     checked: dict[str, str] = {}
@@ -418,7 +408,6 @@ def _report_failures_on_real_data(batch: Batch, results: list[dict]) -> None:
 def _one_ledger(a: Run, b: Run) -> bool:
     """Whether two runs may release from one disclosure ledger (same data, same definition
     parameters): a run waits for the runs before it only where they do."""
-    from analysis.outputs.ledger import DEFINITION
 
     return a.data == b.data and all(a.overrides.get(k) == b.overrides.get(k) for k in DEFINITION)
 
@@ -468,7 +457,6 @@ def summary_table(results: list[dict]) -> str:
 def _write_methods(batch: Batch, results: list[dict]) -> None:
     """The batch's methods and results in words (``methods.md``, ``methods.html``); a
     failure here is reported without data values and does not stop the index."""
-    from analysis.methods import write_batch_methods
 
     try:
         write_batch_methods(batch, results)
@@ -479,8 +467,6 @@ def _write_methods(batch: Batch, results: list[dict]) -> None:
 
 
 def write_index(batch: Batch) -> Path:
-    from analysis.batch.index import render_index
-
     html = render_index(batch)
     return atomic_write_text(batch.out / "index.html", html, within=batch.out)
 

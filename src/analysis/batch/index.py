@@ -12,6 +12,8 @@ import html
 import json
 from pathlib import Path
 
+from analysis.outputs.registry import declared, spec_for
+from analysis.outputs.tables import KEY_FIGURE_ORDER
 from analysis.practices import comparable, heterogeneity
 
 CSS = """
@@ -69,8 +71,6 @@ def _run_dirs(out: Path):
 def _key_figures(d: Path) -> str:
     """A line of key figures for runs without an eligibility estimate: the first declared
     table of the run that has a key figure (``analysis.outputs.tables``)."""
-    from analysis.outputs.registry import declared
-    from analysis.outputs.tables import KEY_FIGURE_ORDER
 
     specs = declared()
     for name in KEY_FIGURE_ORDER[1:]:
@@ -136,8 +136,6 @@ def render_index(batch) -> str:
         key = ""
         est = _read_csv(d / "tables" / "eligibility_estimate.csv")
         if est:
-            from analysis.outputs.registry import spec_for
-
             key = _esc(spec_for("eligibility_estimate").key_figure(est))
             estimate_rows.append((name, m.get("scenario"), est[0]))
         elif status == "ok" and m.get("notebook") == "03_eligibility":

@@ -12,9 +12,17 @@ from pathlib import Path
 
 from analysis import paths
 from analysis.batch.manifest import code_fingerprint, data_fingerprint
+from analysis.credentials import refuse_passwords, refuse_passwords_in
+from analysis.data import is_synthetic
+from analysis.engines import is_url
 from analysis.errors import AnalysisError
+from analysis.files import real_folder
+from analysis.inputs import read_yaml
 from analysis.notebook import check_notebook_parameters, resolve
+from analysis.outputs import safe_name
+from analysis.outputs.disclosure import release_status
 from analysis.params import Params
+from analysis.sensitivity import load_grid
 
 MANIFEST = "manifest.json"
 
@@ -55,13 +63,11 @@ def load_batch(
     path: str | Path | None = None, reports: str | Path | None = None, disclosure: str | None = None
 ) -> Batch:
     """Read a batch file and check every run's parameters before anything runs."""
-    from analysis.inputs import read_yaml
 
     path = Path(path or paths.BATCHES / "paper.yaml")
     raw = read_yaml(path, "Batch file") or {}
     if not isinstance(raw, dict):
         raise AnalysisError(f"Batch file {path} must hold a mapping (name, data, scenarios, ...).")
-    from analysis.credentials import refuse_passwords_in
 
     refuse_passwords_in(raw, f"Batch file {path}")
     allowed = {"name", "description", "data", "data_sources", "scenarios", "runs", "show_code"}
@@ -71,8 +77,6 @@ def load_batch(
             f"Batch file {path}: unknown key(s) {', '.join(sorted(extra))}; "
             f"expected {', '.join(sorted(allowed))}."
         )
-    from analysis.credentials import refuse_passwords
-    from analysis.outputs import safe_name
 
     sources = raw.get("data_sources") or {"default": raw.get("data") or "data/synthetic"}
     scenarios = raw.get("scenarios") or {"default": {}}
@@ -109,8 +113,6 @@ def load_batch(
             if (overrides or {}).get(
                 "grid"
             ):  # a grid file is checked (names, secrets) before any run
-                from analysis.sensitivity import load_grid
-
                 load_grid(resolve(overrides["grid"]))
             Params.from_mapping(
                 {k: v for k, v in (overrides or {}).items() if k in Params.names()},
@@ -185,7 +187,6 @@ def _normalized(overrides: dict) -> dict:
 
 def _release(run: Run) -> str:
     """The run's release status (synthetic data / under disclosure control / NOT FOR RELEASE)."""
-    from analysis.outputs.disclosure import release_status
 
     params = Params.from_mapping({k: v for k, v in run.overrides.items() if k in Params.names()})
     return release_status(params, _synthetic(run.data))
@@ -193,7 +194,6 @@ def _release(run: Run) -> str:
 
 def _synthetic(data) -> bool:
     """Whether a data source says it is synthetic (the one answer of :func:`data.is_synthetic`)."""
-    from analysis.data import is_synthetic
 
     return is_synthetic(resolve(data))
 
@@ -218,8 +218,6 @@ def plan(batch: Batch, *, only: str | None = None, force: bool = False):
             continue
         data = resolve(run.data)
         if run.data not in fps:
-            from analysis.engines import is_url
-
             if not is_url(data) and not Path(data).exists():
                 raise AnalysisError(
                     f"Batch {batch.name}: data source {run.source!r} ({data}) "
@@ -309,7 +307,6 @@ def _refuse_foreign_files(batch: Batch) -> None:
     folder only what a run writes; anything else stops the batch before it starts."""
     if not batch.out.exists():
         return
-    from analysis.files import real_folder
 
     real_folder(batch.out, f"Batch {batch.name}: report folder")
     names = {r.name for r in batch.runs}

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from analysis import paths
+from analysis.codelists import DEFAULT_DIAGNOSIS_VOCABULARY
 from analysis.contract import SCHEMA, TABLES
+from analysis.credentials import refuse_passwords
 from analysis.data.digests import _cache_folder, remembered_digests, sha256_files
 from analysis.data.validate import (
     _INT_TYPES,
@@ -18,8 +20,16 @@ from analysis.data.validate import (
     _sql_str,
     validate_database,
 )
-from analysis.engines import DuckDBEngine, sql_identifier
+from analysis.engines import (
+    DuckDBEngine,
+    PostgresConnection,
+    SparkConnection,
+    is_url,
+    redact,
+    sql_identifier,
+)
 from analysis.errors import AnalysisError
+from analysis.files import atomic_write_text
 
 METADATA_FILE = "dataset.json"
 
@@ -44,7 +54,6 @@ class Database:
     def diagnosis_vocabulary(self) -> str:
         """The vocabulary of ``diagnoses.code`` (``dataset.json``: diagnosis_vocabulary;
         ICD9CM, the paper's and the contract's default, when not said)."""
-        from analysis.codelists import DEFAULT_DIAGNOSIS_VOCABULARY
 
         return str(
             self.metadata.get("diagnosis_vocabulary") or DEFAULT_DIAGNOSIS_VOCABULARY
@@ -115,8 +124,6 @@ def open_database(
     while the caller computes: the caller must call :meth:`Database.check_valid` before
     it uses any result, and after any failure (the data's problems explain it better).
     """
-    from analysis.credentials import refuse_passwords
-    from analysis.engines import is_url
 
     refuse_passwords({"--data": str(location) if location is not None else None}, "Data location")
     if is_url(location) and str(location).lower().startswith("spark://"):
@@ -227,8 +234,6 @@ def _validation_marker(db: Database, *, memo_only: bool = False) -> Path | None:
 
 def _touch(marker: Path) -> None:
     try:
-        from analysis.files import atomic_write_text
-
         atomic_write_text(marker, "validated\n")
     except OSError:  # a read-only home: validate every time
         pass
@@ -362,7 +367,6 @@ _SPARK_TYPES = {
 
 def _open_spark(url: str, *, validate: bool) -> Database:
     """A Spark session over a contract folder of Parquet files (see engines.SparkConnection)."""
-    from analysis.engines import SparkConnection
 
     con = SparkConnection(url)
     db = Database(location=Path(con.path), con=con)
@@ -395,7 +399,6 @@ def _open_spark(url: str, *, validate: bool) -> Database:
 
 def _open_postgres(url: str, *, validate: bool) -> Database:
     """A database on a PostgreSQL server (tables in the URL's schema, default public)."""
-    from analysis.engines import PostgresConnection, redact
 
     con = PostgresConnection(url)
     db = Database(
@@ -497,7 +500,6 @@ def is_synthetic(location) -> bool:
     """The one answer to "is this database synthetic?", for every engine and command: a
     folder or file by its ``dataset.json`` or Parquet metadata, a server database by its
     ``dataset_metadata`` table (written by ``load``). Unreachable: not synthetic."""
-    from analysis.engines import is_url
 
     if is_url(location):
         try:

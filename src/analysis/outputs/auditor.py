@@ -45,6 +45,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from analysis.errors import AnalysisError
+from analysis.outputs.disclosure import TOP_AGE_FLOOR
+from analysis.outputs.registry import spec_for
+from analysis.sensitivity import _cell_params, with_base
+from analysis.statistics import age_bands, condition_label
+
 EXACT_ATOMS = 3000
 """Largest problem solved as an integer programme (atoms); larger ones as an LP."""
 MAX_ATOMS = 60_000
@@ -401,7 +407,6 @@ class Problem:
         bad = (ax < self.lb - 1e-6) | (ax > self.ub + 1e-6)
         if not bad.any():
             return
-        from analysis.errors import AnalysisError
 
         e = self.entries[self.row_entry[int(np.nonzero(bad)[0][0])]]
         raise AnalysisError(
@@ -760,8 +765,6 @@ def _count(table, row, column, label, group, value, step) -> Entry:
 
 
 def _decl_age_summary(d: Declarations, t, step):
-    from analysis.statistics import age_bands
-
     groups = {"all": ALL, "sex=F": Group.of(sex=sex_is("F")), "sex=M": Group.of(sex=sex_is("M"))}
     for label, lo, hi in age_bands(d.params):
         groups[f"age {label}"] = Group.of(age=age_in(lo, hi))
@@ -882,8 +885,6 @@ def _decl_condition_prevalence(d, t, step):
 
 
 def _decl_combinations(d, t, step):
-    from analysis.statistics import condition_label
-
     out = []
     for i, r in t.iterrows():
         pattern = 0
@@ -939,7 +940,6 @@ def _decl_site_prevalence(d, t, step):
 def _decl_table_one(d, t, step):
     """Table 1: each characteristic's count in the pain cohort and in the rest; the mean and
     SD of age of both (the number of drugs is not a dimension of the attacker's space)."""
-    from analysis.statistics import condition_label
 
     rest = Group.of(**{d.q: age_in(0, 0)})
     rows = {
@@ -1021,7 +1021,6 @@ def _and(a: Group, b: Group) -> Group:
 def _decl_sensitivity_grid(d, t, step):
     """Each cell of the grid counts the population, its pain cohort and its target
     subgroup under the cell's parameters (:func:`analysis.sensitivity.sensitivity_table`)."""
-    from analysis.sensitivity import _cell_params, with_base
 
     if d.grid is None:
         return []
@@ -1165,8 +1164,6 @@ class RunAuditor:
     def __init__(
         self, cube, params, rule, figures=(), ledger=None, rebuild=None, grid=None, study=None
     ):
-        from analysis.outputs.disclosure import TOP_AGE_FLOOR
-
         self.rule = rule
         self.ledger = ledger
         self.grid = grid
@@ -1176,8 +1173,6 @@ class RunAuditor:
         try:
             need = _needs(earlier)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            from analysis.errors import AnalysisError
-
             raise AnalysisError(
                 f"Disclosure ledger {ledger.path}: a record is not one the audit wrote "
                 f"({type(exc).__name__}); nothing is released."
@@ -1219,8 +1214,6 @@ class RunAuditor:
                     try:
                         self.released.append(_entry_from(self.d, str(rec.get("run", "?")), x))
                     except (KeyError, TypeError, ValueError) as exc:
-                        from analysis.errors import AnalysisError
-
                         raise AnalysisError(
                             f"Disclosure ledger {ledger.path}: a record of run "
                             f"{str(rec.get('run'))[:80]!r} is not one the audit wrote ({exc}); "
@@ -1270,7 +1263,6 @@ class RunAuditor:
                 {"table": "results", "withheld": choice.label, "why": found[0].words()}
             )
             mine = _figure_entries(self.d, self.study.figures(), self.rule.round_to)
-        from analysis.errors import AnalysisError
 
         raise AnalysisError(
             f"The disclosure audit of the figures did not settle in {MAX_ROUNDS} rounds."
@@ -1452,7 +1444,6 @@ class RunAuditor:
         """Protect ``df`` as ``name`` (``protect_with(force)`` -> Protected), audit it with
         everything released before, withhold more where the audit finds a quantity
         unprotected, and return the final Protected."""
-        from analysis.errors import AnalysisError
 
         force: dict[str, set] = {}
         for _ in range(MAX_ROUNDS):
@@ -1626,8 +1617,6 @@ def _covers(cube, need) -> bool:
 def _refuse_undeclared(name: str) -> None:
     """A table with counts and neither a declaration nor a reason to lie outside the
     attacker's space is refused (as an undeclared table is)."""
-    from analysis.errors import AnalysisError
-    from analysis.outputs.registry import spec_for
 
     if spec_for(name).counts and name not in OUTSIDE:
         raise AnalysisError(
@@ -1671,8 +1660,6 @@ def _patterns(d, among, dim, n_bits, label_of):
 
 
 def _sensitive_conditions(d):
-    from analysis.statistics import condition_label
-
     def label(p):
         yes = [condition_label(n) for i, n in enumerate(d.cond_lists) if p & (1 << i)]
         return "the patients with exactly " + (" + ".join(yes) or "no risk condition")

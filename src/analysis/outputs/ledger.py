@@ -33,6 +33,9 @@ import time
 import uuid
 from pathlib import Path
 
+from analysis.errors import AnalysisError
+from analysis.files import real_folder
+
 LEDGER_DIR = ".disclosure-ledger"
 TURN_ENV = "ANALYSIS_AUDIT_TURN"
 """The batch's order for a run's kernel: JSON {"exec": id, "before": [run names]}."""
@@ -64,8 +67,6 @@ def _plain(v):
 
 
 def _folder(root: Path) -> Path:
-    from analysis.files import real_folder
-
     root = Path(root)
     folder = root / LEDGER_DIR
     if folder.is_symlink():
@@ -99,8 +100,6 @@ class Ledger:
     def for_run(cls, root: Path, fingerprint: dict, params, run: str) -> Ledger:
         turn = parse_turn(os.environ.get(TURN_ENV))
         if turn is not None and not (_folder(root) / "turns" / turn["exec"] / OPEN).exists():
-            from analysis.errors import AnalysisError
-
             raise AnalysisError(
                 f"{TURN_ENV} names batch execution {turn['exec']}, which is not running in "
                 f"{root}: a run outside a batch audits with every run before it. Unset "
@@ -164,7 +163,6 @@ def parse_turn(text: str | None) -> dict | None:
     earlier releases the audit reads)."""
     if not text:
         return None
-    from analysis.errors import AnalysisError
 
     try:
         turn = json.loads(text)

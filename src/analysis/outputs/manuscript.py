@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.display import Summary, interval, number
-from analysis.outputs import atomic_write, inside, require_released
+from analysis.outputs import FORMULA_START, atomic_write, inside, require_released
+from analysis.statistics import table_one_formatted
 
 
 @dataclass
@@ -87,15 +88,11 @@ class PaperTable(Summary):
 
 
 def _text(v: str) -> str:
-    from analysis.outputs import FORMULA_START
-
     return "'" + v if isinstance(v, str) and v.startswith(FORMULA_START) else v
 
 
 # ----------------------------------------------------------------------------- formatters
 def table_one(t1: pd.DataFrame, label: str) -> PaperTable:
-    from analysis.statistics import table_one_formatted
-
     return PaperTable(
         table_one_formatted(t1),
         f"Table 1. The pain cohort against the rest of the population ({label})",

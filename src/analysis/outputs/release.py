@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 
 from analysis.files import atomic_write_text
+from analysis.outputs.disclosure import RULES
+from analysis.outputs.registry import declared
 
 RECORDS = {
     "manifest.json": "parameters, fingerprints and package versions (no data values)",
@@ -97,7 +99,6 @@ def _differences(d1: Path, d2: Path, threshold: int, step: int) -> list[str]:
     withheld rows); released in both with a difference below the threshold; or,
     under rounding, a change of one rounding step (when the runs differ only slightly,
     such a change can pin the exact count at the rounding boundary)."""
-    from analysis.outputs.registry import declared
 
     specs = declared()
     found = []
@@ -278,8 +279,6 @@ def _step(disc: dict) -> int:
 
 
 def _threshold(disc: dict) -> int:
-    from analysis.outputs.disclosure import RULES
-
     name = str(disc.get("rule", "off"))
     desc = str(disc.get("description", ""))
     import re

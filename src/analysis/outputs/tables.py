@@ -6,6 +6,7 @@ too, next to the table they read.
 
 from __future__ import annotations
 
+from analysis.eligibility import is_lower_bound
 from analysis.outputs import disclosure as _d
 from analysis.outputs.registry import TableSpec, declare
 from analysis.practices import COLUMNS as PRACTICE_COLUMNS
@@ -99,7 +100,6 @@ def _key_eligibility(rows):
     if not rows:
         return None
     e = rows[0]
-    from analysis.eligibility import is_lower_bound
 
     try:
         fraction = float(e.get("benefit_fraction"))
