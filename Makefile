@@ -10,7 +10,7 @@ BATCH  ?= batches/paper.yaml
 JOBS   ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help report test data network notebooks lab lint format clean-reports bench
+.PHONY: help report test test-fast data network notebooks lab lint format clean-reports bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -50,6 +50,10 @@ format: $(STAMP) ## format the code with ruff
 
 test: lint $(DATA)/dataset.json ## run the whole test suite (lint and format check included)
 	$(PY) -m pytest -q -n auto --dist loadgroup
+
+FAST_SKIP := tests/test_engines.py tests/test_engine_batch.py tests/test_batch.py tests/test_disclosure_batch.py tests/test_notebooks.py
+test-fast: $(STAMP) $(DATA)/dataset.json ## the inner loop: the suite without the engines, whole batches and slow tests
+	$(PY) -m pytest -q -n auto --dist loadgroup -m "not slow" $(addprefix --ignore=,$(FAST_SKIP))
 
 LAB_ARGS ?=
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
