@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
+
 from analysis import cohort, estimates
 from analysis.cohort import ProfileCube, pain_words, population_words, registration_words
 from analysis.data import open_database
@@ -131,268 +133,259 @@ class Study:
         return figs
 
     def _figures(self, rule=None) -> list[dict]:
-        """The figures; under a disclosure ``rule`` every count is the released one
-        (withheld below the threshold, rounded), every share is computed from released
-        counts, statistics of withheld groups are withheld, means and quantiles are
-        rounded to one decimal (an exact mean of integer ages would reveal the group's
-        exact size), extremes and the intervals of means are withheld."""
-        import numpy as np
-
+        """The figures of :data:`FIGURES`, in order; under a disclosure ``rule`` every
+        count is the released one (withheld below the threshold, rounded), every share is
+        computed from released counts, statistics of withheld groups are withheld, means
+        and SDs are rounded to one decimal (an exact mean of integer ages would reveal the
+        group's exact size), extremes, quantiles and the intervals of means are withheld."""
         p, cube = self.params, self.cube
-        f = cube.flag_arrays(p)
-        c = cube.columns
-        n_all = cube.n_total
-        out: list[dict] = []
-        # a nested group within the threshold of one that contains it is withheld, as its
-        # difference would follow by subtraction
         groups, _ = self.nested_groups
         hold = self.withheld_groups
 
-        def rel(x):
-            """The released count, or None when withheld."""
-            return x if rule is None or x is None else rule.release(x)
-
         def group(k):
             """The released count of a nested group, or None when withheld."""
-            return None if k in hold else rel(groups[k])
-
-        def add(id_, description, value, **extra):
-            item = {"id": id_, "description": description, "value": _num(value)}
-            item.update({k: _num(v) for k, v in extra.items()})
-            if rule is not None and value is None:
-                item["suppressed"] = True
-            out.append(item)
-
-        def add_count(id_, description, x):
-            add(id_, description, rel(x))
-
-        def add_prop(id_, description, x, n):
-            """A share of group ``x`` in group ``n`` (names of ``groups``)."""
-            x, n = group(x), group(n)
-            if x is None or n is None:
-                add(
-                    id_, description, None, numerator=None, denominator=n, ci_low=None, ci_high=None
-                )
-                return
-            pr = estimates.proportion(x, n, p)
-            add(
-                id_,
-                description,
-                pr.pct,
-                numerator=pr.numerator,
-                denominator=pr.denominator,
-                ci_low=pr.ci_low,
-                ci_high=pr.ci_high,
-            )
-
-        def add_age(prefix, label, mask):
-            if rule is not None:
-                n_rel = group(prefix)
-                a = (
-                    estimates.age_summary_masked(c["age"], c["n"], mask, p.confidence_level)
-                    if n_rel
-                    else None
-                )
-
-                def r1(v):
-                    return None if a is None else round(v, 1)
-
-                add(
-                    f"{prefix}.age_mean",
-                    f"mean age of {label}, completed years at the index date",
-                    r1(a.mean if a else 0),
-                    denominator=n_rel,
-                )
-                add(
-                    f"{prefix}.age_sd",
-                    f"SD of age of {label} (n - 1 denominator), years",
-                    r1(a.sd if a else 0),
-                    denominator=n_rel,
-                )
-                add(
-                    f"{prefix}.age_min",
-                    f"youngest age of {label}, years (withheld: an extreme)",
-                    None,
-                )
-                add(
-                    f"{prefix}.age_max",
-                    f"oldest age of {label}, years (withheld: an extreme)",
-                    None,
-                )
-                add(
-                    f"{prefix}.age_median",
-                    f"median age of {label}, years (withheld: a patient's own age)",
-                    None,
-                )
-                add(
-                    f"{prefix}.age_q1",
-                    f"lower quartile of age of {label}, years (withheld: a patient's own age)",
-                    None,
-                )
-                add(
-                    f"{prefix}.age_q3",
-                    f"upper quartile of age of {label}, years (withheld: a patient's own age)",
-                    None,
-                )
-                return
-            a = estimates.age_summary_masked(c["age"], c["n"], mask, p.confidence_level)
-            add(
-                f"{prefix}.age_mean",
-                f"mean age of {label}, completed years at the index date",
-                a.mean,
-                denominator=a.n,
-                ci_low=a.mean_ci_low,
-                ci_high=a.mean_ci_high,
-            )
-            add(
-                f"{prefix}.age_sd",
-                f"SD of age of {label} (n - 1 denominator), years",
-                a.sd,
-                denominator=a.n,
-            )
-            add(f"{prefix}.age_min", f"youngest age of {label}, years", a.min)
-            add(f"{prefix}.age_max", f"oldest age of {label}, years", a.max)
-            add(f"{prefix}.age_median", f"median age of {label}, years", a.median)
-            add(f"{prefix}.age_q1", f"lower quartile of age of {label}, years", a.q1)
-            add(f"{prefix}.age_q3", f"upper quartile of age of {label}, years", a.q3)
-
-        everyone = np.ones(len(c["n"]), dtype=bool)
-        if cube.population is not None:
-            pop = cube.population
-            left = pop["database"] - n_all  # who was left out, by subtraction
-            add(
-                "database.n",
-                "every patient in the database (before the population definition)",
-                None
-                if rule is not None and 0 < left and rule.suppressed(left)
-                else rel(pop["database"]),
-            )
-            born, unreg = pop["born_after_index"], pop["not_registered"]
-            if rule is not None and (rel(born) is None) != (rel(unreg) is None):
-                # the database = the population + the two reasons: one withheld reason would
-                # follow by subtraction, so the other is withheld with it
-                born = unreg = None
-            add_count(
-                "excluded.born_after_index",
-                f"left out of the population: born after {p.index_date}",
-                born,
-            )
-            add_count(
-                "excluded.not_registered",
-                f"left out of the population: not {registration_words(p)}",
-                unreg,
-            )
-        add(
-            "population.n",
-            f"patients in the population ({population_words(p)})",
-            group("population"),
-        )
-        add_age("population", "all patients", everyone)
-        add_prop("population.female_pct", "female, % of all patients", "female", "population")
-        add_prop(
-            "population.elderly_pct",
-            f"aged >= {p.elderly_age}, % of all patients",
-            "elderly",
-            "population",
-        )
-        add(
-            "pain.n",
-            f"patients with one or more qualifying episodes of {pain_words(p)} in the "
-            "window (pain cohort)",
-            group("pain"),
-        )
-        add_prop("pain.pct_of_population", "pain cohort, % of all patients", "pain", "population")
-        add_age("pain", "the pain cohort", f["pain"])
-        add_prop("pain.male_pct", "male, % of the pain cohort", "pain_male", "pain")
-        add_prop(
-            "pain.recurrent_pct",
-            f"recurrent (>= {p.min_episodes} episodes), % of the pain cohort",
-            "pain_recurrent",
-            "pain",
-        )
-        add_prop(
-            "pain.elderly_pct",
-            f"aged >= {p.elderly_age}, % of the pain cohort",
-            "pain_elderly",
-            "pain",
-        )
-        add(
-            "pain_risk.n",
-            "pain cohort with a history of a risk condition",
-            group("pain_risk"),
-        )
-        add_prop(
-            "pain_risk.pct_of_pain",
-            "with a risk condition, % of the pain cohort",
-            "pain_risk",
-            "pain",
-        )
-        add_prop(
-            "pain_risk_drug.pct_of_pain",
-            "with a risk drug, % of the pain cohort",
-            "pain_risk_drug",
-            "pain",
-        )
-        add("target.n", f"target subgroup: {cohort.target_words(p)}", group("target"))
-        add_prop("target.pct_of_pain", "target subgroup, % of the pain cohort", "target", "pain")
-        add_prop(
-            "target.pct_of_population", "target subgroup, % of all patients", "target", "population"
-        )
+            x = None if k in hold else groups[k]
+            return x if rule is None or x is None else rule.release(x)
 
         t_rel, n_rel = group("target"), group("population")
-        e = eligibility_estimate(t_rel, n_rel, p) if t_rel is not None and n_rel else None
-        g = (lambda name: getattr(e, name)) if e else (lambda name: None)
-
+        estimate = eligibility_estimate(t_rel, n_rel, p) if t_rel is not None and n_rel else None
         bound = (
             " (a lower bound: the paper's 'at least')"
             if is_lower_bound(p.benefit_distribution, p.benefit_fraction)
             else ""
         )
-        add(
-            "candidates.n",
-            f"expected candidates for a local treatment{bound}: {model_text(p)}",
-            g("candidates"),
-            numerator=t_rel,
-            denominator=n_rel,
-            ci_low=g("candidates_low"),
-            ci_high=g("candidates_high"),
-        )
-        add(
-            "candidates.pct_of_population",
-            f"expected candidates{bound}, % of all patients",
-            g("pct_of_population"),
-            denominator=n_rel,
-            ci_low=g("pct_low"),
-            ci_high=g("pct_high"),
-        )
-        add(
-            "candidates.per_1000",
-            f"expected candidates{bound} per 1000 patients",
-            g("per_1000"),
-            ci_low=g("per_1000_low"),
-            ci_high=g("per_1000_high"),
-        )
-        add(
-            "candidates.per_gp_list",
-            f"expected candidates{bound} per GP list of {p.gp_list_size} patients "
-            "(the expected number per list; interval: uncertainty of the rate)",
-            g("per_gp_list"),
-            denominator=p.gp_list_size,
-            ci_low=g("per_gp_list_low"),
-            ci_high=g("per_gp_list_high"),
-        )
-        add(
-            "candidates.in_one_gp_list",
-            f"candidates in one actual list of {p.gp_list_size} patients: the "
-            "expected number with the prediction interval for one list (the "
-            "rate's uncertainty and list-to-list variation)",
-            g("per_gp_list"),
-            denominator=p.gp_list_size,
-            ci_low=g("in_one_list_low"),
-            ci_high=g("in_one_list_high"),
-            interval="prediction",
-        )
+        words = {
+            "index_date": p.index_date,
+            "registration": registration_words(p),
+            "population": population_words(p),
+            "pain": pain_words(p),
+            "elderly_age": p.elderly_age,
+            "min_episodes": p.min_episodes,
+            "target": cohort.target_words(p),
+            "bound": bound,
+            "model": model_text(p),
+            "gp_list_size": p.gp_list_size,
+        }
+        context = _FigureContext(
+            rule=rule, group=group, params=p, cube=cube, flags=cube.flag_arrays(p),
+            estimate=estimate, sizes={"population": n_rel, "target": t_rel,
+                                      "gp_list_size": p.gp_list_size},
+        )  # fmt: skip
+        out = _database_figures(cube, rule, p) if cube.population is not None else []
+        for figure in FIGURES:
+            for id_, template, value, extra in figure.items(context):
+                item = {"id": id_, "description": template.format(**words), "value": _num(value)}
+                item.update({k: _num(v) for k, v in extra.items()})
+                if rule is not None and value is None:
+                    item["suppressed"] = True
+                out.append(item)
         return out
+
+
+# ----------------------------------------------------------------------------- the figures
+@dataclass(frozen=True)
+class _FigureContext:
+    rule: object
+    group: object  # name of a nested group -> its released count, or None
+    params: Params
+    cube: ProfileCube
+    flags: dict
+    estimate: EligibilityEstimate | None
+    sizes: dict  # the denominators an estimate names: population, target, GP list
+
+
+@dataclass(frozen=True)
+class Count:
+    """The patients of a nested group (:func:`analysis.cohort.nested_groups`)."""
+
+    id: str
+    description: str  # a template over the words of Study._figures
+    group: str
+
+    def items(self, ctx):
+        yield self.id, self.description, ctx.group(self.group), {}
+
+
+@dataclass(frozen=True)
+class Share:
+    """A share of group ``numerator`` in group ``denominator``, in percent, with its
+    interval (the parameters' ``ci_method``), from released counts."""
+
+    id: str
+    description: str
+    numerator: str
+    denominator: str
+
+    def items(self, ctx):
+        x, n = ctx.group(self.numerator), ctx.group(self.denominator)
+        if x is None or n is None:
+            extra = {"numerator": None, "denominator": n, "ci_low": None, "ci_high": None}
+            yield self.id, self.description, None, extra
+            return
+        pr = estimates.proportion(x, n, ctx.params)
+        extra = {"numerator": pr.numerator, "denominator": pr.denominator,
+                 "ci_low": pr.ci_low, "ci_high": pr.ci_high}  # fmt: skip
+        yield self.id, self.description, pr.pct, extra
+
+
+AGE_STATISTICS = (
+    # (id suffix, description, attribute, why withheld under a rule; None: released)
+    ("age_mean", "mean age of {label}, completed years at the index date", "mean", None),
+    ("age_sd", "SD of age of {label} (n - 1 denominator), years", "sd", None),
+    ("age_min", "youngest age of {label}, years", "min", "an extreme"),
+    ("age_max", "oldest age of {label}, years", "max", "an extreme"),
+    ("age_median", "median age of {label}, years", "median", "a patient's own age"),
+    ("age_q1", "lower quartile of age of {label}, years", "q1", "a patient's own age"),
+    ("age_q3", "upper quartile of age of {label}, years", "q3", "a patient's own age"),
+)
+"""The age summary of a group; under a rule the mean and SD rounded to one decimal (their
+interval withheld), the rest withheld."""
+
+
+@dataclass(frozen=True)
+class AgeSummary:
+    """:data:`AGE_STATISTICS` of a nested group (``flag``: its flag in the cube; None:
+    every patient)."""
+
+    group: str
+    label: str
+    flag: str | None = None
+
+    def items(self, ctx):
+        c = ctx.cube.columns
+        mask = np.ones(len(c["n"]), dtype=bool) if self.flag is None else ctx.flags[self.flag]
+        n_rel = ctx.group(self.group) if ctx.rule is not None else None
+        a = None
+        if ctx.rule is None or n_rel:
+            a = estimates.age_summary_masked(c["age"], c["n"], mask, ctx.params.confidence_level)
+        for suffix, template, attribute, why in AGE_STATISTICS:
+            id_ = f"{self.group}.{suffix}"
+            text = template.replace("{label}", self.label)
+            value = None if a is None else getattr(a, attribute)
+            if ctx.rule is not None:
+                if why is not None:
+                    yield id_, f"{text} (withheld: {why})", None, {}
+                else:
+                    yield (
+                        id_,
+                        text,
+                        None if value is None else round(value, 1),
+                        {"denominator": n_rel},
+                    )
+            elif attribute == "mean":
+                yield id_, text, value, {"denominator": a.n, "ci_low": a.mean_ci_low,
+                                         "ci_high": a.mean_ci_high}  # fmt: skip
+            else:
+                yield id_, text, value, {"denominator": a.n} if attribute == "sd" else {}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A figure of the eligibility estimate (:class:`EligibilityEstimate` attributes),
+    from the released target subgroup and population; withheld with either."""
+
+    id: str
+    description: str
+    value: str
+    low: str
+    high: str
+    numerator: bool = False  # the target subgroup
+    denominator: str | None = None  # a key of the context's sizes
+    interval: str | None = None  # "prediction": for one list, not the expectation
+
+    def items(self, ctx):
+        e = ctx.estimate
+
+        def g(name):
+            return getattr(e, name) if e else None
+
+        extra = {}
+        if self.numerator:
+            extra["numerator"] = ctx.sizes["target"]
+        if self.denominator:
+            extra["denominator"] = ctx.sizes[self.denominator]
+        extra.update(ci_low=g(self.low), ci_high=g(self.high))
+        if self.interval:
+            extra["interval"] = self.interval
+        yield self.id, self.description, g(self.value), extra
+
+
+FIGURES = (
+    Count("population.n", "patients in the population ({population})", "population"),
+    AgeSummary("population", "all patients"),
+    Share("population.female_pct", "female, % of all patients", "female", "population"),
+    Share("population.elderly_pct", "aged >= {elderly_age}, % of all patients", "elderly",
+          "population"),
+    Count("pain.n", "patients with one or more qualifying episodes of {pain} in the window "
+          "(pain cohort)", "pain"),
+    Share("pain.pct_of_population", "pain cohort, % of all patients", "pain", "population"),
+    AgeSummary("pain", "the pain cohort", "pain"),
+    Share("pain.male_pct", "male, % of the pain cohort", "pain_male", "pain"),
+    Share("pain.recurrent_pct", "recurrent (>= {min_episodes} episodes), % of the pain cohort",
+          "pain_recurrent", "pain"),
+    Share("pain.elderly_pct", "aged >= {elderly_age}, % of the pain cohort", "pain_elderly",
+          "pain"),
+    Count("pain_risk.n", "pain cohort with a history of a risk condition", "pain_risk"),
+    Share("pain_risk.pct_of_pain", "with a risk condition, % of the pain cohort", "pain_risk",
+          "pain"),
+    Share("pain_risk_drug.pct_of_pain", "with a risk drug, % of the pain cohort",
+          "pain_risk_drug", "pain"),
+    Count("target.n", "target subgroup: {target}", "target"),
+    Share("target.pct_of_pain", "target subgroup, % of the pain cohort", "target", "pain"),
+    Share("target.pct_of_population", "target subgroup, % of all patients", "target",
+          "population"),
+    Estimate("candidates.n", "expected candidates for a local treatment{bound}: {model}",
+             "candidates", "candidates_low", "candidates_high", numerator=True,
+             denominator="population"),
+    Estimate("candidates.pct_of_population", "expected candidates{bound}, % of all patients",
+             "pct_of_population", "pct_low", "pct_high", denominator="population"),
+    Estimate("candidates.per_1000", "expected candidates{bound} per 1000 patients", "per_1000",
+             "per_1000_low", "per_1000_high"),
+    Estimate("candidates.per_gp_list", "expected candidates{bound} per GP list of "
+             "{gp_list_size} patients (the expected number per list; interval: uncertainty "
+             "of the rate)", "per_gp_list", "per_gp_list_low", "per_gp_list_high",
+             denominator="gp_list_size"),
+    Estimate("candidates.in_one_gp_list", "candidates in one actual list of {gp_list_size} "
+             "patients: the expected number with the prediction interval for one list (the "
+             "rate's uncertainty and list-to-list variation)", "per_gp_list", "in_one_list_low",
+             "in_one_list_high", denominator="gp_list_size", interval="prediction"),
+)  # fmt: skip
+"""The study's figures, in the order ``figures`` prints them, after the database's (which
+say who was left out of the population: :func:`_database_figures`). Descriptions are
+templates over the parameters' words (``Study._figures``)."""
+
+
+def _database_figures(cube, rule, p) -> list[dict]:
+    """Every patient of the database, and who was left out of the population and why. The
+    database less the population is who was left out: where that is a small group the
+    database's count is withheld; where one reason would follow from the other by
+    subtraction, both are withheld."""
+    pop, n_all = cube.population, cube.n_total
+
+    def rel(x):
+        return x if rule is None or x is None else rule.release(x)
+
+    left = pop["database"] - n_all
+    database = (
+        None if rule is not None and 0 < left and rule.suppressed(left) else rel(pop["database"])
+    )
+    born, unreg = pop["born_after_index"], pop["not_registered"]
+    if rule is not None and (rel(born) is None) != (rel(unreg) is None):
+        born = unreg = None
+    out = []
+    for id_, description, value in (
+        ("database.n", "every patient in the database (before the population definition)",
+         database),
+        ("excluded.born_after_index", f"left out of the population: born after {p.index_date}",
+         rel(born)),
+        ("excluded.not_registered",
+         f"left out of the population: not {registration_words(p)}", rel(unreg)),
+    ):  # fmt: skip
+        item = {"id": id_, "description": description, "value": _num(value)}
+        if rule is not None and value is None:
+            item["suppressed"] = True
+        out.append(item)
+    return out
 
 
 def _num(v):
