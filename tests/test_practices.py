@@ -311,7 +311,7 @@ def test_the_practices_command_prints_the_documented_json(tmp_path):
         capture_output=True,
         text=True,
     )
-    assert bad.returncode == 2 and "pool_method" in bad.stderr
+    assert bad.returncode == 1 and "pool_method" in bad.stderr  # refused input
 
 
 # ----------------------------------------------------------------------------- synthetic networks

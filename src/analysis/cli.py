@@ -1,7 +1,9 @@
-"""Command line: ``python -m analysis <command>``.
+"""Command line: python -m analysis COMMAND (--help on any command says more).
 
-Every command refuses bad input (data, parameters, values) with a message on stderr and a
-non-zero exit status, without a traceback, and writes nothing that could pass for a result.
+Every command refuses bad input (data, parameters, values) with a message on stderr,
+without a traceback, and writes nothing that could pass for a result. Exit status: 0 done;
+1 input refused (or, for batch and rerun, a run failed or a table differs); 2 a usage error
+(an unknown command or option, a missing argument); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 
 from analysis.errors import AnalysisError
 from analysis.inputs import parse_yaml
+from analysis.params import CHOICES
 
 
 def _positive_int(text: str) -> int:
@@ -46,7 +49,7 @@ def _add_params_args(sp):
     )
     sp.add_argument(
         "--disclosure",
-        choices=["auto", "opensafely", "ohdsi", "datashield", "off"],
+        choices=CHOICES["disclosure"],
         help="disclosure rule for what is printed (the parameter 'disclosure'; "
         "default auto: off for synthetic data, opensafely otherwise)",
     )
@@ -480,7 +483,14 @@ def cmd_logs(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.splitlines()[0])
+    from analysis import __version__
+
+    ap = argparse.ArgumentParser(
+        prog="python -m analysis",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1].strip(),
+    )
+    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sp = sub.add_parser("synth", help="write the synthetic default database")
@@ -533,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument(
         "--disclosure",
-        choices=["auto", "opensafely", "ohdsi", "datashield", "off"],
+        choices=CHOICES["disclosure"],
         help="the network's disclosure rule (default auto: OpenSAFELY's for data not marked "
         "synthetic); the strictest of it and the sites' rules is applied to every count",
     )
@@ -576,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--reports", metavar="DIR", help="where batch folders go (default: reports/)")
     sp.add_argument(
         "--disclosure",
-        choices=["auto", "opensafely", "ohdsi", "datashield", "off"],
+        choices=CHOICES["disclosure"],
         help="disclosure rule for every run (overrides the scenarios)",
     )
     sp.add_argument(
@@ -587,8 +597,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser(
         "import", help="turn a real extract into the data contract, as a mapping file says"
     )
-    sp.add_argument("--mapping", metavar="FILE.yaml", help="mapping of a CSV/Parquet/Excel extract")
-    sp.add_argument("--omop", metavar="FOLDER", help="an OMOP CDM extract (CSV or Parquet tables)")
+    source = sp.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--mapping", metavar="FILE.yaml", help="mapping of a CSV/Parquet/Excel extract"
+    )
+    source.add_argument(
+        "--omop", metavar="FOLDER", help="an OMOP CDM extract (CSV or Parquet tables)"
+    )
     sp.add_argument(
         "--code-system",
         choices=["icd9cm", "icd10", "icd10cm", "snomed"],
@@ -632,9 +647,9 @@ def main(argv=None) -> int:
             "The command line",
         )
         return args.func(args)
-    except AnalysisError as exc:
+    except AnalysisError as exc:  # refused input: 1 (argparse's usage errors are 2)
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

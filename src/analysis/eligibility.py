@@ -30,7 +30,7 @@ K | Q ~ Binomial(list size, Q) mixed over the distribution of Q (computed on a g
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
@@ -144,6 +144,15 @@ class EligibilityEstimate(Summary):
 
 
 # ----------------------------------------------------------------------------- distributions
+
+ESTIMATE_COLUMNS = tuple(f.name for f in fields(EligibilityEstimate))
+"""The columns of an estimate's table, in order: the fields of :class:`EligibilityEstimate`."""
+INTERVAL_ESTIMATES = ESTIMATE_COLUMNS[
+    ESTIMATE_COLUMNS.index("candidates") : ESTIMATE_COLUMNS.index("gp_list_size")
+]
+"""What derives from the target count: each estimate and its interval."""
+
+
 def confidence_cdf(p, x: int, n: int, method: str, level: float):
     """The confidence distribution function of a proportion at ``p`` (array), whose
     quantiles are the interval limits of ``method`` (see the module docstring)."""

@@ -46,7 +46,7 @@ from analysis.engines import sql_literal as _lit
 from analysis.errors import AnalysisError, nearest_name
 from analysis.files import atomic_write_text
 from analysis.folders import publish_folder
-from analysis.inputs import read_yaml
+from analysis.inputs import read_yaml_mapping
 
 SEX_CODES = {
     "F": "F",
@@ -134,17 +134,9 @@ def map_icd10(
 
 
 def _load_mapping(path: Path) -> dict:
-    m = read_yaml(path, "Mapping file") or {}
-    if not isinstance(m, dict):
-        raise AnalysisError(f"Mapping file {path} must hold a mapping (extract_date, tables, ...).")
-    problems = []
     allowed = {"extract_date", "code_system", "icd10_map", "tables", "description"}
-    for k in m:
-        if k not in allowed:
-            hint = nearest_name(k, sorted(allowed))
-            problems.append(
-                f"{path}: unknown key {k!r}" + (f" (did you mean {hint!r}?)" if hint else "")
-            )
+    m = read_yaml_mapping(path, "Mapping file", allowed, holds="extract_date, tables, ...")
+    problems = []
     if m.get("code_system", "icd9cm") not in ("icd9cm", "icd10"):
         problems.append(
             f"{path}: code_system must be icd9cm or icd10, got {m.get('code_system')!r}"

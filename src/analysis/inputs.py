@@ -21,7 +21,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from analysis.errors import AnalysisError
+from analysis.credentials import refuse_passwords_in
+from analysis.errors import AnalysisError, nearest_name
 
 MAX_YAML_BYTES = 1_000_000
 """Largest YAML file read (bytes); the project's own are under 5 KB."""
@@ -93,3 +94,29 @@ def read_yaml(path: str | Path, what: str = "YAML file"):
     except UnicodeDecodeError as exc:
         raise AnalysisError(f"{what} {path} is not UTF-8 text (byte {exc.start}).") from None
     return parse_yaml(text, f"{what} {path}")
+
+
+def read_yaml_mapping(path: str | Path, what: str, allowed=None, holds: str = "") -> dict:
+    """The mapping a YAML file of parameters, a batch, a grid or a mapping holds (an empty
+    file: none): read by :func:`read_yaml`, refused by name when it is not a mapping, when
+    it holds a password (:func:`analysis.credentials.refuse_passwords_in`) or, with
+    ``allowed``, a key outside it (the nearest allowed key named). ``holds``: what the
+    mapping holds, for the message."""
+    path = Path(path)
+    raw = read_yaml(path, what)
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise AnalysisError(f"{what} {path} must hold a mapping{f' ({holds})' if holds else ''}.")
+    refuse_passwords_in(raw, f"{what} {path}")
+    if allowed is not None:
+        unknown = [k for k in raw if k not in allowed]
+        if unknown:
+            named = []
+            for k in unknown:
+                hint = nearest_name(str(k), sorted(allowed))
+                named.append(repr(k) + (f" (did you mean {hint!r}?)" if hint else ""))
+            raise AnalysisError(
+                f"{what} {path}: unknown key(s) {', '.join(named)}; expected "
+                f"{', '.join(sorted(allowed))}."
+            )
+    return raw

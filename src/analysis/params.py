@@ -20,7 +20,7 @@ from analysis.contract import (  # noqa: F401  (the vocabularies: the contract's
 )
 from analysis.credentials import refuse_passwords_in
 from analysis.errors import AnalysisError, nearest_name
-from analysis.inputs import read_yaml
+from analysis.inputs import read_yaml_mapping
 
 RISK_CONDITION_GROUPS = (
     "cardiovascular_disease",
@@ -32,12 +32,20 @@ RISK_CONDITION_GROUPS = (
     "copd_asthma",
 )
 RISK_DRUG_GROUPS = ("antithrombotics", "corticosteroids", "ssri")
-CI_METHODS = ("wilson", "clopper_pearson", "agresti_coull", "jeffreys")
-BENEFIT_DISTRIBUTIONS = ("uniform", "beta", "fixed")
-DISCLOSURE_RULES = ("auto", "off", "opensafely", "ohdsi", "datashield")
-POPULATIONS = ("registered_in_window", "registered_on_index_date", "all_patients")
-EVENTS_OUTSIDE_REGISTRATION = ("count", "leave_out")
-POOL_METHODS = ("dl", "reml", "fixed")
+# Each choice is declared once, as the Literal type of its parameter: validation, the
+# command line's choices (:func:`choices`) and the tuples below read it.
+Population = typing.Literal["registered_in_window", "registered_on_index_date", "all_patients"]
+BenefitDistribution = typing.Literal["uniform", "beta", "fixed"]
+CiMethod = typing.Literal["wilson", "clopper_pearson", "agresti_coull", "jeffreys"]
+DisclosureRule = typing.Literal["auto", "off", "opensafely", "ohdsi", "datashield"]
+PoolMethod = typing.Literal["dl", "reml", "fixed"]
+EventsOutsideRegistration = typing.Literal["count", "leave_out"]
+CI_METHODS = typing.get_args(CiMethod)
+BENEFIT_DISTRIBUTIONS = typing.get_args(BenefitDistribution)
+DISCLOSURE_RULES = typing.get_args(DisclosureRule)
+POPULATIONS = typing.get_args(Population)
+EVENTS_OUTSIDE_REGISTRATION = typing.get_args(EventsOutsideRegistration)
+POOL_METHODS = typing.get_args(PoolMethod)
 
 
 @dataclass(frozen=True)
@@ -94,7 +102,7 @@ class Params:
 
     index_date: str = "2015-12-31"
     lookback_years: int = 10
-    population: str = "registered_in_window"
+    population: Population = "registered_in_window"
     pain_sites: tuple[str, ...] = ("hip", "neck", "back", "knee")
     pain_causes: tuple[str, ...] = ("osteoarticular",)
     min_severity: int = 4
@@ -105,18 +113,18 @@ class Params:
     benefit_fraction: float = 0.5
     benefit_low: float = 0.5
     benefit_high: float = 1.0
-    benefit_distribution: str = "fixed"
+    benefit_distribution: BenefitDistribution = "fixed"
     benefit_beta_a: float = 10.0
     benefit_beta_b: float = 10.0
     confidence_level: float = 0.95
-    ci_method: str = "wilson"
-    disclosure: str = "auto"
+    ci_method: CiMethod = "wilson"
+    disclosure: DisclosureRule = "auto"
     disclosure_threshold: int = 0
     disclosure_rounding: int = 0
     gp_list_size: int = 1500
     age_band_edges: tuple[int, ...] = (45, 55, 65, 75)
-    pool_method: str = "dl"
-    events_outside_registration: str = "count"
+    pool_method: PoolMethod = "dl"
+    events_outside_registration: EventsOutsideRegistration = "count"
     monte_carlo_draws: int = 20000
     seed: int = 20160601
 
@@ -176,14 +184,9 @@ class Params:
             _ = self.index
         except ValueError:
             bad("index_date", f"must be an ISO date like 2015-12-31, got {self.index_date!r}")
-        if self.population not in POPULATIONS:
-            bad("population", f"must be one of {', '.join(POPULATIONS)}, got {self.population!r}")
-        if self.events_outside_registration not in EVENTS_OUTSIDE_REGISTRATION:
-            bad(
-                "events_outside_registration",
-                f"must be one of {', '.join(EVENTS_OUTSIDE_REGISTRATION)}, "
-                f"got {self.events_outside_registration!r}",
-            )
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                bad(name, f"must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.lookback_years < 1:
             bad("lookback_years", f"must be at least 1 year, got {self.lookback_years}")
         if not self.pain_sites:
@@ -220,28 +223,15 @@ class Params:
             )
         # a fixed fraction is any share in [0, 1] (checked above): benefit_low..benefit_high
         # is the range of the distributions only (0.3 is a pessimistic scenario)
-        if self.benefit_distribution not in BENEFIT_DISTRIBUTIONS:
-            bad("benefit_distribution", f"must be one of {', '.join(BENEFIT_DISTRIBUTIONS)}")
         for name in ("benefit_beta_a", "benefit_beta_b"):
             if getattr(self, name) <= 0:
                 bad(name, "must be a positive Beta shape parameter")
         if not 0.5 <= self.confidence_level < 1.0:
             bad("confidence_level", f"must be in [0.5, 1), got {self.confidence_level}")
-        if self.ci_method not in CI_METHODS:
-            bad("ci_method", f"must be one of {', '.join(CI_METHODS)}, got {self.ci_method!r}")
-        if self.disclosure not in DISCLOSURE_RULES:
-            bad(
-                "disclosure",
-                f"must be one of {', '.join(DISCLOSURE_RULES)}, got {self.disclosure!r}",
-            )
         if self.disclosure_threshold < 0 or self.disclosure_rounding < 0:
             bad(
                 "disclosure_threshold",
                 "and disclosure_rounding must be 0 (the rule's own) or positive",
-            )
-        if self.pool_method not in POOL_METHODS:
-            bad(
-                "pool_method", f"must be one of {', '.join(POOL_METHODS)}, got {self.pool_method!r}"
             )
         if self.gp_list_size < 1:
             bad("gp_list_size", f"must be a positive number of patients, got {self.gp_list_size}")
@@ -304,6 +294,8 @@ def _coerce(name, raw, hint, source):
 
 
 def _coerce_scalar(raw, typ):
+    if typing.get_origin(typ) is typing.Literal:  # a choice: text, checked by validate
+        typ = str
     if typ is bool:
         raise TypeError
     if typ is int:
@@ -324,6 +316,8 @@ def _coerce_scalar(raw, typ):
 
 
 def _type_name(hint) -> str:
+    if typing.get_origin(hint) is typing.Literal:
+        return f"one of {', '.join(typing.get_args(hint))}"
     if typing.get_origin(hint) is tuple:
         return f"a list of {typing.get_args(hint)[0].__name__}"
     return {int: "an integer", float: "a number", str: "a text value"}.get(hint, str(hint))
@@ -333,11 +327,7 @@ def read_params_file(path: str | Path) -> dict:
     """The overrides a YAML parameter file holds (names checked, passwords refused)."""
 
     path = Path(path)
-    loaded = read_yaml(path, "Parameter file") or {}
-    if not isinstance(loaded, dict):
-        raise AnalysisError(f"Parameter file {path} must hold a mapping of name: value.")
-
-    refuse_passwords_in(loaded, f"Parameter file {path}")
+    loaded = read_yaml_mapping(path, "Parameter file", holds="name: value")
     check_names(loaded, source=str(path))
     return loaded
 
@@ -355,3 +345,12 @@ def load_params(path: str | Path | None = None, overrides: dict | None = None) -
 
 
 DEFAULTS = dataclasses.asdict(Params())
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    f.name: typing.get_args(hint)
+    for f in fields(Params)
+    if typing.get_origin(hint := typing.get_type_hints(Params)[f.name]) is typing.Literal
+}
+"""Parameter -> its allowed values, read from the parameter set's Literal types (the
+command line's ``choices``, validation and the methods text read this)."""

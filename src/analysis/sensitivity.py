@@ -21,11 +21,10 @@ import pandas as pd
 
 from analysis import paths
 from analysis.cohort import ProfileCube, nested_groups, profile_cube
-from analysis.credentials import refuse_passwords_in
 from analysis.data import Database
-from analysis.eligibility import eligibility_estimate
+from analysis.eligibility import INTERVAL_ESTIMATES, eligibility_estimate
 from analysis.errors import AnalysisError
-from analysis.inputs import read_yaml
+from analysis.inputs import read_yaml_mapping
 from analysis.params import Params, check_names
 from analysis.rules import nested_withheld, nested_withheld_by_masks, refuse_ages_above_top
 
@@ -45,11 +44,7 @@ def load_grid(path: str | Path | None = None) -> Grid:
     """Read and check a grid file (unknown parameter names are refused)."""
 
     path = Path(path or paths.DEFAULT_GRID)
-    raw = read_yaml(path, "Grid file") or {}
-
-    refuse_passwords_in(raw, f"Grid file {path}")
-    if not isinstance(raw, dict) or set(raw) - {"base", "vary"}:
-        raise AnalysisError(f"Grid file {path}: expected the keys 'base' and 'vary' only.")
+    raw = read_yaml_mapping(path, "Grid file", allowed={"base", "vary"}, holds="base, vary")
     base = raw.get("base") or {}
     vary_raw = raw.get("vary") or {}
     check_names(base, source=f"{path} (base)")
@@ -117,17 +112,10 @@ def grid_cube(db: Database, base: Params, grid: Grid) -> ProfileCube:
     )
 
 
-# the estimates of a grid cell (fields of eligibility.EligibilityEstimate), in table order
-GRID_ESTIMATES = (
-    "candidates",
-    "candidates_low",
-    "candidates_high",
-    "pct_of_population",
-    "pct_low",
-    "pct_high",
-    "per_gp_list",
-    "per_gp_list_low",
-    "per_gp_list_high",
+# the estimates of a grid cell, in table order: those of the estimate (its fields) but the
+# rate per 1000 and the one-list prediction
+GRID_ESTIMATES = tuple(
+    n for n in INTERVAL_ESTIMATES if not n.startswith(("per_1000", "in_one_list"))
 )
 
 UNSUPPORTED = {

@@ -12,12 +12,12 @@ from pathlib import Path
 
 from analysis import paths
 from analysis.batch.manifest import code_fingerprint, data_fingerprint
-from analysis.credentials import refuse_passwords, refuse_passwords_in
+from analysis.credentials import refuse_passwords
 from analysis.data import is_synthetic
 from analysis.engines import is_url
 from analysis.errors import AnalysisError
 from analysis.files import real_folder
-from analysis.inputs import read_yaml
+from analysis.inputs import read_yaml_mapping
 from analysis.notebook import check_notebook_parameters, resolve
 from analysis.outputs import safe_name
 from analysis.outputs.disclosure import release_status
@@ -65,18 +65,8 @@ def load_batch(
     """Read a batch file and check every run's parameters before anything runs."""
 
     path = Path(path or paths.BATCHES / "paper.yaml")
-    raw = read_yaml(path, "Batch file") or {}
-    if not isinstance(raw, dict):
-        raise AnalysisError(f"Batch file {path} must hold a mapping (name, data, scenarios, ...).")
-
-    refuse_passwords_in(raw, f"Batch file {path}")
     allowed = {"name", "description", "data", "data_sources", "scenarios", "runs", "show_code"}
-    extra = set(raw) - allowed
-    if extra:
-        raise AnalysisError(
-            f"Batch file {path}: unknown key(s) {', '.join(sorted(extra))}; "
-            f"expected {', '.join(sorted(allowed))}."
-        )
+    raw = read_yaml_mapping(path, "Batch file", allowed, holds="name, data, scenarios, ...")
 
     sources = raw.get("data_sources") or {"default": raw.get("data") or "data/synthetic"}
     scenarios = raw.get("scenarios") or {"default": {}}

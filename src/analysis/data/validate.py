@@ -105,6 +105,36 @@ def validate_database(db, *, today: dt.date | None = None, fast: bool = True) ->
             if table in stats and Path(path).suffix == ".parquet":
                 stats[table] = validate_fast.parquet_column_stats(path)
     problems: list[str] = []
+    counts = _column_problems(db, stats, fast, problems)
+    # relational checks run as well (on values that parse), so one run lists every problem
+    all_types = {t: _column_types(db, t) for t in TABLES}
+    lookup = None
+    if fast and db.con.fast_routes:
+        lookup = validate_fast.event_checks(
+            db.con, all_types, TABLES[1:], ceiling, db.files, patient_stats=stats["patients"]
+        )
+    birth = _as_date(all_types["patients"], "birth_date")
+    counts += _patient_problems(db, all_types["patients"], stats["patients"], lookup, ceiling,
+                                problems)  # fmt: skip
+    counts += _event_problems(db, all_types, lookup, ceiling, birth, problems)
+    if counts:
+        _raise(problems, counts)
+
+
+def _as_date(types: dict, column: str) -> str:
+    """SQL for ``column`` as a date: itself where typed, else its text cast (None where it
+    does not parse)."""
+    if types.get(column) in _DATE_TYPES:
+        return column
+    if column == "registered_to":
+        return "TRY_CAST(CAST(registered_to AS VARCHAR) AS DATE)"
+    return f"TRY_CAST({column} AS DATE)"
+
+
+def _column_problems(db, stats: dict, fast: bool, problems: list) -> int:
+    """Each column's values against its declaration (type, vocabulary, range), one scan a
+    table; the rows of each kind of problem listed (at most ``MAX_LISTED_PROBLEMS``) into
+    ``problems``. Returns the number of problem values."""
     counts = 0
     for table in TABLES:
         where = db.files.get(table, db.location)
@@ -132,29 +162,17 @@ def validate_database(db, *, today: dt.date | None = None, fast: bool = True) ->
                 f"ORDER BY __row LIMIT {MAX_LISTED_PROBLEMS}"
             ).fetchall()
             problems.extend(_problem(where, table, col.name, r, v, col.expected) for r, v in rows)
-    # relational checks run as well (on values that parse), so one run lists every problem
+    return counts
 
-    all_types = {t: _column_types(db, t) for t in TABLES}
-    lookup = None
-    if fast and db.con.fast_routes:
-        lookup = validate_fast.event_checks(
-            db.con, all_types, TABLES[1:], ceiling, db.files, patient_stats=stats["patients"]
-        )
 
+def _patient_problems(db, pt: dict, ps: dict, lookup, ceiling, problems: list) -> int:
+    """The patients table as a whole: duplicate ids, births after the extract date (or
+    today), registrations that end before they start. ``pt``: its column types; ``ps``: its
+    Parquet statistics (what they settle is not asked)."""
+    counts = 0
     pfile = db.files.get("patients", db.location)
-    pt = all_types["patients"]
-    birth = "birth_date" if pt.get("birth_date") in _DATE_TYPES else "TRY_CAST(birth_date AS DATE)"
-    reg_from = (
-        "registered_from"
-        if pt.get("registered_from") in _DATE_TYPES
-        else "TRY_CAST(registered_from AS DATE)"
-    )
-    reg_to = (
-        "registered_to"
-        if pt.get("registered_to") in _DATE_TYPES
-        else "TRY_CAST(CAST(registered_to AS VARCHAR) AS DATE)"
-    )
-    ps = stats["patients"]
+    birth, reg_from = _as_date(pt, "birth_date"), _as_date(pt, "registered_from")
+    reg_to = _as_date(pt, "registered_to")
     latest_birth = (
         validate_fast.latest(ps.get("birth_date")) if pt.get("birth_date") == "DATE" else None
     )
@@ -236,7 +254,12 @@ def validate_database(db, *, today: dt.date | None = None, fast: bool = True) ->
                     f"a date on or after registered_from ({start}) of patient {pid}",
                 )
             )
+    return counts
 
+
+def _event_problems(db, all_types: dict, lookup, ceiling, birth: str, problems: list) -> int:
+    """Events of unknown patients, before the patient's birth, after the extract date."""
+    counts = 0
     # events: known patient, not before birth, not after the ceiling. One join of the
     # three event tables together against the patients (one hash table, not three), or
     # the array lookup; the per-table queries below run only to list the rows when a
@@ -305,8 +328,7 @@ def validate_database(db, *, today: dt.date | None = None, fast: bool = True) ->
                 f"ORDER BY 1 LIMIT {MAX_LISTED_PROBLEMS}"
             ).fetchall():
                 problems.append(_problem(efile, table, col, r, v, exp))
-    if counts:
-        _raise(problems, counts)
+    return counts
 
 
 def _vocabulary_settled(db, table: str, col: Column, most: int = 50) -> bool:

@@ -6,7 +6,7 @@ too, next to the table they read.
 
 from __future__ import annotations
 
-from analysis.eligibility import is_lower_bound
+from analysis.eligibility import ESTIMATE_COLUMNS, INTERVAL_ESTIMATES, is_lower_bound
 from analysis.outputs import disclosure as _d
 from analysis.outputs.registry import TableSpec, declare
 from analysis.practices import COLUMNS as PRACTICE_COLUMNS
@@ -119,28 +119,11 @@ def _key_eligibility(rows):
 
 
 # ----------------------------------------------------------------------------- 01 and 02
-_ESTIMATES = (
-    "candidates",
-    "candidates_low",
-    "candidates_high",
-    "pct_of_population",
-    "pct_low",
-    "pct_high",
-    "per_1000",
-    "per_1000_low",
-    "per_1000_high",
-    "per_gp_list",
-    "per_gp_list_low",
-    "per_gp_list_high",
-    "in_one_list_low",
-    "in_one_list_high",
-)
+_ESTIMATES = INTERVAL_ESTIMATES
 declare(
     TableSpec(
         "eligibility_estimate",
-        columns=("target_n", "population_n", "benefit_fraction")
-        + _ESTIMATES
-        + ("gp_list_size", "level", "benefit_distribution", "ci_method", "model"),
+        columns=ESTIMATE_COLUMNS,
         counts={"target_n": "patients", "population_n": "patients"},
         derived={"target_n": _ESTIMATES},
         keys=("benefit_distribution", "ci_method", "model"),
