@@ -469,22 +469,22 @@ def _share(pct, of: str) -> str:
     return f"share of {of} withheld" if pct != pct or pct is None else f"{pct:.2f}% of {of}"
 
 
-def flow_diagram(attrition: pd.DataFrame, data_label: str):
-    """The attrition as a tree of boxes (each step under the step it is drawn from), each
-    with its definition, n and percentages, all taken from the attrition table."""
-    require_released(attrition, "flow diagram")
-    import textwrap
+FLOW_TITLES = {
+    "database": "Every patient in the database",
+    "all_patients": "All patients (the population)",
+    "pain": "Pain cohort",
+    "pain_risk_condition": "Pain cohort with a risk condition",
+    "target": "Target subgroup",
+    "candidates": "Expected candidates (local treatment)",
+}
+"""The flow diagram's box titles, by attrition step."""
 
-    import matplotlib.patches as mpatches
 
-    titles = {
-        "database": "Every patient in the database",
-        "all_patients": "All patients (the population)",
-        "pain": "Pain cohort",
-        "pain_risk_condition": "Pain cohort with a risk condition",
-        "target": "Target subgroup",
-        "candidates": "Expected candidates (local treatment)",
-    }
+def flow_layout(attrition: pd.DataFrame):
+    """Where each box of the flow diagram goes: (rows, left_out, depth, levels, box). Rows:
+    step -> attrition row (the left-out reasons apart); depth: step -> its level (0 the
+    top); box: step -> (x from, x to) in axes fractions (siblings share their parent's
+    span; the population beside the left-out box)."""
     left_out = [r for _, r in attrition.iterrows() if str(r["step"]).startswith("excluded_")]
     rows = {
         r["step"]: r for _, r in attrition.iterrows() if not str(r["step"]).startswith("excluded_")
@@ -495,13 +495,10 @@ def flow_diagram(attrition: pd.DataFrame, data_label: str):
         depth[step] = depth[prev] + 1 if prev else 0
         children.setdefault(prev, []).append(step)
     levels = max(depth.values()) + 1
-    # x centre and width: siblings share their parent's span; an only child keeps it
     span = {}
     for step in rows:
         prev = rows[step]["previous_step"]
-        if (
-            not prev or prev == "database"
-        ):  # the population spans the width (left-out box beside it)
+        if not prev or prev == "database":  # the population spans the width
             span[step] = (0.02, 0.98)
             continue
         lo, hi = span[prev]
@@ -511,128 +508,156 @@ def flow_diagram(attrition: pd.DataFrame, data_label: str):
         else:
             k, w = sibs.index(step), (0.96 / len(sibs))
             span[step] = (0.02 + k * w, 0.02 + (k + 1) * w)
+    box = {s_: span[s_] for s_ in rows}
+    if left_out and "all_patients" in rows:
+        box["all_patients"] = (0.02, 0.64)
+    return rows, left_out, depth, levels, box
+
+
+def flow_box_lines(step: str, r) -> tuple[str, str]:
+    """The two lines under a box's title: its n and its shares (or why it is withheld)."""
+    is_last = step == "candidates"
+    n = r["n"]
+    if n != n:  # NaN: withheld by the disclosure rule
+        return "n withheld", (
+            "withheld with the target subgroup"
+            if is_last
+            else f"by disclosure control ({r.get('disclosure', 'the rule')})"
+        )
+    nval = f"n = {n:,.1f}" if is_last else f"n = {int(n):,}"
+    if step == "database":
+        return nval, "before the population definition"
+    if step == "all_patients":
+        return nval, (
+            _share(r["pct_of_previous"], "the database") if r["previous_step"] else "the population"
+        )
+    if r["previous_step"] == "all_patients":
+        return nval, _share(r["pct_of_all"], "all patients")
+    prev_title = FLOW_TITLES.get(r["previous_step"], r["previous_step"]).lower()
+    return f"{nval}: {_share(r['pct_of_previous'], prev_title)}", _share(
+        r["pct_of_all"], "all patients"
+    )
+
+
+def _draw_left_out(ax, left_out, y) -> None:
+    """The box of who was left out of the population, beside it, with its arrow."""
+    import textwrap
+
+    import matplotlib.patches as mpatches
+
+    ax.add_patch(
+        mpatches.FancyBboxPatch(
+            (0.67, y - 0.42),
+            0.30,
+            0.84,
+            boxstyle="round,pad=0.01,rounding_size=0.02",
+            fc="#f7f7f7",
+            ec="#888888",
+            lw=1.0,
+        )
+    )
+    ax.text(0.82, y + 0.28, "Left out", ha="center", va="center", fontsize=8, weight="bold")
+    items = []
+    for r in left_out:
+        n = r["n"]
+        what = str(r["definition"]).removeprefix("left out: ")
+        val = "withheld" if n != n else f"{int(n):,}"
+        items.append("\n".join(textwrap.wrap(f"{what}: {val}", 46)))
+    ax.text(  # one block under the heading: items never overlap
+        0.82,
+        y + 0.16,
+        "\n".join(items),
+        ha="center",
+        va="top",
+        fontsize=6.2 if sum(i.count("\n") + 1 for i in items) <= 4 else 5.6,
+        color="#444444",
+        linespacing=1.15,
+    )
+    ax.annotate(
+        "",
+        xy=(0.82, y + 0.43),
+        xytext=(0.5, y + 0.57),
+        arrowprops={"arrowstyle": "-|>", "color": "#888888", "lw": 0.9},
+    )
+
+
+def _draw_box(ax, step, r, y, lo, hi) -> None:
+    """One step's box: its title, n and shares, and its definition below them."""
+    import textwrap
+
+    import matplotlib.patches as mpatches
+
+    x0, x1 = lo + 0.01, hi - 0.01
+    xc = (x0 + x1) / 2
+    narrow = (x1 - x0) < 0.6
+    is_last = step == "candidates"
+    ax.add_patch(
+        mpatches.FancyBboxPatch(
+            (x0, y - 0.42),
+            x1 - x0,
+            0.84,
+            boxstyle="round,pad=0.01,rounding_size=0.02",
+            fc="#e6f5ef" if is_last else "#e8f1fa",
+            ec=style.ACCENT if is_last else style.OKABE_ITO["blue"],
+            lw=1.2,
+        )
+    )
+    line2, line3 = flow_box_lines(step, r)
+    ax.text(
+        xc,
+        y + 0.28,
+        FLOW_TITLES.get(step, step),
+        ha="center",
+        va="center",
+        fontsize=8.5 if not narrow else 8,
+        weight="bold",
+    )
+    ax.text(xc, y + 0.1, line2, ha="center", va="center", fontsize=7.8)
+    ax.text(xc, y - 0.07, line3, ha="center", va="center", fontsize=7.8)
+    # the definition below the numbers, within the box: two lines, smaller where needed
+    width_chars, size = int((x1 - x0) * 105), 6.6
+    lines = textwrap.wrap(str(r["definition"]), width_chars)
+    while len(lines) > 2 and size > 5.2:
+        size -= 0.4
+        width_chars = int(width_chars * 1.08)
+        lines = textwrap.wrap(str(r["definition"]), width_chars)
+    ax.text(
+        xc,
+        y - 0.17,
+        "\n".join(lines),
+        ha="center",
+        va="top",
+        fontsize=size,
+        color="#444444",
+        linespacing=1.1,
+    )
+
+
+def flow_diagram(attrition: pd.DataFrame, data_label: str):
+    """The attrition as a tree of boxes (each step under the step it is drawn from), each
+    with its definition, n and percentages, all taken from the attrition table (the layout:
+    :func:`flow_layout`)."""
+    require_released(attrition, "flow diagram")
+    rows, left_out, depth, levels, box = flow_layout(attrition)
     fig, ax = _figure((style.FULL[0], 1.15 * levels + 0.3))
     fig.subplots_adjust(left=0.0, right=1.0)
     ax.set_axis_off()
     ax.set_xlim(0, 1)
     ax.set_ylim(-0.5, levels - 0.45)
-    box = {s_: span[s_] for s_ in rows}
     if left_out and "all_patients" in rows:
-        box["all_patients"] = (0.02, 0.64)
-        y = levels - 1 - depth["all_patients"]
-        ax.add_patch(
-            mpatches.FancyBboxPatch(
-                (0.67, y - 0.42),
-                0.30,
-                0.84,
-                boxstyle="round,pad=0.01,rounding_size=0.02",
-                fc="#f7f7f7",
-                ec="#888888",
-                lw=1.0,
-            )
-        )
-        ax.text(0.82, y + 0.28, "Left out", ha="center", va="center", fontsize=8, weight="bold")
-        items = []
-        for r in left_out:
-            n = r["n"]
-            what = str(r["definition"]).removeprefix("left out: ")
-            val = "withheld" if n != n else f"{int(n):,}"
-            items.append("\n".join(textwrap.wrap(f"{what}: {val}", 46)))
-        ax.text(  # one block under the heading: items never overlap
-            0.82,
-            y + 0.16,
-            "\n".join(items),
-            ha="center",
-            va="top",
-            fontsize=6.2 if sum(i.count("\n") + 1 for i in items) <= 4 else 5.6,
-            color="#444444",
-            linespacing=1.15,
-        )
-        ax.annotate(
-            "",
-            xy=(0.82, y + 0.43),
-            xytext=(0.5, y + 0.57),
-            arrowprops={"arrowstyle": "-|>", "color": "#888888", "lw": 0.9},
-        )
+        _draw_left_out(ax, left_out, levels - 1 - depth["all_patients"])
     for step, r in rows.items():
         y = levels - 1 - depth[step]
         lo, hi = box[step]
-        x0, x1 = lo + 0.01, hi - 0.01
-        xc = (x0 + x1) / 2
-        narrow = (x1 - x0) < 0.6
-        is_last = step == "candidates"
-        ax.add_patch(
-            mpatches.FancyBboxPatch(
-                (x0, y - 0.42),
-                x1 - x0,
-                0.84,
-                boxstyle="round,pad=0.01,rounding_size=0.02",
-                fc="#e6f5ef" if is_last else "#e8f1fa",
-                ec=style.ACCENT if is_last else style.OKABE_ITO["blue"],
-                lw=1.2,
-            )
-        )
-        n = r["n"]
-        if n != n:  # NaN: withheld by the disclosure rule
-            line2, line3 = (
-                "n withheld",
-                "withheld with the target subgroup"
-                if is_last
-                else f"by disclosure control ({r.get('disclosure', 'the rule')})",
-            )
-        else:
-            nval = f"n = {n:,.1f}" if is_last else f"n = {int(n):,}"
-            if step == "database":
-                line2, line3 = nval, "before the population definition"
-            elif step == "all_patients":
-                line2 = nval
-                line3 = (
-                    _share(r["pct_of_previous"], "the database")
-                    if r["previous_step"]
-                    else "the population"
-                )
-            elif r["previous_step"] == "all_patients":
-                line2, line3 = nval, _share(r["pct_of_all"], "all patients")
-            else:
-                prev_title = titles.get(r["previous_step"], r["previous_step"]).lower()
-                line2 = f"{nval}: {_share(r['pct_of_previous'], prev_title)}"
-                line3 = _share(r["pct_of_all"], "all patients")
-        ax.text(
-            xc,
-            y + 0.28,
-            titles.get(step, step),
-            ha="center",
-            va="center",
-            fontsize=8.5 if not narrow else 8,
-            weight="bold",
-        )
-        ax.text(xc, y + 0.1, line2, ha="center", va="center", fontsize=7.8)
-        ax.text(xc, y - 0.07, line3, ha="center", va="center", fontsize=7.8)
-        # the definition below the numbers, within the box: two lines, smaller where needed
-        width_chars, size = int((x1 - x0) * 105), 6.6
-        lines = textwrap.wrap(str(r["definition"]), width_chars)
-        while len(lines) > 2 and size > 5.2:
-            size -= 0.4
-            width_chars = int(width_chars * 1.08)
-            lines = textwrap.wrap(str(r["definition"]), width_chars)
-        ax.text(
-            xc,
-            y - 0.17,
-            "\n".join(lines),
-            ha="center",
-            va="top",
-            fontsize=size,
-            color="#444444",
-            linespacing=1.1,
-        )
+        _draw_box(ax, step, r, y, lo, hi)
         prev = r["previous_step"]
         if prev:
             plo, phi = box[prev]
-            px = (plo + phi) / 2
+            xc = ((lo + 0.01) + (hi - 0.01)) / 2  # the box's centre, as _draw_box has it
             ax.annotate(
                 "",
                 xy=(xc, y + 0.43),
-                xytext=(px, y + 0.57),
+                xytext=((plo + phi) / 2, y + 0.57),
                 arrowprops={"arrowstyle": "-|>", "color": "black", "lw": 0.9},
             )
     ax.set_title("From all patients to candidates for a local treatment")

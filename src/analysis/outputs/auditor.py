@@ -433,6 +433,40 @@ def audit(
     table would show them."""
     p = Problem(space, entries, exact)
     p.check_truth(truth)
+    quantities = _quantities(p, truth, threshold, sensitive)
+    found = []
+    if not quantities:
+        return found, p.method
+    total = np.zeros(space.size)
+    for _, q, _ in quantities:
+        total += q
+    # every solution found is a witness for every quantity; the data themselves are one
+    # (they satisfy every released number: check_truth), and show that some is possible
+    solutions = [truth.astype(float)]
+    for sense in (1, -1):  # few patients in every quantity at once, then many
+        for relax in (True, False):  # a vertex of the LP is often whole already
+            _, x = p.solve(total, sense, relax=relax)
+            if x is not None and (relax is False or np.allclose(x, np.round(x), atol=1e-6)):
+                solutions.append(np.round(x, 9))
+                break
+    for label, q, kind in quantities:
+        lo, hi = check(p, q, kind, threshold, solutions)
+        if lo is not None:
+            found.append(Finding(label, lo, hi, p.blamed(q), (q, kind)))
+    if p.timeouts:
+        return (
+            found,
+            p.method + f" ({p.timeouts} question(s) answered by the LP after {TIME_LIMIT:g} s)",
+        )
+    return found, p.method
+
+
+def _quantities(p: Problem, truth: np.ndarray, threshold: int, sensitive) -> list:
+    """What must stay protected, as (label, atoms, kind): the small withheld counts, the
+    small differences of two counts one within the other, the small finest cells
+    (``sensitive``), and the ages of patients in a group with a released mean; each once.
+    Those of earlier runs' numbers only where this run says something new about them."""
+    space, entries = p.space, p.entries
     released_counts = [
         m for e, m in zip(entries, p.masks, strict=True) if e.kind == "count" and e.released
     ]
@@ -523,31 +557,7 @@ def audit(
             seen.add(q.tobytes())
             what = e.label.split(" (", 1)[-1].rstrip(")") if " (" in e.label else e.label
             quantities.append((f"the patients aged {a} among {what}", q, "age"))
-    found = []
-    if not quantities:
-        return found, p.method
-    total = np.zeros(space.size)
-    for _, q, _ in quantities:
-        total += q
-    # every solution found is a witness for every quantity; the data themselves are one
-    # (they satisfy every released number: check_truth), and show that some is possible
-    solutions = [truth.astype(float)]
-    for sense in (1, -1):  # few patients in every quantity at once, then many
-        for relax in (True, False):  # a vertex of the LP is often whole already
-            _, x = p.solve(total, sense, relax=relax)
-            if x is not None and (relax is False or np.allclose(x, np.round(x), atol=1e-6)):
-                solutions.append(np.round(x, 9))
-                break
-    for label, q, kind in quantities:
-        lo, hi = check(p, q, kind, threshold, solutions)
-        if lo is not None:
-            found.append(Finding(label, lo, hi, p.blamed(q), (q, kind)))
-    if p.timeouts:
-        return (
-            found,
-            p.method + f" ({p.timeouts} question(s) answered by the LP after {TIME_LIMIT:g} s)",
-        )
-    return found, p.method
+    return quantities
 
 
 def check(p: Problem, q: np.ndarray, kind: str, threshold: int, solutions=None):
