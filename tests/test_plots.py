@@ -124,3 +124,35 @@ def test_the_flow_diagram_never_prints_nan():
     texts = [x.get_text() for ax in fig.axes for x in ax.texts]
     assert "share of the database withheld" in texts
     assert not any("nan" in x.lower() for x in texts)
+
+
+def test_the_flow_diagrams_layout_is_a_tree_of_spans():
+    """Each step sits one level under the step it is drawn from; siblings share their
+    parent's width; the population leaves room for the left-out box beside it."""
+    import pandas as pd
+
+    from analysis.plots import flow_box_lines, flow_layout
+
+    steps = [  # (step, previous step, n)
+        ("database", None, 120), ("excluded_born_after_index", "database", 3),
+        ("all_patients", "database", 117), ("pain", "all_patients", 40),
+        ("pain_risk_condition", "pain", 18), ("target", "pain", 12),
+        ("candidates", "target", 6.0),
+    ]  # fmt: skip
+    attrition = pd.DataFrame(
+        [{"step": s, "previous_step": p, "n": n, "definition": s, "pct_of_previous": 50.0,
+          "pct_of_all": 25.0} for s, p, n in steps]
+    )  # fmt: skip
+    rows, left_out, depth, levels, box = flow_layout(attrition)
+    assert [r["step"] for r in left_out] == ["excluded_born_after_index"]
+    assert depth == {"database": 0, "all_patients": 1, "pain": 2, "pain_risk_condition": 3,
+                     "target": 3, "candidates": 4} and levels == 5  # fmt: skip
+    assert box["all_patients"] == (0.02, 0.64)  # the left-out box beside it
+    assert box["pain"] == (0.02, 0.98)  # an only child keeps its parent's span
+    assert box["pain_risk_condition"] == pytest.approx((0.02, 0.50))  # two siblings: halves
+    assert box["target"] == pytest.approx((0.50, 0.98))
+    assert box["candidates"] == pytest.approx((0.50, 0.98))
+    assert flow_box_lines("target", rows["target"])[0].startswith("n = 12: 50")
+    withheld = rows["target"].copy()
+    withheld["n"] = float("nan")
+    assert flow_box_lines("target", withheld)[0] == "n withheld"
