@@ -337,6 +337,7 @@ def consistency_audit(published: list[Published] | None = None) -> pd.DataFrame:
 
 @functools.lru_cache(maxsize=8)
 def _consistency_audit(published: tuple[Published, ...]) -> pd.DataFrame:
+    """Every check of :data:`CHECKS`, in order, one row per check made."""
     pub = {p.id: p for p in published}
     rows = []
 
@@ -353,7 +354,13 @@ def _consistency_audit(published: tuple[Published, ...]) -> pd.DataFrame:
             }
         )
 
-    # GRIM on every percentage and mean
+    for check in CHECKS:
+        check(pub, add)
+    return pd.DataFrame(rows)
+
+
+def _grim(pub: dict, add) -> None:
+    """GRIM on every percentage and mean."""
     for p in pub.values():
         if p.unit == "percent" and p.denominator_n:
             ks = grim_counts(p.published, p.denominator_n, decimals=p.decimals)
@@ -386,7 +393,9 @@ def _consistency_audit(published: tuple[Published, ...]) -> pd.DataFrame:
                 else f"no integer sum S gives S / {p.denominator_n} printing as {p.published}",
             )
 
-    # counts against their percentages
+
+def _counts_against_percentages(pub: dict, add) -> None:
+    """A printed count must be one of the counts its percentage implies."""
     for count_id, pct_id in (
         ("pain.n", "pain.pct_of_population"),
         ("pain_risk.n", "pain_risk.pct_of_pain"),
@@ -405,7 +414,10 @@ def _consistency_audit(published: tuple[Published, ...]) -> pd.DataFrame:
                 f"100 x {c.published} / {q.denominator_n} = "
                 f"{100 * int(c.published) / q.denominator_n:.4f}%",
             )
-    # one subgroup, two denominators
+
+
+def _one_subgroup_two_denominators(pub: dict, add) -> None:
+    """One count must fit both shares of the target subgroup."""
     if "target.pct_of_pain" in pub and "target.pct_of_population" in pub:
         a, b = pub["target.pct_of_pain"], pub["target.pct_of_population"]
         ka = set(grim_counts(a.published, a.denominator_n, decimals=a.decimals))
@@ -424,7 +436,11 @@ def _consistency_audit(published: tuple[Published, ...]) -> pd.DataFrame:
             if both
             else "no common count",
         )
-    # the published counts and denominators, read from the figures file (never literals)
+
+
+def _men_fit_among_men(pub: dict, add) -> None:
+    """The men of the pain cohort fit among the population's men (the published counts and
+    denominators read from the figures file, never literals)."""
     n_pop = _count(pub, "population.n")
     n_pain = _count(pub, "pain.n")
     if "pain.male_pct" in pub and "population.female_pct" in pub and n_pop and n_pain:
@@ -442,7 +458,25 @@ def _consistency_audit(published: tuple[Published, ...]) -> pd.DataFrame:
             "",
         )
 
-    # SD bounds
+
+@dataclass(frozen=True)
+class _Ages:
+    """What the SD checks share: the age range (printed, or 0 to AGE_SPAN), the smallest
+    target subgroup, and whether at least that many are 75 or over."""
+
+    lo: int
+    hi: int
+    ranged: bool
+    range_words: str
+    target_k: int | None
+    elderly: tuple | None
+    n_pop: int | None
+
+
+def _ages(pub: dict) -> _Ages:
+    """The age range, target subgroup and 75+ floor the SD checks read from ``pub``."""
+    n_pop = _count(pub, "population.n")
+    n_pain = _count(pub, "pain.n")
     target_k = None
     if "target.pct_of_pain" in pub:
         tp = pub["target.pct_of_pain"]
@@ -460,29 +494,40 @@ def _consistency_audit(published: tuple[Published, ...]) -> pd.DataFrame:
     # the target subgroup is aged 75 or more (the paper's definition): where the printed
     # range reaches 75, at least that many ages are 75+; another paper's range may not
     elderly = (target_k, ELDERLY_AGE) if target_k and ELDERLY_AGE <= hi else None
+    return _Ages(lo, hi, ranged, range_words, target_k, elderly, n_pop)
 
-    def bounds_or_impossible(check, figures, m, **kw):
-        """sd_bounds, or a row saying the mean itself is impossible (None returned): the
-        audit goes on with its other checks."""
-        try:
-            return sd_bounds(m.denominator_n, m.published, lo, hi, **kw)
-        except AnalysisError as exc:
-            add(
-                check,
-                figures,
-                "integers in the age range with a mean that prints as the published one",
-                GRIM_REF,
-                f"no SD possible: {str(exc).removeprefix('SD bounds: ')}",
-                "impossible",
-                f"the mean {m.published} of {m.denominator_n} integer ages in {lo}-{hi} is "
-                f"impossible (GRIM){range_words}, so no SD is",
-            )
-            return None
 
+def _bounds_or_impossible(pub, add, a: _Ages, check, figures, m, **kw):
+    """sd_bounds, or a row saying the mean itself is impossible (None returned): the
+    audit goes on with its other checks."""
+    lo, hi, range_words = a.lo, a.hi, a.range_words
+    try:
+        return sd_bounds(m.denominator_n, m.published, lo, hi, **kw)
+    except AnalysisError as exc:
+        add(
+            check,
+            figures,
+            "integers in the age range with a mean that prints as the published one",
+            GRIM_REF,
+            f"no SD possible: {str(exc).removeprefix('SD bounds: ')}",
+            "impossible",
+            f"the mean {m.published} of {m.denominator_n} integer ages in {lo}-{hi} is "
+            f"impossible (GRIM){range_words}, so no SD is",
+        )
+        return None
+
+
+def _population_sd(pub: dict, add) -> None:
+    """The population's SD of age against its possible range (SPRITE-style bounds)."""
+    a = _ages(pub)
+    lo, hi, ranged, range_words, elderly = a.lo, a.hi, a.ranged, a.range_words, a.elderly
     b = None
     if {"population.age_mean", "population.age_sd"} <= set(pub):
         m, s = pub["population.age_mean"], pub["population.age_sd"]
-        b = bounds_or_impossible(
+        b = _bounds_or_impossible(
+            pub,
+            add,
+            a,
             f"SD {s.published} of the population's ages",
             "P2, P3, P9",
             m,
@@ -501,10 +546,21 @@ def _consistency_audit(published: tuple[Published, ...]) -> pd.DataFrame:
             f"{lo}-{hi}{range_words}: "
             f"smallest SD with ages {_ex(b.min_example)}; largest with {_ex(b.max_example)}",
         )
+
+
+def _pain_sd(pub: dict, add) -> None:
+    """The pain cohort's SD of age: its own bounds, the population's SD as a ceiling, and
+    the readings of the printed ± as a standard error or a CI's half-width."""
+    a = _ages(pub)
+    lo, hi, range_words, elderly = a.lo, a.hi, a.range_words, a.elderly
+    target_k, n_pop = a.target_k, a.n_pop
     b = None
     if {"pain.age_mean", "pain.age_sd"} <= set(pub):
         m, s = pub["pain.age_mean"], pub["pain.age_sd"]
-        b = bounds_or_impossible(
+        b = _bounds_or_impossible(
+            pub,
+            add,
+            a,
             f"SD {s.published} of the pain cohort's ages",
             "P6, P3, P9",
             m,
@@ -570,7 +626,18 @@ def _consistency_audit(published: tuple[Published, ...]) -> pd.DataFrame:
                 + (f" / {divisor:.4f}" if divisor != 1 else "")
                 + f" = {implied:.2f}",
             )
-    return pd.DataFrame(rows)
+
+
+CHECKS = (
+    _grim,
+    _counts_against_percentages,
+    _one_subgroup_two_denominators,
+    _men_fit_among_men,
+    _population_sd,
+    _pain_sd,
+)
+"""The consistency checks of the published figures, in the order the audit lists them:
+each ``check(published figures by id, add)`` adds one row per check it makes."""
 
 
 def _count(pub: dict, fid: str) -> int | None:
