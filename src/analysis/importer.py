@@ -35,6 +35,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from analysis import paths
@@ -425,7 +426,10 @@ def _refuse_wide(fpath: Path, table: str, have: list[str], cols: dict) -> None:
 
 def import_extract(mapping: str | Path, into: str | Path) -> dict:
     """Import the extract described by ``mapping`` into the contract folder ``into``;
-    returns the import report (also written as ``import_report.json``)."""
+    returns the import report (also written as ``import_report.json``). Each table is read
+    from its files (:func:`_raw_view`), each column turned into its contract type with the
+    checks of its kind (:func:`_column`), every problem listed at once; nothing is written
+    into ``into`` unless every table imports."""
     import duckdb
 
     mapping = Path(mapping)
@@ -434,8 +438,7 @@ def import_extract(mapping: str | Path, into: str | Path) -> dict:
     base = mapping.parent
     con = duckdb.connect()
     report: dict = {"mapping": mapping.name, "tables": {}, "repairs": {}, "codings": {}}
-    problems: list[str] = []
-    n_problems = 0
+    problems = _Problems()
     icd10 = m.get("code_system") == "icd10"
     map_path = None
     if icd10 and m.get("icd10_map"):
@@ -452,197 +455,36 @@ def import_extract(mapping: str | Path, into: str | Path) -> dict:
         for table in TABLES:
             spec = m["tables"][table]
             files = spec["files"] if isinstance(spec["files"], list) else [spec["files"]]
-            cols = spec.get("columns") or {}
-            consts = spec.get("constants") or {}
-            vmaps = spec.get("values") or {}
-            fmt = spec.get("date_format")
-            selects = []
-            for i, f in enumerate(files):
-                fpath = (base / f) if not Path(f).is_absolute() else Path(f)
-                view = f"src_{table}_{i}"
-                _read_source(con, fpath, spec, view)
-                have = [r[0] for r in con.execute(f"DESCRIBE {view}").fetchall()]
-                missing = [v for v in cols.values() if v not in have]
-                if missing:
-                    hint = {v: nearest_name(v, have) for v in missing}
-                    raise AnalysisError(
-                        f"Source file {fpath}: no column(s) "
-                        + ", ".join(
-                            f"{v!r}" + (f" (did you mean {hint[v]!r}?)" if hint[v] else "")
-                            for v in missing
-                        )
-                        + f"; the file has {', '.join(have[:-1])}."
-                    )
-                _refuse_wide(fpath, table, have, cols)
-                parts = [f"{_lit(fpath.name)} AS __file", "__row"]
-                for col in SCHEMA[table]:
-                    if col.name in cols:
-                        parts.append(f"trim(CAST({_q(cols[col.name])} AS VARCHAR)) AS {col.name}")
-                    elif col.name in consts:
-                        parts.append(f"{_lit(consts[col.name])} AS {col.name}")
-                    else:
-                        parts.append(f"NULL::VARCHAR AS {col.name}")
-                selects.append(f"SELECT {', '.join(parts)} FROM {view}")
-            con.execute(
-                f"CREATE OR REPLACE TEMP VIEW raw_{table} AS " + " UNION ALL ".join(selects)
-            )
+            _raw_view(con, table, spec, files, base)
             out_cols, checks = [], []
             for col in SCHEMA[table]:
-                c = col.name
-                expr = f"nullif({c}, '')"
-                if c in vmaps:
-                    cases = " ".join(
-                        f"WHEN {expr} = {_lit(k)} THEN {_lit(v)}" for k, v in vmaps[c].items()
-                    )
-                    expr = f"(CASE {cases} ELSE {expr} END)"
-                if c == "sex":
-                    cases = " ".join(
-                        f"WHEN upper({expr}) = {_lit(k)} THEN {_lit(v)}"
-                        for k, v in SEX_CODES.items()
-                    )
-                    expr = f"(CASE {cases} ELSE {expr} END)"
-                    checks.append(
-                        (
-                            c,
-                            f"{expr} NOT IN ({sql_list(SEXES)})",
-                            "a sex coded F/M, 1/2, male/female",
-                        )
-                    )
-                if c == "sex" or c in vmaps:
-                    report["codings"][f"{table}.{c}"] = _coding_report(
-                        con, table, f"nullif({c}, '')", expr
-                    )
-                if col.kind in ("date", "optional_date"):
-                    excel = any(str(f).lower().endswith((".xlsx", ".xlsm")) for f in files)
-                    # native Excel date cells arrive as ISO dates: accepted besides date_format
-                    if fmt:
-                        formats = list(dict.fromkeys([fmt, *(ISO_FORMATS if excel else ())]))
-                    else:
-                        formats, ambiguous = _date_formats(
-                            con, table, c, expr, excel, cols.get(c, "constant")
-                        )
-                        if ambiguous:
-                            problems.insert(0, ambiguous)
-                            n_problems += 1
-                    parsed = (
-                        "coalesce("
-                        + ", ".join(f"try_strptime({expr}, {_lit(f)})" for f in formats)
-                        + ")"
-                    )
-                    which = (
-                        "CASE "
-                        + " ".join(
-                            f"WHEN try_strptime({expr}, {_lit(f)}) IS NOT NULL THEN {_lit(f)}"
-                            for f in formats
-                        )
-                        + " ELSE 'not a date' END"
-                    )
-                    report["codings"][f"{table}.{c}"] = [
-                        {
-                            "source": "dates written " + r["read_as"],
-                            "read_as": "date",
-                            "rows": r["rows"],
-                        }
-                        for r in _coding_report(con, table, which, which, where=expr)
-                    ]
-                    checks.append(
-                        (
-                            c,
-                            f"{expr} IS NOT NULL AND {parsed} IS NULL",
-                            f"a date in the format {fmt} (the mapping's date_format)"
-                            if fmt
-                            else f"a date in the format {formats[0]} (read from the column's "
-                            "values; for another format set date_format in the mapping, e.g. "
-                            'date_format: "%d.%m.%y")',
-                        )
-                    )
-                    expr = f"CAST({parsed} AS DATE)"
-                if col.kind == "vocab" and c != "sex":
-                    vocab = ", ".join(_lit(v) for v in col.vocabulary)
-                    checks.append(
-                        (
-                            c,
-                            f"{expr} IS NOT NULL AND {expr} NOT IN ({vocab})",
-                            col.expected
-                            + (" (after the mapping's value map)" if c in vmaps else ""),
-                        )
-                    )
-                if col.kind == "integer":
-                    num = f"TRY_CAST({expr} AS DOUBLE)"
-                    checks.append(
-                        (
-                            c,
-                            f"{expr} IS NOT NULL AND ({num} IS NULL OR {num} <> floor({num}) "
-                            f"OR {num} < {col.low} OR {num} > {col.high})",
-                            col.expected,
-                        )
-                    )
-                    expr = f"CAST({num} AS INTEGER)"
-                if col.kind in ("id", "text", "vocab", "integer", "date"):
-                    checks.append((c, f"{_q(c)} IS NULL OR {_q(c)} = ''", "a value (it is empty)"))
-                out_cols.append(f"{expr} AS {c}")
-            for c, pred, expected in checks:
-                n = con.execute(f"SELECT count(*) FROM raw_{table} WHERE {pred}").fetchone()[0]
-                if n:
-                    n_problems += n
-                    for f, r, v in con.execute(
-                        f"SELECT __file, __row, {_q(c)} FROM raw_{table} WHERE {pred} "
-                        f"ORDER BY __file, __row LIMIT {MAX_LISTED}"
-                    ).fetchall():
-                        src_col = cols.get(c, f"constant {consts.get(c)!r}")
-                        shown = (
-                            repr(v[:60] + ("..." if len(v) > 60 else ""))
-                            if v not in (None, "")
-                            else "an empty value"
-                        )
-                        problems.append(
-                            f"{f}, column {src_col} (-> {table}.{c}), row {r}: expected "
-                            f"{expected}, "
-                            f"found {shown}"
-                        )
-            select = ", ".join(out_cols)
-            query = f"SELECT {select} FROM raw_{table}"
+                expr = _column(con, table, col, spec, files, report, problems, checks)
+                out_cols.append(f"{expr} AS {col.name}")
+            _list_problems(con, table, spec, checks, problems)
+            query = f"SELECT {', '.join(out_cols)} FROM raw_{table}"
             if table == "patients":
                 recoded = con.execute(
                     f"SELECT count(*) FROM raw_patients WHERE sex NOT IN ({sql_list(SEXES)})"
                 ).fetchone()[0]
                 report["repairs"]["sex_recoded"] = int(recoded)
-            if table == "diagnoses" and icd10 and not problems:
+            if table == "diagnoses" and icd10 and not problems.lines:
                 query = map_icd10(con, query, tmp, report, map_path)
-            if not problems:
+            if not problems.lines:
                 out = tmp / f"{table}.parquet"
                 con.execute(f"COPY ({query}) TO {_lit(out)} (FORMAT parquet, COMPRESSION zstd)")
                 report["tables"][table] = con.execute(
                     f"SELECT count(*) FROM read_parquet({_lit(out)})"
                 ).fetchone()[0]
-        if problems:
-            more = n_problems - len(problems[:MAX_LISTED])
+        if problems.lines:
+            lines, n = problems.lines, problems.n
+            more = n - len(lines[:MAX_LISTED])
             raise AnalysisError(
-                f"The extract cannot be imported ({n_problems} problem(s)):\n  "
-                + "\n  ".join(problems[:MAX_LISTED])
+                f"The extract cannot be imported ({n} problem(s)):\n  "
+                + "\n  ".join(lines[:MAX_LISTED])
                 + (f"\n  ... and {more} more." if more > 0 else "")
                 + f"\nFix the source or the mapping ({mapping})."
             )
-        meta = {"synthetic": False, "imported_from": mapping.name, "diagnosis_vocabulary": "ICD9CM"}
-        if m.get("extract_date"):
-            meta["extract_date"] = str(m["extract_date"])
-        if report.get("code_mapping"):
-            meta["code_mapping"] = report["code_mapping"]
-            if report["code_mapping"]["unmapped_records"]:
-                meta["unmapped_diagnoses"] = {"ICD10": report["code_mapping"]["unmapped_records"]}
-        atomic_write_text(tmp / "dataset.json", json.dumps(meta, indent=2) + "\n")
-        atomic_write_text(
-            tmp / "import_report.json", json.dumps(report, indent=2, default=int) + "\n"
-        )
-        publish(
-            tmp,
-            into,
-            source_hint=(
-                "These checks run on the imported tables: a row number counts the imported "
-                "rows of that table, in source order, after codes without a mapping were left out; "
-                f"look the value up in the source files named in {mapping.name}."
-            ),
-        )
+        _write_and_publish(tmp, into, m, mapping, report)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -650,3 +492,182 @@ def import_extract(mapping: str | Path, into: str | Path) -> dict:
         con.close()
         shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+@dataclass
+class _Problems:
+    """Every problem found, in order (``lines``), and how many (``n``: rows beyond the
+    listed ones count too)."""
+
+    lines: list = field(default_factory=list)
+    n: int = 0
+
+
+def _raw_view(con, table: str, spec: dict, files: list, base: Path) -> None:
+    """``raw_<table>``: the table's source files, one row per source row, every contract
+    column as text (a mapped column, a constant, or NULL), with the file and row named."""
+    cols = spec.get("columns") or {}
+    consts = spec.get("constants") or {}
+    selects = []
+    for i, f in enumerate(files):
+        fpath = (base / f) if not Path(f).is_absolute() else Path(f)
+        view = f"src_{table}_{i}"
+        _read_source(con, fpath, spec, view)
+        have = [r[0] for r in con.execute(f"DESCRIBE {view}").fetchall()]
+        missing = [v for v in cols.values() if v not in have]
+        if missing:
+            hint = {v: nearest_name(v, have) for v in missing}
+            raise AnalysisError(
+                f"Source file {fpath}: no column(s) "
+                + ", ".join(
+                    f"{v!r}" + (f" (did you mean {hint[v]!r}?)" if hint[v] else "") for v in missing
+                )
+                + f"; the file has {', '.join(have[:-1])}."
+            )
+        _refuse_wide(fpath, table, have, cols)
+        parts = [f"{_lit(fpath.name)} AS __file", "__row"]
+        for col in SCHEMA[table]:
+            if col.name in cols:
+                parts.append(f"trim(CAST({_q(cols[col.name])} AS VARCHAR)) AS {col.name}")
+            elif col.name in consts:
+                parts.append(f"{_lit(consts[col.name])} AS {col.name}")
+            else:
+                parts.append(f"NULL::VARCHAR AS {col.name}")
+        selects.append(f"SELECT {', '.join(parts)} FROM {view}")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW raw_{table} AS " + " UNION ALL ".join(selects))
+
+
+def _column(con, table, col, spec, files, report, problems, checks) -> str:
+    """The SQL that turns one column of ``raw_<table>`` into its contract type, by its
+    kind (the mapping's value map, sex codes, dates, vocabularies, integers, required
+    values); the checks of its values are appended to ``checks``."""
+    c = col.name
+    vmaps = spec.get("values") or {}
+    expr = f"nullif({c}, '')"
+    if c in vmaps:
+        cases = " ".join(f"WHEN {expr} = {_lit(k)} THEN {_lit(v)}" for k, v in vmaps[c].items())
+        expr = f"(CASE {cases} ELSE {expr} END)"
+    if c == "sex":
+        cases = " ".join(
+            f"WHEN upper({expr}) = {_lit(k)} THEN {_lit(v)}" for k, v in SEX_CODES.items()
+        )
+        expr = f"(CASE {cases} ELSE {expr} END)"
+        checks.append(
+            (c, f"{expr} NOT IN ({sql_list(SEXES)})", "a sex coded F/M, 1/2, male/female")
+        )
+    if c == "sex" or c in vmaps:
+        report["codings"][f"{table}.{c}"] = _coding_report(con, table, f"nullif({c}, '')", expr)
+    if col.kind in ("date", "optional_date"):
+        expr = _date_column(con, table, c, expr, spec, files, report, problems, checks)
+    if col.kind == "vocab" and c != "sex":
+        vocab = ", ".join(_lit(v) for v in col.vocabulary)
+        checks.append(
+            (
+                c,
+                f"{expr} IS NOT NULL AND {expr} NOT IN ({vocab})",
+                col.expected + (" (after the mapping's value map)" if c in vmaps else ""),
+            )
+        )
+    if col.kind == "integer":
+        num = f"TRY_CAST({expr} AS DOUBLE)"
+        checks.append(
+            (
+                c,
+                f"{expr} IS NOT NULL AND ({num} IS NULL OR {num} <> floor({num}) "
+                f"OR {num} < {col.low} OR {num} > {col.high})",
+                col.expected,
+            )
+        )
+        expr = f"CAST({num} AS INTEGER)"
+    if col.kind in ("id", "text", "vocab", "integer", "date"):
+        checks.append((c, f"{_q(c)} IS NULL OR {_q(c)} = ''", "a value (it is empty)"))
+    return expr
+
+
+def _date_column(con, table, c, expr, spec, files, report, problems, checks) -> str:
+    """A date column: read in the mapping's ``date_format``, or in the format its values
+    are written in (an ambiguous one is a problem); native Excel dates as ISO dates."""
+    fmt = spec.get("date_format")
+    cols = spec.get("columns") or {}
+    excel = any(str(f).lower().endswith((".xlsx", ".xlsm")) for f in files)
+    # native Excel date cells arrive as ISO dates: accepted besides date_format
+    if fmt:
+        formats = list(dict.fromkeys([fmt, *(ISO_FORMATS if excel else ())]))
+    else:
+        formats, ambiguous = _date_formats(con, table, c, expr, excel, cols.get(c, "constant"))
+        if ambiguous:
+            problems.lines.insert(0, ambiguous)
+            problems.n += 1
+    parsed = "coalesce(" + ", ".join(f"try_strptime({expr}, {_lit(f)})" for f in formats) + ")"
+    which = (
+        "CASE "
+        + " ".join(
+            f"WHEN try_strptime({expr}, {_lit(f)}) IS NOT NULL THEN {_lit(f)}" for f in formats
+        )
+        + " ELSE 'not a date' END"
+    )
+    report["codings"][f"{table}.{c}"] = [
+        {"source": "dates written " + r["read_as"], "read_as": "date", "rows": r["rows"]}
+        for r in _coding_report(con, table, which, which, where=expr)
+    ]
+    checks.append(
+        (
+            c,
+            f"{expr} IS NOT NULL AND {parsed} IS NULL",
+            f"a date in the format {fmt} (the mapping's date_format)"
+            if fmt
+            else f"a date in the format {formats[0]} (read from the column's "
+            "values; for another format set date_format in the mapping, e.g. "
+            'date_format: "%d.%m.%y")',
+        )
+    )
+    return f"CAST({parsed} AS DATE)"
+
+
+def _list_problems(con, table: str, spec: dict, checks: list, problems: _Problems) -> None:
+    """Count the rows failing each check, and list the first of them by file, source
+    column, row and value."""
+    cols = spec.get("columns") or {}
+    consts = spec.get("constants") or {}
+    for c, pred, expected in checks:
+        n = con.execute(f"SELECT count(*) FROM raw_{table} WHERE {pred}").fetchone()[0]
+        if not n:
+            continue
+        problems.n += n
+        for f, r, v in con.execute(
+            f"SELECT __file, __row, {_q(c)} FROM raw_{table} WHERE {pred} "
+            f"ORDER BY __file, __row LIMIT {MAX_LISTED}"
+        ).fetchall():
+            src_col = cols.get(c, f"constant {consts.get(c)!r}")
+            shown = (
+                repr(v[:60] + ("..." if len(v) > 60 else ""))
+                if v not in (None, "")
+                else "an empty value"
+            )
+            problems.lines.append(
+                f"{f}, column {src_col} (-> {table}.{c}), row {r}: expected {expected}, "
+                f"found {shown}"
+            )
+
+
+def _write_and_publish(tmp: Path, into: Path, m: dict, mapping: Path, report: dict) -> None:
+    """The folder's ``dataset.json`` and ``import_report.json``, then the folder published
+    whole in place of ``into`` (checked first: :func:`publish`)."""
+    meta = {"synthetic": False, "imported_from": mapping.name, "diagnosis_vocabulary": "ICD9CM"}
+    if m.get("extract_date"):
+        meta["extract_date"] = str(m["extract_date"])
+    if report.get("code_mapping"):
+        meta["code_mapping"] = report["code_mapping"]
+        if report["code_mapping"]["unmapped_records"]:
+            meta["unmapped_diagnoses"] = {"ICD10": report["code_mapping"]["unmapped_records"]}
+    atomic_write_text(tmp / "dataset.json", json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(tmp / "import_report.json", json.dumps(report, indent=2, default=int) + "\n")
+    publish(
+        tmp,
+        into,
+        source_hint=(
+            "These checks run on the imported tables: a row number counts the imported "
+            "rows of that table, in source order, after codes without a mapping were left out; "
+            f"look the value up in the source files named in {mapping.name}."
+        ),
+    )
