@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
-from html import escape
 from pathlib import Path
 
 from analysis import cohort
@@ -22,6 +21,7 @@ from analysis.eligibility import benefit_support, is_lower_bound
 from analysis.engines import engine_label, source_name
 from analysis.estimates import METHOD_LABEL
 from analysis.outputs import atomic_write_text, disclosure
+from analysis.pages import markdown_html, render
 from analysis.params import Params
 from analysis.practices import comparable
 from analysis.sensitivity import load_grid
@@ -92,17 +92,14 @@ class Methods:
             out += [f"{sub} {HEADINGS[key]}", text]
         return "\n\n".join(out) + "\n"
 
-    def html(self) -> str:
-        """A standalone page (data names escaped; no script)."""
-        import mistune
-
-        body = mistune.create_markdown(escape=True, plugins=["table"])(self.markdown(1))
-        return (
-            '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-            f"<title>{escape(self.title)}</title><style>body{{font-family:system-ui,sans-serif;"
-            "max-width:46em;margin:2em auto;line-height:1.5;color:#222;padding:0 1em}"
-            "code{font-size:90%}li{margin:.2em 0}</style></head><body>\n"
-            f"{body}</body></html>\n"
+    def html(self, extra: str = "") -> str:
+        """A standalone page (data names escaped; no script); ``extra``: more Markdown
+        after the sections."""
+        return render(
+            "methods.html.j2",
+            title=self.title,
+            body=markdown_html(self.markdown(1)),
+            extra=markdown_html(extra) if extra else "",
         )
 
     def _repr_markdown_(self) -> str:
@@ -683,12 +680,6 @@ def write_batch_methods(batch, results: list[dict]) -> list[str]:
     md = f"# {doc.title}\n\n{body}\n"
     atomic_write_text(batch.out / "methods.md", md, within=batch.out)
     page = Methods({}, title=doc.title)
-    html = page.html().replace("</body>", _md_to_html(body) + "</body>")
+    html = page.html(extra=body)
     atomic_write_text(batch.out / "methods.html", html, within=batch.out)
     return ["methods.md", "methods.html"]
-
-
-def _md_to_html(text: str) -> str:
-    import mistune
-
-    return mistune.create_markdown(escape=True, plugins=["table"])(text)
