@@ -493,6 +493,14 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    _study_commands(sub)
+    _batch_and_data_commands(sub)
+    return ap
+
+
+def _study_commands(sub) -> None:
+    """The commands that compute and print: synth, figures, sensitivity, methods, new-notebook,
+    practices, combine, audit."""
     sp = sub.add_parser("synth", help="write the synthetic default database")
     sp.add_argument("--patients", type=_positive_int, default=2503, metavar="N")
     sp.add_argument("--practices", type=_positive_int, default=1, metavar="K")
@@ -573,6 +581,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_audit)
 
+
+def _batch_and_data_commands(sub) -> None:
+    """The commands that run batches and move data: batch, import, load, logs, rerun."""
     sp = sub.add_parser("batch", help="run a batch of notebooks with papermill")
     sp.add_argument("file", nargs="?", help="batch YAML (default: batches/paper.yaml)")
     sp.add_argument(
@@ -633,7 +644,6 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("rerun", help="repeat a batch run from its manifest and check its tables")
     sp.add_argument("manifest", help="a run's manifest.json")
     sp.set_defaults(func=cmd_rerun)
-    return ap
 
 
 def main(argv=None) -> int:

@@ -155,27 +155,7 @@ def age_distribution_by_sex(counts_by_age: pd.DataFrame, age_by_sex: pd.DataFram
                 color=colour,
             )
         row = age_by_sex[age_by_sex["group"] == f"sex={sex}"].iloc[0]
-        y = top * (1.0 - 0.05 * k)
-        if row["mean"] != row["mean"]:
-            lines.append(f"{label}: mean withheld")
-            continue
-        if row["mean_ci_low"] == row["mean_ci_low"]:
-            ax.errorbar(
-                [row["mean"]],
-                [y],
-                xerr=[[row["mean"] - row["mean_ci_low"]], [row["mean_ci_high"] - row["mean"]]],
-                fmt="v",
-                color=colour,
-                capsize=3,
-                ms=5,
-            )
-            lines.append(
-                f"{label}: mean {row['mean']:.1f} (95% CI "
-                f"{row['mean_ci_low']:.1f}-{row['mean_ci_high']:.1f})"
-            )
-        else:
-            ax.plot([row["mean"]], [y], "v", color=colour, ms=5)
-            lines.append(f"{label}: mean {row['mean']:.1f} (interval withheld)")
+        lines.append(_mean_marker(ax, row, label, colour, top * (1.0 - 0.05 * k)))
     ax.set_ylim(0, top * 1.08)
     shown = pd.to_numeric(counts_by_age["age"], errors="coerce").dropna()
     if "disclosure" in counts_by_age.columns and 0 < len(shown) < 20:
@@ -227,6 +207,29 @@ def age_distribution_by_sex(counts_by_age: pd.DataFrame, age_by_sex: pd.DataFram
         ),
     )
     return fig
+
+
+def _mean_marker(ax, row, label: str, colour, y: float) -> str:
+    """A sex's mean age as a triangle at height ``y`` with its interval (where released);
+    returns the line that says it."""
+    if row["mean"] != row["mean"]:
+        return f"{label}: mean withheld"
+    if row["mean_ci_low"] == row["mean_ci_low"]:
+        ax.errorbar(
+            [row["mean"]],
+            [y],
+            xerr=[[row["mean"] - row["mean_ci_low"]], [row["mean_ci_high"] - row["mean"]]],
+            fmt="v",
+            color=colour,
+            capsize=3,
+            ms=5,
+        )
+        return (
+            f"{label}: mean {row['mean']:.1f} (95% CI "
+            f"{row['mean_ci_low']:.1f}-{row['mean_ci_high']:.1f})"
+        )
+    ax.plot([row["mean"]], [y], "v", color=colour, ms=5)
+    return f"{label}: mean {row['mean']:.1f} (interval withheld)"
 
 
 # ----------------------------------------------------------------------------- proportions
@@ -778,6 +781,32 @@ def tornado(table: pd.DataFrame, data_label: str):
             fontsize=9,
             color="#555555",
         )
+    _tornado_labels(ax, t, y, base)
+    lo = np.nanmin([t["low_estimate"].min(), base, 0]) if t["low_estimate"].notna().any() else 0.0
+    hi = np.nanmax([t["high_estimate"].max(), base, 1]) if t["high_estimate"].notna().any() else 1.0
+    pad = (hi - lo) * 0.35 + 1
+    ax.set_xlim(max(0.0, lo - pad), hi + pad)
+    ax.set_ylim(-1.4, len(t) - 0.5)
+    ax.set_xlabel("expected candidates per GP list")
+    ax.set_title(
+        "Which assumption moves the estimate most"
+        + (f" (base {base:.1f} per list)" if base == base else " (base withheld)")
+    )
+    ax.legend(loc="lower right", ncol=2)
+    style.add_caption(
+        fig,
+        style.caption(
+            "Each bar: the estimate when one parameter takes the values of its grid range, every "
+            "other at the paper's definition.",
+            data_label,
+        ),
+    )
+    return fig
+
+
+def _tornado_labels(ax, t: pd.DataFrame, y, base: float) -> None:
+    """Each bar's ends labelled with the parameter's value and the estimate there (or that
+    every value is withheld)."""
     for yi, (_, r) in zip(y, t.iterrows(), strict=True):
         if r["low_estimate"] != r["low_estimate"]:
             ax.annotate(
@@ -808,26 +837,6 @@ def tornado(table: pd.DataFrame, data_label: str):
             va="center",
             fontsize=7,
         )
-    lo = np.nanmin([t["low_estimate"].min(), base, 0]) if t["low_estimate"].notna().any() else 0.0
-    hi = np.nanmax([t["high_estimate"].max(), base, 1]) if t["high_estimate"].notna().any() else 1.0
-    pad = (hi - lo) * 0.35 + 1
-    ax.set_xlim(max(0.0, lo - pad), hi + pad)
-    ax.set_ylim(-1.4, len(t) - 0.5)
-    ax.set_xlabel("expected candidates per GP list")
-    ax.set_title(
-        "Which assumption moves the estimate most"
-        + (f" (base {base:.1f} per list)" if base == base else " (base withheld)")
-    )
-    ax.legend(loc="lower right", ncol=2)
-    style.add_caption(
-        fig,
-        style.caption(
-            "Each bar: the estimate when one parameter takes the values of its grid range, every "
-            "other at the paper's definition.",
-            data_label,
-        ),
-    )
-    return fig
 
 
 def heatmap(pivot: pd.DataFrame, data_label: str, xlabel: str, ylabel: str, title: str):
