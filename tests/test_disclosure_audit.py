@@ -632,3 +632,24 @@ def test_the_sensitivity_command_is_audited_as_notebook_04(tmp_path, capsys):
     assert main(["sensitivity", "--data", str(db), "--disclosure", "ohdsi"]) == 0
     text = capsys.readouterr().out
     assert "withheld" in text and "NaN" not in text and max(map(len, text.splitlines())) < 160
+
+
+def test_the_release_sheet_says_what_the_audit_did():
+    from analysis.outputs.release import _audit_lines
+
+    assert _audit_lines(None) == []
+    said = _audit_lines(
+        {"method": "integer programming over 40 atoms", "earlier_runs": ["01_cohort"],
+         "withheld": [{"withheld": "sex F 7", "why": "with A and B released, C would follow"}],
+         "follows_from_earlier_releases": [{"what": "men aged 60", "table": "sex"}]}
+    )  # fmt: skip
+    assert (
+        said[0]
+        == "Disclosure audit of this run's released numbers: integer programming over 40 atoms."
+    )
+    assert "folder: 01_cohort" in said[1]
+    assert "- withheld by the audit: sex F 7 (with A and B released, C would follow)" in said
+    assert any(s.startswith("- **to check**: men aged 60") for s in said)
+    quiet = _audit_lines({"method": "m", "withheld": []})
+    assert "- the audit withheld nothing beyond the rule." in quiet
+    assert "no earlier run on the same data" in quiet[1]

@@ -203,33 +203,7 @@ def write_release_sheet(batch) -> Path:
                 + " |"
             )
         lines.append("")
-        audit = disc.get("audit")
-        if audit:
-            lines.append(
-                f"Disclosure audit of this run's released numbers: {_md(audit['method'])}."
-            )
-            earlier = audit.get("earlier_runs") or []
-            lines.append(
-                "- audited with what earlier runs on the same data released into this reports "
-                f"folder: {_md(', '.join(earlier))}"
-                if earlier
-                else "- no earlier run on the same data released into this reports folder"
-            )
-            if audit.get("earlier_numbers_left_aside"):
-                lines.append(
-                    f"- **to check**: {audit['earlier_numbers_left_aside']} number(s) of earlier "
-                    "runs about pain sites under another severity were not combined"
-                )
-            lines += [
-                f"- withheld by the audit: {_md(w['withheld'])} ({_md(w['why'])})"
-                for w in audit.get("withheld", [])
-            ] or ["- the audit withheld nothing beyond the rule."]
-            lines += [
-                f"- **to check**: {_md(u['what'])} (from numbers released before table "
-                f"{_md(u['table'])}; no number of that table could prevent it)"
-                for u in audit.get("follows_from_earlier_releases", [])
-            ]
-            lines.append("")
+        lines += _audit_lines(disc.get("audit"))
     ok = [(d, m) for d, m, _ in runs if m.get("status") == "ok"]
     pairs = _pairs(ok)
     lines += [
@@ -269,6 +243,37 @@ def write_release_sheet(batch) -> Path:
         )
     lines.append("")
     return atomic_write_text(out / "release.md", "\n".join(lines) + "\n", within=out)
+
+
+def _audit_lines(audit: dict | None) -> list[str]:
+    """What the disclosure audit of a run did, for the checker (nothing without one)."""
+    if not audit:
+        return []
+    lines = []
+    lines.append(f"Disclosure audit of this run's released numbers: {_md(audit['method'])}.")
+    earlier = audit.get("earlier_runs") or []
+    lines.append(
+        "- audited with what earlier runs on the same data released into this reports "
+        f"folder: {_md(', '.join(earlier))}"
+        if earlier
+        else "- no earlier run on the same data released into this reports folder"
+    )
+    if audit.get("earlier_numbers_left_aside"):
+        lines.append(
+            f"- **to check**: {audit['earlier_numbers_left_aside']} number(s) of earlier "
+            "runs about pain sites under another severity were not combined"
+        )
+    lines += [
+        f"- withheld by the audit: {_md(w['withheld'])} ({_md(w['why'])})"
+        for w in audit.get("withheld", [])
+    ] or ["- the audit withheld nothing beyond the rule."]
+    lines += [
+        f"- **to check**: {_md(u['what'])} (from numbers released before table "
+        f"{_md(u['table'])}; no number of that table could prevent it)"
+        for u in audit.get("follows_from_earlier_releases", [])
+    ]
+    lines.append("")
+    return lines
 
 
 def _step(disc: dict) -> int:
