@@ -518,37 +518,7 @@ def results_words(study) -> str:
             said = f"{said}; {held}" if said else held
         return said
 
-    if "database.n" in figs:
-        known, held = [], []
-        for fid, what in (
-            ("excluded.born_after_index", "born after the index date"),
-            ("excluded.not_registered", f"not {cohort.registration_words(p)}"),
-        ):
-            n = v(fid)
-            if n is None:
-                held.append(what)
-            else:
-                known.append(f"{_count(n)} {'was' if n == 1 else 'were'} {what}")
-        left = _and(known) + "; " if known else ""
-        out.append(
-            f"Of {_count(v('database.n'))} patients in the database, {left}"
-            f"{_count(v('population.n'))} formed the population"
-            + (f" (the number left out as {_or(held)} is withheld)" if held else "")
-            + "."
-        )
-    else:
-        out.append(f"The population comprised {_count(v('population.n'))} patients.")
-    age, sd, female = v("population.age_mean"), v("population.age_sd"), v("population.female_pct")
-    out.append(
-        ("The share of women is withheld" if female is None else f"{_pct(female)}% were female")
-        + "; the population's mean age "
-        + (
-            "is withheld"
-            if age is None
-            else f"was {age:.1f} years" + (f" (SD {sd:.1f})" if sd is not None else "")
-        )
-        + "."
-    )
+    out += _population_words(figs, p)
     if v("pain.n") is None:
         out.append(
             f"The number of patients with {cohort.pain_words(p)} in the window (the pain "
@@ -581,24 +551,69 @@ def results_words(study) -> str:
             f"cohort; {prop('target.pct_of_population')} of the population) formed the target "
             "subgroup."
         )
-    c = figs.get("candidates.n", {})
-    if c.get("value") is None:
-        out.append("The eligibility estimate is withheld with the target subgroup.")
-    else:
-        bound = "at least " if is_lower_bound(p.benefit_distribution, p.benefit_fraction) else ""
-        g, one = figs["candidates.per_gp_list"], figs["candidates.in_one_gp_list"]
-        level = f"{100 * p.confidence_level:g}%"
-        out.append(
-            f"The expected number of candidates for a local treatment was {bound}"
-            f"{c['value']:.1f} ({level} CI {c['ci_low']:.1f}\u2013{c['ci_high']:.1f}), "
-            f"{g['value']:.1f} per GP list of {p.gp_list_size:,} patients "
-            f"({g['ci_low']:.1f}\u2013{g['ci_high']:.1f}); one actual list of "
-            f"{p.gp_list_size:,} patients would hold {one['ci_low']}\u2013{one['ci_high']} "
-            f"candidates ({level} prediction interval). " + _assumption_words(p)
-        )
+    out.append(_estimate_words(figs, p))
     if rule is not None:
         out.append(f"Counts are released under the {rule.describe()}.")
     return " ".join(x[:1].upper() + x[1:] for x in out)  # "withheld patients ..." starts one
+
+
+def _population_words(figs: dict, p) -> list[str]:
+    """The database, who was left out, and the population's sex and age, in sentences."""
+
+    def v(fid):
+        return figs.get(fid, {}).get("value")
+
+    out = []
+    if "database.n" in figs:
+        known, held = [], []
+        for fid, what in (
+            ("excluded.born_after_index", "born after the index date"),
+            ("excluded.not_registered", f"not {cohort.registration_words(p)}"),
+        ):
+            n = v(fid)
+            if n is None:
+                held.append(what)
+            else:
+                known.append(f"{_count(n)} {'was' if n == 1 else 'were'} {what}")
+        left = _and(known) + "; " if known else ""
+        out.append(
+            f"Of {_count(v('database.n'))} patients in the database, {left}"
+            f"{_count(v('population.n'))} formed the population"
+            + (f" (the number left out as {_or(held)} is withheld)" if held else "")
+            + "."
+        )
+    else:
+        out.append(f"The population comprised {_count(v('population.n'))} patients.")
+    age, sd, female = v("population.age_mean"), v("population.age_sd"), v("population.female_pct")
+    out.append(
+        ("The share of women is withheld" if female is None else f"{_pct(female)}% were female")
+        + "; the population's mean age "
+        + (
+            "is withheld"
+            if age is None
+            else f"was {age:.1f} years" + (f" (SD {sd:.1f})" if sd is not None else "")
+        )
+        + "."
+    )
+    return out
+
+
+def _estimate_words(figs: dict, p) -> str:
+    """The eligibility estimate in a sentence, with its assumption (or that it is withheld)."""
+    c = figs.get("candidates.n", {})
+    if c.get("value") is None:
+        return "The eligibility estimate is withheld with the target subgroup."
+    bound = "at least " if is_lower_bound(p.benefit_distribution, p.benefit_fraction) else ""
+    g, one = figs["candidates.per_gp_list"], figs["candidates.in_one_gp_list"]
+    level = f"{100 * p.confidence_level:g}%"
+    return (
+        f"The expected number of candidates for a local treatment was {bound}"
+        f"{c['value']:.1f} ({level} CI {c['ci_low']:.1f}\u2013{c['ci_high']:.1f}), "
+        f"{g['value']:.1f} per GP list of {p.gp_list_size:,} patients "
+        f"({g['ci_low']:.1f}\u2013{g['ci_high']:.1f}); one actual list of "
+        f"{p.gp_list_size:,} patients would hold {one['ci_low']}\u2013{one['ci_high']} "
+        f"candidates ({level} prediction interval). " + _assumption_words(p)
+    )
 
 
 # ----------------------------------------------------------------------------- batches
