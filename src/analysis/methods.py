@@ -254,57 +254,14 @@ def methods_text(
     p = params
     s: dict[str, str] = {}
     idx, ws = _long(p.index), _long(p.window_start)
-    if study is not None:
-        kind = (
-            "the synthetic default cohort of this project (generated to reproduce the "
-            "published figures; not real patients)"
-            if study.is_synthetic
-            else "a patient-level extract supplied by the user"
-        )
-        where = f" (`{data_name}`)" if data_name else ""
-        s["data"] = (
-            f"The analysis used {kind}{where}, held in the project's data contract (tables "
-            "`patients`, `diagnoses`, `pain_episodes` and `prescriptions`, documented in "
-            "`data/README.md`) and validated against it before any count was made"
-            + (f"; it was read with {engine}" if engine else "")
-            + "."
-            + coding_words(getattr(study, "metadata", None) or {})
-        )
-    else:
-        s["data"] = (
-            "The analysis uses patient-level data in the project's data contract (tables "
-            "`patients`, `diagnoses`, `pain_episodes` and `prescriptions`, documented in "
-            "`data/README.md`), validated against it before any count is made."
-        )
+    s["data"] = _data_words(study, data_name, engine)
     s["population"] = (
         f"The study population comprised {cohort.population_words(p)} (the index date). "
         f"Ages are completed years on the index date; the look-back window runs from {ws} to "
         f"{idx}, both included, and no event after the index date counts. Patients outside "
         "the population, and their events, are left out of every count."
     )
-    s["definitions"] = (
-        f"A qualifying pain episode was an episode of {cohort.pain_words(p)} recorded in the "
-        "window; the **pain cohort** comprised the patients with at least one. Pain was "
-        f"**recurrent** with at least {p.min_episodes} qualifying episodes in the window. A "
-        "**risk condition** (a condition that makes long-term systemic NSAIDs unsafe) was a "
-        "diagnosis recorded on or before the index date in any of the code lists for "
-        f"{_or(list_words(c) for c in p.risk_conditions) or 'none'}; a **risk drug** a "
-        "prescription on or before the index date in any of the lists for "
-        f"{_or(list_words(d) for d in p.risk_drugs) or 'none'}. **Elderly** patients were "
-        f"aged {p.elderly_age} years or more. The **target subgroup** comprised "
-        f"{target_words(p)}. **Candidates** for a local treatment (mesotherapy) are the target "
-        f"subgroup times the share expected to benefit, {benefit_words(p)}. "
-        + (
-            "Events (pain episodes, diagnoses, prescriptions) counted whatever their date "
-            "against the patient's registration, as in the paper's query; the data-quality "
-            "report counts those dated outside it."
-            if p.events_outside_registration == "count"
-            else "Only events (pain episodes, diagnoses, prescriptions) dated within the "
-            "patient's registration (from registered_from to registered_to, open-ended when "
-            "the patient is still registered) counted; those outside it were left out "
-            "(events_outside_registration: leave_out)."
-        )
-    )
+    s["definitions"] = _definitions_words(p)
     s["codelists"] = (
         "Each list is a versioned CSV file in `data/codelists/` (a recorded code matches an "
         "entry when, with dots removed, it starts with the entry's code, in the list's own "
@@ -345,7 +302,71 @@ def methods_text(
         "and the share of diagnosis and prescription records matched by the code lists was "
         "computed, with the most frequent unmatched codes."
     )
-    s["practices"] = (
+    s["practices"] = _practices_words(p, study)
+    s["disclosure"] = _disclosure_words(p, study)
+    s["software"] = _software_words(engine)
+    if study is not None:
+        s["results"] = results_words(study)
+    return Methods(s)
+
+
+def _data_words(study, data_name, engine) -> str:
+    """Which data, in which contract, validated, read with which engine."""
+    if study is not None:
+        kind = (
+            "the synthetic default cohort of this project (generated to reproduce the "
+            "published figures; not real patients)"
+            if study.is_synthetic
+            else "a patient-level extract supplied by the user"
+        )
+        where = f" (`{data_name}`)" if data_name else ""
+        return (
+            f"The analysis used {kind}{where}, held in the project's data contract (tables "
+            "`patients`, `diagnoses`, `pain_episodes` and `prescriptions`, documented in "
+            "`data/README.md`) and validated against it before any count was made"
+            + (f"; it was read with {engine}" if engine else "")
+            + "."
+            + coding_words(getattr(study, "metadata", None) or {})
+        )
+    else:
+        return (
+            "The analysis uses patient-level data in the project's data contract (tables "
+            "`patients`, `diagnoses`, `pain_episodes` and `prescriptions`, documented in "
+            "`data/README.md`), validated against it before any count is made."
+        )
+
+
+def _definitions_words(p) -> str:
+    """The pain cohort, recurrence, risk conditions and drugs, the target subgroup and the
+    candidates, as the parameters define them."""
+    return (
+        f"A qualifying pain episode was an episode of {cohort.pain_words(p)} recorded in the "
+        "window; the **pain cohort** comprised the patients with at least one. Pain was "
+        f"**recurrent** with at least {p.min_episodes} qualifying episodes in the window. A "
+        "**risk condition** (a condition that makes long-term systemic NSAIDs unsafe) was a "
+        "diagnosis recorded on or before the index date in any of the code lists for "
+        f"{_or(list_words(c) for c in p.risk_conditions) or 'none'}; a **risk drug** a "
+        "prescription on or before the index date in any of the lists for "
+        f"{_or(list_words(d) for d in p.risk_drugs) or 'none'}. **Elderly** patients were "
+        f"aged {p.elderly_age} years or more. The **target subgroup** comprised "
+        f"{target_words(p)}. **Candidates** for a local treatment (mesotherapy) are the target "
+        f"subgroup times the share expected to benefit, {benefit_words(p)}. "
+        + (
+            "Events (pain episodes, diagnoses, prescriptions) counted whatever their date "
+            "against the patient's registration, as in the paper's query; the data-quality "
+            "report counts those dated outside it."
+            if p.events_outside_registration == "count"
+            else "Only events (pain episodes, diagnoses, prescriptions) dated within the "
+            "patient's registration (from registered_from to registered_to, open-ended when "
+            "the patient is still registered) counted; those outside it were left out "
+            "(events_outside_registration: leave_out)."
+        )
+    )
+
+
+def _practices_words(p, study) -> str:
+    """How practices are compared and pooled (or that there is one practice)."""
+    words = (
         "Each practice's target subgroup was counted from the same single pass over the data, "
         "with the practice as a stratum, and given the interval of a proportion above and "
         "the eligibility interval per GP list. The practices' target proportions were pooled "
@@ -376,15 +397,11 @@ def methods_text(
     )
     held = getattr(getattr(study, "cube", None), "practices", None)
     if held is not None and len(held.practice_ids) < 2:
-        s["practices"] = (
+        return (
             "The data hold one practice, so practices were not compared or pooled (at least "
             "two are needed)."
         )
-    s["disclosure"] = _disclosure_words(p, study)
-    s["software"] = _software_words(engine)
-    if study is not None:
-        s["results"] = results_words(study)
-    return Methods(s)
+    return words
 
 
 def sensitivity_words(grid=None) -> str:
