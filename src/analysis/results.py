@@ -28,6 +28,7 @@ from analysis.files import atomic_write_text
 from analysis.folders import publish_folder
 from analysis.outputs import RELEASED, disclosure, protect, write_csv
 from analysis.outputs.disclosure import Rule
+from analysis.pages import render
 from analysis.params import Params
 from analysis.practices import heterogeneity, pool, practice_row
 
@@ -402,9 +403,6 @@ def combine(
     result does not depend on the order of ``folders``: sites are taken by name."""
     import shutil
     import tempfile
-    from html import escape
-
-    import matplotlib.pyplot as plt
 
     names = [Path(f).name for f in folders]
     if len(set(names)) != len(names):
@@ -421,30 +419,8 @@ def combine(
         )
     rule, unreleased, synthetic = _network_rule(sites, rule_name, not_for_release)
     stamped = bool(unreleased)
-    # the analysis settings (interval and pool methods, level) where every site agrees
-    analysis_keys = ("ci_method", "confidence_level", "pool_method")
-    shared = {
-        k: sites[0]["parameters"][k]
-        for k in analysis_keys
-        if k in sites[0]["parameters"]
-        and all(s["parameters"].get(k) == sites[0]["parameters"][k] for s in sites)
-    }
-    params = Params.from_mapping(
-        {
-            **{k: v for k, v in sites[0]["definitions"].items() if k in Params.names()},
-            **shared,
-        }
-    )
-    rows, left_out = [], {}
-    for s in sites:
-        left_out[s["name"]] = 0
-        for unit, c in s["units"].items():
-            n, npain, x = c.get("population.n"), c.get("pain.n"), c.get("target.n")
-            released = [rule.release(v) if rule else v for v in (n, npain, x)]
-            if any(v is None for v in released) or released[0] == 0:
-                left_out[s["name"]] += 1
-                continue
-            rows.append(practice_row(unit, *released, params))
+    params = _network_params(sites)
+    rows, left_out = _network_rows(sites, rule, params)
     total_left_out = sum(left_out.values())
     if not rows:
         raise AnalysisError(
@@ -466,101 +442,37 @@ def combine(
     pooled_df = protect(pd.DataFrame([pooled]), "practices_pooled", rule, params).table
     pooled_df.attrs[RELEASED] = "practices_pooled"
     shown = pooled_df.iloc[0].to_dict()
-    warning = (
-        "Sites with different parameters combined (--allow-different): " + "; ".join(differ)
-        if differ
-        else ""
-    )
-    stamp = (
-        "NOT FOR RELEASE: combined with site(s) not released under the network's rule: "
-        + "; ".join(unreleased)
-        if stamped
-        else ""
-    )
     chosen = sorted({s["scenario"] for s in sites})
-    label = ("synthetic data" if synthetic else "user data") + f", {len(sites)} site(s)"
-    label += f", scenario {', '.join(chosen)}"
-    if warning:
-        label += " - PARAMETERS DIFFER BETWEEN SITES"
-    if stamped:
-        label = "NOT FOR RELEASE - " + label
+    label, warning, stamp = _network_label(sites, chosen, synthetic, differ, unreleased)
     rule_text = rule.describe() if rule else "no rule (synthetic data)"
     into = Path(into)
     into.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{into.name}.tmp-", dir=into.parent))
     try:
-        out_table = table.copy()
-        out_pooled = pooled_df.copy()
-        out_pooled["scenario"] = ", ".join(chosen)
-        out_pooled["disclosure"] = rule_text
-        if warning:
-            out_pooled["warning"] = warning
-        if stamped:
-            out_table["release"] = disclosure.NOT_FOR_RELEASE
-            out_pooled["release"] = disclosure.NOT_FOR_RELEASE
-        write_csv(out_table, tmp / "practices.csv")
-        write_csv(out_pooled, tmp / "practices_pooled.csv")
+        _combined_tables(tmp, table, pooled_df, ", ".join(chosen), rule_text, warning, stamped)
         results = practice_rows("combined", table, shown, rule, params.ci_method)
         if stamped:
             results = [{**r, "disclosure": f"{r['disclosure']} (NOT FOR RELEASE)"} for r in results]
         write_results(results, tmp / "results.csv")
-        for name, fig in (
-            ("funnel", plots.funnel(table, pooled_df, label, total_left_out)),
-            ("practice_forest", plots.practice_forest(table, pooled_df, label)),
-        ):
-            if stamped:
-                fig.text(
-                    0.5,
-                    0.99,
-                    "NOT FOR RELEASE",
-                    color="#b00020",
-                    ha="center",
-                    va="top",
-                    fontsize=14,
-                    fontweight="bold",
-                )
-            style.save_figure(fig, tmp, name)
-            plt.close(fig)
-        pred = (
-            f"; a new unit: {_shown(shown.get('prediction_low'))}-"
-            f"{_shown(shown.get('prediction_high'))}% (95% prediction interval)"
-            if shown.get("prediction_low") is not None and not pd.isna(shown.get("prediction_low"))
-            else ""
+        _combined_figures(tmp, table, pooled_df, label, total_left_out, stamped)
+        page = render(
+            "combined.html.j2",
+            stamp=stamp,
+            sites=names,
+            scenario=", ".join(chosen),
+            pooled_units=len(kept),
+            left_out=total_left_out,
+            left_out_by_site=left_out,
+            rule=rule_text,
+            warning=warning,
+            estimate=_shown(shown.get("estimate")),
+            ci_low=_shown(shown.get("ci_low")),
+            ci_high=_shown(shown.get("ci_high")),
+            method=str(shown.get("method")),
+            spread=heterogeneity(shown.get("tau2"), shown.get("i2"), len(kept)),
+            prediction=_prediction_words(shown),
         )
-        per_site = ", ".join(f"{escape(k)}: {v}" for k, v in left_out.items())
-        page = [
-            "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Combined "
-            "sites</title><style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
-            ".warn{background:#fde8e8;border:1px solid #b00020;padding:.6em}"
-            ".stamp{background:#b00020;color:white;padding:10px 14px;font-weight:bold}"
-            "td,th{padding:2px 8px;text-align:right}td:first-child{text-align:left}"
-            "</style></head><body>",
-        ]
-        if stamped:
-            page.append(f"<div class='stamp' data-release='not-for-release'>{escape(stamp)}</div>")
-        page += [
-            "<h1>Combined sites</h1>",
-            f"<p>{len(sites)} site(s): "
-            + ", ".join(f"<code>{escape(n)}</code>" for n in names)
-            + f"; scenario {escape(', '.join(chosen))}; {len(kept)} unit(s) pooled, "
-            f"{total_left_out} left out (a count withheld; by site: {per_site}). Read from the "
-            "sites' results tables only (no patient row). Disclosure control: "
-            f"{escape(rule_text)}, applied to every site's counts.</p>",
-        ]
-        if warning:
-            page.append(f"<p class='warn'><b>{escape(warning)}</b></p>")
-        spread = heterogeneity(shown.get("tau2"), shown.get("i2"), len(kept))
-        page.append(
-            f"<p><b>Pooled target subgroup</b>: {_shown(shown.get('estimate'))}% of the "
-            f"population ({_shown(shown.get('ci_low'))}-{_shown(shown.get('ci_high'))}), "
-            f"{escape(str(shown.get('method')))}; {escape(spread)}{escape(pred)}.</p>"
-            "<p><img src='funnel.png' style='max-width:48%' alt='funnel plot'> "
-            "<img src='practice_forest.png' style='max-width:48%' alt='forest plot'></p>"
-            "<p>Tables: <a href='practices.csv'>practices.csv</a>, <a "
-            "href='practices_pooled.csv'>practices_pooled.csv</a>, <a "
-            "href='results.csv'>results.csv</a>.</p></body></html>"
-        )
-        atomic_write_text(tmp / "index.html", "\n".join(page) + "\n")
+        atomic_write_text(tmp / "index.html", page)
         publish_folder(tmp, into, "python -m analysis combine")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -575,3 +487,110 @@ def combine(
         "rule": rule_text,
         "not_for_release": stamped,
     }
+
+
+def _prediction_words(shown: dict) -> str:
+    """The prediction interval for a new unit, where there is one."""
+    low = shown.get("prediction_low")
+    if low is None or pd.isna(low):
+        return ""
+    return (
+        f"; a new unit: {_shown(low)}-{_shown(shown.get('prediction_high'))}% "
+        "(95% prediction interval)"
+    )
+
+
+def _network_label(sites, chosen, synthetic, differ, unreleased):
+    """(the figures' data label, the warning that parameters differ, the NOT FOR RELEASE
+    stamp); empty texts where there is nothing to say."""
+    warning = (
+        "Sites with different parameters combined (--allow-different): " + "; ".join(differ)
+        if differ
+        else ""
+    )
+    stamp = (
+        "NOT FOR RELEASE: combined with site(s) not released under the network's rule: "
+        + "; ".join(unreleased)
+        if unreleased
+        else ""
+    )
+    label = ("synthetic data" if synthetic else "user data") + f", {len(sites)} site(s)"
+    label += f", scenario {', '.join(chosen)}"
+    if warning:
+        label += " - PARAMETERS DIFFER BETWEEN SITES"
+    if unreleased:
+        label = "NOT FOR RELEASE - " + label
+    return label, warning, stamp
+
+
+def _network_params(sites) -> Params:
+    """The first site's definitions, with the analysis settings (interval and pool
+    methods, level) where every site agrees."""
+    analysis_keys = ("ci_method", "confidence_level", "pool_method")
+    shared = {
+        k: sites[0]["parameters"][k]
+        for k in analysis_keys
+        if k in sites[0]["parameters"]
+        and all(s["parameters"].get(k) == sites[0]["parameters"][k] for s in sites)
+    }
+    return Params.from_mapping(
+        {
+            **{k: v for k, v in sites[0]["definitions"].items() if k in Params.names()},
+            **shared,
+        }
+    )
+
+
+def _network_rows(sites, rule, params):
+    """A practices row for every unit with released counts, and how many units each site
+    had left out (a count withheld under the network's rule, or no population)."""
+    rows, left_out = [], {}
+    for s in sites:
+        left_out[s["name"]] = 0
+        for unit, c in s["units"].items():
+            n, npain, x = c.get("population.n"), c.get("pain.n"), c.get("target.n")
+            released = [rule.release(v) if rule else v for v in (n, npain, x)]
+            if any(v is None for v in released) or released[0] == 0:
+                left_out[s["name"]] += 1
+                continue
+            rows.append(practice_row(unit, *released, params))
+    return rows, left_out
+
+
+def _combined_tables(folder, table, pooled_df, scenario, rule_text, warning, stamped) -> None:
+    """practices.csv and practices_pooled.csv, with the scenario, the rule, any warning
+    and the NOT FOR RELEASE stamp."""
+    out_table = table.copy()
+    out_pooled = pooled_df.copy()
+    out_pooled["scenario"] = scenario
+    out_pooled["disclosure"] = rule_text
+    if warning:
+        out_pooled["warning"] = warning
+    if stamped:
+        out_table["release"] = disclosure.NOT_FOR_RELEASE
+        out_pooled["release"] = disclosure.NOT_FOR_RELEASE
+    write_csv(out_table, folder / "practices.csv")
+    write_csv(out_pooled, folder / "practices_pooled.csv")
+
+
+def _combined_figures(folder, table, pooled_df, label, left_out, stamped) -> None:
+    """The network's funnel and forest plots, stamped NOT FOR RELEASE where it is."""
+    import matplotlib.pyplot as plt
+
+    for name, fig in (
+        ("funnel", plots.funnel(table, pooled_df, label, left_out)),
+        ("practice_forest", plots.practice_forest(table, pooled_df, label)),
+    ):
+        if stamped:
+            fig.text(
+                0.5,
+                0.99,
+                "NOT FOR RELEASE",
+                color="#b00020",
+                ha="center",
+                va="top",
+                fontsize=14,
+                fontweight="bold",
+            )
+        style.save_figure(fig, folder, name)
+        plt.close(fig)
