@@ -148,6 +148,12 @@ def import_omop(
     code_system: str | None = None,
     pain_codes=PAIN_SCORE_CODES,
 ) -> dict:
+    """Import an OMOP CDM extract (``folder``: CDM tables as CSV or Parquet, or a DuckDB
+    file) into the contract folder ``into``: persons with their observation periods,
+    conditions by vocabulary (``code_system`` where there is no CONCEPT table), drug
+    exposures, pain observations (``pain_codes``). Rows that cannot be mapped are refused
+    by table, column and row; nothing is written unless every table imports. Returns the
+    import report."""
     import duckdb
 
     folder, into = Path(folder), Path(into)
@@ -171,72 +177,9 @@ def import_omop(
             "unknown (OMOP exports often hold SNOMED CT codes there). Give it with --code-system "
             "icd9cm|icd10|icd10cm|snomed; nothing was imported."
         )
-    codes = ", ".join(sql_literal(c) for c in pain_codes)
     birth, birth_missing, year_only = _birth_date_sql(con)
-    queries = {
-        "patients": f"""
-            SELECT CAST(p.person_id AS BIGINT) AS patient_id,
-                   coalesce(CAST(p.care_site_id AS VARCHAR), 'unknown') AS practice_id,
-                   CASE CAST(p.gender_concept_id AS VARCHAR) WHEN '8532' THEN 'F' WHEN '8507' THEN
-                   'M' END AS sex,
-                   {birth} AS birth_date,
-                   op.start_date AS registered_from, op.end_date AS registered_to
-            FROM omop_person p LEFT JOIN (
-                SELECT person_id, min(CAST(observation_period_start_date AS DATE)) AS start_date,
-                       max(CAST(observation_period_end_date AS DATE)) AS end_date
-                FROM omop_observation_period GROUP BY person_id) op ON op.person_id =
-                p.person_id""",
-        "diagnoses": None,  # by vocabulary, below
-        "prescriptions": """
-            SELECT CAST(person_id AS BIGINT) AS patient_id, CAST(drug_exposure_start_date AS DATE)
-            AS date,
-                   trim(CAST(drug_source_value AS VARCHAR)) AS atc_code
-            FROM omop_drug_exposure""",
-        "pain_episodes": f"""
-            SELECT CAST(person_id AS BIGINT) AS patient_id, CAST(observation_date AS DATE) AS date,
-                   lower(trim(CAST(qualifier_source_value AS VARCHAR))) AS site,
-                   CAST(TRY_CAST(value_as_number AS DOUBLE) AS INTEGER) AS severity,
-                   lower(trim(CAST(value_as_string AS VARCHAR))) AS cause
-            FROM omop_observation WHERE CAST(observation_source_value AS VARCHAR) IN ({codes})""",
-    }
-    # rows that cannot be mapped, named by OMOP table, column and row
-    checks = [
-        (
-            "person",
-            "gender_concept_id",
-            "CAST(gender_concept_id AS VARCHAR) NOT IN ('8532', '8507')",
-            "8532 (female) or 8507 (male)",
-        ),
-        (
-            "person",
-            "year_of_birth",
-            birth_missing,
-            "a year of birth (or birth_datetime)",
-        ),
-        (
-            "condition_occurrence",
-            "condition_source_value",
-            "condition_source_value IS NULL OR trim(CAST(condition_source_value AS VARCHAR)) = ''",
-            "the source code (ICD) of the condition",
-        ),
-        (
-            "drug_exposure",
-            "drug_source_value",
-            "drug_source_value IS NULL OR trim(CAST(drug_source_value AS VARCHAR)) = ''",
-            "the ATC code",
-        ),
-    ]
-    problems = []
-    for table, col, pred, expected in checks:
-        for r, v in con.execute(
-            f"SELECT __row, CAST({col} AS VARCHAR) FROM omop_{table} p WHERE {pred} "
-            "ORDER BY __row LIMIT 20"
-        ).fetchall():
-            problems.append(
-                f"OMOP {table}, column {col}, row {r}: expected {expected}, found {v!r}"
-            )
-    if problems:
-        raise AnalysisError("The OMOP extract cannot be imported:\n  " + "\n  ".join(problems))
+    queries = _contract_queries(birth, pain_codes)
+    _refuse_unmappable(con, birth_missing)
     into.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{into.name}.tmp-", dir=into.parent))
     report = {"source": "OMOP CDM", "tables": {}, "repairs": {}}
@@ -275,6 +218,79 @@ def import_omop(
     finally:
         con.close()
     return report
+
+
+def _contract_queries(birth: str, pain_codes) -> dict:
+    """The SQL that reads each contract table from the OMOP tables (diagnoses: by
+    vocabulary, :func:`_diagnoses_sql`); ``birth``: the birth date's SQL."""
+    codes = ", ".join(sql_literal(c) for c in pain_codes)
+    return {
+        "patients": f"""
+            SELECT CAST(p.person_id AS BIGINT) AS patient_id,
+                   coalesce(CAST(p.care_site_id AS VARCHAR), 'unknown') AS practice_id,
+                   CASE CAST(p.gender_concept_id AS VARCHAR) WHEN '8532' THEN 'F' WHEN '8507' THEN
+                   'M' END AS sex,
+                   {birth} AS birth_date,
+                   op.start_date AS registered_from, op.end_date AS registered_to
+            FROM omop_person p LEFT JOIN (
+                SELECT person_id, min(CAST(observation_period_start_date AS DATE)) AS start_date,
+                       max(CAST(observation_period_end_date AS DATE)) AS end_date
+                FROM omop_observation_period GROUP BY person_id) op ON op.person_id =
+                p.person_id""",
+        "diagnoses": None,  # by vocabulary, below
+        "prescriptions": """
+            SELECT CAST(person_id AS BIGINT) AS patient_id, CAST(drug_exposure_start_date AS DATE)
+            AS date,
+                   trim(CAST(drug_source_value AS VARCHAR)) AS atc_code
+            FROM omop_drug_exposure""",
+        "pain_episodes": f"""
+            SELECT CAST(person_id AS BIGINT) AS patient_id, CAST(observation_date AS DATE) AS date,
+                   lower(trim(CAST(qualifier_source_value AS VARCHAR))) AS site,
+                   CAST(TRY_CAST(value_as_number AS DOUBLE) AS INTEGER) AS severity,
+                   lower(trim(CAST(value_as_string AS VARCHAR))) AS cause
+            FROM omop_observation WHERE CAST(observation_source_value AS VARCHAR) IN ({codes})""",
+    }
+
+
+def _refuse_unmappable(con, birth_missing: str) -> None:
+    """Refuse rows that cannot be mapped, named by OMOP table, column and row."""
+    checks = [
+        (
+            "person",
+            "gender_concept_id",
+            "CAST(gender_concept_id AS VARCHAR) NOT IN ('8532', '8507')",
+            "8532 (female) or 8507 (male)",
+        ),
+        (
+            "person",
+            "year_of_birth",
+            birth_missing,
+            "a year of birth (or birth_datetime)",
+        ),
+        (
+            "condition_occurrence",
+            "condition_source_value",
+            "condition_source_value IS NULL OR trim(CAST(condition_source_value AS VARCHAR)) = ''",
+            "the source code (ICD) of the condition",
+        ),
+        (
+            "drug_exposure",
+            "drug_source_value",
+            "drug_source_value IS NULL OR trim(CAST(drug_source_value AS VARCHAR)) = ''",
+            "the ATC code",
+        ),
+    ]
+    problems = []
+    for table, col, pred, expected in checks:
+        for r, v in con.execute(
+            f"SELECT __row, CAST({col} AS VARCHAR) FROM omop_{table} p WHERE {pred} "
+            "ORDER BY __row LIMIT 20"
+        ).fetchall():
+            problems.append(
+                f"OMOP {table}, column {col}, row {r}: expected {expected}, found {v!r}"
+            )
+    if problems:
+        raise AnalysisError("The OMOP extract cannot be imported:\n  " + "\n  ".join(problems))
 
 
 CODE_SYSTEMS = {"icd9cm": "ICD9CM", "icd10": "ICD10", "icd10cm": "ICD10CM", "snomed": "SNOMED"}
