@@ -3,6 +3,7 @@ folder atomically; the index page, the release sheet and the summary follow."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -53,8 +54,6 @@ def execute_run(
 ) -> dict:
     """Execute one run in a worker process; returns its summary. Never raises. ``turn``:
     the batch's order for the disclosure audit (:mod:`analysis.outputs.ledger`)."""
-    import logging
-
     if turn is not None:  # the kernel inherits the worker's environment
         os.environ[TURN_ENV] = json.dumps(turn)
     else:
@@ -72,48 +71,16 @@ def execute_run(
     params = run_parameters(run, final)
     inject = dict(params)
     inject["output_dir"] = str(tmp)
-    log_path = tmp / "run.log"
-    # the kernel inherits this worker's stderr: send it (and its shutdown noise) to the log
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    saved_stderr = os.dup(2)
-    os.dup2(log_fd, 2)
-    handler = logging.FileHandler(log_path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    pm_log = logging.getLogger("papermill")
-    # papermill warns of parameters the notebook's cell does not list; the notebook takes any
-    # parameter of the set (and refuses unknown names itself), so the warning is noise
-    handler.addFilter(lambda rec: "Passed unknown parameter" not in rec.getMessage())
-    pm_log.addHandler(handler)
-    pm_log.setLevel(logging.INFO)
     status, error = "ok", None
     timings = {}
     try:
-        import papermill as pm
-
-        source = f"Batch {Path(batch_out).name}, run {run.name}"
-        nb_path = project_notebook(run.notebook, source=source)
-        inject = papermill_parameters(inject, source=source)
-        t = time.perf_counter()
-        pm.execute_notebook(
-            str(nb_path),
-            str(tmp / f"{run.notebook}.ipynb"),
-            parameters=inject,
-            kernel_name=KERNEL,
-            cwd=str(paths.NOTEBOOKS),
-            progress_bar=False,
-            log_output=True,
-            request_save_on_cell_execute=False,
-        )
-        timings["execute_s"] = round(time.perf_counter() - t, 3)
-    except Exception as exc:  # papermill raises PapermillExecutionError for a cell error
-        status = "failed"
-        error = _describe_error(exc)
+        with _run_log(tmp / "run.log"):
+            try:
+                timings["execute_s"] = _execute(run, tmp, inject, batch_out)
+            except Exception as exc:  # PapermillExecutionError for a cell error
+                status = "failed"
+                error = _describe_error(exc)
     finally:
-        pm_log.removeHandler(handler)
-        handler.close()
-        os.dup2(saved_stderr, 2)
-        os.close(saved_stderr)
-        os.close(log_fd)
         if turn is not None:  # its kernel has ended: every release is in the ledger
             ledger.mark_done(batch_out, turn["exec"], run.name)
     if status == "ok" and not (tmp / "results.csv").exists():
@@ -137,30 +104,14 @@ def execute_run(
                 status, error = "failed", {"cell": None, "error": f"HTML conversion: {exc}"}
         timings["html_s"] = round(time.perf_counter() - t, 3)
         _rewrite_paths(executed, tmp, final)
-    manifest = {
-        "batch": Path(batch_out).name,
-        "run": run.name,
-        "notebook": run.notebook,
-        "notebook_sha256": notebook_sha256(run.notebook_path),
-        "scenario": run.scenario,
-        "data_source": run.source,
-        "data_is_synthetic": _synthetic(run.data),
-        "release": run.release or _release(run),
-        "status": status,
-        "error": error,
-        "parameters": params,
-        "resolved_parameters": Params.from_mapping(
-            {k: v for k, v in run.overrides.items() if k in Params.names()}
-        ).to_dict(),
-        "input_fingerprint": data_fp,
-        "code_fingerprint": code,
-        "lock_sha256": sha256_file(paths.LOCK_FILE) if paths.LOCK_FILE.exists() else None,
-        "run_key": key,
-        "packages": package_versions(),
-        "started": started,
-        "finished": _now(),
-        "timings": {**timings, "total_s": round(time.perf_counter() - t0, 3)},
-    }
+    manifest = _manifest(run, batch_out, key, code, data_fp, params)
+    manifest.update(
+        status=status,
+        error=error,
+        started=started,
+        finished=_now(),
+        timings={**timings, "total_s": round(time.perf_counter() - t0, 3)},
+    )
     detail = None
     if status != "ok" and not manifest["data_is_synthetic"]:
         # the error and the executed notebook may quote patient values: keep only how to see them
@@ -189,6 +140,78 @@ def execute_run(
         "seconds": round(time.perf_counter() - t0, 2),
         "error": error,
         "detail": detail,
+    }
+
+
+@contextlib.contextmanager
+def _run_log(log_path: Path):
+    """The run's log: the kernel inherits this worker's stderr (sent here, shutdown noise
+    included), and papermill's messages, but its warning of parameters the notebook's cell
+    does not list (the notebook takes any parameter of the set and refuses unknown names
+    itself, so the warning is noise)."""
+    import logging
+
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    saved_stderr = os.dup(2)
+    os.dup2(log_fd, 2)
+    handler = logging.FileHandler(log_path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    pm_log = logging.getLogger("papermill")
+    handler.addFilter(lambda rec: "Passed unknown parameter" not in rec.getMessage())
+    pm_log.addHandler(handler)
+    pm_log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        pm_log.removeHandler(handler)
+        handler.close()
+        os.dup2(saved_stderr, 2)
+        os.close(saved_stderr)
+        os.close(log_fd)
+
+
+def _execute(run: Run, tmp: Path, inject: dict, batch_out) -> float:
+    """Execute the run's notebook with papermill into ``tmp``; its seconds."""
+    import papermill as pm
+
+    source = f"Batch {Path(batch_out).name}, run {run.name}"
+    nb_path = project_notebook(run.notebook, source=source)
+    inject = papermill_parameters(inject, source=source)
+    t = time.perf_counter()
+    pm.execute_notebook(
+        str(nb_path),
+        str(tmp / f"{run.notebook}.ipynb"),
+        parameters=inject,
+        kernel_name=KERNEL,
+        cwd=str(paths.NOTEBOOKS),
+        progress_bar=False,
+        log_output=True,
+        request_save_on_cell_execute=False,
+    )
+    return round(time.perf_counter() - t, 3)
+
+
+def _manifest(run: Run, batch_out, key: str, code: dict, data_fp: dict, params: dict) -> dict:
+    """How the run was made: notebook, scenario, data, parameters, fingerprints, versions
+    (its status, error and times are added by :func:`execute_run`)."""
+    return {
+        "batch": Path(batch_out).name,
+        "run": run.name,
+        "notebook": run.notebook,
+        "notebook_sha256": notebook_sha256(run.notebook_path),
+        "scenario": run.scenario,
+        "data_source": run.source,
+        "data_is_synthetic": _synthetic(run.data),
+        "release": run.release or _release(run),
+        "parameters": params,
+        "resolved_parameters": Params.from_mapping(
+            {k: v for k, v in run.overrides.items() if k in Params.names()}
+        ).to_dict(),
+        "input_fingerprint": data_fp,
+        "code_fingerprint": code,
+        "lock_sha256": sha256_file(paths.LOCK_FILE) if paths.LOCK_FILE.exists() else None,
+        "run_key": key,
+        "packages": package_versions(),
     }
 
 
@@ -265,16 +288,7 @@ def run_batch(
     from tqdm import tqdm
 
     real = [r for r in batch.runs if not _synthetic(r.data)]
-    out = batch.out.resolve()
-    if (
-        real
-        and out.is_relative_to(paths.ROOT.resolve())
-        and not out.is_relative_to(paths.REPORTS.resolve())
-    ):
-        raise AnalysisError(
-            f"Batch {batch.name} reads data not marked synthetic: its outputs must go under "
-            f"{paths.REPORTS} (git-ignored), not {out}."
-        )
+    _refuse_real_outputs_in_the_project(batch, real)
     _refuse_foreign_files(batch)  # first: links are refused before any file is read
     _refuse_other_data(batch)
     batch.out.mkdir(parents=True, exist_ok=True)
@@ -282,24 +296,8 @@ def run_batch(
         shutil.rmtree(stale, ignore_errors=True)
     planned = plan(batch, only=only, force=force)
     show = batch.show_code if show_code is None else show_code
-    results = []
-    todo = []
-    for run, key, code, fp, fresh in planned:
-        if fresh:
-            m = json.loads((batch.out / run.name / MANIFEST).read_text())
-            results.append(
-                {
-                    "run": run.name,
-                    "notebook": run.notebook,
-                    "scenario": run.scenario,
-                    "status": "up to date",
-                    "seconds": 0.0,
-                    "error": None,
-                    "last_seconds": m.get("timings", {}).get("total_s"),
-                }
-            )
-        else:
-            todo.append((run, key, code, fp))
+    results = [_up_to_date(batch, run) for run, *_, fresh in planned if fresh]
+    todo = [(run, key, code, fp) for run, key, code, fp, fresh in planned if not fresh]
     jobs = max(1, jobs or os.cpu_count() or 1)
     # a bar on a terminal; plain lines (one per finished run) in logs and pipes
     tty = sys.stderr.isatty()
@@ -343,16 +341,7 @@ def run_batch(
                         try:
                             results.append(fut.result())
                         except Exception as exc:  # a killed worker
-                            results.append(
-                                {
-                                    "run": run.name,
-                                    "notebook": run.notebook,
-                                    "scenario": run.scenario,
-                                    "status": "failed",
-                                    "seconds": 0.0,
-                                    "error": {"cell": None, "error": f"worker died: {exc}"},
-                                }
-                            )
+                            results.append(_worker_died(run, exc))
                         bar.update(1)
                         if progress and not tty:
                             r = results[-1]
@@ -379,6 +368,46 @@ def run_batch(
     if real:
         write_release_sheet(batch)
     return results
+
+
+def _refuse_real_outputs_in_the_project(batch: Batch, real: list) -> None:
+    """Outputs of data not marked synthetic go under reports/ (git-ignored), never
+    elsewhere in the project."""
+    out = batch.out.resolve()
+    if (
+        real
+        and out.is_relative_to(paths.ROOT.resolve())
+        and not out.is_relative_to(paths.REPORTS.resolve())
+    ):
+        raise AnalysisError(
+            f"Batch {batch.name} reads data not marked synthetic: its outputs must go under "
+            f"{paths.REPORTS} (git-ignored), not {out}."
+        )
+
+
+def _up_to_date(batch: Batch, run: Run) -> dict:
+    """The summary of a run not executed again (its inputs are unchanged)."""
+    m = json.loads((batch.out / run.name / MANIFEST).read_text())
+    return {
+        "run": run.name,
+        "notebook": run.notebook,
+        "scenario": run.scenario,
+        "status": "up to date",
+        "seconds": 0.0,
+        "error": None,
+        "last_seconds": m.get("timings", {}).get("total_s"),
+    }
+
+
+def _worker_died(run: Run, exc: BaseException) -> dict:
+    return {
+        "run": run.name,
+        "notebook": run.notebook,
+        "scenario": run.scenario,
+        "status": "failed",
+        "seconds": 0.0,
+        "error": {"cell": None, "error": f"worker died: {exc}"},
+    }
 
 
 def _report_failures_on_real_data(batch: Batch, results: list[dict]) -> None:
