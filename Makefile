@@ -42,7 +42,7 @@ report: $(STAMP) $(DATA)/dataset.json $(if $(findstring practices,$(BATCH)),data
 lint: $(STAMP) ## check style (ruff's rules and formatting) and the module map's layers (import-linter)
 	$(PY) -m ruff check src tests tools benchmarks notebooks
 	$(VENV)/bin/lint-imports --no-cache
-	$(PY) tools/check_layers.py
+	$(PY) tools/check_layers.py --strict
 	$(PY) -m ruff format --check src tests tools benchmarks notebooks/*.ipynb
 
 format: $(STAMP) ## format the code with ruff

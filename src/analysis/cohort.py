@@ -266,27 +266,12 @@ def profile_cube(
     sev = tuple(sorted({params.min_severity, *severities}))
     cap = max(params.min_episodes, episode_cap or 0)
     cond_lists = tuple(condition_lists or params.risk_conditions)
+    cond_lists += tuple(dict.fromkeys(x for x in params.risk_conditions if x not in cond_lists))
     drug_lists = tuple(drug_lists or params.risk_drugs)
-    for x in params.risk_conditions:
-        if x not in cond_lists:
-            cond_lists = (*cond_lists, x)
     sites = tuple(params.pain_sites)
     idx = params.index.isoformat()
     ws = params.window_start.isoformat()
-    vocab = db.diagnosis_vocabulary
-    notes = []
-    other = _code_map_sql(db, "diagnoses", "code", cond_lists, "cond_map", vocab)
-    if other:
-        notes.append(
-            f"the diagnoses are coded in {vocab}: the code list(s) {', '.join(other)} of another "
-            "vocabulary match none of them, so the risk definitions see none of those conditions"
-        )
-    other = _code_map_sql(db, "prescriptions", "atc_code", drug_lists, "drug_map", "ATC")
-    if other:
-        notes.append(
-            f"prescriptions are ATC-coded: the list(s) {', '.join(other)} match none of them"
-        )
-    notes += db.import_notes
+    notes = _code_maps(db, cond_lists, drug_lists) + list(db.import_notes)
     site_case = " ".join(f"WHEN '{s}' THEN {1 << i}" for i, s in enumerate(sites))
     q_cols = ", ".join(
         f"least(count(*) FILTER (WHERE severity >= {s}), {cap}) AS q{s}" for s in sev
@@ -306,32 +291,8 @@ def profile_cube(
         cells_sql, practice_column, practice_join = _practice_stratum_sql(
             db, params, cond_lists, drug_lists, q_grp
         )
-    if drug_counts:
-        n_drugs_sql = (
-            f"SELECT patient_id, count(*) AS n_drugs FROM (SELECT DISTINCT patient_id, atc_code "
-            f"FROM prescriptions e WHERE date BETWEEN DATE '{ws}' AND DATE '{idx}'"
-            f"{registered_events_sql(params)}) AS "
-            f"distinct_drugs "
-            "GROUP BY patient_id"
-        )
-        n_drugs_col = "coalesce(nd.n_drugs, 0)"
-        n_drugs_join = "LEFT JOIN nd ON nd.patient_id = p.patient_id"
-    else:
-        n_drugs_sql = "SELECT CAST(NULL AS BIGINT) AS patient_id, 0 AS n_drugs WHERE FALSE"
-        n_drugs_col = "0"
-        n_drugs_join = ""
-    if detail:
-        site_col, cond_col, drug_col = (
-            "coalesce(q.site_mask, 0)",
-            "coalesce(c.cond_mask, 0)",
-            "coalesce(r.drug_mask, 0)",
-        )
-    else:
-        cb = sum(1 << cond_lists.index(x) for x in params.risk_conditions)
-        db_ = sum(1 << drug_lists.index(x) for x in params.risk_drugs)
-        site_col = "0"
-        cond_col = f"CASE WHEN coalesce(c.cond_mask, 0) & {cb} <> 0 THEN {cb} ELSE 0 END"
-        drug_col = f"CASE WHEN coalesce(r.drug_mask, 0) & {db_} <> 0 THEN {db_} ELSE 0 END"
+    n_drugs_sql, n_drugs_col, n_drugs_join = _n_drugs_sql(params, drug_counts)
+    site_col, cond_col, drug_col = _mask_columns(params, detail, cond_lists, drug_lists)
     registered = registered_events_sql(params)
     query = f"""
     WITH qual AS (
@@ -374,9 +335,17 @@ def profile_cube(
         {n_drugs_join})
     {cells_sql}
     """
-    # the population is a column of the grouping, dropped here: a filter in the query
-    # changes DuckDB's join plan and doubles its peak memory at 10 million patients
     raw = db.con.execute(query).fetchnumpy()
+    return _cube(raw, db, params, sev, cap, cond_lists, drug_lists, sites, drug_counts, detail,
+                 notes, by_practice)  # fmt: skip
+
+
+def _cube(raw, db, params, sev, cap, cond_lists, drug_lists, sites, drug_counts, detail, notes,
+          by_practice) -> ProfileCube:  # fmt: skip
+    """The profile cube from the query's columns: the cells of the population (the
+    population is a column of the grouping, dropped here: a filter in the query changes
+    DuckDB's join plan and doubles its peak memory at 10 million patients), and the
+    practices' stratum."""
     keep = np.asarray(raw.pop("in_population"), dtype=bool)
     raw = {k: np.asarray(v)[keep] for k, v in raw.items()}
     excluded = population_counts(db, params)
@@ -413,6 +382,55 @@ def profile_cube(
         own_params_only=True,
     )
     return dataclasses.replace(cube, practices=practices)
+
+
+def _code_maps(db: Database, cond_lists, drug_lists) -> list[str]:
+    """The code lists as the temporary tables ``cond_map`` and ``drug_map`` (code -> the
+    bit of its list); notes for lists of a vocabulary the data do not use."""
+    vocab = db.diagnosis_vocabulary
+    notes = []
+    other = _code_map_sql(db, "diagnoses", "code", cond_lists, "cond_map", vocab)
+    if other:
+        notes.append(
+            f"the diagnoses are coded in {vocab}: the code list(s) {', '.join(other)} of another "
+            "vocabulary match none of them, so the risk definitions see none of those conditions"
+        )
+    other = _code_map_sql(db, "prescriptions", "atc_code", drug_lists, "drug_map", "ATC")
+    if other:
+        notes.append(
+            f"prescriptions are ATC-coded: the list(s) {', '.join(other)} match none of them"
+        )
+    return notes
+
+
+def _n_drugs_sql(params: Params, drug_counts: bool):
+    """(the ``nd`` CTE, its column, its join): distinct ATC codes prescribed in the window
+    per patient, or nothing when not asked (it costs a distinct count)."""
+    if not drug_counts:
+        return "SELECT CAST(NULL AS BIGINT) AS patient_id, 0 AS n_drugs WHERE FALSE", "0", ""
+    idx, ws = params.index.isoformat(), params.window_start.isoformat()
+    sql = (
+        f"SELECT patient_id, count(*) AS n_drugs FROM (SELECT DISTINCT patient_id, atc_code "
+        f"FROM prescriptions e WHERE date BETWEEN DATE '{ws}' AND DATE '{idx}'"
+        f"{registered_events_sql(params)}) AS "
+        f"distinct_drugs "
+        "GROUP BY patient_id"
+    )
+    return sql, "coalesce(nd.n_drugs, 0)", "LEFT JOIN nd ON nd.patient_id = p.patient_id"
+
+
+def _mask_columns(params: Params, detail: bool, cond_lists, drug_lists):
+    """The site, condition and drug mask columns: every list's bit, or (``detail`` False)
+    one bit for "any of the parameter set's lists" and no sites."""
+    if detail:
+        return "coalesce(q.site_mask, 0)", "coalesce(c.cond_mask, 0)", "coalesce(r.drug_mask, 0)"
+    cb = sum(1 << cond_lists.index(x) for x in params.risk_conditions)
+    db_ = sum(1 << drug_lists.index(x) for x in params.risk_drugs)
+    return (
+        "0",
+        f"CASE WHEN coalesce(c.cond_mask, 0) & {cb} <> 0 THEN {cb} ELSE 0 END",
+        f"CASE WHEN coalesce(r.drug_mask, 0) & {db_} <> 0 THEN {db_} ELSE 0 END",
+    )
 
 
 def _practice_stratum_sql(db: Database, params: Params, cond_lists, drug_lists, q_grp: str):

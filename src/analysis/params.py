@@ -175,11 +175,21 @@ class Params:
         return params
 
     def validate(self, *, source: str = "parameters") -> None:
+        """Refuse values outside their ranges, choices or code lists, every problem at once."""
         problems = []
 
         def bad(name, msg):
             problems.append(f"{source}: parameter '{name}' {msg}")
 
+        self._definition_problems(bad)
+        self._estimation_problems(bad)
+        self._codelist_problems(bad)
+        if problems:
+            raise AnalysisError("Invalid parameters:\n  " + "\n  ".join(problems))
+
+    def _definition_problems(self, bad) -> None:
+        """The index date, the choices, the window, pain sites and causes, severity,
+        recurrence and the elderly age."""
         try:
             _ = self.index
         except ValueError:
@@ -212,6 +222,10 @@ class Params:
             bad("min_episodes", f"must be at least 1, got {self.min_episodes}")
         if not 0 <= self.elderly_age <= 120:
             bad("elderly_age", f"must be an age in years 0-120, got {self.elderly_age}")
+
+    def _estimation_problems(self, bad) -> None:
+        """The benefit share and its distribution, the interval level, the disclosure
+        settings, the GP list, the age bands."""
         for name in ("benefit_fraction", "benefit_low", "benefit_high"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
@@ -241,6 +255,8 @@ class Params:
         if self.monte_carlo_draws < 1000:
             bad("monte_carlo_draws", f"must be at least 1000, got {self.monte_carlo_draws}")
 
+    def _codelist_problems(self, bad) -> None:
+        """Every named code list exists; at least one is named."""
         known = available_codelists()
         for name in ("risk_conditions", "risk_drugs"):
             lists = getattr(self, name)
@@ -255,8 +271,6 @@ class Params:
                     )
         if not self.risk_conditions and not self.risk_drugs:
             bad("risk_conditions", "and risk_drugs are both empty; name at least one code list")
-        if problems:
-            raise AnalysisError("Invalid parameters:\n  " + "\n  ".join(problems))
 
 
 def check_names(mapping: dict, *, source: str = "parameters", allowed_extra=()) -> None:
