@@ -24,6 +24,8 @@ def test_environment_yml_names_the_same_packages_at_the_same_versions():
         if isinstance(d, str) and "=" in d and not d.startswith("python="):
             name, version = d.split("=", 1)
             conda[name] = version
+    # what is not a Python package: Java for Spark
+    assert conda.pop("openjdk", "").split(".")[0] == "17"
     assert conda == pins_from_pyproject()
     pip = [d for d in env["dependencies"] if isinstance(d, dict)][0]["pip"]
     assert "-e ." in pip
@@ -48,3 +50,24 @@ def test_readme_quick_start_has_exactly_two_commands():
 
 def test_ci_calls_the_readme_test_command():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_notebooks_kernel_is_registered_where_it_is_missing(tmp_path, monkeypatch):
+    """A conda environment made from environment.yml (an editable install) has no kernel
+    named 'analysis': the batch registers it, running the environment's own Python."""
+    import json
+    import sys
+
+    import jupyter_core.paths as jp
+
+    from analysis.batch.plan import ensure_kernel
+
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    monkeypatch.setattr(jp, "ENV_JUPYTER_PATH", [str(tmp_path / "share" / "jupyter")])
+    monkeypatch.setattr(jp, "SYSTEM_JUPYTER_PATH", [])
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "user"))
+    monkeypatch.setenv("JUPYTER_PATH", "")
+    assert ensure_kernel() is True
+    spec = json.loads((tmp_path / "share/jupyter/kernels/analysis/kernel.json").read_text())
+    assert spec["argv"][:3] == ["python", "-m", "ipykernel_launcher"]
+    assert ensure_kernel() is False  # found now: not registered twice

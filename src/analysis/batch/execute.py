@@ -26,6 +26,7 @@ from analysis.batch.plan import (
     _release,
     _stale_temporaries,
     _synthetic,
+    ensure_kernel,
     load_batch,
     plan,
     run_parameters,
@@ -291,6 +292,7 @@ def run_batch(
     _refuse_real_outputs_in_the_project(batch, real)
     _refuse_foreign_files(batch)  # first: links are refused before any file is read
     _refuse_other_data(batch)
+    ensure_kernel()
     batch.out.mkdir(parents=True, exist_ok=True)
     for stale in _stale_temporaries(batch):  # left by an interrupted batch
         shutil.rmtree(stale, ignore_errors=True)

@@ -30,6 +30,27 @@ MANIFEST = "manifest.json"
 KERNEL = "analysis"
 
 
+def ensure_kernel() -> bool:
+    """Register the notebooks' kernel (:data:`KERNEL`) in this environment when it is not
+    yet (a conda environment made from environment.yml, an editable install); the kernel
+    runs this environment's Python. Returns whether it was registered now."""
+    import sys
+    from importlib.resources import as_file, files
+
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    manager = KernelSpecManager()
+    try:
+        manager.get_kernel_spec(KERNEL)
+        return False
+    except NoSuchKernel:
+        pass
+    with as_file(files("analysis") / "kernel") as folder:
+        manager.install_kernel_spec(str(folder), KERNEL, prefix=sys.prefix)
+    print(f"Registered the notebooks' kernel '{KERNEL}' in {sys.prefix}.", file=sys.stderr)
+    return True
+
+
 @dataclass(frozen=True)
 class Run:
     name: str
