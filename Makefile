@@ -1,10 +1,12 @@
 # Front door of the project. `make help` lists the targets.
-# The environment is a pip virtual environment in .venv, installed from requirements.lock.
+# The environment is a pip virtual environment in .venv: `make report` installs the core
+# (requirements-core.lock), every other target the whole requirements.lock (extras too).
 
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+CORE   := $(VENV)/.installed-core
 DATA   := data/synthetic
 BATCH  ?= batches/paper.yaml
 JOBS   ?=
@@ -15,34 +17,44 @@ JOBS   ?=
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.lock pyproject.toml
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+
+# the core (what `make report` needs): requirements-core.lock, the package, its kernel
+$(CORE): requirements-core.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock 2>&1 | grep -v "is ignored: it is neither" || true
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e . 2>&1 | grep -v "is ignored: it is neither" || true
-	$(PY) -c "import analysis, duckdb, papermill, statsmodels" 
+	$(PIP) -r requirements-core.lock 2>&1 | grep -v "is ignored: it is neither" || true
+	$(PIP) --no-deps -e . 2>&1 | grep -v "is ignored: it is neither" || true
+	$(PY) -c "import analysis, duckdb, papermill, statsmodels"
 	$(PY) -m ipykernel install --sys-prefix --name analysis --display-name "Python (analysis)" >/dev/null
+	@touch $(CORE)
+
+# everything (tests, lint, engines, JupyterLab): the whole requirements.lock
+$(STAMP): requirements.lock $(CORE)
+	$(PIP) -r requirements.lock 2>&1 | grep -v "is ignored: it is neither" || true
+	$(PY) -c "import pytest, pyspark, psycopg, jupyterlab"
 	@touch $(STAMP)
 
-env: $(STAMP) ## create .venv from the lock file (if missing or out of date)
+env: $(STAMP) ## create .venv from the lock file, extras included (if missing or out of date)
 
-$(DATA)/dataset.json: $(STAMP) data/synthetic_calibration.yaml
+$(DATA)/dataset.json: $(CORE) data/synthetic_calibration.yaml
 	$(PY) -m analysis synth --out $(DATA)
 
 data: $(DATA)/dataset.json ## build the synthetic default cohort (if missing)
 
-data/network/dataset.json: $(STAMP) data/synthetic_calibration.yaml
+data/network/dataset.json: $(CORE) data/synthetic_calibration.yaml
 	$(PY) -m analysis synth --patients 20000 --practices 20 --out data/network
 
 network: data/network/dataset.json ## build the synthetic network of 20 practices (batches/practices.yaml)
 
-report: $(STAMP) $(DATA)/dataset.json $(if $(findstring practices,$(BATCH)),data/network/dataset.json,) ## the main job: run the report batch on the default data
+report: $(CORE) $(DATA)/dataset.json $(if $(findstring practices,$(BATCH)),data/network/dataset.json,) ## the main job: run the report batch on the default data
 	$(PY) -m analysis batch $(BATCH) $(if $(JOBS),--jobs $(JOBS),)
 
 lint: $(STAMP) ## check style (ruff's rules and formatting) and the module map's layers (import-linter)
 	$(PY) -m ruff check src tests tools benchmarks notebooks
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) tools/check_layers.py --strict
+	$(PY) tools/core_lock.py --check || { echo 'requirements-core.lock is out of date: python tools/core_lock.py'; exit 1; }
 	$(PY) -m ruff format --check src tests tools benchmarks notebooks/*.ipynb
 
 format: $(STAMP) ## format the code with ruff

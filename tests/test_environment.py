@@ -71,3 +71,28 @@ def test_the_notebooks_kernel_is_registered_where_it_is_missing(tmp_path, monkey
     spec = json.loads((tmp_path / "share/jupyter/kernels/analysis/kernel.json").read_text())
     assert spec["argv"][:3] == ["python", "-m", "ipykernel_launcher"]
     assert ensure_kernel() is False  # found now: not registered twice
+
+
+def test_the_core_lock_is_the_locks_core():
+    """`make report` installs requirements-core.lock: the packages the core dependencies
+    need (no engine extras, no JupyterLab, no test tools), at the lock's versions."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    def pins(name):
+        return dict(
+            line.split("==", 1)
+            for line in (ROOT / name).read_text().splitlines()
+            if line and not line.startswith((" ", "#"))
+        )
+
+    core, full = pins("requirements-core.lock"), pins("requirements.lock")
+    assert core and all(full[k] == v for k, v in core.items())
+    for extra in ("pyspark", "psycopg", "sqlglot", "jupyterlab", "pytest", "ruff"):
+        assert extra not in core and extra in full
+    for needed in ("duckdb", "papermill", "nbconvert", "ipykernel", "statsmodels", "jinja2"):
+        assert needed in core
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "core_lock.py"), "--check"])
+    assert done.returncode == 0  # up to date with requirements.lock and pyproject

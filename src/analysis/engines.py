@@ -133,7 +133,13 @@ class PostgresEngine(Engine):
     name = "postgres"
 
     def __init__(self, url: str):
-        import psycopg
+        try:
+            import psycopg
+        except ImportError:
+            raise AnalysisError(
+                "PostgreSQL data sources need psycopg: pip install -e '.[postgres]' "
+                "(`make env` installs every extra)."
+            ) from None
 
         u = urlparse(url)
         if u.password:
@@ -201,7 +207,8 @@ class SparkEngine(Engine):
             from pyspark.sql import SparkSession
         except ImportError:
             raise AnalysisError(
-                "Spark data sources need pyspark (installed by `make env`)."
+                "Spark data sources need pyspark and sqlglot: pip install -e '.[spark]' "
+                "(`make env` installs every extra)."
             ) from None
         spark_master = master if master.startswith("local") else f"spark://{master}"
         try:
