@@ -222,3 +222,19 @@ def test_the_audit_command_and_its_words_read_any_paper():
         assert "1.52" not in words and " 57" not in words and "synthetic" not in words
         if "inconsistent" in name:
             assert f"'± {sd}'" in words and "cannot be right as printed" in words
+
+
+def test_the_audit_is_computed_once_and_a_strange_cache_file_is_ignored(tmp_path, monkeypatch):
+    """The consistency audit depends on the published figures and the code alone: the
+    second run reads it from the cache folder; a file there that is not the audit's own
+    (a hostile or damaged one) is ignored and the audit computed again."""
+    from analysis import audit
+
+    monkeypatch.setenv("ANALYSIS_CACHE", str(tmp_path))
+    first = audit.consistency_audit()
+    (remembered,) = (tmp_path / "consistency-audit").glob("*.json")
+    calls = []
+    monkeypatch.setattr(audit, "_consistency_audit", lambda pub: calls.append(pub) or first)
+    assert audit.consistency_audit().equals(first) and calls == []  # read, not computed
+    remembered.write_text('[{"check": "x", "verdict": {"__reduce__": "os.system"}}]')
+    assert audit.consistency_audit().equals(first) and len(calls) == 1  # computed again

@@ -266,3 +266,26 @@ def test_age_in_completed_years_on_spark_equals_pandas(tmp_path, index_date):
         assert figures(spark_url(pq_db), "--set", "disclosure=off") == figures(
             csv_db, "--set", "disclosure=off"
         )
+
+
+def test_whether_a_spark_folder_is_synthetic_needs_no_jvm(tmp_path, monkeypatch):
+    """A batch asks each run's source whether it is synthetic: for a local Spark folder its
+    own files answer (as a Spark session would read them), without starting one."""
+    import shutil
+
+    from analysis.data import database
+    from analysis.data.database import is_synthetic
+    from conftest import ROOT
+
+    def no_spark(*a, **k):
+        raise AssertionError("a Spark session was started")
+
+    monkeypatch.setattr(database, "SparkConnection", no_spark)
+    folder = tmp_path / "synthetic"
+    shutil.copytree(ROOT / "data" / "synthetic", folder)
+    assert is_synthetic(f"spark://local[1]?path={folder}")
+    (folder / "dataset.json").unlink()  # Spark reads dataset.json only: not marked synthetic
+    assert not is_synthetic(f"spark://local[1]?path={folder}")
+    (folder / "dataset.json").write_text('{"synthetic": true}')
+    (folder / "diagnoses.parquet").unlink()  # a folder Spark cannot open: not synthetic
+    assert not is_synthetic(f"spark://local[1]?path={folder}")

@@ -14,6 +14,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "analysis (pyproject.toml)"
+EXTRAS_OF = {
+    # jsonschema's format checkers (its [format-nongpl] extra) come with JupyterLab's
+    # jupyter-events; nbformat needs jsonschema alone. Without them no process builds the
+    # rfc3987-syntax grammar on import (about 1 s each).
+    "jsonschema": {"attrs", "jsonschema-specifications", "referencing", "rpds-py"},
+}
+"""Packages whose extras the core does not use: parent -> its dependencies without them."""
 
 
 def norm(name: str) -> str:
@@ -44,7 +51,8 @@ def core_lock() -> str:
     while changed:  # a package is core when a core package needs it
         changed = False
         for name, _, _, via in found:
-            if name not in core and via & core:
+            parents = {v for v in via & core if name in EXTRAS_OF.get(v, {name})}
+            if name not in core and parents:
                 core.add(name)
                 changed = True
     lines = [

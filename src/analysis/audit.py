@@ -33,9 +33,11 @@ import numpy as np
 import pandas as pd
 
 from analysis import paths
+from analysis.data.digests import _cache_folder
 from analysis.display import Summary
 from analysis.errors import AnalysisError
 from analysis.estimates import normal_quantile
+from analysis.files import atomic_write_text
 from analysis.params import DEFAULTS
 
 ELDERLY_AGE = 75
@@ -329,10 +331,71 @@ def subgroup_sd_ceiling(
 
 
 # ----------------------------------------------------------------------------- the audit
+AUDIT_COLUMNS = ("check", "figures", "method", "reference", "result", "verdict", "arithmetic")
+
+
 def consistency_audit(published: list[Published] | None = None) -> pd.DataFrame:
     """Checks of the published figures against each other, without patient data: one row
-    per check with its method, reference, result, verdict and the arithmetic."""
-    return _consistency_audit(tuple(published or load_published())).copy()
+    per check with its method, reference, result, verdict and the arithmetic. It depends
+    on the published figures and this module's code alone, so it is computed once and
+    remembered in the cache folder (``ANALYSIS_CACHE``; the exact SD bounds take seconds)."""
+    published = tuple(published or load_published())
+    remembered = _remembered(published)
+    if remembered is not None:
+        return remembered
+    table = _consistency_audit(published).copy()
+    _remember(published, table)
+    return table
+
+
+def _audit_key(published) -> str:
+    """sha256 of the published figures and of this module's source."""
+    import dataclasses
+    import hashlib
+    import json
+
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    h.update(json.dumps([dataclasses.asdict(p) for p in published], default=str).encode())
+    return h.hexdigest()
+
+
+def _remembered(published) -> pd.DataFrame | None:
+    """The audit remembered for these figures and this code, or None (none, or a file that
+    is not one this module wrote: then it is computed again)."""
+    import json
+
+    folder = _cache_folder()
+    if folder is None:
+        return None
+    path = folder / "consistency-audit" / f"{_audit_key(published)}.json"
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rows, list) or not all(
+        isinstance(r, dict)
+        and set(r) == set(AUDIT_COLUMNS)
+        and all(isinstance(v, str) for v in r.values())
+        for r in rows
+    ):
+        return None
+    return pd.DataFrame(rows, columns=list(AUDIT_COLUMNS)) if rows else None
+
+
+def _remember(published, table: pd.DataFrame) -> None:
+    import json
+
+    folder = _cache_folder()
+    if folder is None or list(table.columns) != list(AUDIT_COLUMNS):
+        return
+    try:
+        (folder / "consistency-audit").mkdir(parents=True, exist_ok=True)
+        atomic_write_text(
+            folder / "consistency-audit" / f"{_audit_key(published)}.json",
+            json.dumps(table.to_dict(orient="records")),
+        )
+    except OSError:  # a cache that cannot be written is only slower
+        pass
 
 
 @functools.lru_cache(maxsize=8)

@@ -250,7 +250,10 @@ def _write_html(nb_path: Path, html_path: Path, show_code: bool, stamp: bool = F
 
     nb = nbformat.read(nb_path, as_version=4)
     exporter = HTMLExporter(
-        exclude_input=not show_code, exclude_input_prompt=True, exclude_output_prompt=True
+        exclude_input=not show_code,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+        optimistic_validation=True,  # validate once, not after every preprocessor (nbconvert #1663)
     )
     # sections the run said have nothing to show (one practice: no funnel, no forest plot)
     hide = {

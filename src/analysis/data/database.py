@@ -7,6 +7,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qs
 
 from analysis import paths
 from analysis.codelists import DEFAULT_DIAGNOSIS_VOCABULARY
@@ -501,6 +502,9 @@ def is_synthetic(location) -> bool:
     folder or file by its ``dataset.json`` or Parquet metadata, a server database by its
     ``dataset_metadata`` table (written by ``load``). Unreachable: not synthetic."""
 
+    folder = _local_spark_folder(location)
+    if folder is not None:  # the folder's own files answer: no JVM started for it
+        return _spark_folder_synthetic(folder)
     if is_url(location):
         try:
             db = open_database(location, validate=False)
@@ -511,6 +515,28 @@ def is_synthetic(location) -> bool:
         finally:
             db.close()
     return is_marked_synthetic(location)
+
+
+def _local_spark_folder(location) -> Path | None:
+    """The local contract folder a ``spark://...?path=/folder`` URL reads, else None."""
+    text = str(location)
+    if not text.lower().startswith("spark://"):
+        return None
+    path = (parse_qs(text.partition("?")[2]).get("path") or [""])[0]  # as SparkEngine reads it
+    return Path(path) if path and "://" not in path else None
+
+
+def _spark_folder_synthetic(folder: Path) -> bool:
+    """What a Spark database over ``folder`` says of itself, read from its files as
+    :func:`_open_spark` reads them: its ``dataset.json``, every table's Parquet file present
+    (else it does not open: not synthetic)."""
+    if not all((folder / f"{t}.parquet").exists() for t in TABLES):
+        return False
+    meta = folder / METADATA_FILE
+    try:
+        return meta.exists() and marked_synthetic(json.loads(meta.read_text()))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
 
 
 def is_marked_synthetic(location: str | Path) -> bool:
