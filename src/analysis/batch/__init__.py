@@ -11,6 +11,13 @@ whose notebook, parameters, module code and input data are unchanged is skipped 
 notebooks: it never computes a statistic itself.
 """
 
+import sys
+
+# jsonschema imports rfc3987_syntax where it is installed (JupyterLab's jupyter-events asks
+# for it), which builds a Lark grammar for about 1 s in every process that imports nbformat;
+# the notebook schema uses none of the IRI formats it checks: the batch's processes skip it
+sys.modules.setdefault("rfc3987_syntax", None)
+
 from analysis.batch.execute import execute_run, main_batch, run_batch, summary_table, write_index
 from analysis.batch.manifest import code_fingerprint, data_fingerprint, package_versions
 from analysis.batch.plan import MANIFEST, Batch, Run, load_batch, plan, run_parameters

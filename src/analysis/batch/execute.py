@@ -15,9 +15,9 @@ from pathlib import Path
 from analysis import paths
 from analysis.batch.checked import notebook_sha256, papermill_parameters, project_notebook
 from analysis.batch.index import render_index
+from analysis.batch.kernels import worker_kernel
 from analysis.batch.manifest import _now, _write_json, package_versions, sha256_file
 from analysis.batch.plan import (
-    KERNEL,
     MANIFEST,
     Batch,
     Run,
@@ -55,11 +55,6 @@ def execute_run(
 ) -> dict:
     """Execute one run in a worker process; returns its summary. Never raises. ``turn``:
     the batch's order for the disclosure audit (:mod:`analysis.outputs.ledger`)."""
-    if turn is not None:  # the kernel inherits the worker's environment
-        os.environ[TURN_ENV] = json.dumps(turn)
-    else:
-        os.environ.pop(TURN_ENV, None)
-
     final = inside(batch_out, Path(batch_out) / run.name)
     tmp = inside(batch_out, Path(batch_out) / f".tmp-{run.name}-{os.getpid()}")
     failed_dir = inside(batch_out, Path(batch_out) / f"{run.name}.failed")
@@ -76,13 +71,18 @@ def execute_run(
     timings = {}
     try:
         with _run_log(tmp / "run.log"):
+            # the kernel's environment: the batch's turn for the disclosure audit, or none
+            env = {TURN_ENV: json.dumps(turn) if turn is not None else None}
             try:
-                timings["execute_s"] = _execute(run, tmp, inject, batch_out)
+                timings["execute_s"] = _execute(run, tmp, inject, batch_out, env)
             except Exception as exc:  # PapermillExecutionError for a cell error
                 status = "failed"
                 error = _describe_error(exc)
+            finally:  # what the kernel process itself wrote during the run
+                sys.stderr.write(worker_kernel().new_log())
+                sys.stderr.flush()
     finally:
-        if turn is not None:  # its kernel has ended: every release is in the ledger
+        if turn is not None:  # its notebook has ended: every release is in the ledger
             ledger.mark_done(batch_out, turn["exec"], run.name)
     if status == "ok" and not (tmp / "results.csv").exists():
         status = "failed"
@@ -115,24 +115,9 @@ def execute_run(
     )
     detail = None
     if status != "ok" and not manifest["data_is_synthetic"]:
-        # the error and the executed notebook may quote patient values: keep only how to see them
-        detail = error
-        manifest["error"] = error = {
-            "cell": error.get("cell") if error else None,
-            "error": "withheld: the data are not marked synthetic (see the terminal)",
-        }
-        for f in tmp.iterdir():
-            shutil.rmtree(f) if f.is_dir() else f.unlink()
-        atomic_write_text(tmp / "README.txt", _how_to_see(run))
+        detail, error = error, _withhold(run, tmp, manifest)
     _write_json(tmp / MANIFEST, manifest)
-    if status == "ok":
-        if final.exists():
-            shutil.rmtree(final)
-        shutil.rmtree(failed_dir, ignore_errors=True)
-        tmp.rename(final)
-    else:
-        shutil.rmtree(failed_dir, ignore_errors=True)
-        tmp.rename(failed_dir)
+    _move_into_place(tmp, final if status == "ok" else failed_dir, final, failed_dir)
     return {
         "run": run.name,
         "notebook": run.notebook,
@@ -144,10 +129,34 @@ def execute_run(
     }
 
 
+def _withhold(run: Run, tmp: Path, manifest: dict) -> dict:
+    """A failed run on data not marked synthetic: the error and the executed notebook may
+    quote patient values, so the folder keeps only how to see them; the manifest's error."""
+    error = manifest["error"]
+    manifest["error"] = {
+        "cell": error.get("cell") if error else None,
+        "error": "withheld: the data are not marked synthetic (see the terminal)",
+    }
+    for f in tmp.iterdir():
+        shutil.rmtree(f) if f.is_dir() else f.unlink()
+    atomic_write_text(tmp / "README.txt", _how_to_see(run))
+    return manifest["error"]
+
+
+def _move_into_place(tmp: Path, target: Path, final: Path, failed_dir: Path) -> None:
+    """The complete run folder renamed to ``target`` (the run's folder, or ``<run>.failed``),
+    replacing what an earlier run left there."""
+    if target == final and final.exists():
+        shutil.rmtree(final)
+    shutil.rmtree(failed_dir, ignore_errors=True)
+    tmp.rename(target)
+
+
 @contextlib.contextmanager
 def _run_log(log_path: Path):
-    """The run's log: the kernel inherits this worker's stderr (sent here, shutdown noise
-    included), and papermill's messages, but its warning of parameters the notebook's cell
+    """The run's log: this worker's stderr (sent here; the kernel's own stderr is appended
+    to it after the run, :meth:`WarmKernel.new_log`), and papermill's messages (the cells'
+    outputs among them), but its warning of parameters the notebook's cell
     does not list (the notebook takes any parameter of the set and refuses unknown names
     itself, so the warning is noise)."""
     import logging
@@ -171,21 +180,18 @@ def _run_log(log_path: Path):
         os.close(log_fd)
 
 
-def _execute(run: Run, tmp: Path, inject: dict, batch_out) -> float:
-    """Execute the run's notebook with papermill into ``tmp``; its seconds."""
-    import papermill as pm
-
+def _execute(run: Run, tmp: Path, inject: dict, batch_out, env: dict) -> float:
+    """Execute the run's notebook with papermill into ``tmp`` on this worker's warm kernel
+    (:mod:`analysis.batch.kernels`), ``env`` added to the kernel's environment; its seconds."""
     source = f"Batch {Path(batch_out).name}, run {run.name}"
     nb_path = project_notebook(run.notebook, source=source)
     inject = papermill_parameters(inject, source=source)
     t = time.perf_counter()
-    pm.execute_notebook(
-        str(nb_path),
-        str(tmp / f"{run.notebook}.ipynb"),
-        parameters=inject,
-        kernel_name=KERNEL,
-        cwd=str(paths.NOTEBOOKS),
-        progress_bar=False,
+    worker_kernel().execute(
+        nb_path,
+        tmp / f"{run.notebook}.ipynb",
+        inject,
+        env=env,
         log_output=True,
         request_save_on_cell_execute=False,
     )

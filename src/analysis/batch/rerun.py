@@ -8,8 +8,8 @@ from pathlib import Path
 
 from analysis import paths
 from analysis.batch.checked import read_manifest
+from analysis.batch.kernels import WarmKernel
 from analysis.batch.manifest import data_fingerprint, sha256_file
-from analysis.batch.plan import KERNEL
 from analysis.errors import AnalysisError
 from analysis.notebook import resolve
 
@@ -18,8 +18,6 @@ def rerun_manifest(manifest_path: str | Path) -> int:
     """Repeat a run from its manifest alone and check that its tables come out
     byte-identical. Returns 0 when they do, 1 when any differs."""
     import tempfile
-
-    import papermill as pm
 
     manifest_path = Path(manifest_path)
     m = read_manifest(manifest_path)  # checked before anything runs
@@ -48,15 +46,9 @@ def rerun_manifest(manifest_path: str | Path) -> int:
     quiet.filter = lambda rec: "Passed unknown parameter" not in rec.getMessage()
     pm_log = logging.getLogger("papermill")
     pm_log.addFilter(quiet)  # the notebook takes any parameter of the set: not a warning
-    try:
-        pm.execute_notebook(
-            str(m["notebook_path"]),
-            str(out / f"{notebook}.ipynb"),
-            parameters=params,
-            kernel_name=KERNEL,
-            cwd=str(paths.NOTEBOOKS),
-            progress_bar=False,
-        )
+    try:  # the batch's own mechanism: a kernel with the imports done, reset before the run
+        with WarmKernel() as kernel:
+            kernel.execute(m["notebook_path"], out / f"{notebook}.ipynb", params)
     finally:
         pm_log.removeFilter(quiet)
     differ = []

@@ -1,0 +1,159 @@
+"""What a kernel reused from run to run holds, and how it returns to it before each run.
+
+A batch worker (:mod:`analysis.batch.kernels`) starts one kernel, imports :data:`PRELOAD`
+in it once, calls :func:`remember` and then, before every run, :func:`reset`: the run starts
+from the state a fresh kernel has after those imports, never from another run's. Reset:
+
+* the user namespace, the input/output history and the execution count (IPython's
+  ``reset(new_session=True)``): a run's cells are numbered from 1, as in a fresh kernel;
+* matplotlib: every figure closed, ``rcParams`` back to the remembered values;
+* pandas' options back to their defaults; warning filters, ``sys.path`` and the
+  environment back to the remembered ones (plus the run's own variables); the working
+  directory back to the notebooks' folder;
+* every ``functools`` cache of the package's modules emptied (a code list read by run A
+  is read again by run B: its file may have changed); Spark's temporary views and cached
+  tables dropped (the session itself, a JVM, is kept);
+* what is left unreachable collected.
+
+Modules stay imported: that is the point. The warning filters that libraries add for their
+own warning classes when imported (statsmodels' ``ConvergenceWarning``, ...) are in place
+from the first run on, where a fresh kernel adds them on first import: a warning of such a
+class cannot be raised before its module is imported, so no run shows another warning. A module that keeps data in a global of its own
+would carry it over; the package keeps none (its only caches are ``functools`` ones, above),
+and ``tests/test_warm_kernels.py`` plants state of each kind in one run and looks for it in
+the next.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import os
+import sys
+import warnings
+
+# what a worker's kernel imports once: the notebooks' imports and what the package imports
+# on first use (statistics, figures, tables, engines); a run pays for none of them again
+PRELOAD = (
+    "analysis.audit",
+    "analysis.eligibility",
+    "analysis.notebook",
+    "analysis.plots",
+    "analysis.practices",
+    "analysis.quality",
+    "analysis.sensitivity",
+    "analysis.statistics",
+    "analysis.study",
+    "analysis.outputs",
+    "analysis.results",
+    "analysis.methods",
+    "IPython.display",
+    "duckdb",
+    "matplotlib.pyplot",
+    "numpy",
+    "pandas",
+    "pyarrow.parquet",
+    "scipy.optimize",
+    "scipy.special",
+    "scipy.stats",
+    "statsmodels.api",
+)
+
+_remembered: dict | None = None
+
+
+def preload(names=PRELOAD) -> list[str]:
+    """Import ``names`` (one that is not installed is skipped); the ones imported."""
+    import importlib
+
+    done = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+            done.append(name)
+        except ImportError:
+            pass
+    return done
+
+
+def remember() -> None:
+    """Remember the state every run starts from (call once, after :func:`preload`)."""
+    global _remembered
+    rc = None
+    if "matplotlib" in sys.modules:
+        rc = dict(sys.modules["matplotlib"].rcParams)
+    _remembered = {
+        "rc": rc,
+        "warnings": list(warnings.filters),
+        "environ": dict(os.environ),
+        "path": list(sys.path),
+        "cwd": os.getcwd(),
+    }
+
+
+def reset(env: dict[str, str | None] | None = None) -> None:
+    """Return the kernel to the remembered state, with ``env`` added to its environment (a
+    None value removes the variable; see the module docstring). Raises RuntimeError when
+    :func:`remember` was not called."""
+    if _remembered is None:
+        raise RuntimeError("kernel_state.reset() before remember()")
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is not None:
+        shell.reset(new_session=True)
+    _reset_matplotlib(_remembered["rc"])
+    _reset_pandas()
+    warnings.filters[:] = _remembered["warnings"]
+    warnings._filters_mutated()
+    sys.path[:] = _remembered["path"]
+    os.environ.clear()
+    os.environ.update(_remembered["environ"])
+    for name, value in (env or {}).items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = str(value)
+    os.chdir(_remembered["cwd"])
+    _clear_package_caches()
+    _reset_spark()
+    gc.collect()
+
+
+def _reset_matplotlib(rc: dict | None) -> None:
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+    if rc is not None and "matplotlib" in sys.modules:
+        # as matplotlib's own rc_context restores them: no validation, no warnings
+        dict.update(sys.modules["matplotlib"].rcParams, rc)
+
+
+def _reset_pandas() -> None:
+    if "pandas" not in sys.modules:
+        return
+    with warnings.catch_warnings():  # deprecated options warn when set, even to defaults
+        warnings.simplefilter("ignore")
+        sys.modules["pandas"].reset_option("all")
+
+
+def _clear_package_caches() -> None:
+    """Empty every ``functools.lru_cache``/``cache`` of the package's modules."""
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name == "analysis" or name.startswith("analysis.")):
+            continue
+        for value in list(vars(module).values()):
+            if isinstance(value, functools._lru_cache_wrapper):
+                value.cache_clear()
+
+
+def _reset_spark() -> None:
+    """Drop a Spark session's temporary views and cached tables (the session stays)."""
+    if "pyspark.sql" not in sys.modules:
+        return
+    session = sys.modules["pyspark.sql"].SparkSession.getActiveSession()
+    if session is None:
+        return
+    for table in session.catalog.listTables():
+        if table.isTemporary:
+            session.catalog.dropTempView(table.name)
+    session.catalog.clearCache()
