@@ -19,9 +19,9 @@ Modules stay imported: that is the point. The warning filters that libraries add
 own warning classes when imported (statsmodels' ``ConvergenceWarning``, ...) are in place
 from the first run on, where a fresh kernel adds them on first import: a warning of such a
 class cannot be raised before its module is imported, so no run shows another warning. A
-module that keeps data in a global of its own would carry it over; the package keeps none (its only caches are ``functools`` ones, above),
-and ``tests/test_warm_kernels.py`` plants state of each kind in one run and looks for it in
-the next.
+module that keeps data in a global of its own would carry it over; the package keeps none
+(its only caches are ``functools`` ones, above), and ``tests/test_warm_kernels.py`` plants
+state of each kind in one run and looks for it in the next.
 """
 
 from __future__ import annotations
