@@ -42,6 +42,7 @@ from functools import cached_property
 
 import numpy as np
 
+from analysis import cube_store
 from analysis.codelists import load_codelist
 from analysis.data import Database
 from analysis.eligibility import benefit_mean
@@ -335,9 +336,35 @@ def profile_cube(
         {n_drugs_join})
     {cells_sql}
     """
-    raw = db.con.execute(query).fetchnumpy()
+    raw = _cube_columns(db, query, by_practice)
     return _cube(raw, db, params, sev, cap, cond_lists, drug_lists, sites, drug_counts, detail,
                  notes, by_practice)  # fmt: skip
+
+
+def _cube_columns(db: Database, query: str, by_practice: bool) -> dict:
+    """The cube query's columns: from the batch's store when a run before asked the same
+    query of the same files (:mod:`analysis.cube_store`), else from the engine (then
+    stored). The key holds what decides the result: the files' content, the query's text,
+    the temporary tables it joins (code maps, practice map) and the engine's version."""
+    store = cube_store.folder()
+    if store is None or db.url:
+        return db.con.execute(query).fetchnumpy()
+    import duckdb
+
+    maps = ["cond_map", "drug_map"] + (["practice_map"] if by_practice else [])
+    digest = cube_store.key(
+        {
+            "files": db.fingerprint(),
+            "query": query,
+            "maps": {t: db.con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in maps},
+            "duckdb": duckdb.__version__,
+        }
+    )
+    raw = cube_store.load(store, digest)
+    if raw is None:
+        raw = db.con.execute(query).fetchnumpy()
+        cube_store.save(store, digest, raw)
+    return raw
 
 
 def _cube(raw, db, params, sev, cap, cond_lists, drug_lists, sites, drug_counts, detail, notes,

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -32,6 +33,7 @@ from analysis.batch.plan import (
     run_parameters,
 )
 from analysis.credentials import write_problem_log
+from analysis.cube_store import ENV as CUBES_ENV
 from analysis.data import open_database
 from analysis.engines import redact
 from analysis.errors import AnalysisError
@@ -52,9 +54,11 @@ def execute_run(
     data_fp: dict,
     show_code: bool,
     turn: dict | None = None,
+    cubes: str | None = None,
 ) -> dict:
     """Execute one run in a worker process; returns its summary. Never raises. ``turn``:
-    the batch's order for the disclosure audit (:mod:`analysis.outputs.ledger`)."""
+    the batch's order for the disclosure audit (:mod:`analysis.outputs.ledger`); ``cubes``:
+    the batch's store of cube query results (:mod:`analysis.cube_store`)."""
     final = inside(batch_out, Path(batch_out) / run.name)
     tmp = inside(batch_out, Path(batch_out) / f".tmp-{run.name}-{os.getpid()}")
     failed_dir = inside(batch_out, Path(batch_out) / f"{run.name}.failed")
@@ -71,8 +75,9 @@ def execute_run(
     timings = {}
     try:
         with _run_log(tmp / "run.log"):
-            # the kernel's environment: the batch's turn for the disclosure audit, or none
-            env = {TURN_ENV: json.dumps(turn) if turn is not None else None}
+            # the kernel's environment: the batch's turn for the disclosure audit (or none),
+            # the batch's cube store (or none)
+            env = {TURN_ENV: json.dumps(turn) if turn is not None else None, CUBES_ENV: cubes}
             try:
                 timings["execute_s"] = _execute(run, tmp, inject, batch_out, env)
             except Exception as exc:  # PapermillExecutionError for a cell error
@@ -332,6 +337,8 @@ def run_batch(
             for k, (run, *_) in enumerate(todo)
         ]
         ctx = mp.get_context("spawn")
+        # the runs' shared cube query results: private to this batch, gone when it ends
+        cubes = tempfile.mkdtemp(prefix="analysis-cubes-")
         with ProcessPoolExecutor(
             max_workers=min(jobs, len(todo)),
             mp_context=ctx,
@@ -339,7 +346,7 @@ def run_batch(
             initargs=(os.getpid(),),
         ) as pool:
             futures = {
-                pool.submit(execute_run, run, str(batch.out), key, code, fp, show, turn): run
+                pool.submit(execute_run, run, str(batch.out), key, code, fp, show, turn, cubes): run
                 for (run, key, code, fp), turn in zip(todo, turns, strict=True)
             }
             pending = set(futures)
@@ -370,6 +377,7 @@ def run_batch(
                 raise
             finally:
                 ledger.end_execution(batch.out, exec_id)
+                shutil.rmtree(cubes, ignore_errors=True)
     bar.close()
     order = {r.name: i for i, r in enumerate(batch.runs)}
     results.sort(key=lambda r: order.get(r["run"], 0))
