@@ -10,6 +10,7 @@ import papermill as pm
 import pytest
 
 from analysis import cohort, statistics
+from analysis.batch.kernels import worker_kernel
 from analysis.params import Params
 from analysis.study import run_study
 from conftest import ROOT
@@ -130,16 +131,15 @@ def test_parameter_defaults_are_the_shared_parameter_set(path):
 
 
 def execute(name, data, out, **params):
+    """The notebook under papermill on this test process's warm kernel, as a batch worker
+    runs it (a kernel kept with its imports done, reset before each run: the state one
+    test's notebook leaves is never seen by the next's, tests/test_warm_kernels.py)."""
     out.mkdir(parents=True, exist_ok=True)
-    nb = pm.execute_notebook(
-        str(ROOT / "notebooks" / f"{name}.ipynb"),
-        str(out / f"{name}.ipynb"),
-        parameters={"data": str(data), "output_dir": str(out), **params},
-        kernel_name="analysis",
-        cwd=str(ROOT / "notebooks"),
-        progress_bar=False,
+    return worker_kernel().execute(
+        ROOT / "notebooks" / f"{name}.ipynb",
+        out / f"{name}.ipynb",
+        {"data": str(data), "output_dir": str(out), **params},
     )
-    return nb
 
 
 def stderr_text(nb):

@@ -701,6 +701,23 @@ def _compares_practices(batch, runs) -> bool:
     return False
 
 
+def write_batch_methods_spec(spec: str) -> list[str]:
+    """:func:`write_batch_methods` from its JSON description (the batch's name and folder,
+    its runs' fields, the runs' statuses), as a batch's warm kernel is given it: the text
+    is computed where the data's engine already runs (a Spark session), not in the batch's
+    own process."""
+    import json
+    from types import SimpleNamespace
+
+    raw = json.loads(spec)
+    batch = SimpleNamespace(
+        name=str(raw["name"]),
+        out=Path(raw["out"]),
+        runs=[SimpleNamespace(**r) for r in raw["runs"]],
+    )
+    return write_batch_methods(batch, list(raw["results"]))
+
+
 def write_batch_methods(batch, results: list[dict]) -> list[str]:
     """``methods.md`` and ``methods.html`` in the batch folder (atomically); [] when no
     run succeeded."""

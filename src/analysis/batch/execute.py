@@ -4,6 +4,7 @@ folder atomically; the index page, the release sheet and the summary follow."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -35,7 +36,7 @@ from analysis.batch.plan import (
 from analysis.credentials import write_problem_log
 from analysis.cube_store import ENV as CUBES_ENV
 from analysis.data import open_database
-from analysis.engines import redact
+from analysis.engines import is_url, redact
 from analysis.errors import AnalysisError
 from analysis.files import atomic_write_text
 from analysis.methods import write_batch_methods
@@ -300,8 +301,6 @@ def run_batch(
     progress: bool = True,
 ) -> list[dict]:
     """Execute the batch; returns one summary row per selected run."""
-    from tqdm import tqdm
-
     real = [r for r in batch.runs if not _synthetic(r.data)]
     _refuse_real_outputs_in_the_project(batch, real)
     _refuse_foreign_files(batch)  # first: links are refused before any file is read
@@ -315,78 +314,124 @@ def run_batch(
     results = [_up_to_date(batch, run) for run, *_, fresh in planned if fresh]
     todo = [(run, key, code, fp) for run, key, code, fp, fresh in planned if not fresh]
     jobs = max(1, jobs or os.cpu_count() or 1)
-    # a bar on a terminal; plain lines (one per finished run) in logs and pipes
-    tty = sys.stderr.isatty()
-    bar = tqdm(
-        total=len(todo),
-        desc=f"batch {batch.name}",
-        unit="run",
-        disable=not progress or not todo or not tty,
-        file=sys.stderr,
-    )
+    methods_written = False
     if todo:
-        import multiprocessing as mp
-        import uuid
-
-        # the disclosure audit reads what runs before each released, in the batch's order
-        # (only those on the same data under the same definitions share a ledger)
-        exec_id = uuid.uuid4().hex
-        ledger.start_execution(batch.out, exec_id)
-        turns = [
-            {"exec": exec_id, "before": [r.name for r, *_ in todo[:k] if _one_ledger(r, run)]}
-            for k, (run, *_) in enumerate(todo)
-        ]
-        ctx = mp.get_context("spawn")
-        # the runs' shared cube query results: private to this batch, gone when it ends
-        cubes = tempfile.mkdtemp(prefix="analysis-cubes-")
-        with ProcessPoolExecutor(
-            max_workers=min(jobs, len(todo)),
-            mp_context=ctx,
-            initializer=_worker_init,
-            initargs=(os.getpid(),),
-        ) as pool:
-            futures = {
-                pool.submit(execute_run, run, str(batch.out), key, code, fp, show, turn, cubes): run
-                for (run, key, code, fp), turn in zip(todo, turns, strict=True)
-            }
-            pending = set(futures)
-            try:
-                while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        run = futures[fut]
-                        ledger.mark_done(batch.out, exec_id, run.name)
-                        try:
-                            results.append(fut.result())
-                        except Exception as exc:  # a killed worker
-                            results.append(_worker_died(run, exc))
-                        bar.update(1)
-                        if progress and not tty:
-                            r = results[-1]
-                            print(
-                                f"[{len(results)}/{len(planned)}] {r['run']}: {r['status']} "
-                                f"({r['seconds']:.1f} s)",
-                                file=sys.stderr,
-                                flush=True,
-                            )
-            except KeyboardInterrupt:
-                for f in pending:
-                    f.cancel()
-                for proc in list((pool._processes or {}).values()):  # workers stop with the batch
-                    proc.terminate()
-                raise
-            finally:
-                ledger.end_execution(batch.out, exec_id)
-                shutil.rmtree(cubes, ignore_errors=True)
-    bar.close()
-    order = {r.name: i for i, r in enumerate(batch.runs)}
-    results.sort(key=lambda r: order.get(r["run"], 0))
+        methods_written = _execute_in_pool(batch, todo, planned, results, show, jobs, progress)
+    results.sort(key=_batch_order(batch))
     _report_failures_on_real_data(batch, results)
-    _write_methods(batch, results)
+    if not methods_written and (todo or not (batch.out / "methods.md").exists()):
+        _write_methods(batch, results)  # nothing ran (or no worker could): computed here
     write_index(batch)
     if real:
         write_release_sheet(batch)
     return results
+
+
+def _batch_order(batch: Batch):
+    order = {r.name: i for i, r in enumerate(batch.runs)}
+    return lambda r: order.get(r["run"], 0)
+
+
+def _execute_in_pool(batch, todo, planned, results, show, jobs, progress) -> bool:
+    """Execute ``todo`` in worker processes (each with its warm kernel), appending each
+    run's summary to ``results`` as it ends; then the batch's methods text, in a worker's
+    kernel (where the data's engine already runs). Returns whether that text was written."""
+    import multiprocessing as mp
+    import uuid
+
+    from tqdm import tqdm
+
+    # a bar on a terminal; plain lines (one per finished run) in logs and pipes
+    tty = sys.stderr.isatty()
+    bar = tqdm(total=len(todo), desc=f"batch {batch.name}", unit="run",
+               disable=not progress or not tty, file=sys.stderr)  # fmt: skip
+    # the disclosure audit reads what runs before each released, in the batch's order
+    # (only those on the same data under the same definitions share a ledger)
+    exec_id = uuid.uuid4().hex
+    ledger.start_execution(batch.out, exec_id)
+    turns = [
+        {"exec": exec_id, "before": [r.name for r, *_ in todo[:k] if _one_ledger(r, run)]}
+        for k, (run, *_) in enumerate(todo)
+    ]
+    # the runs' shared cube query results: private to this batch, gone when it ends
+    cubes = tempfile.mkdtemp(prefix="analysis-cubes-")
+    with ProcessPoolExecutor(
+        max_workers=min(jobs, len(todo)),
+        mp_context=mp.get_context("spawn"),
+        initializer=_worker_init,
+        initargs=(os.getpid(),),
+    ) as pool:
+        futures = {
+            pool.submit(execute_run, run, str(batch.out), key, code, fp, show, turn, cubes): run
+            for (run, key, code, fp), turn in zip(todo, turns, strict=True)
+        }
+        pending = set(futures)
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    run = futures[fut]
+                    ledger.mark_done(batch.out, exec_id, run.name)
+                    try:
+                        results.append(fut.result())
+                    except Exception as exc:  # a killed worker
+                        results.append(_worker_died(run, exc))
+                    bar.update(1)
+                    if progress and not tty:
+                        r = results[-1]
+                        print(f"[{len(results)}/{len(planned)}] {r['run']}: {r['status']} "
+                              f"({r['seconds']:.1f} s)", file=sys.stderr, flush=True)  # fmt: skip
+            results.sort(key=_batch_order(batch))
+            spec = _methods_spec(batch, results)
+            return pool.submit(_write_methods_in_kernel, spec, cubes).result()
+        except KeyboardInterrupt:
+            for f in pending:
+                f.cancel()
+            for proc in list((pool._processes or {}).values()):  # workers stop with the batch
+                proc.terminate()
+            raise
+        except Exception:  # a broken pool: the methods are computed in this process
+            return False
+        finally:
+            bar.close()
+            ledger.end_execution(batch.out, exec_id)
+            shutil.rmtree(cubes, ignore_errors=True)
+
+
+def _methods_spec(batch: Batch, results: list[dict]) -> str:
+    """What :func:`analysis.methods.write_batch_methods_spec` needs, as JSON."""
+    return json.dumps(
+        {
+            "name": batch.name,
+            "out": str(batch.out),
+            # data paths as the runs get them (the kernel works in the notebooks' folder)
+            "runs": [{**dataclasses.asdict(r), "data": _absolute(r.data)} for r in batch.runs],
+            "results": [{"run": r["run"], "status": r["status"]} for r in results],
+        }
+    )
+
+
+def _absolute(data: str) -> str:
+    """A data source for a kernel (which works in the notebooks' folder): a URL as it is,
+    a path absolute."""
+    found = resolve(data)
+    return found if is_url(found) else str(Path(found).absolute())
+
+
+def _write_methods_in_kernel(spec: str, cubes: str) -> bool:
+    """In a worker: the batch's methods text computed and written by its warm kernel; a
+    failure is reported without data values and does not stop the index (True: done)."""
+    try:
+        worker_kernel().call(
+            "analysis.methods", "write_batch_methods_spec", spec,
+            env={TURN_ENV: None, CUBES_ENV: cubes},
+        )  # fmt: skip
+    except AnalysisError as exc:
+        out = Path(json.loads(spec)["out"])
+        for f in ("methods.md", "methods.html"):
+            (out / f).unlink(missing_ok=True)
+        print(f"warning: the methods text was not written ({exc})", file=sys.stderr)
+    return True
 
 
 def _refuse_real_outputs_in_the_project(batch: Batch, real: list) -> None:

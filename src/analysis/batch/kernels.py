@@ -190,6 +190,17 @@ class WarmKernel:
             if not self.alive():  # died during the run: the next run starts a new one
                 self.stop()
 
+    def call(self, module: str, function: str, argument: str, env=None) -> None:
+        """``module.function(argument)`` (a string) in the kernel, after :meth:`prepare`;
+        raises AnalysisError naming only the exception's type when it fails (its message
+        may quote data)."""
+        self.prepare(env)
+        self._run(
+            f"import {module} as _m\n_m.{function}({json.dumps(argument)})\ndel _m",
+            f"{module}.{function}",
+            quote=False,
+        )
+
     def new_log(self) -> str:
         """What the kernel process itself wrote to stderr since the last call."""
         try:
@@ -201,8 +212,9 @@ class WarmKernel:
         self._log_read += len(data)
         return data.decode("utf-8", "replace")
 
-    def _run(self, code: str, what: str) -> None:
-        """Execute ``code`` out of history (no execution count); raise when it fails."""
+    def _run(self, code: str, what: str, quote: bool = True) -> None:
+        """Execute ``code`` out of history (no execution count); raise when it fails
+        (``quote``: with the error's message, else its type alone)."""
         from jupyter_core.utils import run_sync
 
         reply = run_sync(self.kc.execute_interactive)(
@@ -210,10 +222,11 @@ class WarmKernel:
         )
         content = reply["content"]
         if content.get("status") != "ok":
-            self.stop()
+            if quote:  # the kernel's own steps: it is not fit for a run
+                self.stop()
+            detail = f": {content.get('evalue')}" if quote else ""
             raise AnalysisError(
-                f"The kernel {self.kernel_name!r} failed in {what}: "
-                f"{content.get('ename')}: {content.get('evalue')}"
+                f"The kernel {self.kernel_name!r} failed in {what}: {content.get('ename')}{detail}"
             )
 
 
