@@ -30,7 +30,7 @@ def _same_tables_as_duckdb(default_db, tmp_path, engine, url, runs=None):
     f = tmp_path / "engines.yaml"
     f.write_text(yaml.safe_dump(paper))
     b = load_batch(f, reports=tmp_path / "reports")
-    results = run_batch(b, jobs=2, progress=False)
+    results = run_batch(b, progress=False)  # the default: one worker on Spark local[2]
     assert all(r["status"] == "ok" for r in results), [r for r in results if r["status"] != "ok"]
     compared = 0
     for run in sorted(b.out.glob("duckdb-*")):

@@ -8,6 +8,9 @@ reset, so every kind of state planted here is shown to carry over without the re
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import nbformat
 import papermill as pm
@@ -194,3 +197,28 @@ def test_a_notebook_run_after_others_on_one_kernel_writes_what_a_fresh_kernel_wr
                 assert (warm / f).read_bytes() == (cold / f).read_bytes(), (i, f)
                 compared += 1
     assert compared >= 12
+
+
+@pytest.mark.parametrize(
+    ("source", "cores", "jobs"),
+    [("data/synthetic", 2, 2), ("spark://local[2]?path=/x", 2, 1),
+     ("spark://local[2]?path=/x", 8, 4), ("spark://local[*]?path=/x", 8, 1),
+     ("spark://local?path=/x", 2, 2), ("spark://host:7077?path=/x", 2, 2)],
+)  # fmt: skip
+def test_the_default_workers_leave_each_kernels_spark_its_cores(source, cores, jobs, monkeypatch):
+    from types import SimpleNamespace
+
+    from analysis.batch.execute import default_jobs
+
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    assert default_jobs(SimpleNamespace(runs=[SimpleNamespace(data=source)])) == jobs
+
+
+def test_the_batchs_processes_skip_the_iri_grammar_jsonschema_would_build():
+    """nbformat -> jsonschema imports rfc3987_syntax where installed: about 1 s a process."""
+    code = (
+        "import sys, analysis.batch, nbformat, papermill, nbconvert; "
+        "print(sys.modules.get('rfc3987_syntax', 'absent'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() in ("None", "absent")

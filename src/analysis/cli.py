@@ -590,7 +590,8 @@ def _batch_and_data_commands(sub) -> None:
         "--jobs",
         type=_positive_int,
         metavar="N",
-        help="parallel worker processes (default: the number of cores)",
+        help="parallel worker processes, each with its kernel (default: the number of cores; "
+        "on Spark local[K], the cores divided by K: each kernel's Spark uses K)",
     )
     sp.add_argument("--only", metavar="PATTERN", help="run only runs whose name matches")
     sp.add_argument("--force", action="store_true", help="execute even up-to-date runs")
