@@ -287,3 +287,44 @@ def test_whether_a_spark_folder_is_synthetic_needs_no_jvm(tmp_path, monkeypatch)
     (folder / "dataset.json").write_text('{"synthetic": true}')
     (folder / "diagnoses.parquet").unlink()  # a folder Spark cannot open: not synthetic
     assert not is_synthetic(f"spark://local[1]?path={folder}")
+
+
+@needs_spark
+@pytest.mark.slow
+def test_spark_refuses_bad_files_and_does_not_check_checked_files_again(
+    tmp_path, small_db, monkeypatch
+):
+    """A local Spark folder is validated as DuckDB validates it (a value out of range is
+    refused, naming it); files whose exact content passed the checks (by either engine)
+    are not checked again."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from analysis.data import database, open_database
+
+    bad = tmp_path / "bad"
+    shutil.copytree(small_db, bad)
+    episodes = pq.read_table(bad / "pain_episodes.parquet").to_pandas()
+    episodes.loc[0, "severity"] = 11  # the scale is 0-10
+    episodes.to_parquet(bad / "pain_episodes.parquet", index=False)
+    with pytest.raises(AnalysisError, match="severity"):
+        open_database(spark_url(bad))
+
+    checked, validate = [], database.validate_database
+
+    def counted(db):
+        checked.append(db)
+        return validate(db)
+
+    monkeypatch.setattr(database, "validate_database", counted)
+    good = tmp_path / "good"
+    shutil.copytree(small_db, good)
+    open_database(good).close()  # DuckDB checks the files (they are new to the cache)
+    assert len(checked) == 1
+    open_database(spark_url(good)).close()  # the same bytes: not checked again
+    assert len(checked) == 1
+    episodes.to_parquet(good / "pain_episodes.parquet", index=False)  # changed: checked
+    with pytest.raises(AnalysisError, match="severity"):
+        open_database(spark_url(good))
+    assert len(checked) == 2

@@ -545,6 +545,10 @@ def _worker_init(parent_pid: int) -> None:
                 os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+    try:  # it boots and imports while this worker reads its first run
+        worker_kernel().launch()
+    except Exception:  # the first run starts one and says what failed
+        worker_kernel().stop()
 
 
 def summary_table(results: list[dict]) -> str:

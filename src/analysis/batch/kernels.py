@@ -34,6 +34,7 @@ from analysis.batch.plan import KERNEL
 from analysis.errors import AnalysisError
 
 ENGINE = "analysis-warm"
+PRELOAD_CODE = "import analysis.kernel_state as _ks\n_ks.preload()\n_ks.remember()\ndel _ks"
 START_TIMEOUT = 60  # seconds for a kernel to start and answer
 
 
@@ -97,6 +98,7 @@ class WarmKernel:
         self._log_dir = Path(tempfile.mkdtemp(prefix="analysis-kernel-"))
         self._log = self._log_dir / "kernel.log"
         self._log_read = 0
+        self._preload: str | None = None  # the imports' request, until its reply is read
 
     # ---- life ---------------------------------------------------------------------
     def alive(self) -> bool:
@@ -104,8 +106,11 @@ class WarmKernel:
 
         return self.km is not None and bool(run_sync(self.km.is_alive)())
 
-    def start(self) -> None:
-        """Start the kernel, import :data:`analysis.kernel_state.PRELOAD` and remember."""
+    def launch(self) -> None:
+        """Start the kernel and send it its imports (:data:`analysis.kernel_state.PRELOAD`,
+        then ``remember``) without waiting: a worker launches it first thing, and the kernel
+        boots and imports while the worker imports papermill and reads its first run.
+        :meth:`start` (or the first run) waits for it."""
         from jupyter_client.manager import AsyncKernelManager
         from jupyter_core.utils import run_sync
 
@@ -114,22 +119,58 @@ class WarmKernel:
             run_sync(self.km.start_kernel)(cwd=self.cwd, stderr=err, stdout=err)
         self.kc = self.km.client()
         self.kc.start_channels()
-        try:
-            run_sync(self.kc.wait_for_ready)(timeout=START_TIMEOUT)
-        except RuntimeError as exc:
-            self.stop()
-            raise AnalysisError(f"The kernel {self.kernel_name!r} did not start: {exc}") from None
-        self._run(
-            "import analysis.kernel_state as _ks\n_ks.preload()\n_ks.remember()\ndel _ks",
-            "the imports",
-        )
+        # queued until the kernel listens; out of history (no execution count)
+        self._preload = self.kc.execute(PRELOAD_CODE, store_history=False)
         self.started += 1
         self.runs = 0
+
+    def start(self) -> None:
+        """A launched kernel with its imports done (launched now if it was not)."""
+        from jupyter_core.utils import run_sync
+
+        if self.km is None:
+            self.launch()
+        if self._preload is None:
+            return
+        msg_id, self._preload = self._preload, None
+        try:
+            reply = run_sync(self._reply)(msg_id, START_TIMEOUT)
+            run_sync(self.kc.wait_for_ready)(timeout=START_TIMEOUT)  # iopub answers too
+        except (RuntimeError, TimeoutError) as exc:
+            self.stop()
+            raise AnalysisError(f"The kernel {self.kernel_name!r} did not start: {exc}") from None
+        if reply["content"].get("status") != "ok":
+            self.stop()
+            raise AnalysisError(
+                f"The kernel {self.kernel_name!r} failed in the imports: "
+                f"{reply['content'].get('ename')}: {reply['content'].get('evalue')}"
+            )
+
+    async def _reply(self, msg_id: str, timeout: float) -> dict:
+        """The shell reply to ``msg_id`` (others are dropped)."""
+        import asyncio
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no reply in {timeout} s")
+            try:
+                msg = await self.kc.get_shell_msg(timeout=left)
+            except Exception as exc:  # queue.Empty from the client
+                if not await self.km.is_alive():
+                    raise RuntimeError("the kernel died while starting") from None
+                raise TimeoutError(f"no reply in {timeout} s") from exc
+            if msg.get("parent_header", {}).get("msg_id") == msg_id:
+                return msg
+            await asyncio.sleep(0)
 
     def stop(self) -> None:
         """End the kernel now (no graceful shutdown: 0.1 s against 0.3-0.5 s)."""
         from jupyter_core.utils import run_sync
 
+        self._preload = None
         if self.kc is not None:
             self.kc.stop_channels()
             self.kc = None
@@ -160,7 +201,7 @@ class WarmKernel:
         ``env`` added to its environment."""
         if not self.alive():
             self.stop()
-            self.start()
+        self.start()
         self._run(
             "import analysis.kernel_state as _ks\n"
             f"_ks.reset(__import__('json').loads({json.dumps(json.dumps(env or {}))}))",

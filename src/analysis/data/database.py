@@ -393,9 +393,28 @@ def _open_spark(url: str, *, validate: bool) -> Database:
         if absent:
             raise AnalysisError(f"{url}: table {t} misses column(s) {', '.join(absent)}.")
     if validate:
-        validate_database(db)
+        _validate_spark_once(db, folder)
     _create_typed_views(db)
     return db
+
+
+def _validate_spark_once(db: Database, folder: str) -> None:
+    """Validate a Spark source unless these exact files were validated before: a local
+    folder's Parquet files are the files DuckDB reads, so the marker of their content
+    (:func:`_validation_marker`) is shared by both engines (the checks are the same
+    code); a remote folder is validated every time."""
+    import dataclasses
+
+    if "://" in folder:
+        validate_database(db)
+        return
+    files = {t: Path(folder) / f"{t}.parquet" for t in TABLES}
+    marker = _validation_marker(dataclasses.replace(db, files=files))
+    if marker is not None and marker.exists():
+        return
+    validate_database(db)
+    if marker is not None:
+        _touch(marker)
 
 
 def _open_postgres(url: str, *, validate: bool) -> Database:
