@@ -114,6 +114,9 @@ def _validation_cache(tmp_path_factory):
 
     os.environ["ANALYSIS_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     os.environ["ANALYSIS_LOG_DIR"] = str(tmp_path_factory.mktemp("logs"))
+    # a batch's kernels end with it (none parked for a later batch: tests that park set
+    # their own runtime folder and waiting time)
+    os.environ["ANALYSIS_KEEP_KERNELS"] = "off"
 
 
 def pytest_collection_modifyitems(config, items):

@@ -222,3 +222,111 @@ def test_the_batchs_processes_skip_the_iri_grammar_jsonschema_would_build():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() in ("None", "absent")
+
+
+# ----------------------------------------------------------------------------- parked kernels
+def _parking(tmp_path, monkeypatch, seconds):
+    from analysis.batch.kernels import KEEP_ENV, parking_folder
+
+    monkeypatch.setenv(KEEP_ENV, str(seconds))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
+    return parking_folder()
+
+
+def _gone(pid, within=10.0):
+    import time
+
+    from analysis.batch.kernels import _pid_alive
+
+    deadline = time.monotonic() + within
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return not _pid_alive(pid)
+
+
+def test_a_parked_kernel_serves_the_next_batch_from_a_fresh_state_then_ends(tmp_path, monkeypatch):
+    """A worker that ends parks its kernel (reset); the next batch's worker claims it and
+    its run sees nothing of the runs before; unclaimed, it ends after its waiting time."""
+    plant = _notebook(tmp_path / "plant.ipynb", PLANT)
+    look = _notebook(tmp_path / "look.ipynb", LOOK)
+    monkeypatch.delenv("PLANTED", raising=False)
+    fresh = _cold(look, tmp_path / "cold")
+    folder = _parking(tmp_path, monkeypatch, 4)
+    first = WarmKernel()
+    (tmp_path / "a").mkdir()
+    first.execute(plant, tmp_path / "a" / "out.ipynb", {"output_dir": str(tmp_path / "a")})
+    pid = first._pid()
+    first.retire()
+    assert len(list(folder.glob("*.json"))) == 1 and not _gone(pid, within=0.5)
+
+    second = WarmKernel()
+    (tmp_path / "b").mkdir()
+    nb = second.execute(look, tmp_path / "b" / "out.ipynb", {"output_dir": str(tmp_path / "b")},
+                        env={"ANALYSIS_WARM_TEST": "second batch"})  # fmt: skip
+    assert second.adopted == 1 and second.started == 0 and second._pid() == pid
+    assert list(folder.glob("*.json")) == []  # claimed: no one else can take it
+    assert _seen(tmp_path / "b") == {**fresh, "environment of the run": "second batch"}
+    assert [c.execution_count for c in nb.cells if c.cell_type == "code"] == [1, 2, 3]
+    second.retire()  # parked again: nobody claims it
+    assert _gone(pid, within=10)
+    assert list(folder.glob("*")) == []  # it took its ticket with it
+
+
+def test_with_keeping_off_a_kernel_ends_with_its_worker(tmp_path, monkeypatch):
+    folder = _parking(tmp_path, monkeypatch, "off")
+    kernel = WarmKernel()
+    kernel.start()
+    pid = kernel._pid()
+    kernel.retire()
+    assert _gone(pid, within=5) and list(folder.glob("*")) == []
+
+
+def test_a_killed_worker_takes_its_kernel_with_it(tmp_path, monkeypatch):
+    """A kernel that may be parked does not watch its parent as ipykernel does; it watches
+    its owner itself: a worker killed mid-batch leaves no kernel behind."""
+    _parking(tmp_path, monkeypatch, 60)
+    code = (
+        "import os, sys, time\n"
+        "from analysis.batch.kernels import WarmKernel\n"
+        "k = WarmKernel(); k.start(); print(k._pid(), flush=True); time.sleep(60)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ))  # fmt: skip
+    pid = int(proc.stdout.readline())
+    proc.kill()
+    proc.wait()
+    assert _gone(pid, within=5)
+
+
+@pytest.mark.parametrize(
+    "ticket",
+    ["not json", '{"pid": 1, "connection": {}}', "ports out of range", "another host", "a link"],
+)
+def test_a_strange_ticket_is_not_followed(ticket, tmp_path, monkeypatch):
+    """A ticket is data: a file that is not one of ours is dropped, and a new kernel
+    started; nothing in it is connected to or signalled."""
+    from analysis.batch.kernels import compat_key
+
+    folder = _parking(tmp_path, monkeypatch, 60)
+    good = {"pid": os.getpid(), "connection": {
+        "shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5,
+        "ip": "127.0.0.1", "transport": "tcp", "signature_scheme": "hmac-sha256", "key": "k" * 32,
+    }}  # fmt: skip
+    path = folder / f"{compat_key('analysis', str(paths.NOTEBOOKS))}-x.json"
+    if ticket == "not json":
+        path.write_text("{")
+    elif ticket == "ports out of range":
+        good["connection"]["shell_port"] = 70000
+        path.write_text(json.dumps(good))
+    elif ticket == "another host":
+        good["connection"]["ip"] = "203.0.113.9"
+        path.write_text(json.dumps(good))
+    elif ticket == "a link":
+        (tmp_path / "elsewhere.json").write_text(json.dumps(good))
+        path.symlink_to(tmp_path / "elsewhere.json")
+    else:
+        path.write_text(ticket)
+    with WarmKernel() as kernel:
+        kernel.start()
+        assert kernel.adopted == 0 and kernel.started == 1
+    assert not path.exists() and not path.is_symlink()

@@ -91,10 +91,11 @@ def remember() -> None:
     }
 
 
-def reset(env: dict[str, str | None] | None = None) -> None:
-    """Return the kernel to the remembered state, with ``env`` added to its environment (a
-    None value removes the variable; see the module docstring). Raises RuntimeError when
-    :func:`remember` was not called."""
+def reset(env: dict[str, str | None] | None = None, environ: dict[str, str] | None = None) -> None:
+    """Return the kernel to the remembered state (see the module docstring): its
+    environment ``environ`` (the batch's, default: the remembered one), with ``env`` added
+    (a None value removes the variable). Raises RuntimeError when :func:`remember` was not
+    called."""
     if _remembered is None:
         raise RuntimeError("kernel_state.reset() before remember()")
     from IPython import get_ipython
@@ -108,7 +109,7 @@ def reset(env: dict[str, str | None] | None = None) -> None:
     warnings._filters_mutated()
     sys.path[:] = _remembered["path"]
     os.environ.clear()
-    os.environ.update(_remembered["environ"])
+    os.environ.update(_remembered["environ"] if environ is None else environ)
     for name, value in (env or {}).items():
         if value is None:
             os.environ.pop(name, None)
@@ -157,3 +158,70 @@ def _reset_spark() -> None:
         if table.isTemporary:
             session.catalog.dropTempView(table.name)
     session.catalog.clearCache()
+
+
+# ----------------------------------------------------------------------------- its owner
+# A kernel is owned by one batch worker at a time. A worker that ends may leave it parked
+# for the next batch (analysis.batch.kernels): it waits ``seconds`` for a claim, then ends.
+# A kernel whose owner is gone, and that is not parked, ends too (within a second).
+_owner: dict = {"pid": None, "until": None, "ticket": None, "since": 0.0}
+_ORPHAN_SECONDS = 30.0  # ownerless and not parked (a claim that never came): then it ends
+
+
+def watch(owner_pid: int) -> None:
+    """``owner_pid`` owns this kernel from now on: it ends when that process does."""
+    import time
+
+    _owner.update(pid=int(owner_pid), until=None, ticket=None, since=time.monotonic())
+    _start_watchdog()
+
+
+def park(seconds: float, ticket: str) -> None:
+    """No owner now: wait ``seconds`` for a batch to claim ``ticket`` (by renaming it), then
+    end (after removing the ticket, so that none is claimed late)."""
+    import time
+
+    now = time.monotonic()
+    _owner.update(pid=None, until=now + float(seconds), ticket=str(ticket), since=now)
+    _start_watchdog()
+
+
+def _start_watchdog() -> None:
+    import threading
+
+    if any(t.name == "analysis-owner-watch" for t in threading.enumerate()):
+        return
+    threading.Thread(target=_watchdog, name="analysis-owner-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _watchdog() -> None:
+    import time
+
+    while True:
+        time.sleep(0.5)
+        now = time.monotonic()
+        pid, until, ticket = _owner["pid"], _owner["until"], _owner["ticket"]
+        if pid is not None:
+            if not _alive(pid):
+                os._exit(0)  # its worker is gone (killed, interrupted): so is the kernel
+        elif until is not None:
+            if now >= until:
+                try:  # still unclaimed: take the ticket back, then end
+                    os.rename(ticket, ticket + ".expired")
+                    os.unlink(ticket + ".expired")
+                except OSError:  # claimed meanwhile: the claimer's watch() follows
+                    _owner.update(until=None, since=now)
+                    continue
+                os._exit(0)
+        elif now - _owner["since"] > _ORPHAN_SECONDS:
+            os._exit(0)

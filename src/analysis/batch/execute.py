@@ -315,7 +315,9 @@ def run_batch(
     todo = [(run, key, code, fp) for run, key, code, fp, fresh in planned if not fresh]
     jobs = max(1, jobs or default_jobs(batch))
     methods_written = False
-    if todo:
+    if len(todo) == 1:  # a changed run alone (one scenario edited): no worker to start
+        methods_written = _execute_here(batch, todo[0], results, show)
+    elif todo:
         methods_written = _execute_in_pool(batch, todo, planned, results, show, jobs, progress)
     results.sort(key=_batch_order(batch))
     _report_failures_on_real_data(batch, results)
@@ -412,6 +414,32 @@ def _execute_in_pool(batch, todo, planned, results, show, jobs, progress) -> boo
             bar.close()
             ledger.end_execution(batch.out, exec_id)
             shutil.rmtree(cubes, ignore_errors=True)
+
+
+def _execute_here(batch, todo, results, show) -> bool:
+    """One run to execute: in this process, on its warm kernel (a parked one when an
+    earlier batch left it, :meth:`WarmKernel.retire`), then the methods text; as a worker
+    would, without starting one. Returns True (the methods text was handled)."""
+    import uuid
+
+    run, key, code, fp = todo
+    kernel = worker_kernel()
+    try:
+        kernel.launch()  # claimed or started while papermill and nbconvert are imported
+        exec_id = uuid.uuid4().hex
+        ledger.start_execution(batch.out, exec_id)
+        cubes = tempfile.mkdtemp(prefix="analysis-cubes-")
+        try:
+            turn = {"exec": exec_id, "before": []}
+            results.append(execute_run(run, str(batch.out), key, code, fp, show, turn, cubes))
+            results.sort(key=_batch_order(batch))
+            return _write_methods_in_kernel(_methods_spec(batch, results), cubes)
+        finally:
+            ledger.end_execution(batch.out, exec_id)
+            shutil.rmtree(cubes, ignore_errors=True)
+    except BaseException:  # interrupted: the kernel may be mid-cell, it is not kept
+        kernel.close()
+        raise
 
 
 def _methods_spec(batch: Batch, results: list[dict]) -> str:

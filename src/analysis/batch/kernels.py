@@ -25,15 +25,25 @@ run's ``run.log``; what the cells print reaches it through papermill's log.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import os
+import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 from analysis import paths
+from analysis.batch.manifest import code_fingerprint
 from analysis.batch.plan import KERNEL
 from analysis.errors import AnalysisError
+from analysis.files import atomic_write_text
 
 ENGINE = "analysis-warm"
+ADOPT_TIMEOUT = 5  # seconds for a parked kernel to answer its new owner
+KEEP_ENV = "ANALYSIS_KEEP_KERNELS"
+KEEP_DEFAULT = 300.0
 PRELOAD_CODE = "import analysis.kernel_state as _ks\n_ks.preload()\n_ks.remember()\ndel _ks"
 START_TIMEOUT = 60  # seconds for a kernel to start and answer
 
@@ -99,6 +109,8 @@ class WarmKernel:
         self._log = self._log_dir / "kernel.log"
         self._log_read = 0
         self._preload: str | None = None  # the imports' request, until its reply is read
+        self._wait = START_TIMEOUT
+        self.adopted = 0  # parked kernels claimed
 
     # ---- life ---------------------------------------------------------------------
     def alive(self) -> bool:
@@ -109,20 +121,62 @@ class WarmKernel:
     def launch(self) -> None:
         """Start the kernel and send it its imports (:data:`analysis.kernel_state.PRELOAD`,
         then ``remember``) without waiting: a worker launches it first thing, and the kernel
-        boots and imports while the worker imports papermill and reads its first run.
-        :meth:`start` (or the first run) waits for it."""
+        boots and imports while the worker reads its first run. A kernel parked by an
+        earlier batch of the same code is claimed instead (:meth:`retire`). :meth:`start`
+        (or the first run) waits for it."""
         from jupyter_client.manager import AsyncKernelManager
         from jupyter_core.utils import run_sync
 
+        if self._adopt():
+            return
+        keep = keep_seconds() > 0  # a kernel that may outlive its worker watches it itself
         self.km = AsyncKernelManager(kernel_name=self.kernel_name)
         with open(self._log, "ab") as err:  # the kernel's own stderr (not its cells')
-            run_sync(self.km.start_kernel)(cwd=self.cwd, stderr=err, stdout=err)
+            run_sync(self.km.start_kernel)(cwd=self.cwd, stderr=err, stdout=err, independent=keep)
         self.kc = self.km.client()
         self.kc.start_channels()
         # queued until the kernel listens; out of history (no execution count)
-        self._preload = self.kc.execute(PRELOAD_CODE, store_history=False)
+        self._preload = self.kc.execute(PRELOAD_CODE + _watch_code(), store_history=False)
+        self._wait = START_TIMEOUT
         self.started += 1
         self.runs = 0
+
+    def _adopt(self) -> bool:
+        """Claim a kernel an earlier batch's worker parked (same code, Python and project):
+        its ticket is renamed (one claimer wins), read as data and checked; the kernel then
+        watches this process. False when there is none (or keeping is off)."""
+        from jupyter_client.asynchronous import AsyncKernelClient
+
+        if keep_seconds() <= 0:
+            return False
+        folder = parking_folder()
+        if folder is None:
+            return False
+        for ticket in sorted(folder.glob(f"{self._key()}-*.json")):
+            claimed = ticket.with_name(f"{ticket.name}.claimed-{os.getpid()}")
+            try:
+                os.rename(ticket, claimed)
+            except OSError:  # another worker was first
+                continue
+            try:
+                info = read_ticket(claimed)
+            finally:
+                claimed.unlink(missing_ok=True)
+            if info is None or not _pid_alive(info["pid"]):
+                continue
+            kc = AsyncKernelClient()
+            kc.load_connection_info(info["connection"])
+            kc.start_channels()
+            self.km, self.kc = _Adopted(kc, info["pid"], info["connection"]), kc
+            self._preload = kc.execute(_watch_code(), store_history=False)
+            self._wait = ADOPT_TIMEOUT
+            self.adopted += 1
+            self.runs = 0
+            return True
+        return False
+
+    def _key(self) -> str:
+        return compat_key(self.kernel_name, self.cwd)
 
     def start(self) -> None:
         """A launched kernel with its imports done (launched now if it was not)."""
@@ -134,10 +188,13 @@ class WarmKernel:
             return
         msg_id, self._preload = self._preload, None
         try:
-            reply = run_sync(self._reply)(msg_id, START_TIMEOUT)
-            run_sync(self.kc.wait_for_ready)(timeout=START_TIMEOUT)  # iopub answers too
+            reply = run_sync(self._reply)(msg_id, self._wait)
+            run_sync(self.kc.wait_for_ready)(timeout=self._wait)  # iopub answers too
         except (RuntimeError, TimeoutError) as exc:
+            adopted = isinstance(self.km, _Adopted)
             self.stop()
+            if adopted:  # a parked kernel that did not answer: a new one instead
+                return self.start()
             raise AnalysisError(f"The kernel {self.kernel_name!r} did not start: {exc}") from None
         if reply["content"].get("status") != "ok":
             self.stop()
@@ -171,6 +228,10 @@ class WarmKernel:
         from jupyter_core.utils import run_sync
 
         self._preload = None
+        if isinstance(self.km, _Adopted):  # not this process's child: asked to end
+            with contextlib.suppress(Exception):
+                self.kc.shutdown()
+            self.km = None
         if self.kc is not None:
             self.kc.stop_channels()
             self.kc = None
@@ -189,6 +250,37 @@ class WarmKernel:
 
         shutil.rmtree(self._log_dir, ignore_errors=True)
 
+    def retire(self) -> None:
+        """At the end of its worker: park the kernel for the next batch (reset first, so
+        that nothing of the last run stays; it waits :func:`keep_seconds`, then ends), or
+        stop it when keeping is off or anything goes wrong."""
+        import uuid
+
+        seconds, folder = keep_seconds(), parking_folder()
+        if seconds <= 0 or folder is None or self.km is None or not self.alive():
+            return self.close()
+        try:
+            self.start()
+            self._run(_reset_code({}, None), "the reset before parking")
+            ticket = folder / f"{self._key()}-{uuid.uuid4().hex}.json"
+            info = {"pid": self._pid(), "connection": _connection(self.km)}
+            atomic_write_text(ticket, json.dumps(info), within=folder)
+            os.chmod(ticket, 0o600)
+            self._run(
+                f"import analysis.kernel_state as _ks\n_ks.park({seconds!r}, {str(ticket)!r})",
+                "parking",
+            )
+        except Exception:
+            return self.close()
+        self.kc.stop_channels()  # the kernel stays; this process lets go of it
+        self.kc = self.km = None
+        shutil.rmtree(self._log_dir, ignore_errors=True)
+
+    def _pid(self) -> int:
+        if isinstance(self.km, _Adopted):
+            return self.km.pid
+        return int(self.km.provisioner.pid)
+
     def __enter__(self) -> WarmKernel:
         return self
 
@@ -202,11 +294,7 @@ class WarmKernel:
         if not self.alive():
             self.stop()
         self.start()
-        self._run(
-            "import analysis.kernel_state as _ks\n"
-            f"_ks.reset(__import__('json').loads({json.dumps(json.dumps(env or {}))}))",
-            "the reset between runs",
-        )
+        self._run(_reset_code(env or {}, dict(os.environ)), "the reset between runs")
 
     def execute(self, input_path, output_path, parameters: dict, env=None, **papermill_kwargs):
         """Execute a notebook with papermill in this kernel, after :meth:`prepare`; returns
@@ -285,7 +373,147 @@ def worker_kernel() -> WarmKernel:
 
         _worker_kernel = WarmKernel()
         # a pool's worker ends through multiprocessing's exit (its finalizers), a plain
-        # process through atexit: either stops the kernel
-        util.Finalize(_worker_kernel, _worker_kernel.close, exitpriority=100)
-        atexit.register(_worker_kernel.close)
+        # process through atexit: either parks the kernel or stops it
+        util.Finalize(_worker_kernel, _worker_kernel.retire, exitpriority=100)
+        atexit.register(_worker_kernel.retire)
     return _worker_kernel
+
+
+# ----------------------------------------------------------------------------- parking
+def keep_seconds() -> float:
+    """How long a worker's kernel waits, parked, for the next batch: ``ANALYSIS_KEEP_KERNELS``
+    in seconds (default 300); 0 or ``off``: it ends with its worker (an unreadable value
+    counts as off)."""
+    value = os.environ.get(KEEP_ENV, "").strip().lower()
+    if not value:
+        return KEEP_DEFAULT
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return 0.0
+
+
+def parking_folder() -> Path | None:
+    """Where parked kernels' tickets lie: ``analysis-kernels`` in Jupyter's runtime folder
+    (this user's, mode 0700); None when it is not a real folder of this user's."""
+    import stat
+
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    folder = Path(jupyter_runtime_dir()) / "analysis-kernels"
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = folder.lstat()
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        return None
+    return folder
+
+
+def compat_key(kernel_name: str, cwd: str) -> str:
+    """What a parked kernel must share with the batch that claims it: the Python, the
+    kernel's command, the package's code, the import path and the working folder."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    parts = {
+        "python": sys.executable,
+        "kernel": KernelSpecManager().get_kernel_spec(kernel_name).argv,
+        "code": code_fingerprint()["module_sha256"],
+        "pythonpath": os.environ.get("PYTHONPATH", ""),
+        "cwd": cwd,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+
+
+_PORTS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+_CONNECTION = (*_PORTS, "ip", "transport", "signature_scheme", "key")
+
+
+def read_ticket(path: Path) -> dict | None:
+    """A parked kernel's ticket, checked (a process id, five ports, a loopback address
+    over TCP, an HMAC key); None for anything else."""
+    try:
+        if path.is_symlink() or path.stat().st_size > 4096:
+            return None
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        conn, pid = raw["connection"], raw["pid"]
+        ok = (
+            isinstance(pid, int)
+            and pid > 1
+            and all(isinstance(conn[p], int) and 0 < conn[p] < 65536 for p in _PORTS)
+            and conn["ip"] in ("127.0.0.1", "localhost")
+            and conn["transport"] == "tcp"
+            and conn["signature_scheme"] == "hmac-sha256"
+            and isinstance(conn["key"], str)
+            and 16 <= len(conn["key"]) <= 256
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not ok:
+        return None
+    return {"pid": pid, "connection": {k: conn[k] for k in _CONNECTION}}
+
+
+def _connection(km) -> dict:
+    info = dict(km.get_connection_info(session=False))
+    if isinstance(info.get("key"), bytes):
+        info["key"] = info["key"].decode()
+    return {k: info[k] for k in _CONNECTION}
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a process that ended but was not yet reaped by its
+    parent, a zombie, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: not ours
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _watch_code() -> str:
+    return f"\nimport analysis.kernel_state as _ks\n_ks.watch({os.getpid()})\ndel _ks"
+
+
+def _reset_code(env: dict, environ: dict | None) -> str:
+    args = json.dumps(json.dumps({"env": env, "environ": environ}))
+    return (
+        "import analysis.kernel_state as _ks\n"
+        f"_ks.reset(**__import__('json').loads({args}))"  # the reset empties the namespace
+    )
+
+
+class _Adopted:
+    """The manager of a kernel another worker started and parked: what nbclient asks of
+    a manager, answered from its process id (alive?) and over its channels (shutdown)."""
+
+    has_kernel = True
+    ipykernel = True
+
+    def __init__(self, kc, pid: int, connection: dict):
+        self.kc, self.pid, self.connection = kc, pid, connection
+
+    async def is_alive(self) -> bool:
+        return _pid_alive(self.pid)
+
+    async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
+        self.kc.shutdown()
+
+    async def cleanup_resources(self, restart: bool = False) -> None:
+        return None
+
+    async def interrupt_kernel(self) -> None:
+        raise RuntimeError("a claimed kernel is not interrupted")
+
+    def client(self):
+        return self.kc
+
+    def get_connection_info(self, session: bool = False) -> dict:
+        return dict(self.connection)
