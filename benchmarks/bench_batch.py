@@ -10,7 +10,7 @@ Measured, each ``--repeat`` times (medians; the runs of one repetition interleav
   are done (no HTML, no manifests, no folders moved); reported as its wall time and as the
   sum of the runs' cell times (papermill's per-cell durations);
 * one scenario changed: the batch file with one scenario's parameter changed, after a
-  complete batch (only that run is executed again);
+  complete batch (only that run is executed again; on a kernel the batch before left);
 * an unchanged re-run (nothing executed).
 
 ``--against DIR`` runs the batch (cold and one scenario changed) also from another checkout
@@ -46,18 +46,23 @@ from analysis.batch.kernels import WarmKernel  # noqa: E402
 CHANGED = ("elderly_80", "elderly_age", 85)
 
 
-def _env(root: Path) -> dict:
-    """The environment that runs ``root``'s package (its src first on the path)."""
+def _env(root: Path, runtime: Path) -> dict:
+    """The environment that runs ``root``'s package (its src first on the path), with
+    Jupyter's runtime folder ``runtime``: a new one per repetition, so that a cold batch
+    finds no kernel parked by the repetition before (the batch after it does)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(root / "src")
+    env["JUPYTER_RUNTIME_DIR"] = str(runtime)
+    env.pop("ANALYSIS_KEEP_KERNELS", None)  # the default: kernels wait for the next batch
     return env
 
 
 def batch(root: Path, batch_file: Path, reports: Path, jobs, force=False) -> float:
     cmd = [PY, "-m", "analysis", "batch", str(batch_file), "--reports", str(reports)]
     cmd += (["--jobs", str(jobs)] if jobs else []) + (["--force"] if force else [])
+    env = _env(root, reports.with_name(reports.name + "-runtime"))
     t = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=root, env=_env(root))
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=root, env=env)
     if r.returncode:
         raise RuntimeError(f"{' '.join(cmd)}:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
     return time.perf_counter() - t
@@ -139,6 +144,7 @@ def main() -> None:
     ap.add_argument("--batch", default=str(ROOT / "batches" / "paper.yaml"))
     ap.add_argument("--against", type=Path, default=None, help="another checkout to compare")
     args = ap.parse_args()
+    os.environ["ANALYSIS_KEEP_KERNELS"] = "off"  # this process's own kernel (computation only)
     batch_file = Path(args.batch)
     runs = load_batch(batch_file).runs
     roots = {"this": ROOT} | ({"against": args.against.resolve()} if args.against else {})

@@ -114,9 +114,14 @@ def _validation_cache(tmp_path_factory):
 
     os.environ["ANALYSIS_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     os.environ["ANALYSIS_LOG_DIR"] = str(tmp_path_factory.mktemp("logs"))
-    # a batch's kernels end with it (none parked for a later batch: tests that park set
-    # their own runtime folder and waiting time)
-    os.environ["ANALYSIS_KEEP_KERNELS"] = "off"
+    # a batch's kernels wait for the next batch of the session, as they do for a user's
+    # (in a runtime folder of the session's own); all end with the session
+    os.environ["ANALYSIS_KEEP_KERNELS"] = "60"
+    os.environ["JUPYTER_RUNTIME_DIR"] = str(tmp_path_factory.mktemp("jupyter-runtime"))
+    yield
+    from analysis.batch.kernels import stop_parked
+
+    stop_parked()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -141,7 +141,7 @@ class WarmKernel:
         self.started += 1
         self.runs = 0
 
-    def _adopt(self) -> bool:
+    def _adopt(self, any_key: bool = False) -> bool:
         """Claim a kernel an earlier batch's worker parked (same code, Python and project):
         its ticket is renamed (one claimer wins), read as data and checked; the kernel then
         watches this process. False when there is none (or keeping is off)."""
@@ -152,7 +152,7 @@ class WarmKernel:
         folder = parking_folder()
         if folder is None:
             return False
-        for ticket in sorted(folder.glob(f"{self._key()}-*.json")):
+        for ticket in sorted(folder.glob("*.json" if any_key else f"{self._key()}-*.json")):
             claimed = ticket.with_name(f"{ticket.name}.claimed-{os.getpid()}")
             try:
                 os.rename(ticket, claimed)
@@ -391,6 +391,24 @@ def keep_seconds() -> float:
         return max(0.0, float(value))
     except ValueError:
         return 0.0
+
+
+def stop_parked() -> int:
+    """End this process's own warm kernel and every kernel parked in this user's runtime
+    folder (each claimed, then asked to shut down); the number of parked ones ended."""
+    global _worker_kernel
+    if _worker_kernel is not None:
+        _worker_kernel.close()
+        _worker_kernel = None
+    ended = 0
+    while True:
+        kernel = WarmKernel()
+        try:
+            if not kernel._adopt(any_key=True):
+                return ended
+            ended += 1
+        finally:
+            kernel.close()
 
 
 def parking_folder() -> Path | None:
