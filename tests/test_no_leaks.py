@@ -412,6 +412,9 @@ def test_killing_the_batch_stops_its_workers_and_kernels(small_db, tmp_path):
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # no kernel parked by an earlier batch to claim: its workers start their own, which
+        # may be parked (they watch their worker themselves, not only as ipykernel does)
+        env={**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")},
     )
     seen: set[int] = set()
     deadline = time.time() + 60
