@@ -73,6 +73,7 @@ def changed_scenario_file(src: Path, folder: Path) -> Path:
     raw = yaml.safe_load(src.read_text())
     scenario, name, value = CHANGED
     raw["scenarios"][scenario] = {**(raw["scenarios"][scenario] or {}), name: value}
+    folder.mkdir(parents=True, exist_ok=True)
     out = folder / src.name
     out.write_text(yaml.safe_dump(raw, sort_keys=False))
     return out
@@ -96,6 +97,10 @@ def plain_loop(runs, folder: Path) -> float:
 
 def computation_only(runs, folder: Path) -> tuple[float, float]:
     """(wall seconds, sum of the runs' cell seconds): every run on one warm kernel."""
+    import logging
+
+    # the notebooks take any parameter of the set (the batch filters this warning too)
+    logging.getLogger("papermill").setLevel(logging.ERROR)
     cells = 0.0
     with WarmKernel() as kernel:
         kernel.prepare()  # started and imports done before the clock starts
@@ -127,8 +132,8 @@ def compare(a: Path, b: Path) -> tuple[int, list[str]]:
                 differ.append(str(rel))
         elif f.name == "manifest.json":
             compared += 1
-            ma = json.loads(f.read_text().replace(str(a.parent.parent), "<reports>"))
-            mb = json.loads(other.read_text().replace(str(b.parent.parent), "<reports>"))
+            ma = json.loads(f.read_text().replace(str(a.parent), "<reports>"))
+            mb = json.loads(other.read_text().replace(str(b.parent), "<reports>"))
             for m in (ma, mb):
                 for k in NOT_COMPARED:
                     m.pop(k, None)
