@@ -330,3 +330,15 @@ def test_a_strange_ticket_is_not_followed(ticket, tmp_path, monkeypatch):
         kernel.start()
         assert kernel.adopted == 0 and kernel.started == 1
     assert not path.exists() and not path.is_symlink()
+
+
+def test_batch_stop_kernels_ends_the_kernels_left_waiting(tmp_path, monkeypatch, run_cli):
+    folder = _parking(tmp_path, monkeypatch, 60)
+    kernel = WarmKernel()
+    kernel.start()
+    pid = kernel._pid()
+    kernel.retire()
+    assert len(list(folder.glob("*.json"))) == 1
+    done = run_cli("batch", "--stop-kernels")  # the environment above: same runtime folder
+    assert done.returncode == 0 and "Ended 1 kernel(s)" in done.stdout, done.stderr
+    assert _gone(pid, within=5) and list(folder.glob("*")) == []

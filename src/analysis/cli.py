@@ -325,6 +325,11 @@ _STAMP = "NOT FOR RELEASE: data not marked synthetic, disclosure control off or 
 def cmd_batch(args) -> int:
     from analysis.batch import main_batch
 
+    if args.stop_kernels:
+        from analysis.batch.kernels import stop_parked
+
+        print(f"Ended {stop_parked()} kernel(s) earlier batches left waiting.")
+        return 0
     return main_batch(
         args.file, args.jobs, args.only, args.force, args.show_code, args.reports, args.disclosure
     )
@@ -603,6 +608,12 @@ def _batch_and_data_commands(sub) -> None:
     )
     sp.add_argument(
         "--show-code", action="store_true", default=None, help="show code cells in the HTML reports"
+    )
+    sp.add_argument(
+        "--stop-kernels",
+        action="store_true",
+        help="end the kernels earlier batches left waiting for the next one "
+        "(ANALYSIS_KEEP_KERNELS), run nothing and exit",
     )
     sp.set_defaults(func=cmd_batch)
 

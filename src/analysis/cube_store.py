@@ -41,7 +41,8 @@ def folder() -> Path | None:
         return None
     import stat
 
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+    uid = getattr(os, "getuid", None)  # POSIX only: elsewhere no store is used
+    if uid is None or not stat.S_ISDIR(st.st_mode) or st.st_uid != uid():
         return None
     return path
 

@@ -136,7 +136,8 @@ class WarmKernel:
         self.kc = self.km.client()
         self.kc.start_channels()
         # queued until the kernel listens; out of history (no execution count)
-        self._preload = self.kc.execute(PRELOAD_CODE + _watch_code(), store_history=False)
+        # first the watch (a kernel that may outlive its worker never runs unwatched)
+        self._preload = self.kc.execute(_watch_code() + PRELOAD_CODE, store_history=False)
         self._wait = START_TIMEOUT
         self.started += 1
         self.runs = 0
@@ -424,7 +425,8 @@ def parking_folder() -> Path | None:
         st = folder.lstat()
     except OSError:
         return None
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+    uid = getattr(os, "getuid", None)  # POSIX only: elsewhere nothing is parked
+    if uid is None or not stat.S_ISDIR(st.st_mode) or st.st_uid != uid() or st.st_mode & 0o077:
         return None
     return folder
 
@@ -497,7 +499,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _watch_code() -> str:
-    return f"\nimport analysis.kernel_state as _ks\n_ks.watch({os.getpid()})\ndel _ks"
+    return f"import analysis.kernel_state as _ks\n_ks.watch({os.getpid()})\ndel _ks\n"
 
 
 def _reset_code(env: dict, environ: dict | None) -> str:
