@@ -298,6 +298,23 @@ def test_a_killed_worker_takes_its_kernel_with_it(tmp_path, monkeypatch):
     assert _gone(pid, within=5)
 
 
+def test_a_worker_killed_as_it_launches_its_kernel_takes_it_with_it(tmp_path, monkeypatch):
+    """Killed before its kernel could hear from it: the kernel watches its worker from its
+    own first line (not from a message)."""
+    _parking(tmp_path, monkeypatch, 60)
+    code = (
+        "import os, signal\n"
+        "from analysis.batch.kernels import WarmKernel\n"
+        "k = WarmKernel(); k.launch(); print(k._pid(), flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ))  # fmt: skip
+    pid = int(proc.stdout.readline())
+    proc.wait()
+    assert _gone(pid, within=15)
+
+
 @pytest.mark.parametrize(
     "ticket",
     ["not json", '{"pid": 1, "connection": {}}', "ports out of range", "another host", "a link"],

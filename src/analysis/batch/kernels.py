@@ -131,13 +131,18 @@ class WarmKernel:
             return
         keep = keep_seconds() > 0  # a kernel that may outlive its worker watches it itself
         self.km = AsyncKernelManager(kernel_name=self.kernel_name)
+        # a kernel that may outlive its worker watches it from its first line on (not from
+        # a message, which a worker killed at once may never send)
+        watch = [f"--IPKernelApp.exec_lines={_watch_code().strip().replace(chr(10), '; ')}"]
         with open(self._log, "ab") as err:  # the kernel's own stderr (not its cells')
-            run_sync(self.km.start_kernel)(cwd=self.cwd, stderr=err, stdout=err, independent=keep)
+            run_sync(self.km.start_kernel)(
+                cwd=self.cwd, stderr=err, stdout=err, independent=keep,
+                extra_arguments=watch if keep else [],
+            )  # fmt: skip
         self.kc = self.km.client()
         self.kc.start_channels()
         # queued until the kernel listens; out of history (no execution count)
-        # first the watch (a kernel that may outlive its worker never runs unwatched)
-        self._preload = self.kc.execute(_watch_code() + PRELOAD_CODE, store_history=False)
+        self._preload = self.kc.execute(PRELOAD_CODE, store_history=False)
         self._wait = START_TIMEOUT
         self.started += 1
         self.runs = 0
