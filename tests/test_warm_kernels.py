@@ -236,12 +236,12 @@ def _parking(tmp_path, monkeypatch, seconds):
 def _gone(pid, within=10.0):
     import time
 
-    from analysis.batch.kernels import _pid_alive
+    from analysis.kernel_state import pid_alive
 
     deadline = time.monotonic() + within
-    while _pid_alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    return not _pid_alive(pid)
+    return not pid_alive(pid)
 
 
 def test_a_parked_kernel_serves_the_next_batch_from_a_fresh_state_then_ends(tmp_path, monkeypatch):
@@ -281,38 +281,29 @@ def test_with_keeping_off_a_kernel_ends_with_its_worker(tmp_path, monkeypatch):
     assert _gone(pid, within=5) and list(folder.glob("*")) == []
 
 
-def test_a_killed_worker_takes_its_kernel_with_it(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("how", "within"),
+    [
+        # mid-batch: the kernel started, imports done, then its worker killed
+        ("k.start(); print(k._pid(), flush=True); os.kill(os.getpid(), signal.SIGKILL)", 5),
+        # as it launches: killed before the kernel could hear from it (it watches its
+        # worker from its own first line, not from a message)
+        ("k.launch(); print(k._pid(), flush=True); os.kill(os.getpid(), signal.SIGKILL)", 15),
+    ],
+    ids=["mid-batch", "as-it-launches"],
+)
+def test_a_killed_worker_takes_its_kernel_with_it(how, within, tmp_path, monkeypatch):
     """A kernel that may be parked does not watch its parent as ipykernel does; it watches
-    its owner itself: a worker killed mid-batch leaves no kernel behind."""
+    its owner itself: a killed worker leaves no kernel behind."""
     _parking(tmp_path, monkeypatch, 60)
     code = (
-        "import os, sys, time\n"
-        "from analysis.batch.kernels import WarmKernel\n"
-        "k = WarmKernel(); k.start(); print(k._pid(), flush=True); time.sleep(60)"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                            env=dict(os.environ))  # fmt: skip
-    pid = int(proc.stdout.readline())
-    proc.kill()
-    proc.wait()
-    assert _gone(pid, within=5)
-
-
-def test_a_worker_killed_as_it_launches_its_kernel_takes_it_with_it(tmp_path, monkeypatch):
-    """Killed before its kernel could hear from it: the kernel watches its worker from its
-    own first line (not from a message)."""
-    _parking(tmp_path, monkeypatch, 60)
-    code = (
-        "import os, signal\n"
-        "from analysis.batch.kernels import WarmKernel\n"
-        "k = WarmKernel(); k.launch(); print(k._pid(), flush=True)\n"
-        "os.kill(os.getpid(), signal.SIGKILL)"
+        f"import os, signal\nfrom analysis.batch.kernels import WarmKernel\nk = WarmKernel(); {how}"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                             env=dict(os.environ))  # fmt: skip
     pid = int(proc.stdout.readline())
     proc.wait()
-    assert _gone(pid, within=15)
+    assert _gone(pid, within=within)
 
 
 @pytest.mark.parametrize(

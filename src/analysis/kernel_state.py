@@ -194,14 +194,18 @@ def _start_watchdog() -> None:
     threading.Thread(target=_watchdog, name="analysis-owner-watch", daemon=True).start()
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs: it exists, is this user's, and is not a zombie (ended
+    but not yet reaped by its parent)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):  # gone, or another user's: not ours
         return False
-    except PermissionError:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):  # no /proc (macOS): existing is running
         return True
-    return True
 
 
 def _watchdog() -> None:
@@ -212,7 +216,7 @@ def _watchdog() -> None:
         now = time.monotonic()
         pid, until, ticket = _owner["pid"], _owner["until"], _owner["ticket"]
         if pid is not None:
-            if not _alive(pid):
+            if not pid_alive(pid):
                 os._exit(0)  # its worker is gone (killed, interrupted): so is the kernel
         elif until is not None:
             if now >= until:

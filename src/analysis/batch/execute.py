@@ -471,10 +471,7 @@ def _write_methods_in_kernel(spec: str, cubes: str) -> bool:
             env={TURN_ENV: None, CUBES_ENV: cubes},
         )  # fmt: skip
     except AnalysisError as exc:
-        out = Path(json.loads(spec)["out"])
-        for f in ("methods.md", "methods.html"):
-            (out / f).unlink(missing_ok=True)
-        print(f"warning: the methods text was not written ({exc})", file=sys.stderr)
+        _no_methods(Path(json.loads(spec)["out"]), str(exc))
     return True
 
 
@@ -602,9 +599,14 @@ def _write_methods(batch: Batch, results: list[dict]) -> None:
     try:
         write_batch_methods(batch, results)
     except Exception as exc:
-        for f in ("methods.md", "methods.html"):
-            (batch.out / f).unlink(missing_ok=True)
-        print(f"warning: the methods text was not written ({type(exc).__name__})", file=sys.stderr)
+        _no_methods(batch.out, type(exc).__name__)
+
+
+def _no_methods(out: Path, why: str) -> None:
+    """No methods text rather than a stale or partial one; said without data values."""
+    for f in ("methods.md", "methods.html"):
+        (out / f).unlink(missing_ok=True)
+    print(f"warning: the methods text was not written ({why})", file=sys.stderr)
 
 
 def write_index(batch: Batch) -> Path:

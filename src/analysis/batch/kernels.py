@@ -39,6 +39,7 @@ from analysis.batch.manifest import code_fingerprint
 from analysis.batch.plan import KERNEL
 from analysis.errors import AnalysisError
 from analysis.files import atomic_write_text
+from analysis.kernel_state import pid_alive
 
 ENGINE = "analysis-warm"
 ADOPT_TIMEOUT = 5  # seconds for a parked kernel to answer its new owner
@@ -168,7 +169,7 @@ class WarmKernel:
                 info = read_ticket(claimed)
             finally:
                 claimed.unlink(missing_ok=True)
-            if info is None or not _pid_alive(info["pid"]):
+            if info is None or not pid_alive(info["pid"]):
                 continue
             kc = AsyncKernelClient()
             kc.load_connection_info(info["connection"])
@@ -487,22 +488,6 @@ def _connection(km) -> dict:
     return {k: info[k] for k in _CONNECTION}
 
 
-def _pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (a process that ended but was not yet reaped by its
-    parent, a zombie, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: not ours
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def _watch_code() -> str:
     return f"import analysis.kernel_state as _ks\n_ks.watch({os.getpid()})\ndel _ks\n"
 
@@ -526,7 +511,7 @@ class _Adopted:
         self.kc, self.pid, self.connection = kc, pid, connection
 
     async def is_alive(self) -> bool:
-        return _pid_alive(self.pid)
+        return pid_alive(self.pid)
 
     async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
         self.kc.shutdown()
