@@ -43,6 +43,7 @@ from analysis.kernel_state import pid_alive
 
 ENGINE = "analysis-warm"
 ADOPT_TIMEOUT = 5  # seconds for a parked kernel to answer its new owner
+SHUTDOWN_WAIT = 5  # seconds for a claimed kernel to end when asked
 KEEP_ENV = "ANALYSIS_KEEP_KERNELS"
 KEEP_DEFAULT = 300.0
 PRELOAD_CODE = "import analysis.kernel_state as _ks\n_ks.preload()\n_ks.remember()\ndel _ks"
@@ -236,8 +237,7 @@ class WarmKernel:
 
         self._preload = None
         if isinstance(self.km, _Adopted):  # not this process's child: asked to end
-            with contextlib.suppress(Exception):
-                self.kc.shutdown()
+            run_sync(self.km.shutdown_kernel)()
             self.km = None
         if self.kc is not None:
             self.kc.stop_channels()
@@ -514,7 +514,25 @@ class _Adopted:
         return pid_alive(self.pid)
 
     async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
-        self.kc.shutdown()
+        """Ask the kernel to end and wait until it has: its reply on the control channel,
+        then its process gone. The request must be answered before the channels close
+        (they drop what is unsent). A kernel that replied (so it holds this ticket's key)
+        but still runs after :data:`SHUTDOWN_WAIT` seconds is killed."""
+        import asyncio
+        import signal
+        import time
+
+        deadline = time.monotonic() + SHUTDOWN_WAIT
+        with contextlib.suppress(Exception):
+            msg_id = self.kc.shutdown()
+            replied = False
+            while not replied and (left := deadline - time.monotonic()) > 0:
+                msg = await self.kc.control_channel.get_msg(timeout=left)
+                replied = msg.get("parent_header", {}).get("msg_id") == msg_id
+            while pid_alive(self.pid) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if replied and pid_alive(self.pid):
+                os.kill(self.pid, signal.SIGKILL)
 
     async def cleanup_resources(self, restart: bool = False) -> None:
         return None
