@@ -308,11 +308,13 @@ def test_a_killed_worker_takes_its_kernel_with_it(how, within, tmp_path, monkeyp
 
 @pytest.mark.parametrize(
     "ticket",
-    ["not json", '{"pid": 1, "connection": {}}', "ports out of range", "another host", "a link"],
-)
+    ["not json", '{"pid": 1, "connection": {}}', "ports out of range", "another host", "a link",
+     "no kernel there"],
+)  # fmt: skip
 def test_a_strange_ticket_is_not_followed(ticket, tmp_path, monkeypatch):
     """A ticket is data: a file that is not one of ours is dropped, and a new kernel
-    started; nothing in it is connected to or signalled."""
+    started; one well formed whose process does not answer as a kernel is let go of (its
+    process, here this test's, is not signalled); nothing else in them is connected to."""
     from analysis.batch.kernels import compat_key
 
     folder = _parking(tmp_path, monkeypatch, 60)
@@ -332,6 +334,8 @@ def test_a_strange_ticket_is_not_followed(ticket, tmp_path, monkeypatch):
     elif ticket == "a link":
         (tmp_path / "elsewhere.json").write_text(json.dumps(good))
         path.symlink_to(tmp_path / "elsewhere.json")
+    elif ticket == "no kernel there":  # well formed, its pid alive (this one), nobody listens
+        path.write_text(json.dumps(good))
     else:
         path.write_text(ticket)
     with WarmKernel() as kernel:

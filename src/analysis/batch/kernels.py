@@ -200,8 +200,10 @@ class WarmKernel:
             run_sync(self.kc.wait_for_ready)(timeout=self._wait)  # iopub answers too
         except (RuntimeError, TimeoutError) as exc:
             adopted = isinstance(self.km, _Adopted)
+            if adopted:  # a parked kernel that did not answer: let go of (it may not be
+                self.km, self.adopted = None, self.adopted - 1  # a kernel: not signalled)
             self.stop()
-            if adopted:  # a parked kernel that did not answer: a new one instead
+            if adopted:  # and a new one instead
                 return self.start()
             raise AnalysisError(f"The kernel {self.kernel_name!r} did not start: {exc}") from None
         if reply["content"].get("status") != "ok":
